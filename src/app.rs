@@ -1,0 +1,96 @@
+//! The document shell and the router.
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::StaticSegment;
+
+use crate::chat::view::ChatPage;
+use crate::i18n::Lang;
+
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    let lang = request_lang();
+    let demo = demo_mode_attr();
+    view! {
+        <!DOCTYPE html>
+        <html lang=lang.code() data-demo=demo>
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The page language: on the server from the request (cookie, then Accept-Language);
+/// in the browser from what the server put on `<html lang>`, so hydration matches.
+fn request_lang() -> Lang {
+    #[cfg(feature = "ssr")]
+    {
+        use axum::http::header;
+        let parts = use_context::<axum::http::request::Parts>();
+        let header_str = |name| {
+            parts
+                .as_ref()
+                .and_then(|p| p.headers.get(name))
+                .and_then(|v| v.to_str().ok())
+        };
+        Lang::negotiate(header_str(header::COOKIE), header_str(header::ACCEPT_LANGUAGE))
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        document()
+            .document_element()
+            .map(|el| el.get_attribute("lang").unwrap_or_default())
+            .and_then(|code| Lang::from_code(&code))
+            .unwrap_or_default()
+    }
+}
+
+fn demo_mode_attr() -> &'static str {
+    #[cfg(feature = "ssr")]
+    {
+        if use_context::<crate::server::AppState>().is_some_and(|s| s.demo_mode) {
+            return "true";
+        }
+    }
+    "false"
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    let lang = RwSignal::new(request_lang());
+    provide_context(lang);
+    view! {
+        <Stylesheet id="leptos" href="/pkg/tutor-chat.css" />
+        <Title text=move || lang.get().t().product />
+        <Router>
+            <main>
+                <Routes fallback=NotFound>
+                    <Route path=StaticSegment("") view=ChatPage />
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+#[component]
+fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(axum::http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <div class="not-found">
+            <h1>"404"</h1>
+            <p><a href="/">"Tutor Chat"</a></p>
+        </div>
+    }
+}

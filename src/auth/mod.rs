@@ -1,0 +1,120 @@
+//! Identity. For now every browser gets a guest session: a random 256-bit token in an
+//! HttpOnly, SameSite=Lax cookie, set on the first page load and read on the WebSocket
+//! upgrade. No user id ever appears in a URL.
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::i18n::cookie_value;
+
+pub const SESSION_COOKIE: &str = "tutor_session";
+const TOKEN_BYTES: usize = 32;
+
+/// The guest session a request belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestSession(pub String);
+
+impl GuestSession {
+    /// A short, non-secret label for logs: never log the token itself.
+    pub fn log_label(&self) -> &str {
+        &self.0[..8]
+    }
+}
+
+pub fn new_token() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+pub fn is_well_formed(token: &str) -> bool {
+    token.len() == TOKEN_BYTES * 2 && token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The session named by the request's cookie, if it is well formed.
+pub fn session_from_headers(headers: &HeaderMap) -> Option<GuestSession> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|cookies| cookie_value(cookies, SESSION_COOKIE))
+        .filter(|token| is_well_formed(token))
+        .map(|token| GuestSession(token.to_string()))
+}
+
+fn session_cookie(token: &str, secure: bool) -> String {
+    let mut cookie = format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
+        60 * 60 * 24 * 365
+    );
+    if secure {
+        cookie.push_str("; Secure");
+    }
+    cookie
+}
+
+/// Gives every request a session: the cookie's, or a new one that the response sets.
+pub async fn session_layer(
+    State(secure_cookies): State<bool>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if let Some(session) = session_from_headers(request.headers()) {
+        request.extensions_mut().insert(session);
+        return next.run(request).await;
+    }
+    let token = match new_token() {
+        Ok(token) => token,
+        Err(e) => {
+            // Without randomness we cannot mint a safe token; serve the page without one.
+            tracing::error!(error = %e, "cannot generate a session token");
+            return next.run(request).await;
+        }
+    };
+    let behind_https = request
+        .headers()
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    request.extensions_mut().insert(GuestSession(token.clone()));
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&session_cookie(&token, secure_cookies || behind_https)) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_random_and_well_formed() {
+        let a = new_token().unwrap();
+        let b = new_token().unwrap();
+        assert_ne!(a, b);
+        assert!(is_well_formed(&a));
+        assert_eq!(a.len() * 4, 256);
+    }
+
+    #[test]
+    fn malformed_cookies_are_not_sessions() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("tutor_session=../../etc"));
+        assert_eq!(session_from_headers(&headers), None);
+        let token = new_token().unwrap();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("lang=ru; tutor_session={token}")).unwrap(),
+        );
+        assert_eq!(session_from_headers(&headers), Some(GuestSession(token)));
+    }
+
+    #[test]
+    fn cookie_flags() {
+        let c = session_cookie("abc", false);
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax") && !c.contains("Secure"));
+        assert!(session_cookie("abc", true).ends_with("; Secure"));
+    }
+}

@@ -1,0 +1,302 @@
+//! The page's reactive state and how server frames change it. Plain signals, no
+//! browser APIs, so the same logic is unit-tested on the server.
+
+use leptos::prelude::*;
+
+use crate::protocol::{EndReason, ErrorCode, ServerFrame};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnState {
+    Connecting,
+    Connected,
+    Reconnecting,
+    Offline,
+}
+
+impl ConnState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnState::Connecting => "connecting",
+            ConnState::Connected => "connected",
+            ConnState::Reconnecting => "reconnecting",
+            ConnState::Offline => "offline",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Student,
+    Tutor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemStatus {
+    /// Asked; no token yet.
+    Waiting,
+    Streaming,
+    Complete,
+    Stopped,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemError {
+    pub code: Option<ErrorCode>,
+    /// The server's own words, kept for the tooltip; the page shows localized text.
+    pub detail: String,
+    pub retry_after: Option<u64>,
+}
+
+/// One message on the page. Its parts are signals so that a streaming answer
+/// re-renders only its own text.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatItem {
+    pub key: u64,
+    pub role: Role,
+    pub text: RwSignal<String>,
+    pub status: RwSignal<ItemStatus>,
+    pub error: RwSignal<Option<ItemError>>,
+}
+
+impl ChatItem {
+    fn new(key: u64, role: Role, text: String, status: ItemStatus) -> Self {
+        ChatItem {
+            key,
+            role,
+            text: RwSignal::new(text),
+            status: RwSignal::new(status),
+            error: RwSignal::new(None),
+        }
+    }
+}
+
+/// The answer the page is waiting for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub item_key: u64,
+    pub message_id: Option<String>,
+    pub last_seq: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ChatUi {
+    pub conn: RwSignal<ConnState>,
+    pub items: RwSignal<Vec<ChatItem>>,
+    pub pending: RwSignal<Option<Pending>>,
+    pub conversation_id: RwSignal<Option<String>>,
+    pub max_question_chars: RwSignal<u32>,
+    next_key: RwSignal<u64>,
+}
+
+impl Default for ChatUi {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChatUi {
+    pub fn new() -> Self {
+        ChatUi {
+            conn: RwSignal::new(ConnState::Connecting),
+            items: RwSignal::new(Vec::new()),
+            pending: RwSignal::new(None),
+            conversation_id: RwSignal::new(None),
+            max_question_chars: RwSignal::new(4000),
+            next_key: RwSignal::new(1),
+        }
+    }
+
+    pub fn is_answering(&self) -> bool {
+        self.pending.with(Option::is_some)
+    }
+
+    fn push(&self, role: Role, text: String, status: ItemStatus) -> ChatItem {
+        let key = self.next_key.get_untracked();
+        self.next_key.set(key + 1);
+        let item = ChatItem::new(key, role, text, status);
+        self.items.update(|items| items.push(item));
+        item
+    }
+
+    /// Shows the question and an empty answer that the stream will fill.
+    pub fn begin_question(&self, question: String) {
+        self.push(Role::Student, question, ItemStatus::Complete);
+        let answer = self.push(Role::Tutor, String::new(), ItemStatus::Waiting);
+        self.pending.set(Some(Pending {
+            item_key: answer.key,
+            message_id: None,
+            last_seq: 0,
+        }));
+    }
+
+    fn pending_item(&self) -> Option<ChatItem> {
+        let key = self.pending.with_untracked(|p| p.as_ref().map(|p| p.item_key))?;
+        self.items
+            .with_untracked(|items| items.iter().find(|i| i.key == key).copied())
+    }
+
+    fn fail_pending(&self, error: ItemError) {
+        if let Some(item) = self.pending_item() {
+            item.status.set(ItemStatus::Failed);
+            item.error.set(Some(error));
+        }
+        self.pending.set(None);
+    }
+
+    /// The socket dropped: an answer in flight is over (resume comes with history).
+    pub fn connection_lost(&self) {
+        if self.is_answering() {
+            self.fail_pending(ItemError {
+                code: None,
+                detail: "connection lost".into(),
+                retry_after: None,
+            });
+        }
+    }
+
+    pub fn apply(&self, frame: ServerFrame) {
+        match frame {
+            ServerFrame::Hello {
+                max_question_chars, ..
+            } => self.max_question_chars.set(max_question_chars),
+            ServerFrame::Start {
+                conversation_id,
+                message_id,
+            } => {
+                self.conversation_id.set(Some(conversation_id));
+                self.pending.update(|p| {
+                    if let Some(p) = p {
+                        p.message_id = Some(message_id);
+                        p.last_seq = 0;
+                    }
+                });
+            }
+            ServerFrame::Chunk {
+                content,
+                seq,
+                message_id,
+            } => {
+                let Some(item) = self.pending_item() else {
+                    return;
+                };
+                let accepted = self.pending.try_update(|p| match p {
+                    Some(p)
+                        if p.message_id.as_deref() == Some(message_id.as_str())
+                            && seq == p.last_seq + 1 =>
+                    {
+                        p.last_seq = seq;
+                        true
+                    }
+                    // A repeat (seq already seen) or another message's chunk is ignored.
+                    _ => false,
+                });
+                if accepted == Some(true) {
+                    item.text.update(|text| text.push_str(&content));
+                    item.status.set(ItemStatus::Streaming);
+                }
+            }
+            ServerFrame::End { reason, .. } => {
+                if let Some(item) = self.pending_item() {
+                    item.status.set(match reason {
+                        EndReason::Stopped => ItemStatus::Stopped,
+                        _ => ItemStatus::Complete,
+                    });
+                }
+                self.pending.set(None);
+            }
+            ServerFrame::Error {
+                code,
+                message,
+                message_id,
+                retry_after,
+            } => {
+                let error = ItemError {
+                    code: Some(code),
+                    detail: message,
+                    retry_after,
+                };
+                let about_pending = message_id.is_some()
+                    || matches!(
+                        code,
+                        ErrorCode::BadRequest | ErrorCode::TooLarge | ErrorCode::Busy
+                    );
+                if about_pending && self.is_answering() {
+                    self.fail_pending(error);
+                } else if let Some(last) = self.items.with_untracked(|i| i.last().copied()) {
+                    last.error.set(Some(error));
+                }
+            }
+            ServerFrame::Pong { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(content: &str, seq: u64) -> ServerFrame {
+        ServerFrame::Chunk {
+            content: content.into(),
+            seq,
+            message_id: "m1".into(),
+        }
+    }
+
+    #[test]
+    fn answer_is_the_concatenation_of_chunks_in_order() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let ui = ChatUi::new();
+            ui.begin_question("What is SSE?".into());
+            assert!(ui.is_answering());
+            ui.apply(ServerFrame::Start {
+                conversation_id: "c1".into(),
+                message_id: "m1".into(),
+            });
+            ui.apply(chunk("Server", 1));
+            ui.apply(chunk("-sent", 2));
+            ui.apply(chunk("-sent", 2)); // a repeat is ignored
+            ui.apply(chunk(" lost?", 4)); // a gap is not glued on
+            ui.apply(chunk(" events", 3));
+            ui.apply(ServerFrame::End {
+                message_id: "m1".into(),
+                seq: 3,
+                reason: EndReason::Complete,
+                usage: None,
+            });
+            let items = ui.items.get_untracked();
+            assert_eq!(items.len(), 2);
+            assert_eq!(items[1].text.get_untracked(), "Server-sent events");
+            assert_eq!(items[1].status.get_untracked(), ItemStatus::Complete);
+            assert!(!ui.is_answering());
+            assert_eq!(ui.conversation_id.get_untracked().as_deref(), Some("c1"));
+        });
+    }
+
+    #[test]
+    fn errors_land_under_the_answer_and_free_the_input() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let ui = ChatUi::new();
+            ui.begin_question("q".into());
+            ui.apply(ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                message: "busy".into(),
+                message_id: Some("m".into()),
+                retry_after: Some(7),
+            });
+            let answer = ui.items.get_untracked()[1];
+            assert_eq!(answer.status.get_untracked(), ItemStatus::Failed);
+            assert_eq!(answer.error.get_untracked().unwrap().retry_after, Some(7));
+            assert!(!ui.is_answering());
+
+            ui.begin_question("again".into());
+            ui.connection_lost();
+            let answer = ui.items.get_untracked()[3];
+            assert_eq!(answer.status.get_untracked(), ItemStatus::Failed);
+            assert!(!ui.is_answering());
+        });
+    }
+}

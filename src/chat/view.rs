@@ -1,0 +1,238 @@
+//! The chat page. Rendered complete on the server; after hydration an Effect starts
+//! the socket client, and from then on frames drive the signals in [`ChatUi`].
+
+use leptos::prelude::*;
+
+use super::state::{ChatItem, ChatUi, ConnState, ItemStatus, Role};
+use crate::i18n::Lang;
+
+/// Pixels from the bottom that still count as "at the bottom" for autoscroll.
+#[cfg(feature = "hydrate")]
+const FOLLOW_SLACK_PX: i32 = 48;
+pub const MESSAGES_ID: &str = "messages";
+
+#[component]
+pub fn ChatPage() -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let t = move || lang.get().t();
+    let ui = ChatUi::new();
+    let draft = RwSignal::new(String::new());
+    let hydrated = RwSignal::new(false);
+    // Autoscroll follows the answer until the student scrolls up to read.
+    let follow = RwSignal::new(true);
+    let demo_mode = demo_mode();
+
+    Effect::new(move |_| {
+        hydrated.set(true);
+        #[cfg(feature = "hydrate")]
+        super::client::start(ui, follow);
+    });
+
+    let answering = move || ui.pending.with(Option::is_some);
+    let connected = move || ui.conn.get() == ConnState::Connected;
+
+    let submit = move || {
+        let question = draft.get_untracked();
+        if question.trim().is_empty() || ui.is_answering() {
+            return;
+        }
+        if ui.conn.get_untracked() != ConnState::Connected {
+            return; // the draft stays; the hint under the input says why
+        }
+        #[cfg(feature = "hydrate")]
+        {
+            let frame = crate::protocol::ClientFrame::Ask {
+                question: question.clone(),
+                conversation_id: ui.conversation_id.get_untracked(),
+            };
+            if !super::client::send(&frame) {
+                return;
+            }
+            ui.begin_question(question);
+            draft.set(String::new());
+            follow.set(true);
+            super::client::scroll_to_latest(true);
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = question;
+    };
+
+    let on_keydown = move |ev: leptos::ev::KeyboardEvent| {
+        if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+            ev.prevent_default();
+            submit();
+        }
+    };
+    let stop = move |_| {
+        #[cfg(feature = "hydrate")]
+        super::client::send(&crate::protocol::ClientFrame::Stop);
+    };
+    let switch_lang = move |_| {
+        let next = lang.get_untracked().other();
+        lang.set(next);
+        #[cfg(feature = "hydrate")]
+        super::client::remember_lang(next);
+    };
+    let on_scroll = move |_| {
+        #[cfg(feature = "hydrate")]
+        if let Some(el) = leptos::prelude::document().get_element_by_id(MESSAGES_ID) {
+            let gap = el.scroll_height() - el.scroll_top() - el.client_height();
+            follow.set(gap <= FOLLOW_SLACK_PX);
+        }
+    };
+    let jump = move |_| {
+        follow.set(true);
+        #[cfg(feature = "hydrate")]
+        super::client::scroll_to_latest(true);
+    };
+
+    let conn_label = move || {
+        let s = t();
+        match ui.conn.get() {
+            ConnState::Connecting => s.connecting,
+            ConnState::Connected => s.connected,
+            ConnState::Reconnecting => s.reconnecting,
+            ConnState::Offline => s.offline,
+        }
+    };
+
+    view! {
+        <div class="chat" data-hydrated=move || hydrated.get().to_string()>
+            <header class="topbar">
+                <div class="brand">
+                    <h1>{move || t().product}</h1>
+                    <p class="tagline">{move || t().tagline}</p>
+                </div>
+                <div class="topbar-actions">
+                    <span
+                        class="conn"
+                        data-state=move || ui.conn.get().as_str()
+                        role="status"
+                        aria-live="polite"
+                    >
+                        <span class="conn-dot" aria-hidden="true"></span>
+                        <span class="conn-label">{conn_label}</span>
+                    </span>
+                    <button type="button" class="lang-switch" on:click=switch_lang>
+                        {move || t().switch_to}
+                    </button>
+                </div>
+            </header>
+            <Show when=move || demo_mode>
+                <p class="demo-note">{move || match lang.get() {
+                    Lang::En => "Demo mode: no model is configured, so a built-in test model answers.",
+                    Lang::Ru => "Демо-режим: модель не настроена, отвечает встроенная тестовая модель.",
+                }}</p>
+            </Show>
+            <section id=MESSAGES_ID class="messages" on:scroll=on_scroll aria-live="polite">
+                <Show when=move || ui.items.with(Vec::is_empty)>
+                    <div class="empty">
+                        <h2>{move || t().empty_title}</h2>
+                        <p>{move || t().empty_hint}</p>
+                    </div>
+                </Show>
+                <For each=move || ui.items.get() key=|item| item.key let:item>
+                    <Message item=item />
+                </For>
+            </section>
+            <button
+                type="button"
+                class="jump"
+                class:hidden=move || follow.get()
+                on:click=jump
+            >
+                {move || t().jump_to_latest}
+            </button>
+            <form class="composer" on:submit=move |ev| { ev.prevent_default(); submit(); }>
+                <textarea
+                    name="question"
+                    rows="2"
+                    placeholder=move || t().placeholder
+                    prop:value=move || draft.get()
+                    on:input=move |ev| draft.set(event_target_value(&ev))
+                    on:keydown=on_keydown
+                    disabled=answering
+                    aria-label=move || t().placeholder
+                ></textarea>
+                <Show
+                    when=answering
+                    fallback=move || view! {
+                        <button type="submit" class="send" disabled=move || !connected()>
+                            {move || t().send}
+                        </button>
+                    }
+                >
+                    <button type="button" class="stop" on:click=stop>{move || t().stop}</button>
+                </Show>
+            </form>
+            <p class="composer-hint">
+                {move || if connected() || !hydrated.get() { t().hint_keys } else { t().not_connected_hint }}
+            </p>
+        </div>
+    }
+}
+
+#[component]
+fn Message(item: ChatItem) -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let t = move || lang.get().t();
+    let (class, who) = match item.role {
+        Role::Student => ("msg msg-student", Role::Student),
+        Role::Tutor => ("msg msg-tutor", Role::Tutor),
+    };
+    let status = move || match item.status.get() {
+        ItemStatus::Waiting => "waiting",
+        ItemStatus::Streaming => "streaming",
+        ItemStatus::Complete => "complete",
+        ItemStatus::Stopped => "stopped",
+        ItemStatus::Failed => "failed",
+    };
+    let live = move || matches!(item.status.get(), ItemStatus::Waiting | ItemStatus::Streaming);
+    let error_text = move || {
+        item.error.get().map(|e| {
+            let s = t();
+            let mut text = match e.code {
+                Some(code) => s.error_text(code).to_string(),
+                None => s.connection_lost.to_string(),
+            };
+            if let Some(secs) = e.retry_after {
+                text.push_str(&format!(" {} {secs} s.", s.retry_in));
+            }
+            let code = e.code.map(|c| c.as_str()).unwrap_or("connection_lost");
+            view! { <p class="msg-error" role="alert" data-code=code title=e.detail>{text}</p> }
+        })
+    };
+    view! {
+        <article class=class data-status=status>
+            <div class="msg-who">
+                {move || match who { Role::Student => t().you, Role::Tutor => t().tutor }}
+            </div>
+            <div class="msg-body">
+                <span class="msg-text">{move || item.text.get()}</span>
+                <Show when=live>
+                    <span class="cursor" aria-hidden="true"></span>
+                </Show>
+            </div>
+            <Show when=move || item.status.get() == ItemStatus::Stopped>
+                <p class="msg-note">{move || t().stopped_note}</p>
+            </Show>
+            {error_text}
+        </article>
+    }
+}
+
+/// Whether the server runs its built-in demo model (server-rendered; the client keeps
+/// what the server said through the hydrated markup's state).
+fn demo_mode() -> bool {
+    #[cfg(feature = "ssr")]
+    {
+        use_context::<crate::server::AppState>().is_some_and(|s| s.demo_mode)
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        leptos::prelude::document()
+            .document_element()
+            .and_then(|el| el.get_attribute("data-demo"))
+            .is_some_and(|v| v == "true")
+    }
+}

@@ -1,0 +1,215 @@
+//! UI strings in Russian and English. The language comes from the `lang` cookie
+//! (set by the switcher), else from Accept-Language, else English.
+
+use crate::protocol::ErrorCode;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Lang {
+    #[default]
+    En,
+    Ru,
+}
+
+pub const LANG_COOKIE: &str = "lang";
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Ru => "ru",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Lang> {
+        let primary = code.trim().split(['-', '_']).next()?.to_ascii_lowercase();
+        match primary.as_str() {
+            "en" => Some(Lang::En),
+            "ru" => Some(Lang::Ru),
+            _ => None,
+        }
+    }
+
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::En => Lang::Ru,
+            Lang::Ru => Lang::En,
+        }
+    }
+
+    /// Picks the supported language the browser prefers most (by q-value).
+    pub fn from_accept_language(header: &str) -> Option<Lang> {
+        let mut best: Option<(f32, Lang)> = None;
+        for part in header.split(',') {
+            let mut pieces = part.split(';');
+            let tag = pieces.next().unwrap_or("");
+            let q = pieces
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            if let Some(lang) = Lang::from_code(tag) {
+                if best.is_none_or(|(best_q, _)| q > best_q) {
+                    best = Some((q, lang));
+                }
+            }
+        }
+        best.map(|(_, lang)| lang)
+    }
+
+    /// The cookie wins (the student chose it), then the browser's preference.
+    pub fn negotiate(cookie_header: Option<&str>, accept_language: Option<&str>) -> Lang {
+        cookie_header
+            .and_then(|cookies| cookie_value(cookies, LANG_COOKIE))
+            .and_then(Lang::from_code)
+            .or_else(|| accept_language.and_then(Lang::from_accept_language))
+            .unwrap_or_default()
+    }
+
+    pub fn t(self) -> &'static Strings {
+        match self {
+            Lang::En => &EN,
+            Lang::Ru => &RU,
+        }
+    }
+}
+
+/// Finds one cookie's value in a `Cookie:` header.
+pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key.trim() == name).then(|| value.trim())
+    })
+}
+
+pub struct Strings {
+    pub product: &'static str,
+    pub tagline: &'static str,
+    pub connecting: &'static str,
+    pub connected: &'static str,
+    pub reconnecting: &'static str,
+    pub offline: &'static str,
+    pub placeholder: &'static str,
+    pub send: &'static str,
+    pub stop: &'static str,
+    pub you: &'static str,
+    pub tutor: &'static str,
+    pub empty_title: &'static str,
+    pub empty_hint: &'static str,
+    pub switch_to: &'static str,
+    pub jump_to_latest: &'static str,
+    pub stopped_note: &'static str,
+    pub connection_lost: &'static str,
+    pub not_connected_hint: &'static str,
+    pub hint_keys: &'static str,
+    pub err_bad_request: &'static str,
+    pub err_too_large: &'static str,
+    pub err_busy: &'static str,
+    pub err_rate_limited: &'static str,
+    pub err_unauthorized: &'static str,
+    pub err_unavailable: &'static str,
+    pub err_timeout: &'static str,
+    pub err_internal: &'static str,
+    pub retry_in: &'static str,
+}
+
+impl Strings {
+    pub fn error_text(&self, code: ErrorCode) -> &'static str {
+        match code {
+            ErrorCode::BadRequest => self.err_bad_request,
+            ErrorCode::TooLarge => self.err_too_large,
+            ErrorCode::Busy => self.err_busy,
+            ErrorCode::RateLimited => self.err_rate_limited,
+            ErrorCode::UpstreamUnauthorized => self.err_unauthorized,
+            ErrorCode::UpstreamUnavailable => self.err_unavailable,
+            ErrorCode::Timeout => self.err_timeout,
+            ErrorCode::Internal => self.err_internal,
+        }
+    }
+}
+
+pub static EN: Strings = Strings {
+    product: "Tutor Chat",
+    tagline: "Ask about the course — answers stream as they are written.",
+    connecting: "connecting…",
+    connected: "connected",
+    reconnecting: "reconnecting…",
+    offline: "offline",
+    placeholder: "Ask a question about the course…",
+    send: "Send",
+    stop: "Stop",
+    you: "You",
+    tutor: "Tutor",
+    empty_title: "What would you like to learn?",
+    empty_hint: "Try: “What is the difference between HTTP and WebSocket?”",
+    switch_to: "Русский",
+    jump_to_latest: "↓ Latest",
+    stopped_note: "Stopped.",
+    connection_lost: "The connection dropped while this answer was streaming.",
+    not_connected_hint: "Not connected — your question stays here until the connection is back.",
+    hint_keys: "Enter sends · Shift+Enter adds a line",
+    err_bad_request: "The server could not understand that message.",
+    err_too_large: "That question is too long.",
+    err_busy: "Please wait until the current answer finishes.",
+    err_rate_limited: "Too many questions right now.",
+    err_unauthorized: "The tutor's model refused our credentials. Tell your teacher.",
+    err_unavailable: "The tutor's model is unavailable right now. Try again in a moment.",
+    err_timeout: "The tutor's model took too long to answer.",
+    err_internal: "Something went wrong on our side.",
+    retry_in: "Try again in",
+};
+
+pub static RU: Strings = Strings {
+    product: "Tutor Chat",
+    tagline: "Спросите о курсе — ответ появляется по мере написания.",
+    connecting: "подключение…",
+    connected: "в сети",
+    reconnecting: "переподключение…",
+    offline: "нет сети",
+    placeholder: "Задайте вопрос по курсу…",
+    send: "Отправить",
+    stop: "Стоп",
+    you: "Вы",
+    tutor: "Тьютор",
+    empty_title: "Что вы хотите узнать?",
+    empty_hint: "Например: «Чем HTTP отличается от WebSocket?»",
+    switch_to: "English",
+    jump_to_latest: "↓ К последнему",
+    stopped_note: "Остановлено.",
+    connection_lost: "Соединение прервалось, пока шёл ответ.",
+    not_connected_hint: "Нет соединения — вопрос останется здесь, пока связь не вернётся.",
+    hint_keys: "Enter — отправить · Shift+Enter — новая строка",
+    err_bad_request: "Сервер не понял это сообщение.",
+    err_too_large: "Вопрос слишком длинный.",
+    err_busy: "Дождитесь окончания текущего ответа.",
+    err_rate_limited: "Слишком много вопросов сейчас.",
+    err_unauthorized: "Модель тьютора не приняла наши учётные данные. Сообщите преподавателю.",
+    err_unavailable: "Модель тьютора сейчас недоступна. Попробуйте чуть позже.",
+    err_timeout: "Модель тьютора слишком долго не отвечала.",
+    err_internal: "У нас что-то пошло не так.",
+    retry_in: "Повторите через",
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_language_prefers_highest_q() {
+        assert_eq!(
+            Lang::from_accept_language("de-DE,ru;q=0.9,en;q=0.8"),
+            Some(Lang::Ru)
+        );
+        assert_eq!(Lang::from_accept_language("en-US,en;q=0.9,ru;q=0.5"), Some(Lang::En));
+        assert_eq!(Lang::from_accept_language("fr,de"), None);
+    }
+
+    #[test]
+    fn cookie_beats_accept_language() {
+        assert_eq!(
+            Lang::negotiate(Some("a=1; lang=ru"), Some("en-US")),
+            Lang::Ru
+        );
+        assert_eq!(Lang::negotiate(Some("lang=xx"), Some("ru-RU")), Lang::Ru);
+        assert_eq!(Lang::negotiate(None, None), Lang::En);
+    }
+}

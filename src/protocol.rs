@@ -1,0 +1,385 @@
+//! The WebSocket wire protocol, shared by the server and the WASM client.
+//!
+//! Every frame is one JSON text message tagged by `type`. The documented contract is
+//! `docs/protocol.md`; the types here are its single source of truth.
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a frame changes in a way an old client could misread.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Frames a client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Ask a question. `conversation_id` continues a conversation of this connection.
+    Ask {
+        question: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conversation_id: Option<String>,
+    },
+    /// Stop the answer being streamed; the server ends it with `end` and reason `stopped`.
+    Stop,
+    /// Application-level heartbeat; the server answers `pong` with the same `t`.
+    Ping {
+        #[serde(default)]
+        t: f64,
+    },
+}
+
+/// Why an answer ended normally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The model finished (`finish_reason: stop`).
+    Complete,
+    /// The model hit its output limit (`finish_reason: length`).
+    Length,
+    /// The student pressed stop.
+    Stopped,
+    /// The model's content filter ended the answer.
+    ContentFilter,
+}
+
+/// Token counts, when the upstream reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+/// Machine-readable error classes; clients switch on these, never on the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    TooLarge,
+    Busy,
+    RateLimited,
+    UpstreamUnauthorized,
+    UpstreamUnavailable,
+    Timeout,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::Busy => "busy",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::UpstreamUnauthorized => "upstream_unauthorized",
+            ErrorCode::UpstreamUnavailable => "upstream_unavailable",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// Frames the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// First frame of a connection: what this server speaks and its limits.
+    Hello {
+        protocol: u32,
+        max_question_chars: u32,
+    },
+    /// An answer begins; its ids come before any token.
+    Start {
+        conversation_id: String,
+        message_id: String,
+    },
+    /// A piece of the answer. `seq` starts at 1 and grows by one per chunk of a message.
+    Chunk {
+        content: String,
+        seq: u64,
+        message_id: String,
+    },
+    /// The answer is complete; `seq` is the last chunk's (0 when there was none).
+    End {
+        message_id: String,
+        seq: u64,
+        reason: EndReason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<Usage>,
+    },
+    /// Something went wrong. With a `message_id`, that answer is over; without, the
+    /// frame answers the client's last frame and nothing else changed.
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
+    },
+    Pong {
+        #[serde(default)]
+        t: f64,
+    },
+}
+
+impl ServerFrame {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error {
+            code,
+            message: message.into(),
+            message_id: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail; the fallback keeps that a non-panic.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","code":"internal","message":"could not encode frame"}"#.to_string()
+        })
+    }
+}
+
+/// Why a client's text frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame is {size} bytes; the limit is {limit}")]
+    FrameTooLarge { size: usize, limit: usize },
+    #[error("question is {chars} characters; the limit is {limit}")]
+    QuestionTooLong { chars: usize, limit: usize },
+    #[error("question is empty")]
+    EmptyQuestion,
+    #[error("frame is not valid JSON: {0}")]
+    Malformed(String),
+    #[error("unknown frame type `{0}`")]
+    UnknownType(String),
+    #[error("frame is not understood: {0}")]
+    Invalid(String),
+}
+
+impl FrameError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            FrameError::FrameTooLarge { .. } | FrameError::QuestionTooLong { .. } => {
+                ErrorCode::TooLarge
+            }
+            _ => ErrorCode::BadRequest,
+        }
+    }
+}
+
+/// Limits a client frame is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameLimits {
+    pub max_frame_bytes: usize,
+    pub max_question_chars: usize,
+}
+
+const KNOWN_TYPES: [&str; 3] = ["ask", "stop", "ping"];
+
+/// Parses one client text frame. Accepts the course lesson's untyped
+/// `{"question": "..."}` as an `ask`, so the lesson's client works unchanged.
+pub fn parse_client_frame(text: &str, limits: FrameLimits) -> Result<ClientFrame, FrameError> {
+    if text.len() > limits.max_frame_bytes {
+        return Err(FrameError::FrameTooLarge {
+            size: text.len(),
+            limit: limits.max_frame_bytes,
+        });
+    }
+    let mut value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let object = value
+        .as_object_mut()
+        .ok_or_else(|| FrameError::Invalid("expected a JSON object".into()))?;
+    match object.get("type") {
+        None => {
+            if object.contains_key("question") {
+                object.insert("type".into(), serde_json::Value::String("ask".into()));
+            } else {
+                return Err(FrameError::Invalid("missing `type`".into()));
+            }
+        }
+        Some(serde_json::Value::String(kind)) if !KNOWN_TYPES.contains(&kind.as_str()) => {
+            return Err(FrameError::UnknownType(truncate_for_message(kind)));
+        }
+        Some(serde_json::Value::String(_)) => {}
+        Some(_) => return Err(FrameError::Invalid("`type` must be a string".into())),
+    }
+    let frame: ClientFrame =
+        serde_json::from_value(value).map_err(|e| FrameError::Invalid(e.to_string()))?;
+    if let ClientFrame::Ask { question, .. } = &frame {
+        let chars = question.chars().count();
+        if question.trim().is_empty() {
+            return Err(FrameError::EmptyQuestion);
+        }
+        if chars > limits.max_question_chars {
+            return Err(FrameError::QuestionTooLong {
+                chars,
+                limit: limits.max_question_chars,
+            });
+        }
+    }
+    Ok(frame)
+}
+
+/// Echoing a client's string back in an error is useful, echoing a megabyte is not.
+fn truncate_for_message(text: &str) -> String {
+    const MAX: usize = 40;
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        let head: String = text.chars().take(MAX).collect();
+        format!("{head}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: FrameLimits = FrameLimits {
+        max_frame_bytes: 1024,
+        max_question_chars: 100,
+    };
+
+    #[test]
+    fn lesson_frame_without_type_is_an_ask() {
+        let frame = parse_client_frame(r#"{"question":"What is SSE?"}"#, LIMITS).unwrap();
+        assert_eq!(
+            frame,
+            ClientFrame::Ask {
+                question: "What is SSE?".into(),
+                conversation_id: None
+            }
+        );
+    }
+
+    #[test]
+    fn client_frames_round_trip() {
+        let frames = [
+            ClientFrame::Ask {
+                question: "Привет".into(),
+                conversation_id: Some("c1".into()),
+            },
+            ClientFrame::Ask {
+                question: "hi".into(),
+                conversation_id: None,
+            },
+            ClientFrame::Stop,
+            ClientFrame::Ping { t: 12.5 },
+        ];
+        for frame in frames {
+            let text = serde_json::to_string(&frame).unwrap();
+            assert_eq!(parse_client_frame(&text, LIMITS).unwrap(), frame, "{text}");
+        }
+    }
+
+    #[test]
+    fn server_frames_round_trip_with_lesson_shape() {
+        let frames = [
+            ServerFrame::Hello {
+                protocol: PROTOCOL_VERSION,
+                max_question_chars: 4000,
+            },
+            ServerFrame::Start {
+                conversation_id: "c".into(),
+                message_id: "m".into(),
+            },
+            ServerFrame::Chunk {
+                content: "Hello".into(),
+                seq: 1,
+                message_id: "m".into(),
+            },
+            ServerFrame::End {
+                message_id: "m".into(),
+                seq: 1,
+                reason: EndReason::Complete,
+                usage: Some(Usage {
+                    prompt_tokens: 3,
+                    completion_tokens: 1,
+                }),
+            },
+            ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                message: "slow down".into(),
+                message_id: Some("m".into()),
+                retry_after: Some(7),
+            },
+            ServerFrame::Pong { t: 1.0 },
+        ];
+        for frame in frames {
+            let json = frame.to_json();
+            let back: ServerFrame = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, frame);
+        }
+        // The lesson's client reads exactly these fields.
+        let chunk: serde_json::Value = serde_json::from_str(
+            &ServerFrame::Chunk {
+                content: "x".into(),
+                seq: 1,
+                message_id: "m".into(),
+            }
+            .to_json(),
+        )
+        .unwrap();
+        assert_eq!(chunk["type"], "chunk");
+        assert_eq!(chunk["content"], "x");
+        let error: serde_json::Value =
+            serde_json::from_str(&ServerFrame::error(ErrorCode::Busy, "wait").to_json()).unwrap();
+        assert_eq!(error["type"], "error");
+        assert_eq!(error["message"], "wait");
+        assert_eq!(error["code"], "busy");
+    }
+
+    #[test]
+    fn error_codes_serialize_as_documented() {
+        for code in [
+            ErrorCode::BadRequest,
+            ErrorCode::TooLarge,
+            ErrorCode::Busy,
+            ErrorCode::RateLimited,
+            ErrorCode::UpstreamUnauthorized,
+            ErrorCode::UpstreamUnavailable,
+            ErrorCode::Timeout,
+            ErrorCode::Internal,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+    }
+
+    #[test]
+    fn each_bad_input_class_is_refused_with_its_code() {
+        let big = format!(r#"{{"question":"{}"}}"#, "a".repeat(2000));
+        let long = format!(r#"{{"question":"{}"}}"#, "я".repeat(101));
+        let cases: Vec<(&str, ErrorCode)> = vec![
+            (&big, ErrorCode::TooLarge),
+            (&long, ErrorCode::TooLarge),
+            ("{not json", ErrorCode::BadRequest),
+            ("[1,2]", ErrorCode::BadRequest),
+            (r#"{"type":"dance"}"#, ErrorCode::BadRequest),
+            (r#"{"type":7}"#, ErrorCode::BadRequest),
+            (r#"{"hello":"x"}"#, ErrorCode::BadRequest),
+            (r#"{"type":"ask"}"#, ErrorCode::BadRequest),
+            (r#"{"type":"ask","question":42}"#, ErrorCode::BadRequest),
+            (r#"{"question":"   "}"#, ErrorCode::BadRequest),
+            ("", ErrorCode::BadRequest),
+        ];
+        for (input, code) in cases {
+            let err = parse_client_frame(input, LIMITS).unwrap_err();
+            assert_eq!(err.code(), code, "input {input:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn question_limit_counts_characters_not_bytes() {
+        // 100 Cyrillic letters are 200 bytes but exactly at the character limit.
+        let text = format!(r#"{{"question":"{}"}}"#, "я".repeat(100));
+        assert!(parse_client_frame(&text, LIMITS).is_ok());
+    }
+
+    #[test]
+    fn unknown_type_in_error_is_truncated() {
+        let kind = "x".repeat(500);
+        let err = parse_client_frame(&format!(r#"{{"type":"{kind}"}}"#), LIMITS).unwrap_err();
+        assert!(err.to_string().len() < 100, "{err}");
+    }
+}

@@ -1,0 +1,274 @@
+//! Runtime settings. Each one is read, in order of precedence, from a command-line
+//! flag, an environment variable, the `Leptos.toml` file, then a built-in default.
+//! The README's settings table lists them all.
+
+use clap::Parser;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// Flags and environment variables. Every field is optional so that an unset flag
+/// lets the file's value through.
+#[derive(Debug, Parser, Default)]
+#[command(name = "tutor-chat", version, about = "Tutor Chat server")]
+pub struct Cli {
+    /// Settings file (TOML).
+    #[arg(long, env = "TUTOR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "TUTOR_BIND")]
+    pub bind: Option<String>,
+    /// Base URL of an OpenAI-compatible API (OpenAI, Ollama, vLLM, llama.cpp).
+    #[arg(long, env = "OPENAI_BASE_URL")]
+    pub openai_base_url: Option<String>,
+    /// API key sent as a Bearer token.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<String>,
+    /// Model name sent with each request.
+    #[arg(long, env = "OPENAI_MODEL")]
+    pub openai_model: Option<String>,
+    /// System prompt that sets the tutor's voice.
+    #[arg(long, env = "TUTOR_SYSTEM_PROMPT")]
+    pub system_prompt: Option<String>,
+    #[arg(long, env = "TUTOR_CONNECT_TIMEOUT_MS")]
+    pub connect_timeout_ms: Option<u64>,
+    #[arg(long, env = "TUTOR_FIRST_TOKEN_TIMEOUT_MS")]
+    pub first_token_timeout_ms: Option<u64>,
+    #[arg(long, env = "TUTOR_TOKEN_GAP_TIMEOUT_MS")]
+    pub token_gap_timeout_ms: Option<u64>,
+    #[arg(long, env = "TUTOR_TOTAL_TIMEOUT_MS")]
+    pub total_timeout_ms: Option<u64>,
+    #[arg(long, env = "TUTOR_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    #[arg(long, env = "TUTOR_HARD_FRAME_BYTES")]
+    pub hard_frame_bytes: Option<usize>,
+    #[arg(long, env = "TUTOR_MAX_QUESTION_CHARS")]
+    pub max_question_chars: Option<usize>,
+    #[arg(long, env = "TUTOR_PING_INTERVAL_MS")]
+    pub ping_interval_ms: Option<u64>,
+    #[arg(long, env = "TUTOR_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Extra origins allowed to open the WebSocket, comma-separated
+    /// (e.g. `https://course.example.org`). The page's own origin is always allowed.
+    #[arg(long, env = "TUTOR_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+    /// Earlier turns of the conversation sent to the model with each question.
+    #[arg(long, env = "TUTOR_HISTORY_TURNS")]
+    pub history_turns: Option<usize>,
+    /// Mark the session cookie `Secure` (set when served over https).
+    #[arg(long, env = "TUTOR_SECURE_COOKIES")]
+    pub secure_cookies: Option<bool>,
+}
+
+/// The same keys as [`Cli`], from the settings file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub bind: Option<String>,
+    pub openai_base_url: Option<String>,
+    pub openai_api_key: Option<String>,
+    pub openai_model: Option<String>,
+    pub system_prompt: Option<String>,
+    pub connect_timeout_ms: Option<u64>,
+    pub first_token_timeout_ms: Option<u64>,
+    pub token_gap_timeout_ms: Option<u64>,
+    pub total_timeout_ms: Option<u64>,
+    pub max_frame_bytes: Option<usize>,
+    pub hard_frame_bytes: Option<usize>,
+    pub max_question_chars: Option<usize>,
+    pub ping_interval_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub history_turns: Option<usize>,
+    pub secure_cookies: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// `None` means no endpoint was chosen: the app then runs its built-in demo model.
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    pub model: String,
+    pub system_prompt: String,
+    pub connect_timeout: Duration,
+    pub first_token_timeout: Duration,
+    pub token_gap_timeout: Duration,
+    pub total_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: Option<String>,
+    pub upstream: UpstreamSettings,
+    pub max_frame_bytes: usize,
+    pub hard_frame_bytes: usize,
+    pub max_question_chars: usize,
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+    pub allowed_origins: Vec<String>,
+    pub history_turns: usize,
+    pub secure_cookies: bool,
+}
+
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a patient tutor for an online course about \
+building real-time AI chat applications. Answer the student's question clearly and \
+concisely, in the language of the question. When you are not sure, say so.";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::resolve(Cli::default(), FileSettings::default())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read settings file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("settings file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Reads flags, environment and the settings file. A missing default file is
+    /// fine; a missing file that was asked for by name is an error.
+    pub fn load() -> Result<Settings, SettingsError> {
+        let cli = Cli::parse();
+        let (path, required) = match &cli.config {
+            Some(path) => (path.clone(), true),
+            None => (PathBuf::from("Leptos.toml"), false),
+        };
+        let file = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str::<FileSettings>(&text).map_err(|e| SettingsError::Parse {
+                path: path.clone(),
+                message: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                FileSettings::default()
+            }
+            Err(source) => return Err(SettingsError::Read { path, source }),
+        };
+        let settings = Settings::resolve(cli, file);
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn resolve(cli: Cli, file: FileSettings) -> Settings {
+        let ms = |a: Option<u64>, b: Option<u64>, default: u64| {
+            Duration::from_millis(a.or(b).unwrap_or(default))
+        };
+        let non_empty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
+        Settings {
+            bind: cli.bind.or(file.bind),
+            upstream: UpstreamSettings {
+                base_url: non_empty(cli.openai_base_url.or(file.openai_base_url))
+                    .map(|url| url.trim_end_matches('/').to_string()),
+                api_key: non_empty(cli.openai_api_key.or(file.openai_api_key)),
+                model: non_empty(cli.openai_model.or(file.openai_model))
+                    .unwrap_or_else(|| "gpt-4o-mini".into()),
+                system_prompt: non_empty(cli.system_prompt.or(file.system_prompt))
+                    .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.into()),
+                connect_timeout: ms(cli.connect_timeout_ms, file.connect_timeout_ms, 10_000),
+                first_token_timeout: ms(
+                    cli.first_token_timeout_ms,
+                    file.first_token_timeout_ms,
+                    30_000,
+                ),
+                token_gap_timeout: ms(cli.token_gap_timeout_ms, file.token_gap_timeout_ms, 30_000),
+                total_timeout: ms(cli.total_timeout_ms, file.total_timeout_ms, 300_000),
+            },
+            max_frame_bytes: cli.max_frame_bytes.or(file.max_frame_bytes).unwrap_or(16 * 1024),
+            hard_frame_bytes: cli
+                .hard_frame_bytes
+                .or(file.hard_frame_bytes)
+                .unwrap_or(1024 * 1024),
+            max_question_chars: cli
+                .max_question_chars
+                .or(file.max_question_chars)
+                .unwrap_or(4000),
+            ping_interval: ms(cli.ping_interval_ms, file.ping_interval_ms, 20_000),
+            idle_timeout: ms(cli.idle_timeout_ms, file.idle_timeout_ms, 60_000),
+            allowed_origins: cli
+                .allowed_origins
+                .or(file.allowed_origins)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            history_turns: cli.history_turns.or(file.history_turns).unwrap_or(6),
+            secure_cookies: cli.secure_cookies.or(file.secure_cookies).unwrap_or(false),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.hard_frame_bytes < self.max_frame_bytes {
+            return Err(SettingsError::Invalid(format!(
+                "hard_frame_bytes ({}) must be at least max_frame_bytes ({})",
+                self.hard_frame_bytes, self.max_frame_bytes
+            )));
+        }
+        if self.ping_interval >= self.idle_timeout {
+            return Err(SettingsError::Invalid(
+                "ping_interval_ms must be shorter than idle_timeout_ms, or live idle tabs would be closed"
+                    .into(),
+            ));
+        }
+        if let Some(url) = &self.upstream.base_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(SettingsError::Invalid(format!(
+                    "openai_base_url must start with http:// or https://, got {url}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_beats_file_beats_default() {
+        let cli = Cli {
+            openai_model: Some("from-flag".into()),
+            ..Cli::default()
+        };
+        let file: FileSettings = toml::from_str(
+            "openai_model = \"from-file\"\nmax_question_chars = 10\nallowed_origins = [\"https://a.example/\"]",
+        )
+        .unwrap();
+        let s = Settings::resolve(cli, file);
+        assert_eq!(s.upstream.model, "from-flag");
+        assert_eq!(s.max_question_chars, 10);
+        assert_eq!(s.allowed_origins, vec!["https://a.example".to_string()]);
+        assert_eq!(s.max_frame_bytes, 16 * 1024);
+    }
+
+    #[test]
+    fn unknown_file_key_is_an_error() {
+        assert!(toml::from_str::<FileSettings>("modle = \"x\"").is_err());
+    }
+
+    #[test]
+    fn shipped_settings_file_parses() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Leptos.toml"))
+            .unwrap();
+        let file: FileSettings = toml::from_str(&text).unwrap();
+        Settings::resolve(Cli::default(), file).validate().unwrap();
+    }
+
+    #[test]
+    fn ping_must_be_shorter_than_idle_timeout() {
+        let mut s = Settings::default();
+        s.ping_interval = Duration::from_secs(60);
+        assert!(s.validate().is_err());
+    }
+}

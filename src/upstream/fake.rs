@@ -1,0 +1,405 @@
+//! A development tool: an OpenAI-compatible Chat Completions server that streams in
+//! the exact SSE wire format, with faults chosen per request. Every test uses it, the
+//! `fake-upstream` binary serves it, and the app runs it in-process when no model
+//! endpoint is configured (demo mode).
+//!
+//! Directives in the last user message steer one answer:
+//! `[tokens=N]`, `[delay=MS]` (between tokens), `[first_delay=MS]`, `[stamp]` (each
+//! token carries its send time as `t<unix micros> `), `[prefix=P]` (tokens are `P0 `,
+//! `P1 `, …), `[finish=length]`, `[no_done]`
+//! (finish chunk, then close without `[DONE]`), and `[fault=F]` where F is one of
+//! `401`, `429`, `500`, `drop` (close the connection mid-answer), `malformed` (a
+//! broken JSON line mid-answer), `stream_error` (an in-stream error object),
+//! `slow` (first token after `first_delay`, default 5 s).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use futures::SinkExt;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone)]
+pub struct FakeConfig {
+    /// Tokens per answer unless a directive says otherwise.
+    pub tokens: usize,
+    /// Delay between tokens unless a directive says otherwise.
+    pub delay: Duration,
+    /// When set, requests without `Authorization: Bearer <key>` get 401.
+    pub require_key: Option<String>,
+    /// How many requests `/_log` keeps.
+    pub log_capacity: usize,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        FakeConfig {
+            tokens: 24,
+            delay: Duration::from_millis(40),
+            require_key: None,
+            log_capacity: 10_000,
+        }
+    }
+}
+
+/// One request as the fake saw it, and the text it streamed back.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecordedRequest {
+    pub id: String,
+    pub model: String,
+    pub messages: Vec<RecordedMessage>,
+    pub authorization: Option<String>,
+    /// Exactly the content the fake sent, concatenated, updated as it streams.
+    pub answer: String,
+    pub completed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecordedMessage {
+    pub role: String,
+    pub content: String,
+}
+
+#[derive(Deserialize)]
+struct CompletionRequest {
+    model: String,
+    messages: Vec<RecordedMessage>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+#[derive(Clone)]
+pub struct FakeUpstream {
+    config: Arc<FakeConfig>,
+    log: Arc<Mutex<VecDeque<RecordedRequest>>>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Directives {
+    tokens: Option<usize>,
+    delay: Option<Duration>,
+    first_delay: Option<Duration>,
+    fault: Option<String>,
+    stamp: bool,
+    prefix: Option<String>,
+    finish_length: bool,
+    no_done: bool,
+}
+
+fn parse_directives(text: &str) -> Directives {
+    let mut d = Directives::default();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let Some(close) = rest[open..].find(']') else {
+            break;
+        };
+        let inner = &rest[open + 1..open + close];
+        rest = &rest[open + close + 1..];
+        let (key, value) = inner.split_once('=').unwrap_or((inner, ""));
+        let millis = || value.parse::<u64>().ok().map(Duration::from_millis);
+        match key.trim() {
+            "tokens" => d.tokens = value.parse().ok(),
+            "delay" => d.delay = millis(),
+            "first_delay" => d.first_delay = millis(),
+            "fault" => d.fault = Some(value.to_string()),
+            "stamp" => d.stamp = true,
+            "prefix" => d.prefix = Some(value.to_string()),
+            "finish" => d.finish_length = value == "length",
+            "no_done" => d.no_done = true,
+            _ => {}
+        }
+    }
+    d
+}
+
+const WORDS: [&str; 16] = [
+    "WebSocket", "keeps", "one", "connection", "open,", "so", "the", "server", "can", "push",
+    "each", "token", "the", "moment", "it", "arrives.",
+];
+
+fn now_micros() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0)
+}
+
+fn error_body(message: &str, kind: &str, code: &str) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "error": { "message": message, "type": kind, "param": null, "code": code }
+    }))
+}
+
+impl FakeUpstream {
+    pub fn new(config: FakeConfig) -> Self {
+        FakeUpstream {
+            config: Arc::new(config),
+            log: Arc::new(Mutex::new(VecDeque::new())),
+        }
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/chat/completions", post(completions))
+            .route("/v1/models", get(models))
+            .route("/_log", get(read_log).delete(clear_log))
+            .with_state(self.clone())
+    }
+
+    /// Serves on `addr` (port 0 picks a free one) in the background.
+    pub async fn spawn(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let app = self.router();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "fake upstream stopped");
+            }
+        });
+        Ok(local)
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.lock_log().iter().cloned().collect()
+    }
+
+    fn lock_log(&self) -> std::sync::MutexGuard<'_, VecDeque<RecordedRequest>> {
+        // A panic elsewhere cannot leave the log half-written: take it as it is.
+        self.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn record(&self, request: RecordedRequest) {
+        let mut log = self.lock_log();
+        if log.len() >= self.config.log_capacity {
+            log.pop_front();
+        }
+        log.push_back(request);
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut RecordedRequest)) {
+        let mut log = self.lock_log();
+        if let Some(entry) = log.iter_mut().rev().find(|r| r.id == id) {
+            f(entry);
+        }
+    }
+}
+
+async fn models() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "object": "list",
+        "data": [{ "id": "fake-model", "object": "model", "created": 0, "owned_by": "tutor-chat" }]
+    }))
+}
+
+async fn read_log(State(fake): State<FakeUpstream>) -> Json<Vec<RecordedRequest>> {
+    Json(fake.requests())
+}
+
+async fn clear_log(State(fake): State<FakeUpstream>) -> StatusCode {
+    fake.lock_log().clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn completions(
+    State(fake): State<FakeUpstream>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(key) = &fake.config.require_key {
+        if authorization.as_deref() != Some(&format!("Bearer {key}")) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                error_body("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
+            )
+                .into_response();
+        }
+    }
+    let request: CompletionRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                error_body(&format!("invalid body: {e}"), "invalid_request_error", "invalid_body"),
+            )
+                .into_response()
+        }
+    };
+    if !request.stream {
+        return (
+            StatusCode::BAD_REQUEST,
+            error_body("this test server only streams", "invalid_request_error", "stream_required"),
+        )
+            .into_response();
+    }
+    let last_user = request
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map(|m| m.content.clone())
+        .unwrap_or_default();
+    let directives = parse_directives(&last_user);
+    match directives.fault.as_deref() {
+        Some("401") => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                error_body("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
+            )
+                .into_response()
+        }
+        Some("429") => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "7")],
+                error_body("Rate limit reached.", "requests", "rate_limit_exceeded"),
+            )
+                .into_response()
+        }
+        Some("500") => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                error_body("The server had an error.", "server_error", "server_error"),
+            )
+                .into_response()
+        }
+        _ => {}
+    }
+
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    fake.record(RecordedRequest {
+        id: id.clone(),
+        model: request.model.clone(),
+        messages: request.messages,
+        authorization,
+        answer: String::new(),
+        completed: false,
+    });
+
+    let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let config = fake.config.clone();
+    tokio::spawn(async move {
+        let tokens = directives.tokens.unwrap_or(config.tokens);
+        let delay = directives.delay.unwrap_or(config.delay);
+        let first_delay = directives.first_delay.unwrap_or(match directives.fault.as_deref() {
+            Some("slow") => Duration::from_secs(5),
+            _ => Duration::ZERO,
+        });
+        let created = (now_micros() / 1_000_000) as u64;
+        let model = request.model;
+        let frame = |delta: serde_json::Value, finish: Option<&str>| {
+            let chunk = serde_json::json!({
+                "id": id, "object": "chat.completion.chunk", "created": created,
+                "model": model, "system_fingerprint": "fp_fake",
+                "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }]
+            });
+            Bytes::from(format!("data: {chunk}\n\n"))
+        };
+        let fault_at = tokens / 2;
+        macro_rules! send {
+            ($bytes:expr) => {
+                if tx.send(Ok($bytes)).await.is_err() {
+                    return; // the client went away
+                }
+            };
+        }
+        send!(frame(serde_json::json!({"role": "assistant", "content": ""}), None));
+        tokio::time::sleep(first_delay).await;
+        for i in 0..tokens {
+            if i > 0 {
+                tokio::time::sleep(delay).await;
+            }
+            if i == fault_at {
+                match directives.fault.as_deref() {
+                    Some("drop") => {
+                        let _ = tx
+                            .send(Err(std::io::Error::other("fake upstream dropped the stream")))
+                            .await;
+                        return;
+                    }
+                    Some("malformed") => {
+                        send!(Bytes::from_static(b"data: {\"choices\": [{\"delta\": \n\n"));
+                        return;
+                    }
+                    Some("stream_error") => {
+                        send!(Bytes::from_static(
+                            b"data: {\"error\":{\"message\":\"The server is overloaded.\",\"type\":\"server_error\",\"code\":null}}\n\n"
+                        ));
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+            let content = if directives.stamp {
+                format!("t{} ", now_micros())
+            } else if let Some(prefix) = &directives.prefix {
+                format!("{prefix}{i} ")
+            } else {
+                let word = WORDS[i % WORDS.len()];
+                if i == 0 {
+                    word.to_string()
+                } else {
+                    format!(" {word}")
+                }
+            };
+            fake.update(&id, |r| r.answer.push_str(&content));
+            send!(frame(serde_json::json!({"content": content}), None));
+        }
+        let finish = if directives.finish_length { "length" } else { "stop" };
+        send!(frame(serde_json::json!({}), Some(finish)));
+        fake.update(&id, |r| r.completed = true);
+        if include_usage {
+            let usage = serde_json::json!({
+                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [],
+                "usage": { "prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens }
+            });
+            send!(Bytes::from(format!("data: {usage}\n\n")));
+        }
+        if !directives.no_done {
+            send!(Bytes::from_static(b"data: [DONE]\n\n"));
+        }
+    });
+
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(rx))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directives_are_read_from_brackets() {
+        let d = parse_directives("[tokens=5] [delay=10] explain [fault=drop] [stamp] [no_done]");
+        assert_eq!(d.tokens, Some(5));
+        assert_eq!(d.delay, Some(Duration::from_millis(10)));
+        assert_eq!(d.fault.as_deref(), Some("drop"));
+        assert!(d.stamp && d.no_done && !d.finish_length);
+        assert_eq!(parse_directives("no brackets [unclosed"), Directives::default());
+    }
+}

@@ -1,0 +1,209 @@
+//! Parsing of the `data:` payloads of an OpenAI Chat Completions stream.
+//!
+//! One SSE event carries one JSON chunk, or the literal `[DONE]`. The chunk shapes
+//! seen in the wild: a first chunk with `delta.role` and empty content, content
+//! chunks, a chunk with `finish_reason` and an empty delta, an optional usage chunk
+//! with `choices: []`, and an in-stream `{"error": {...}}` object.
+
+use serde::Deserialize;
+
+use crate::protocol::Usage;
+
+/// What one `data:` payload means.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ChunkEvent {
+    /// Text to show; `None` for role, finish and usage chunks.
+    pub content: Option<String>,
+    pub finish_reason: Option<String>,
+    pub usage: Option<Usage>,
+    /// The literal `[DONE]` sentinel.
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ChunkError {
+    #[error("malformed chunk: {0}")]
+    Malformed(String),
+    /// The upstream reported an error inside the stream.
+    #[error("upstream error in stream: {message}")]
+    InStream {
+        message: String,
+        kind: Option<String>,
+        code: Option<String>,
+    },
+}
+
+#[derive(Deserialize)]
+struct RawChunk {
+    #[serde(default)]
+    choices: Option<Vec<RawChoice>>,
+    #[serde(default)]
+    usage: Option<RawUsage>,
+    #[serde(default)]
+    error: Option<RawError>,
+}
+
+#[derive(Deserialize)]
+struct RawChoice {
+    #[serde(default)]
+    delta: Option<RawDelta>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+    #[serde(default)]
+    index: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct RawDelta {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u32>,
+    #[serde(default)]
+    completion_tokens: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct RawError {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    code: Option<serde_json::Value>,
+}
+
+pub fn parse_chunk(data: &str) -> Result<ChunkEvent, ChunkError> {
+    let data = data.trim();
+    if data == "[DONE]" {
+        return Ok(ChunkEvent {
+            done: true,
+            ..ChunkEvent::default()
+        });
+    }
+    let raw: RawChunk =
+        serde_json::from_str(data).map_err(|e| ChunkError::Malformed(e.to_string()))?;
+    if let Some(error) = raw.error {
+        return Err(ChunkError::InStream {
+            message: error.message.unwrap_or_else(|| "unknown error".into()),
+            kind: error.kind,
+            code: error.code.map(|c| match c {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            }),
+        });
+    }
+    let Some(choices) = raw.choices else {
+        return Err(ChunkError::Malformed("chunk has neither choices nor error".into()));
+    };
+    let mut event = ChunkEvent {
+        usage: raw.usage.map(|u| Usage {
+            prompt_tokens: u.prompt_tokens.unwrap_or(0),
+            completion_tokens: u.completion_tokens.unwrap_or(0),
+        }),
+        ..ChunkEvent::default()
+    };
+    // We ask for one choice (n = 1); a server that sends others is ignored past index 0.
+    if let Some(choice) = choices.into_iter().find(|c| c.index.unwrap_or(0) == 0) {
+        event.content = choice
+            .delta
+            .and_then(|d| d.content)
+            .filter(|c| !c.is_empty());
+        event.finish_reason = choice.finish_reason;
+    }
+    Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_chunk_has_no_content() {
+        let e = parse_chunk(r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":null,"choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]}"#).unwrap();
+        assert_eq!(e, ChunkEvent::default());
+    }
+
+    #[test]
+    fn content_chunk() {
+        let e = parse_chunk(r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}"#).unwrap();
+        assert_eq!(e.content.as_deref(), Some("Hel"));
+        assert!(!e.done);
+    }
+
+    #[test]
+    fn null_content_is_no_content() {
+        let e = parse_chunk(r#"{"choices":[{"index":0,"delta":{"content":null}}]}"#).unwrap();
+        assert_eq!(e.content, None);
+    }
+
+    #[test]
+    fn finish_chunk_with_empty_delta() {
+        let e = parse_chunk(
+            r#"{"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(e.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(e.content, None);
+    }
+
+    #[test]
+    fn usage_chunk_with_empty_choices() {
+        let e = parse_chunk(r#"{"id":"c","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":12,"total_tokens":21}}"#).unwrap();
+        assert_eq!(
+            e.usage,
+            Some(Usage {
+                prompt_tokens: 9,
+                completion_tokens: 12
+            })
+        );
+    }
+
+    #[test]
+    fn usage_null_on_ordinary_chunks() {
+        let e = parse_chunk(r#"{"choices":[{"index":0,"delta":{"content":"x"}}],"usage":null}"#)
+            .unwrap();
+        assert_eq!(e.usage, None);
+        assert_eq!(e.content.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn done_sentinel() {
+        assert!(parse_chunk("[DONE]").unwrap().done);
+        assert!(parse_chunk(" [DONE] ").unwrap().done);
+    }
+
+    #[test]
+    fn in_stream_error() {
+        let err = parse_chunk(r#"{"error":{"message":"overloaded","type":"server_error","code":503}}"#)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ChunkError::InStream {
+                message: "overloaded".into(),
+                kind: Some("server_error".into()),
+                code: Some("503".into())
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_shapes() {
+        for bad in ["{not json", "", "42", r#"{"id":"x"}"#, r#"{"choices":"no"}"#] {
+            assert!(
+                matches!(parse_chunk(bad), Err(ChunkError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_choice_indexes_are_ignored() {
+        let e = parse_chunk(r#"{"choices":[{"index":1,"delta":{"content":"no"}},{"index":0,"delta":{"content":"yes"}}]}"#).unwrap();
+        assert_eq!(e.content.as_deref(), Some("yes"));
+    }
+}
