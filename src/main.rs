@@ -1,26 +1,45 @@
-//! The Tutor Chat server binary.
+//! The Tutor Chat server binary. `tutor-chat` serves the app;
+//! `tutor-chat fake-upstream` serves the OpenAI-compatible test server (a dev tool).
 
 #[cfg(feature = "ssr")]
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    use clap::Parser;
+    use std::process::ExitCode;
     use tracing_subscriber::EnvFilter;
+
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
+
+    let mut args = std::env::args();
+    if args.nth(1).as_deref() == Some("fake-upstream") {
+        let fake_args = tutor_chat::upstream::fake::FakeArgs::parse_from(
+            std::iter::once("tutor-chat fake-upstream".to_string()).chain(std::env::args().skip(2)),
+        );
+        return match tutor_chat::upstream::fake::serve_until_stopped(fake_args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("tutor-chat fake-upstream: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+
     let settings = match tutor_chat::settings::Settings::load() {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("tutor-chat: {error}");
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     };
     match tutor_chat::server::run(settings).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("tutor-chat: {error}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }

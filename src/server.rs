@@ -152,7 +152,8 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         .map_err(StartError::Serve)
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

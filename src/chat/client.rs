@@ -130,12 +130,13 @@ pub fn remember_lang(lang: Lang) {
 
 /// Scrolls the message list to the newest line (when following, or when forced).
 pub fn scroll_to_latest(force: bool) {
-    let follow = CLIENT.with(|c| c.borrow().as_ref().map(|c| c.follow.get_untracked()));
-    if !(force || follow.unwrap_or(true)) {
-        return;
-    }
-    // After the DOM update this frame caused.
-    request_animation_frame(|| {
+    // Decided inside the frame callback: a scroll-up by the student between this call
+    // and the next frame must win over an older decision to follow.
+    request_animation_frame(move || {
+        let follow = CLIENT.with(|c| c.borrow().as_ref().map(|c| c.follow.get_untracked()));
+        if !(force || follow.unwrap_or(true)) {
+            return;
+        }
         if let Some(el) = document().get_element_by_id(MESSAGES_ID) {
             el.set_scroll_top(el.scroll_height());
         }

@@ -389,6 +389,42 @@ async fn completions(
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
+/// `tutor-chat fake-upstream [--port N] [--tokens N] [--delay-ms MS] [--require-key K]`
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "tutor-chat fake-upstream",
+    about = "OpenAI-compatible test server streaming the exact SSE wire format"
+)]
+pub struct FakeArgs {
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    #[arg(long, default_value_t = 3900)]
+    pub port: u16,
+    /// Tokens per answer (a `[tokens=N]` directive in the question overrides it).
+    #[arg(long, default_value_t = 24)]
+    pub tokens: usize,
+    /// Milliseconds between tokens (`[delay=MS]` overrides it).
+    #[arg(long, default_value_t = 40)]
+    pub delay_ms: u64,
+    /// Answer 401 unless requests carry `Authorization: Bearer <KEY>`.
+    #[arg(long)]
+    pub require_key: Option<String>,
+}
+
+/// Serves the fake until Ctrl-C or SIGTERM.
+pub async fn serve_until_stopped(args: FakeArgs) -> std::io::Result<()> {
+    let fake = FakeUpstream::new(FakeConfig {
+        tokens: args.tokens,
+        delay: Duration::from_millis(args.delay_ms),
+        require_key: args.require_key,
+        ..FakeConfig::default()
+    });
+    let addr = fake.spawn(SocketAddr::new(args.host, args.port)).await?;
+    println!("fake upstream listening on http://{addr}/v1");
+    crate::server::shutdown_signal().await;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

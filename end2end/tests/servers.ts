@@ -1,0 +1,82 @@
+// Starts and stops the release server and our OpenAI-compatible test upstream, so
+// that a test can restart the server under a live page.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+
+const root = path.resolve(__dirname, '..', '..');
+const binary = path.join(root, 'target', 'release', 'tutor-chat');
+
+export const APP_PORT = 3100;
+export const FAKE_PORT = 3101;
+export const APP = `http://127.0.0.1:${APP_PORT}`;
+export const FAKE = `http://127.0.0.1:${FAKE_PORT}`;
+
+async function waitFor(url: string, child: ChildProcess, what: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`);
+    try {
+      const response = await fetch(url);
+      if (response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not answer ${url} within 30 s`);
+}
+
+function launch(args: string[], env: Record<string, string>, tag: string): ChildProcess {
+  const child = spawn(binary, args, {
+    cwd: root,
+    env: { ...process.env, RUST_LOG: 'warn', ...env },
+    stdio: ['ignore', 'inherit', 'pipe'],
+  });
+  child.stderr?.on('data', (d) => process.stderr.write(`[${tag}] ${d}`));
+  return child;
+}
+
+export async function startFake(): Promise<ChildProcess> {
+  const child = launch(
+    ['fake-upstream', '--port', String(FAKE_PORT), '--require-key', 'e2e-key'],
+    {},
+    'fake',
+  );
+  await waitFor(`${FAKE}/v1/models`, child, 'fake upstream');
+  return child;
+}
+
+export async function startApp(): Promise<ChildProcess> {
+  const child = launch(
+    [],
+    {
+      LEPTOS_SITE_ROOT: path.join(root, 'target', 'site'),
+      LEPTOS_SITE_PKG_DIR: 'pkg',
+      LEPTOS_ENV: 'PROD',
+      LEPTOS_SITE_ADDR: `127.0.0.1:${APP_PORT}`,
+      TUTOR_BIND: `127.0.0.1:${APP_PORT}`,
+      OPENAI_BASE_URL: `${FAKE}/v1`,
+      OPENAI_API_KEY: 'e2e-key',
+      OPENAI_MODEL: 'e2e-model',
+    },
+    'app',
+  );
+  await waitFor(`${APP}/healthz`, child, 'app');
+  return child;
+}
+
+export async function stop(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+export type Recorded = { messages: { role: string; content: string }[]; answer: string; completed: boolean };
+
+export async function upstreamLog(): Promise<Recorded[]> {
+  const response = await fetch(`${FAKE}/_log`);
+  return (await response.json()) as Recorded[];
+}
