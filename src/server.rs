@@ -51,6 +51,20 @@ pub enum StartError {
     Serve(std::io::Error),
 }
 
+/// Streaming is many tiny writes; with Nagle's algorithm each one can wait for the
+/// peer's delayed ACK (about 40 ms). Every listener of ours turns it off.
+pub fn without_nagle(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn set_nodelay(stream: &mut tokio::net::TcpStream) {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    }
+    listener.tap_io(set_nodelay as fn(&mut tokio::net::TcpStream))
+}
+
 /// Leptos's own options come from the environment cargo-leptos sets; a binary started
 /// by hand gets the same defaults.
 pub fn leptos_options() -> Result<LeptosOptions, StartError> {
@@ -143,7 +157,7 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     options.site_addr = local;
     let (app, state) = build_app(settings, options).await?;
     tracing::info!("Tutor Chat listening on http://{local}");
-    axum::serve(listener, app)
+    axum::serve(without_nagle(listener), app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             state.shutdown.send_replace(true);

@@ -56,7 +56,7 @@ async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     options.site_addr = addr;
     let (app, state) = build_app(settings, options).await.unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
+        axum::serve(tutor_chat::server::without_nagle(listener), app).await.unwrap();
     });
     TestApp {
         addr,

@@ -1,1 +1,253 @@
-fn main() {}
+//! Load tool for docs/BENCHMARKS.md: opens N concurrent WebSocket conversations, asks
+//! each for a stamped answer from the test upstream, and reports per-token relay
+//! latency (the upstream's send time carried in each token vs. our receive time),
+//! time to first token, errors, and the server's peak RSS.
+//!
+//!   loadtest --app http://127.0.0.1:3000 --connections 1000 --tokens 200 --delay-ms 50 --server-pid PID
+//!
+//! Only loopback or the project's own test hosts are valid targets.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tutor_chat::protocol::ServerFrame;
+
+#[derive(Parser, Debug)]
+#[command(about = "Concurrent streaming conversations against a Tutor Chat server")]
+struct Args {
+    /// Base URL of the app.
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    app: String,
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    #[arg(long, default_value_t = 200)]
+    tokens: usize,
+    /// Delay between tokens at the upstream (50 ms = 20 tokens/s).
+    #[arg(long, default_value_t = 50)]
+    delay_ms: u64,
+    /// Spread connection starts over this long, as a class logging in would.
+    #[arg(long, default_value_t = 2000)]
+    ramp_ms: u64,
+    /// Server process whose peak RSS to report.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Give up on the whole run after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    deadline_secs: u64,
+}
+
+#[derive(Default)]
+struct ConnResult {
+    relay_us: Vec<u64>,
+    ttft_us: Option<u64>,
+    tokens: usize,
+    error: Option<String>,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn read_status_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+async fn session_cookie(http: &reqwest::Client, app: &str) -> Result<String, String> {
+    let response = http
+        .get(format!("{app}/healthz"))
+        .send()
+        .await
+        .map_err(|e| format!("GET /healthz: {e}"))?;
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("tutor_session="))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_string)
+        .ok_or_else(|| "no session cookie".to_string())
+}
+
+async fn conversation(http: reqwest::Client, args: &Args) -> ConnResult {
+    let mut result = ConnResult::default();
+    if let Err(e) = run_conversation(&http, args, &mut result).await {
+        result.error = Some(e);
+    }
+    result
+}
+
+async fn run_conversation(
+    http: &reqwest::Client,
+    args: &Args,
+    result: &mut ConnResult,
+) -> Result<(), String> {
+    let cookie = session_cookie(http, &args.app).await?;
+    let ws_url = format!("{}/ws/chat", args.app.replacen("http", "ws", 1));
+    let mut request = ws_url.into_client_request().map_err(|e| e.to_string())?;
+    request.headers_mut().insert(
+        "cookie",
+        HeaderValue::from_str(&cookie).map_err(|e| e.to_string())?,
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let question = format!(
+        "[stamp] [tokens={}] [delay={}] load test",
+        args.tokens, args.delay_ms
+    );
+    let asked = Instant::now();
+    ws.send(Message::Text(
+        serde_json::json!({ "question": question }).to_string().into(),
+    ))
+    .await
+    .map_err(|e| format!("send: {e}"))?;
+    while let Some(message) = ws.next().await {
+        let message = message.map_err(|e| format!("read: {e}"))?;
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let received = now_us();
+        let frame: ServerFrame =
+            serde_json::from_str(text.as_str()).map_err(|e| format!("frame: {e}"))?;
+        match frame {
+            ServerFrame::Chunk { content, .. } => {
+                if result.ttft_us.is_none() {
+                    result.ttft_us = Some(asked.elapsed().as_micros() as u64);
+                }
+                for stamp in content.split_whitespace() {
+                    if let Some(sent) = stamp.strip_prefix('t').and_then(|s| s.parse::<u64>().ok()) {
+                        result.relay_us.push(received.saturating_sub(sent));
+                        result.tokens += 1;
+                    }
+                }
+            }
+            ServerFrame::End { .. } => {
+                let _ = ws.close(None).await;
+                if result.tokens != args.tokens {
+                    return Err(format!("got {} of {} tokens", result.tokens, args.tokens));
+                }
+                return Ok(());
+            }
+            ServerFrame::Error { code, message, .. } => {
+                return Err(format!("{}: {message}", code.as_str()));
+            }
+            _ => {}
+        }
+    }
+    Err("socket closed before end".into())
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let args: &'static Args = Box::leak(Box::new(Args::parse()));
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+
+    let peak_rss = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    if let Some(pid) = args.server_pid {
+        let peak = peak_rss.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(kb) = read_status_kb(pid, "VmRSS:") {
+                    peak.fetch_max(kb, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    }
+
+    let mut tasks = Vec::with_capacity(args.connections);
+    for i in 0..args.connections {
+        let http = http.clone();
+        let offset = if args.connections > 1 {
+            Duration::from_millis(args.ramp_ms * i as u64 / (args.connections as u64 - 1))
+        } else {
+            Duration::ZERO
+        };
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(offset).await;
+            conversation(http, args).await
+        }));
+    }
+    let all = futures::future::join_all(tasks);
+    let results = match tokio::time::timeout(Duration::from_secs(args.deadline_secs), all).await {
+        Ok(results) => results,
+        Err(_) => {
+            eprintln!("loadtest: deadline of {} s passed", args.deadline_secs);
+            std::process::exit(2);
+        }
+    };
+
+    let mut relay: Vec<u64> = Vec::new();
+    let mut ttft: Vec<u64> = Vec::new();
+    let mut errors = Vec::new();
+    for result in results {
+        match result {
+            Ok(r) => {
+                relay.extend_from_slice(&r.relay_us);
+                ttft.extend(r.ttft_us);
+                if let Some(e) = r.error {
+                    errors.push(e);
+                }
+            }
+            Err(e) => errors.push(format!("task: {e}")),
+        }
+    }
+    relay.sort_unstable();
+    ttft.sort_unstable();
+    println!("connections        {}", args.connections);
+    println!("tokens/connection  {} at {} ms", args.tokens, args.delay_ms);
+    println!("tokens received    {}", relay.len());
+    println!(
+        "relay latency ms   p50 {:.2}  p99 {:.2}  max {:.2}",
+        percentile(&relay, 50.0),
+        percentile(&relay, 99.0),
+        percentile(&relay, 100.0)
+    );
+    println!(
+        "first token ms     p50 {:.1}  p99 {:.1}  max {:.1}",
+        percentile(&ttft, 50.0),
+        percentile(&ttft, 99.0),
+        percentile(&ttft, 100.0)
+    );
+    println!("errors             {}", errors.len());
+    for e in errors.iter().take(5) {
+        println!("  {e}");
+    }
+    if let Some(pid) = args.server_pid {
+        let sampled = peak_rss.load(std::sync::atomic::Ordering::Relaxed);
+        let hwm = read_status_kb(pid, "VmHWM:").unwrap_or(0);
+        println!(
+            "server RSS MiB     peak {:.1} (VmHWM since start {:.1})",
+            sampled as f64 / 1024.0,
+            hwm as f64 / 1024.0
+        );
+    }
+    println!("wall time s        {:.1}", started.elapsed().as_secs_f64());
+    if !errors.is_empty() {
+        std::process::exit(1);
+    }
+}

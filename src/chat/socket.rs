@@ -26,6 +26,7 @@ use crate::upstream::{AnswerStream, ChatMessage, UpstreamClient};
 /// Close codes (RFC 6455).
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_TOO_BIG: u16 = 1009;
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 
 /// What one connection needs to know.
 #[derive(Clone)]
@@ -89,7 +90,10 @@ pub async fn ws_handler(
         session,
         shutdown: state.shutdown.subscribe(),
     };
-    ws.max_message_size(settings.hard_frame_bytes)
+    // Chat frames are small; the 128 KiB default read buffer per socket would be most
+    // of a connection's memory (measured in docs/BENCHMARKS.md).
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(settings.hard_frame_bytes)
         .max_frame_size(settings.hard_frame_bytes)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
         .on_upgrade(move |socket| async move {

@@ -87,7 +87,9 @@ struct StreamOptions {
 #[derive(Clone)]
 pub struct FakeUpstream {
     config: Arc<FakeConfig>,
-    log: Arc<Mutex<VecDeque<RecordedRequest>>>,
+    /// Each entry is shared with the task streaming it, which updates it without
+    /// searching the log (a search per token costs real CPU under load).
+    log: Arc<Mutex<VecDeque<Arc<Mutex<RecordedRequest>>>>>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -168,7 +170,7 @@ impl FakeUpstream {
         let local = listener.local_addr()?;
         let app = self.router();
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            if let Err(e) = axum::serve(crate::server::without_nagle(listener), app).await {
                 tracing::error!(error = %e, "fake upstream stopped");
             }
         });
@@ -176,28 +178,27 @@ impl FakeUpstream {
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.lock_log().iter().cloned().collect()
+        self.lock_log().iter().map(|entry| lock(entry).clone()).collect()
     }
 
-    fn lock_log(&self) -> std::sync::MutexGuard<'_, VecDeque<RecordedRequest>> {
-        // A panic elsewhere cannot leave the log half-written: take it as it is.
-        self.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock_log(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Mutex<RecordedRequest>>>> {
+        lock(&self.log)
     }
 
-    fn record(&self, request: RecordedRequest) {
+    fn record(&self, request: RecordedRequest) -> Arc<Mutex<RecordedRequest>> {
+        let entry = Arc::new(Mutex::new(request));
         let mut log = self.lock_log();
         if log.len() >= self.config.log_capacity {
             log.pop_front();
         }
-        log.push_back(request);
+        log.push_back(entry.clone());
+        entry
     }
+}
 
-    fn update(&self, id: &str, f: impl FnOnce(&mut RecordedRequest)) {
-        let mut log = self.lock_log();
-        if let Some(entry) = log.iter_mut().rev().find(|r| r.id == id) {
-            f(entry);
-        }
-    }
+/// A panic elsewhere cannot leave the log half-written: take it as it is.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn models() -> Json<serde_json::Value> {
@@ -286,7 +287,7 @@ async fn completions(
     }
 
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
-    fake.record(RecordedRequest {
+    let entry = fake.record(RecordedRequest {
         id: id.clone(),
         model: request.model.clone(),
         messages: request.messages,
@@ -298,6 +299,7 @@ async fn completions(
     let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
     let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let config = fake.config.clone();
+    drop(fake);
     tokio::spawn(async move {
         let tokens = directives.tokens.unwrap_or(config.tokens);
         let delay = directives.delay.unwrap_or(config.delay);
@@ -362,12 +364,12 @@ async fn completions(
                     format!(" {word}")
                 }
             };
-            fake.update(&id, |r| r.answer.push_str(&content));
+            lock(&entry).answer.push_str(&content);
             send!(frame(serde_json::json!({"content": content}), None));
         }
         let finish = if directives.finish_length { "length" } else { "stop" };
         send!(frame(serde_json::json!({}), Some(finish)));
-        fake.update(&id, |r| r.completed = true);
+        lock(&entry).completed = true;
         if include_usage {
             let usage = serde_json::json!({
                 "id": id, "object": "chat.completion.chunk", "created": created, "model": model,

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# WebSocket relay benchmark (docs/BENCHMARKS.md). Builds release binaries, starts the
+# test upstream and the app on loopback, runs the load tool for each N, stops both.
+#   bash benches/ws_load.sh            # N = 1, 100, 1000
+#   bash benches/ws_load.sh 10 50      # other Ns
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/end2end/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+cargo leptos build --release >/dev/null
+cargo build --release --features ssr --bin loadtest >/dev/null 2>&1
+
+APP_PORT=3300 FAKE_PORT=3301
+./target/release/tutor-chat fake-upstream --port $FAKE_PORT >/dev/null &
+fake=$!
+RUST_LOG=warn LEPTOS_SITE_ROOT=target/site TUTOR_BIND=127.0.0.1:$APP_PORT \
+  OPENAI_BASE_URL=http://127.0.0.1:$FAKE_PORT/v1 OPENAI_API_KEY=bench \
+  ./target/release/tutor-chat &
+app=$!
+trap 'kill $app $fake 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf http://127.0.0.1:$APP_PORT/healthz >/dev/null && break; sleep 0.1; done
+
+# CPU seconds (user+system) a process has used so far.
+cpu() { awk '{ printf "%.1f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
+
+for n in "${@:-1 100 1000}"; do
+  for each in $n; do
+    echo "## N = $each"
+    app_cpu=$(cpu $app) fake_cpu=$(cpu $fake)
+    /usr/bin/time -f "load tool CPU s      %U user %S system" \
+      ./target/release/loadtest --app http://127.0.0.1:$APP_PORT --connections "$each" \
+      --tokens 200 --delay-ms 50 --server-pid $app --deadline-secs 120 || true
+    echo "app CPU s            $(awk -v a="$(cpu $app)" -v b="$app_cpu" 'BEGIN { print a - b }')"
+    echo "test upstream CPU s  $(awk -v a="$(cpu $fake)" -v b="$fake_cpu" 'BEGIN { print a - b }')"
+    echo
+  done
+done
