@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod chat;
+pub mod history;
 pub mod i18n;
 pub mod protocol;
 

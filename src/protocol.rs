@@ -55,6 +55,8 @@ pub enum ErrorCode {
     BadRequest,
     TooLarge,
     Busy,
+    /// The conversation does not exist, or is not this student's (the same answer).
+    NotFound,
     RateLimited,
     UpstreamUnauthorized,
     UpstreamUnavailable,
@@ -68,6 +70,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::Busy => "busy",
+            ErrorCode::NotFound => "not_found",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::UpstreamUnauthorized => "upstream_unauthorized",
             ErrorCode::UpstreamUnavailable => "upstream_unavailable",
@@ -90,6 +93,9 @@ pub enum ServerFrame {
     Start {
         conversation_id: String,
         message_id: String,
+        /// True when older turns of the conversation did not fit the model's context.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        context_truncated: bool,
     },
     /// A piece of the answer. `seq` starts at 1 and grows by one per chunk of a message.
     Chunk {
@@ -283,6 +289,7 @@ mod tests {
             ServerFrame::Start {
                 conversation_id: "c".into(),
                 message_id: "m".into(),
+                context_truncated: true,
             },
             ServerFrame::Chunk {
                 content: "Hello".into(),
@@ -336,6 +343,7 @@ mod tests {
             ErrorCode::BadRequest,
             ErrorCode::TooLarge,
             ErrorCode::Busy,
+            ErrorCode::NotFound,
             ErrorCode::RateLimited,
             ErrorCode::UpstreamUnauthorized,
             ErrorCode::UpstreamUnavailable,

@@ -26,6 +26,9 @@ pub struct AppState {
     /// Flips to `true` when the server shuts down, so open sockets close with 1001
     /// (clients then reconnect) instead of holding the shutdown open.
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
+    pub db: Arc<crate::history::store::Db>,
+    /// Marks the answers this instance streams, for crash recovery (docs/storage.md).
+    pub instance_id: String,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -49,6 +52,8 @@ pub enum StartError {
     },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("cannot open the database: {0}")]
+    Database(#[from] crate::history::store::StoreError),
 }
 
 /// Streaming is many tiny writes; with Nagle's algorithm each one can wait for the
@@ -101,12 +106,25 @@ pub async fn build_state(
         }
     };
     let upstream = UpstreamClient::new(base_url, settings.upstream.clone())?;
+    let url = crate::history::store::database_url(settings.database_url.as_deref(), &settings.data_dir);
+    let db = crate::history::store::Db::connect(&url, settings.db_max_connections).await?;
+    let instance_id = settings
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| leptos_options.site_addr.to_string());
+    let recovered = db.recover_interrupted(&instance_id).await?;
+    if recovered > 0 {
+        tracing::warn!(recovered, "answers cut by an earlier crash marked interrupted");
+    }
+    tracing::info!(backend = ?db.backend(), "history database ready");
     Ok(AppState {
         leptos_options,
         settings: Arc::new(settings),
         upstream,
         demo_mode,
         shutdown: Arc::new(tokio::sync::watch::channel(false).0),
+        db: Arc::new(db),
+        instance_id,
     })
 }
 

@@ -54,9 +54,20 @@ pub struct Cli {
     /// (e.g. `https://course.example.org`). The page's own origin is always allowed.
     #[arg(long, env = "TUTOR_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Option<Vec<String>>,
-    /// Earlier turns of the conversation sent to the model with each question.
-    #[arg(long, env = "TUTOR_HISTORY_TURNS")]
-    pub history_turns: Option<usize>,
+    /// Database: `sqlite://…` or `postgres://…`. Unset: an SQLite file in the data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Where the embedded SQLite database lives.
+    #[arg(long, env = "TUTOR_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, env = "TUTOR_DB_MAX_CONNECTIONS")]
+    pub db_max_connections: Option<u32>,
+    /// Approximate tokens of earlier turns sent to the model with each question.
+    #[arg(long, env = "TUTOR_CONTEXT_TOKEN_BUDGET")]
+    pub context_token_budget: Option<usize>,
+    /// This instance's name, unique among instances sharing a database. Unset: the bind address.
+    #[arg(long, env = "TUTOR_INSTANCE_ID")]
+    pub instance_id: Option<String>,
     /// Mark the session cookie `Secure` (set when served over https).
     #[arg(long, env = "TUTOR_SECURE_COOKIES")]
     pub secure_cookies: Option<bool>,
@@ -81,7 +92,11 @@ pub struct FileSettings {
     pub ping_interval_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub allowed_origins: Option<Vec<String>>,
-    pub history_turns: Option<usize>,
+    pub database_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub db_max_connections: Option<u32>,
+    pub context_token_budget: Option<usize>,
+    pub instance_id: Option<String>,
     pub secure_cookies: Option<bool>,
 }
 
@@ -108,7 +123,11 @@ pub struct Settings {
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
     pub allowed_origins: Vec<String>,
-    pub history_turns: usize,
+    pub database_url: Option<String>,
+    pub data_dir: PathBuf,
+    pub db_max_connections: u32,
+    pub context_token_budget: usize,
+    pub instance_id: Option<String>,
     pub secure_cookies: bool,
 }
 
@@ -202,7 +221,17 @@ impl Settings {
                 .map(|o| o.trim().trim_end_matches('/').to_string())
                 .filter(|o| !o.is_empty())
                 .collect(),
-            history_turns: cli.history_turns.or(file.history_turns).unwrap_or(6),
+            database_url: non_empty(cli.database_url.or(file.database_url)),
+            data_dir: cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("data")),
+            db_max_connections: cli
+                .db_max_connections
+                .or(file.db_max_connections)
+                .unwrap_or(10),
+            context_token_budget: cli
+                .context_token_budget
+                .or(file.context_token_budget)
+                .unwrap_or(3000),
+            instance_id: non_empty(cli.instance_id.or(file.instance_id)),
             secure_cookies: cli.secure_cookies.or(file.secure_cookies).unwrap_or(false),
         }
     }

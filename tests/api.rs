@@ -27,8 +27,32 @@ struct TestApp {
     http: reqwest::Client,
 }
 
-fn test_settings(fake_addr: SocketAddr) -> Settings {
+/// A fresh, empty database for one test: PostgreSQL when `TUTOR_TEST_DATABASE_URL`
+/// names a server (the test command starts a throwaway cluster), else an SQLite file.
+async fn fresh_database_url() -> String {
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    match std::env::var("TUTOR_TEST_DATABASE_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => {
+            use sqlx::Connection;
+            let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let (base, _) = admin_url.rsplit_once('/').unwrap();
+            format!("{base}/{name}")
+        }
+        _ => {
+            let dir = std::env::temp_dir().join("tutor-chat-tests");
+            std::fs::create_dir_all(&dir).unwrap();
+            format!("sqlite://{}?mode=rwc", dir.join(format!("{name}.db")).display())
+        }
+    }
+}
+
+async fn test_settings(fake_addr: SocketAddr) -> Settings {
     let mut settings = Settings::default();
+    settings.database_url = Some(fresh_database_url().await);
     settings.upstream.base_url = Some(format!("http://{fake_addr}/v1"));
     settings.upstream.api_key = Some(KEY.into());
     settings.upstream.model = "fake-model".into();
@@ -48,7 +72,7 @@ async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         ..FakeConfig::default()
     });
     let fake_addr = fake.spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
-    let mut settings = test_settings(fake_addr);
+    let mut settings = test_settings(fake_addr).await;
     tweak(&mut settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -151,6 +175,7 @@ async fn send_json(ws: &mut Ws, value: Value) {
 
 #[derive(Debug, Default)]
 struct Answer {
+    context_truncated: bool,
     conversation_id: String,
     message_id: String,
     chunks: Vec<(u64, String)>,
@@ -172,7 +197,9 @@ async fn read_answer(ws: &mut Ws) -> Answer {
             ServerFrame::Start {
                 conversation_id,
                 message_id,
+                context_truncated,
             } => {
+                answer.context_truncated = context_truncated;
                 answer.conversation_id = conversation_id;
                 answer.message_id = message_id;
             }
@@ -579,7 +606,11 @@ async fn no_key_and_no_endpoint_runs_the_demo_model() {
     let addr = listener.local_addr().unwrap();
     let mut options = leptos_options().unwrap();
     options.site_addr = addr;
-    let (app, state) = build_app(Settings::default(), options).await.unwrap();
+    let settings = Settings {
+        database_url: Some(fresh_database_url().await),
+        ..Settings::default()
+    };
+    let (app, state) = build_app(settings, options).await.unwrap();
     assert!(state.demo_mode);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let html = reqwest::get(format!("http://{addr}/")).await.unwrap().text().await.unwrap();

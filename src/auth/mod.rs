@@ -44,6 +44,57 @@ pub fn session_from_headers(headers: &HeaderMap) -> Option<GuestSession> {
         .map(|token| GuestSession(token.to_string()))
 }
 
+/// A browser always sends `Origin` on a WebSocket upgrade and on a cross-site POST; a
+/// page on another site must not ride on the student's cookie. Requests without
+/// `Origin` are not from a browser page on another site (browsers add it to every
+/// cross-origin POST and upgrade) and carry no victim's cookie, so they pass.
+pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin = origin.trim_end_matches('/');
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
+}
+
+/// The session of the request a server function is serving: the one the middleware
+/// resolved (or just minted) for it.
+pub fn current_session() -> Option<GuestSession> {
+    let parts = leptos::prelude::use_context::<axum::http::request::Parts>()?;
+    parts
+        .extensions
+        .get::<GuestSession>()
+        .cloned()
+        .or_else(|| session_from_headers(&parts.headers))
+}
+
+/// Server functions refuse requests from other origins (CSRF).
+pub fn check_same_origin() -> Result<(), leptos::prelude::ServerFnError> {
+    let Some(parts) = leptos::prelude::use_context::<axum::http::request::Parts>() else {
+        return Ok(()); // called during server rendering, not over HTTP
+    };
+    let allowed = leptos::prelude::use_context::<crate::server::AppState>()
+        .map(|s| s.settings.allowed_origins.clone())
+        .unwrap_or_default();
+    if origin_allowed(&parts.headers, &allowed) {
+        Ok(())
+    } else {
+        tracing::warn!(origin = ?parts.headers.get(header::ORIGIN), "server function refused: foreign origin");
+        Err(leptos::prelude::ServerFnError::new(
+            "Requests from other sites are refused.",
+        ))
+    }
+}
+
 fn session_cookie(token: &str, secure: bool) -> String {
     let mut cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
@@ -109,6 +160,22 @@ mod tests {
             HeaderValue::from_str(&format!("lang=ru; tutor_session={token}")).unwrap(),
         );
         assert_eq!(session_from_headers(&headers), Some(GuestSession(token)));
+    }
+
+    #[test]
+    fn origin_rules() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "127.0.0.1:3000".parse().unwrap());
+        assert!(origin_allowed(&h, &[]), "no Origin: not a browser");
+        h.insert(header::ORIGIN, "http://127.0.0.1:3000".parse().unwrap());
+        assert!(origin_allowed(&h, &[]));
+        h.insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+        assert!(!origin_allowed(&h, &[]));
+        assert!(origin_allowed(&h, &["http://evil.example".to_string()]));
+        h.insert(header::ORIGIN, "null".parse().unwrap());
+        assert!(!origin_allowed(&h, &[]));
+        h.insert(header::ORIGIN, "http://127.0.0.1:3000.evil.example".parse().unwrap());
+        assert!(!origin_allowed(&h, &[]));
     }
 
     #[test]

@@ -86,6 +86,8 @@ pub struct ChatUi {
     pub pending: RwSignal<Option<Pending>>,
     pub conversation_id: RwSignal<Option<String>>,
     pub max_question_chars: RwSignal<u32>,
+    /// The last answer's older turns did not all fit the model's context.
+    pub context_truncated: RwSignal<bool>,
     next_key: RwSignal<u64>,
 }
 
@@ -103,6 +105,7 @@ impl ChatUi {
             pending: RwSignal::new(None),
             conversation_id: RwSignal::new(None),
             max_question_chars: RwSignal::new(4000),
+            context_truncated: RwSignal::new(false),
             next_key: RwSignal::new(1),
         }
     }
@@ -163,7 +166,9 @@ impl ChatUi {
             ServerFrame::Start {
                 conversation_id,
                 message_id,
+                context_truncated,
             } => {
+                self.context_truncated.set(context_truncated);
                 self.conversation_id.set(Some(conversation_id));
                 self.pending.update(|p| {
                     if let Some(p) = p {
@@ -254,6 +259,7 @@ mod tests {
             ui.apply(ServerFrame::Start {
                 conversation_id: "c1".into(),
                 message_id: "m1".into(),
+                context_truncated: false,
             });
             ui.apply(chunk("Server", 1));
             ui.apply(chunk("-sent", 2));

@@ -1,0 +1,624 @@
+//! The history store: every SQL statement of the app, for SQLite and PostgreSQL alike
+//! through sqlx's `Any` driver (docs/storage.md). Every read that takes an id from a
+//! client is scoped by the caller's user id, so someone else's conversation looks
+//! exactly like a missing one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use super::{
+    ConversationPage, ConversationSummary, ConversationView, MessageRole, MessageStatus,
+    StoredMessage,
+};
+use crate::protocol::{ErrorCode, Usage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("unsupported DATABASE_URL scheme (use sqlite: or postgres:): {0}")]
+    Scheme(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+    /// Statements that changed data, for tests and docs/BENCHMARKS.md.
+    writes: AtomicU64,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn hash_token(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The database a settings value names: `DATABASE_URL` if set, else an SQLite file in
+/// the data directory.
+pub fn database_url(explicit: Option<&str>, data_dir: &std::path::Path) -> String {
+    match explicit {
+        Some(url) => url.to_string(),
+        None => format!("sqlite://{}?mode=rwc", data_dir.join("tutor-chat.db").display()),
+    }
+}
+
+impl Db {
+    /// Connects, prepares SQLite (WAL, foreign keys) and runs the migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Db, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Scheme(url.split(':').next().unwrap_or("").into()));
+        };
+        if backend == Backend::Sqlite {
+            if let Some(dir) = sqlite_parent_dir(url) {
+                std::fs::create_dir_all(&dir).map_err(|source| StoreError::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // In WAL mode NORMAL sync survives an app crash (kill -9), which
+                        // is what checkpoints guard against, without an fsync per commit.
+                        // (sqlx already sets foreign_keys = ON and a 5 s busy timeout.)
+                        sqlx::Executor::execute(conn, "PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        if backend == Backend::Sqlite {
+            // WAL lets readers work beside the writer. It is a property of the file,
+            // so setting it once is enough.
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        }
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Db {
+            pool,
+            backend,
+            writes: AtomicU64::new(0),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): a deferred one that read first could not upgrade when another
+    /// writer got in between, and would fail at once instead of waiting its turn.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    fn wrote(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The user a session token belongs to, if it has one yet.
+    pub async fn find_user(&self, token: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT user_id FROM sessions WHERE token_hash = $1")
+            .bind(hash_token(token))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<String, _>(0)))
+    }
+
+    /// The session's user, created with its first question (page views create nothing).
+    pub async fn ensure_user(&self, token: &str) -> Result<String, StoreError> {
+        if let Some(user) = self.find_user(token).await? {
+            return Ok(user);
+        }
+        let user_id = new_id();
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO users (id, created_at) VALUES ($1, $2)")
+            .bind(&user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (token_hash) DO NOTHING",
+        )
+        .bind(hash_token(token))
+        .bind(&user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            // Another tab of the same browser won the race: use its user.
+            tx.rollback().await?;
+            return self
+                .find_user(token)
+                .await?
+                .ok_or_else(|| StoreError::Sqlx(sqlx::Error::RowNotFound));
+        }
+        tx.commit().await?;
+        self.wrote();
+        self.wrote();
+        Ok(user_id)
+    }
+
+    pub async fn create_conversation(
+        &self,
+        user_id: &str,
+        title: &str,
+    ) -> Result<ConversationSummary, StoreError> {
+        let summary = ConversationSummary {
+            id: new_id(),
+            title: title.to_string(),
+            updated_at: now_ms(),
+        };
+        sqlx::query(
+            "INSERT INTO conversations (id, user_id, title, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(&summary.id)
+        .bind(user_id)
+        .bind(&summary.title)
+        .bind(summary.updated_at)
+        .execute(&self.pool)
+        .await?;
+        self.wrote();
+        Ok(summary)
+    }
+
+    pub async fn find_conversation(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+    ) -> Result<Option<ConversationSummary>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, title, updated_at FROM conversations WHERE id = $1 AND user_id = $2",
+        )
+        .bind(conversation_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| summary_from_row(&r)))
+    }
+
+    /// Newest first. The cursor is the last item's `updated_at:id`.
+    pub async fn list_conversations(
+        &self,
+        user_id: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<ConversationPage, StoreError> {
+        let fetch = i64::from(limit) + 1;
+        let rows = match cursor.and_then(parse_conversation_cursor) {
+            Some((updated_at, id)) => {
+                sqlx::query(
+                    "SELECT id, title, updated_at FROM conversations \
+                     WHERE user_id = $1 AND (updated_at < $2 OR (updated_at = $2 AND id < $3)) \
+                     ORDER BY updated_at DESC, id DESC LIMIT $4",
+                )
+                .bind(user_id)
+                .bind(updated_at)
+                .bind(id)
+                .bind(fetch)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT id, title, updated_at FROM conversations WHERE user_id = $1 \
+                     ORDER BY updated_at DESC, id DESC LIMIT $2",
+                )
+                .bind(user_id)
+                .bind(fetch)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        let mut items: Vec<ConversationSummary> = rows.iter().map(summary_from_row).collect();
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|c| format!("{}:{}", c.updated_at, c.id))
+        } else {
+            None
+        };
+        Ok(ConversationPage { items, next_cursor })
+    }
+
+    /// One page of a conversation's messages, oldest to newest, ending just before
+    /// `before` (a position), or at the newest message.
+    pub async fn load_conversation(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Option<ConversationView>, StoreError> {
+        let Some(summary) = self.find_conversation(user_id, conversation_id).await? else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT id, position, role, content, status, error_code, created_at \
+             FROM messages WHERE conversation_id = $1 AND position < $2 \
+             ORDER BY position DESC LIMIT $3",
+        )
+        .bind(conversation_id)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut messages: Vec<StoredMessage> = rows.iter().map(message_from_row).collect();
+        let has_older = messages.len() > limit as usize;
+        messages.truncate(limit as usize);
+        messages.reverse();
+        let older_cursor = if has_older {
+            messages.first().map(|m| m.position)
+        } else {
+            None
+        };
+        Ok(Some(ConversationView {
+            id: summary.id,
+            title: summary.title,
+            messages,
+            older_cursor,
+        }))
+    }
+
+    pub async fn rename_conversation(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        title: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE conversations SET title = $1 WHERE id = $2 AND user_id = $3")
+            .bind(title)
+            .bind(conversation_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        self.wrote();
+        Ok(done == 1)
+    }
+
+    /// Deletes the conversation and its messages in one transaction.
+    pub async fn delete_conversation(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let owned = sqlx::query("SELECT 1 FROM conversations WHERE id = $1 AND user_id = $2")
+            .bind(conversation_id)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !owned {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM messages WHERE conversation_id = $1")
+            .bind(conversation_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM conversations WHERE id = $1")
+            .bind(conversation_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.wrote();
+        Ok(true)
+    }
+
+    /// Appends a message at the conversation's next position and marks the
+    /// conversation as updated, in one transaction.
+    pub async fn add_message(
+        &self,
+        conversation_id: &str,
+        role: MessageRole,
+        content: &str,
+        status: MessageStatus,
+        owner_instance: Option<&str>,
+    ) -> Result<StoredMessage, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .try_add_message(conversation_id, role, content, status, owner_instance)
+                .await
+            {
+                // Two tabs appending at once can pick the same position; the unique
+                // index refuses one, and it simply takes the next.
+                Err(StoreError::Sqlx(sqlx::Error::Database(e)))
+                    if e.is_unique_violation() && attempt < 5 =>
+                {
+                    continue
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_add_message(
+        &self,
+        conversation_id: &str,
+        role: MessageRole,
+        content: &str,
+        status: MessageStatus,
+        owner_instance: Option<&str>,
+    ) -> Result<StoredMessage, StoreError> {
+        let now = now_ms();
+        let id = new_id();
+        let mut tx = self.begin_write().await?;
+        let position: i64 = sqlx::query(
+            "SELECT COALESCE(MAX(position), 0) + 1 FROM messages WHERE conversation_id = $1",
+        )
+        .bind(conversation_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, position, role, content, status, \
+             owner_instance, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&id)
+        .bind(conversation_id)
+        .bind(position)
+        .bind(role.as_str())
+        .bind(content)
+        .bind(status.as_str())
+        .bind(owner_instance)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(conversation_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.wrote();
+        Ok(StoredMessage {
+            id,
+            position,
+            role,
+            content: content.to_string(),
+            status,
+            error_code: None,
+            created_at: now,
+        })
+    }
+
+    /// Saves the partial text of a streaming answer. Never moves it backwards: a late
+    /// checkpoint cannot overwrite a newer one or the final text.
+    pub async fn checkpoint(
+        &self,
+        message_id: &str,
+        content: &str,
+        chunk_seq: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE messages SET content = $1, chunk_seq = $2 \
+             WHERE id = $3 AND status = 'streaming' AND chunk_seq < $2",
+        )
+        .bind(content)
+        .bind(chunk_seq as i64)
+        .bind(message_id)
+        .execute(&self.pool)
+        .await?;
+        self.wrote();
+        Ok(())
+    }
+
+    pub async fn finish_message(
+        &self,
+        message_id: &str,
+        content: &str,
+        chunk_seq: u64,
+        status: MessageStatus,
+        error_code: Option<ErrorCode>,
+        usage: Option<Usage>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE messages SET content = $1, chunk_seq = $2, status = $3, error_code = $4, \
+             finished_at = $5, prompt_tokens = $6, completion_tokens = $7, owner_instance = NULL \
+             WHERE id = $8 AND status = 'streaming'",
+        )
+        .bind(content)
+        .bind(chunk_seq as i64)
+        .bind(status.as_str())
+        .bind(error_code.map(|c| c.as_str()))
+        .bind(now_ms())
+        .bind(usage.map(|u| i64::from(u.prompt_tokens)))
+        .bind(usage.map(|u| i64::from(u.completion_tokens)))
+        .bind(message_id)
+        .execute(&self.pool)
+        .await?;
+        self.wrote();
+        Ok(())
+    }
+
+    /// The conversation's earlier turns that fit the budget (in characters), oldest
+    /// first, and whether older ones were left out. Only finished text is sent.
+    pub async fn context_turns(
+        &self,
+        conversation_id: &str,
+        budget_chars: usize,
+    ) -> Result<(Vec<(MessageRole, String)>, bool), StoreError> {
+        const SCAN_LIMIT: i64 = 200;
+        let rows = sqlx::query(
+            "SELECT role, content FROM messages WHERE conversation_id = $1 \
+             AND status <> 'error' AND content <> '' ORDER BY position DESC LIMIT $2",
+        )
+        .bind(conversation_id)
+        .bind(SCAN_LIMIT)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut used = 0usize;
+        let mut turns = Vec::new();
+        let mut truncated = false;
+        for row in &rows {
+            let content: String = row.get(1);
+            let cost = content.chars().count();
+            if used + cost > budget_chars {
+                truncated = true;
+                break;
+            }
+            used += cost;
+            turns.push((MessageRole::parse(&row.get::<String, _>(0)), content));
+        }
+        if !truncated && rows.len() as i64 == SCAN_LIMIT {
+            truncated = true;
+        }
+        // The model needs a conversation that starts with the student.
+        while turns.last().is_some_and(|(role, _)| *role == MessageRole::Assistant) {
+            turns.pop();
+            truncated = true;
+        }
+        turns.reverse();
+        Ok((turns, truncated))
+    }
+
+    /// After a crash, rows this instance left `streaming` can never finish: mark them
+    /// `interrupted`, keeping their checkpointed text.
+    pub async fn recover_interrupted(&self, instance: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE messages SET status = 'interrupted', finished_at = $1, owner_instance = NULL \
+             WHERE status = 'streaming' AND owner_instance = $2",
+        )
+        .bind(now_ms())
+        .bind(instance)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done)
+    }
+
+    pub async fn message_status(
+        &self,
+        message_id: &str,
+    ) -> Result<Option<(MessageStatus, String)>, StoreError> {
+        let row = sqlx::query("SELECT status, content FROM messages WHERE id = $1")
+            .bind(message_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| {
+            (
+                MessageStatus::parse(&r.get::<String, _>(0)),
+                r.get::<String, _>(1),
+            )
+        }))
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    std::path::Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| p.to_path_buf())
+}
+
+fn parse_conversation_cursor(cursor: &str) -> Option<(i64, &str)> {
+    let (updated_at, id) = cursor.split_once(':')?;
+    Some((updated_at.parse().ok()?, id))
+}
+
+fn summary_from_row(row: &AnyRow) -> ConversationSummary {
+    ConversationSummary {
+        id: row.get(0),
+        title: row.get(1),
+        updated_at: row.get(2),
+    }
+}
+
+fn message_from_row(row: &AnyRow) -> StoredMessage {
+    StoredMessage {
+        id: row.get(0),
+        position: row.get(1),
+        role: MessageRole::parse(&row.get::<String, _>(2)),
+        content: row.get(3),
+        status: MessageStatus::parse(&row.get::<String, _>(4)),
+        error_code: row
+            .get::<Option<String>, _>(5)
+            .and_then(|c| serde_json::from_value(serde_json::Value::String(c)).ok()),
+        created_at: row.get(6),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_url_parent_dir() {
+        assert_eq!(
+            sqlite_parent_dir("sqlite://data/x.db?mode=rwc"),
+            Some(std::path::PathBuf::from("data"))
+        );
+        assert_eq!(sqlite_parent_dir("sqlite::memory:"), None);
+        assert_eq!(sqlite_parent_dir("sqlite://x.db"), None);
+    }
+
+    #[test]
+    fn tokens_are_hashed() {
+        let h = hash_token("abc");
+        assert_eq!(h.len(), 64);
+        assert_ne!(h, "abc");
+    }
+}
