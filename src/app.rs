@@ -3,9 +3,11 @@
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::StaticSegment;
+use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
-use crate::chat::view::ChatPage;
+use crate::chat::state::ChatUi;
+use crate::chat::view::{ChatPage, Hydrated};
+use crate::history::view::Sidebar;
 use crate::i18n::Lang;
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -68,13 +70,32 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     let lang = RwSignal::new(request_lang());
     provide_context(lang);
+    // One chat state and one socket for the page's lifetime: moving between
+    // conversations must not drop the connection or an answer in flight.
+    let ui = ChatUi::new();
+    provide_context(ui);
+    let hydrated = Hydrated(RwSignal::new(false));
+    provide_context(hydrated);
+    Effect::new(move |_| {
+        hydrated.0.set(true);
+        #[cfg(feature = "hydrate")]
+        crate::chat::client::start(ui);
+    });
     view! {
         <Stylesheet id="leptos" href="/pkg/tutor-chat.css" />
         <Title text=move || lang.get().t().product />
         <Router>
-            <main>
+            <main class="layout" data-hydrated=move || hydrated.0.get().to_string()>
+                <Sidebar />
                 <Routes fallback=NotFound>
-                    <Route path=StaticSegment("") view=ChatPage />
+                    // In order: the history is in the HTML where it belongs, readable with
+                    // JavaScript off (out-of-order streaming needs a script to place it).
+                    <Route path=StaticSegment("") view=ChatPage ssr=SsrMode::InOrder />
+                    <Route
+                        path=(StaticSegment("c"), ParamSegment("id"))
+                        view=ChatPage
+                        ssr=SsrMode::InOrder
+                    />
                 </Routes>
             </main>
         </Router>

@@ -111,6 +111,18 @@ pub struct Strings {
     pub err_timeout: &'static str,
     pub err_internal: &'static str,
     pub retry_in: &'static str,
+    pub new_chat: &'static str,
+    pub conversations: &'static str,
+    pub no_conversations: &'static str,
+    pub load_earlier: &'static str,
+    pub interrupted_note: &'static str,
+    pub still_streaming_note: &'static str,
+    pub context_note: &'static str,
+    pub rename: &'static str,
+    pub delete: &'static str,
+    pub confirm_delete: &'static str,
+    pub conversation_missing: &'static str,
+    pub history_unavailable: &'static str,
 }
 
 impl Strings {
@@ -159,6 +171,18 @@ pub static EN: Strings = Strings {
     err_timeout: "The tutor's model took too long to answer.",
     err_internal: "Something went wrong on our side.",
     retry_in: "Try again in",
+    new_chat: "New chat",
+    conversations: "Conversations",
+    no_conversations: "Your conversations will appear here.",
+    load_earlier: "Load earlier messages",
+    interrupted_note: "This answer was interrupted; what was written so far is kept.",
+    still_streaming_note: "This answer is still being written.",
+    context_note: "Older messages of this conversation were left out of the tutor's context.",
+    rename: "Rename",
+    delete: "Delete",
+    confirm_delete: "Delete?",
+    conversation_missing: "This conversation does not exist, or it is not yours.",
+    history_unavailable: "The history could not be loaded right now.",
 };
 
 pub static RU: Strings = Strings {
@@ -191,6 +215,18 @@ pub static RU: Strings = Strings {
     err_timeout: "Модель тьютора слишком долго не отвечала.",
     err_internal: "У нас что-то пошло не так.",
     retry_in: "Повторите через",
+    new_chat: "Новый чат",
+    conversations: "Разговоры",
+    no_conversations: "Здесь появятся ваши разговоры.",
+    load_earlier: "Показать более ранние сообщения",
+    interrupted_note: "Ответ прервался; написанное сохранено.",
+    still_streaming_note: "Этот ответ ещё пишется.",
+    context_note: "Более ранние сообщения разговора не вошли в контекст тьютора.",
+    rename: "Переименовать",
+    delete: "Удалить",
+    confirm_delete: "Удалить?",
+    conversation_missing: "Такого разговора нет, или он не ваш.",
+    history_unavailable: "Историю сейчас не удалось загрузить.",
 };
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 // Starts and stops the release server and our OpenAI-compatible test upstream, so
 // that a test can restart the server under a live page.
 import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 const root = path.resolve(__dirname, '..', '..');
@@ -46,6 +48,9 @@ export async function startFake(): Promise<ChildProcess> {
   return child;
 }
 
+// One database per test run, kept across restarts within it.
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tutor-e2e-'));
+
 export async function startApp(): Promise<ChildProcess> {
   const child = launch(
     [],
@@ -58,6 +63,8 @@ export async function startApp(): Promise<ChildProcess> {
       OPENAI_BASE_URL: `${FAKE}/v1`,
       OPENAI_API_KEY: 'e2e-key',
       OPENAI_MODEL: 'e2e-model',
+      TUTOR_DATA_DIR: dataDir,
+      TUTOR_INSTANCE_ID: 'e2e',
     },
     'app',
   );

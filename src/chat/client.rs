@@ -42,7 +42,6 @@ impl Drop for Connection {
 
 struct Client {
     ui: ChatUi,
-    follow: RwSignal<bool>,
     connection: RefCell<Option<Connection>>,
     /// Bumped per connection so that callbacks of an old socket are ignored.
     generation: Cell<u32>,
@@ -60,10 +59,9 @@ fn now_ms() -> f64 {
 }
 
 /// Starts the client once per page.
-pub fn start(ui: ChatUi, follow: RwSignal<bool>) {
+pub fn start(ui: ChatUi) {
     let client = Rc::new(Client {
         ui,
-        follow,
         connection: RefCell::new(None),
         generation: Cell::new(0),
         attempt: Cell::new(0),
@@ -115,6 +113,18 @@ pub fn send(frame: &ClientFrame) -> bool {
     })
 }
 
+/// Puts the conversation's address in the URL bar without a navigation, so a reload
+/// or a shared link opens it, while the page (and the answer streaming) stays.
+pub fn show_url(path: &str) {
+    let Ok(history) = window().history() else {
+        return;
+    };
+    let current = window().location().pathname().unwrap_or_default();
+    if current != path {
+        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(path));
+    }
+}
+
 pub fn remember_lang(lang: Lang) {
     let document = document();
     if let Some(html) = document.document_element() {
@@ -133,7 +143,7 @@ pub fn scroll_to_latest(force: bool) {
     // Decided inside the frame callback: a scroll-up by the student between this call
     // and the next frame must win over an older decision to follow.
     request_animation_frame(move || {
-        let follow = CLIENT.with(|c| c.borrow().as_ref().map(|c| c.follow.get_untracked()));
+        let follow = CLIENT.with(|c| c.borrow().as_ref().map(|c| c.ui.follow.get_untracked()));
         if !(force || follow.unwrap_or(true)) {
             return;
         }

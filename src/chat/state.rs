@@ -57,6 +57,8 @@ pub struct ChatItem {
     pub text: RwSignal<String>,
     pub status: RwSignal<ItemStatus>,
     pub error: RwSignal<Option<ItemError>>,
+    /// Older turns were left out of the model's context for this answer.
+    pub context_truncated: RwSignal<bool>,
 }
 
 impl ChatItem {
@@ -67,6 +69,7 @@ impl ChatItem {
             text: RwSignal::new(text),
             status: RwSignal::new(status),
             error: RwSignal::new(None),
+            context_truncated: RwSignal::new(false),
         }
     }
 }
@@ -86,8 +89,10 @@ pub struct ChatUi {
     pub pending: RwSignal<Option<Pending>>,
     pub conversation_id: RwSignal<Option<String>>,
     pub max_question_chars: RwSignal<u32>,
-    /// The last answer's older turns did not all fit the model's context.
-    pub context_truncated: RwSignal<bool>,
+    /// Bumped when the list of conversations changed (a new one, a finished answer).
+    pub sidebar_version: RwSignal<u32>,
+    /// Autoscroll follows the answer until the student scrolls up to read.
+    pub follow: RwSignal<bool>,
     next_key: RwSignal<u64>,
 }
 
@@ -105,9 +110,24 @@ impl ChatUi {
             pending: RwSignal::new(None),
             conversation_id: RwSignal::new(None),
             max_question_chars: RwSignal::new(4000),
-            context_truncated: RwSignal::new(false),
+            sidebar_version: RwSignal::new(0),
+            follow: RwSignal::new(true),
             next_key: RwSignal::new(1),
         }
+    }
+
+    /// Shows another conversation (or a new one): the live messages belong to the old
+    /// one and go; its stored messages come from history. An answer still streaming
+    /// elsewhere keeps going on the server and is stored there.
+    pub fn show_conversation(&self, conversation_id: Option<String>) {
+        self.items.set(Vec::new());
+        if self.conversation_id.get_untracked() != conversation_id {
+            self.conversation_id.set(conversation_id);
+        }
+    }
+
+    fn bump_sidebar(&self) {
+        self.sidebar_version.update(|v| *v = v.wrapping_add(1));
     }
 
     pub fn is_answering(&self) -> bool {
@@ -168,8 +188,13 @@ impl ChatUi {
                 message_id,
                 context_truncated,
             } => {
-                self.context_truncated.set(context_truncated);
-                self.conversation_id.set(Some(conversation_id));
+                if let Some(item) = self.pending_item() {
+                    item.context_truncated.set(context_truncated);
+                }
+                if self.conversation_id.get_untracked().as_deref() != Some(conversation_id.as_str()) {
+                    self.conversation_id.set(Some(conversation_id));
+                }
+                self.bump_sidebar();
                 self.pending.update(|p| {
                     if let Some(p) = p {
                         p.message_id = Some(message_id);
@@ -202,6 +227,7 @@ impl ChatUi {
                 }
             }
             ServerFrame::End { reason, .. } => {
+                self.bump_sidebar();
                 if let Some(item) = self.pending_item() {
                     item.status.set(match reason {
                         EndReason::Stopped => ItemStatus::Stopped,

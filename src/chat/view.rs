@@ -3,30 +3,61 @@
 
 use leptos::prelude::*;
 
+use leptos_router::hooks::use_params_map;
+
 use super::state::{ChatItem, ChatUi, ConnState, ItemStatus, Role};
+use crate::history::{load_conversation, ConversationView, MessageRole, MessageStatus, StoredMessage};
 use crate::i18n::Lang;
+use crate::protocol::ErrorCode;
 
 /// Pixels from the bottom that still count as "at the bottom" for autoscroll.
 #[cfg(feature = "hydrate")]
 const FOLLOW_SLACK_PX: i32 = 48;
 pub const MESSAGES_ID: &str = "messages";
 
+/// Set from an Effect once the page is hydrated (tests wait for it before clicking).
+#[derive(Debug, Clone, Copy)]
+pub struct Hydrated(pub RwSignal<bool>);
+
 #[component]
 pub fn ChatPage() -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
     let t = move || lang.get().t();
-    let ui = ChatUi::new();
+    let ui = expect_context::<ChatUi>();
+    let hydrated = expect_context::<Hydrated>().0;
     let draft = RwSignal::new(String::new());
-    let hydrated = RwSignal::new(false);
-    // Autoscroll follows the answer until the student scrolls up to read.
-    let follow = RwSignal::new(true);
     let demo_mode = demo_mode();
 
-    Effect::new(move |_| {
-        hydrated.set(true);
-        #[cfg(feature = "hydrate")]
-        super::client::start(ui, follow);
+    // The conversation in the address: `/c/{id}`, or none on `/` (a new chat).
+    let params = use_params_map();
+    let route_id = Memo::new(move |_| params.read().get("id"));
+    ui.show_conversation(route_id.get_untracked());
+    Effect::new(move |previous: Option<Option<String>>| {
+        let id = route_id.get();
+        if previous.is_some_and(|p| p != id) {
+            ui.show_conversation(id.clone());
+        }
+        id
     });
+    // A new chat gets its address as soon as the server names it.
+    Effect::new(move |_| {
+        let id = ui.conversation_id.get();
+        #[cfg(feature = "hydrate")]
+        if let Some(id) = id {
+            super::client::show_url(&format!("/c/{id}"));
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = id;
+    });
+    let history = Resource::new(
+        move || route_id.get(),
+        |id| async move {
+            match id {
+                Some(id) => load_conversation(id, None).await.map(Some),
+                None => Ok(None),
+            }
+        },
+    );
 
     let answering = move || ui.pending.with(Option::is_some);
     let connected = move || ui.conn.get() == ConnState::Connected;
@@ -50,7 +81,7 @@ pub fn ChatPage() -> impl IntoView {
             }
             ui.begin_question(question);
             draft.set(String::new());
-            follow.set(true);
+            ui.follow.set(true);
             super::client::scroll_to_latest(true);
         }
         #[cfg(not(feature = "hydrate"))]
@@ -77,11 +108,11 @@ pub fn ChatPage() -> impl IntoView {
         #[cfg(feature = "hydrate")]
         if let Some(el) = leptos::prelude::document().get_element_by_id(MESSAGES_ID) {
             let gap = el.scroll_height() - el.scroll_top() - el.client_height();
-            follow.set(gap <= FOLLOW_SLACK_PX);
+            ui.follow.set(gap <= FOLLOW_SLACK_PX);
         }
     };
     let jump = move |_| {
-        follow.set(true);
+        ui.follow.set(true);
         #[cfg(feature = "hydrate")]
         super::client::scroll_to_latest(true);
     };
@@ -95,9 +126,10 @@ pub fn ChatPage() -> impl IntoView {
             ConnState::Offline => s.offline,
         }
     };
+    let is_new_chat = move || route_id.get().is_none() && ui.conversation_id.get().is_none();
 
     view! {
-        <div class="chat" data-hydrated=move || hydrated.get().to_string()>
+        <div class="chat">
             <header class="topbar">
                 <div class="brand">
                     <h1>{move || t().product}</h1>
@@ -125,12 +157,29 @@ pub fn ChatPage() -> impl IntoView {
                 }}</p>
             </Show>
             <section id=MESSAGES_ID class="messages" on:scroll=on_scroll aria-live="polite">
-                <Show when=move || ui.items.with(Vec::is_empty)>
+                <Show when=move || is_new_chat() && ui.items.with(Vec::is_empty)>
                     <div class="empty">
                         <h2>{move || t().empty_title}</h2>
                         <p>{move || t().empty_hint}</p>
                     </div>
                 </Show>
+                <Suspense>
+                    {move || Suspend::new(async move {
+                        match history.await {
+                            Ok(Some(view)) => view! { <History view=view /> }.into_any(),
+                            Ok(None) => ().into_any(),
+                            Err(e) => {
+                                let missing = e.to_string().contains("not found");
+                                view! {
+                                    <p class="history-error" role="alert">
+                                        {move || if missing { t().conversation_missing } else { t().history_unavailable }}
+                                    </p>
+                                }
+                                .into_any()
+                            }
+                        }
+                    })}
+                </Suspense>
                 <For each=move || ui.items.get() key=|item| item.key let:item>
                     <Message item=item />
                 </For>
@@ -138,7 +187,7 @@ pub fn ChatPage() -> impl IntoView {
             <button
                 type="button"
                 class="jump"
-                class:hidden=move || follow.get()
+                class:hidden=move || ui.follow.get()
                 on:click=jump
             >
                 {move || t().jump_to_latest}
@@ -169,6 +218,80 @@ pub fn ChatPage() -> impl IntoView {
                 {move || if connected() || !hydrated.get() { t().hint_keys } else { t().not_connected_hint }}
             </p>
         </div>
+    }
+}
+
+/// A conversation's stored messages, with a button for older pages.
+#[component]
+fn History(view: ConversationView) -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let t = move || lang.get().t();
+    let older = RwSignal::new(Vec::<StoredMessage>::new());
+    let older_cursor = RwSignal::new(view.older_cursor);
+    let loading = RwSignal::new(false);
+    let id = view.id.clone();
+    let load_earlier = move |_| {
+        let Some(before) = older_cursor.get_untracked() else {
+            return;
+        };
+        loading.set(true);
+        let id = id.clone();
+        leptos::task::spawn_local(async move {
+            if let Ok(page) = load_conversation(id, Some(before)).await {
+                older.update(|o| {
+                    let mut merged = page.messages;
+                    merged.append(o);
+                    *o = merged;
+                });
+                older_cursor.set(page.older_cursor);
+            }
+            loading.set(false);
+        });
+    };
+    let messages = view.messages;
+    view! {
+        <Show when=move || older_cursor.get().is_some()>
+            <button type="button" class="load-earlier" on:click=load_earlier.clone() disabled=move || loading.get()>
+                {move || t().load_earlier}
+            </button>
+        </Show>
+        <For each=move || older.get() key=|m| m.id.clone() let:m>
+            <StoredMessageView message=m />
+        </For>
+        {messages.into_iter().map(|m| view! { <StoredMessageView message=m /> }).collect_view()}
+    }
+}
+
+#[component]
+fn StoredMessageView(message: StoredMessage) -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let t = move || lang.get().t();
+    let (class, is_student) = match message.role {
+        MessageRole::User => ("msg msg-student msg-stored", true),
+        MessageRole::Assistant => ("msg msg-tutor msg-stored", false),
+    };
+    let status = message.status;
+    let error_code = message.error_code;
+    view! {
+        <article class=class data-status=status.as_str() data-message-id=message.id.clone()>
+            <div class="msg-who">{move || if is_student { t().you } else { t().tutor }}</div>
+            <div class="msg-body">
+                <span class="msg-text">{message.content}</span>
+                {(status == MessageStatus::Streaming).then(|| view! { <span class="cursor" aria-hidden="true"></span> })}
+            </div>
+            {match status {
+                MessageStatus::Stopped => Some(view! { <p class="msg-note">{move || t().stopped_note}</p> }.into_any()),
+                MessageStatus::Interrupted => Some(view! { <p class="msg-note">{move || t().interrupted_note}</p> }.into_any()),
+                MessageStatus::Streaming => Some(view! { <p class="msg-note">{move || t().still_streaming_note}</p> }.into_any()),
+                MessageStatus::Error => {
+                    let code = error_code.unwrap_or(ErrorCode::Internal);
+                    Some(view! {
+                        <p class="msg-error" data-code=code.as_str()>{move || t().error_text(code)}</p>
+                    }.into_any())
+                }
+                MessageStatus::Complete => None,
+            }}
+        </article>
     }
 }
 
@@ -215,6 +338,9 @@ fn Message(item: ChatItem) -> impl IntoView {
             </div>
             <Show when=move || item.status.get() == ItemStatus::Stopped>
                 <p class="msg-note">{move || t().stopped_note}</p>
+            </Show>
+            <Show when=move || item.context_truncated.get()>
+                <p class="context-note">{move || t().context_note}</p>
             </Show>
             {error_text}
         </article>

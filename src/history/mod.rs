@@ -8,6 +8,7 @@ use crate::protocol::ErrorCode;
 
 #[cfg(feature = "ssr")]
 pub mod store;
+pub mod view;
 
 /// Messages per page when a conversation is opened.
 pub const MESSAGE_PAGE: u32 = 50;

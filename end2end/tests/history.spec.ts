@@ -1,0 +1,130 @@
+import { test, expect, type Page } from '@playwright/test';
+import type { ChildProcess } from 'node:child_process';
+import { startApp, startFake, stop, upstreamLog } from './servers';
+
+test.describe.configure({ mode: 'serial' });
+
+let fake: ChildProcess | undefined;
+let app: ChildProcess | undefined;
+
+test.beforeAll(async () => {
+  fake = await startFake();
+  app = await startApp();
+});
+
+test.afterAll(async () => {
+  await stop(app);
+  await stop(fake);
+});
+
+async function ready(page: Page) {
+  await expect(page.locator('[data-hydrated="true"]')).toBeVisible();
+  await expect(page.locator('.conn')).toHaveAttribute('data-state', 'connected');
+}
+
+/** Asks in the page and waits for the answer; returns the answer's text. */
+async function ask(page: Page, question: string): Promise<string> {
+  const answers = page.locator('.msg-tutor:not(.msg-stored)');
+  const before = await answers.count();
+  const input = page.locator('textarea');
+  await input.fill(question);
+  await input.press('Enter');
+  const answer = answers.nth(before);
+  await expect(answer).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });
+  return (await answer.locator('.msg-text').textContent()) ?? '';
+}
+
+test('ask, reload: the history is in the server HTML and stays after hydration', async ({ page }) => {
+  await page.goto('/');
+  await ready(page);
+  const question = '[tokens=6] What is server-sent events?';
+  const answer = await ask(page, question);
+  expect(answer.length).toBeGreaterThan(0);
+  await expect(page).toHaveURL(/\/c\/[0-9a-f-]{36}$/);
+  await expect(page.locator('.conversation.active .conversation-title')).toHaveText(question);
+
+  // The server's HTML for this browser's session holds the conversation, before any script.
+  const html = await (await page.request.get(page.url())).text();
+  expect(html).toContain(question);
+  expect(html).toContain(answer);
+
+  await page.reload();
+  await ready(page);
+  await expect(page.locator('.msg-stored.msg-student .msg-text')).toHaveText(question);
+  await expect(page.locator('.msg-stored.msg-tutor .msg-text')).toHaveText(answer);
+  await expect(page.locator('.msg-stored.msg-tutor')).toHaveAttribute('data-status', 'complete');
+  await expect(page.locator('.empty')).toHaveCount(0);
+});
+
+test('the history is readable with JavaScript off', async ({ browser, page }) => {
+  await page.goto('/');
+  await ready(page);
+  const answer = await ask(page, '[tokens=5] Readable without scripts?');
+  await expect(page).toHaveURL(/\/c\//);
+  const context = await browser.newContext({
+    javaScriptEnabled: false,
+    storageState: await page.context().storageState(),
+  });
+  const noJs = await context.newPage();
+  await noJs.goto(page.url());
+  await expect(noJs.locator('.msg-stored.msg-tutor .msg-text')).toHaveText(answer);
+  await expect(noJs.locator('.conversation-title')).toHaveText('[tokens=5] Readable without scripts?');
+  await context.close();
+});
+
+test('open an old conversation from the sidebar and continue it', async ({ page }) => {
+  await page.goto('/');
+  await ready(page);
+  const firstQuestion = '[tokens=4] first: what is a WebSocket?';
+  const firstAnswer = await ask(page, firstQuestion);
+  const firstUrl = page.url();
+
+  await page.locator('a.new-chat').click();
+  await expect(page).toHaveURL(/\/$/);
+  await expect(page.locator('.empty')).toBeVisible();
+  await ask(page, '[tokens=4] second: what is SSE?');
+  await expect(page.locator('.conversation')).toHaveCount(2);
+  // Newest first.
+  await expect(page.locator('.conversation-title').first()).toHaveText('[tokens=4] second: what is SSE?');
+
+  await page.locator('.conversation-title', { hasText: 'first: what is a WebSocket' }).click();
+  await expect(page).toHaveURL(firstUrl);
+  await expect(page.locator('.msg-stored.msg-student .msg-text')).toHaveText(firstQuestion);
+  await expect(page.locator('.msg-stored.msg-tutor .msg-text')).toHaveText(firstAnswer);
+  await expect(page.locator('.msg', { hasText: 'second: what is SSE' })).toHaveCount(0);
+
+  await ask(page, '[tokens=3] and how do they differ?');
+  // The model received the earlier turns of this conversation, and only those.
+  const sent = (await upstreamLog()).at(-1)!;
+  expect(sent.messages.map((m) => m.role)).toEqual(['system', 'user', 'assistant', 'user']);
+  expect(sent.messages[1].content).toBe(firstQuestion);
+  expect(sent.messages[2].content).toBe(firstAnswer);
+  expect(sent.messages[3].content).toBe('[tokens=3] and how do they differ?');
+
+  await page.reload();
+  await ready(page);
+  await expect(page.locator('.msg-stored')).toHaveCount(4);
+});
+
+test('rename and delete a conversation from the sidebar', async ({ page }) => {
+  await page.goto('/');
+  await ready(page);
+  await ask(page, '[tokens=2] to be renamed');
+  const item = page.locator('.conversation.active');
+  await item.locator('button.rename').click();
+  const input = item.locator('input.rename-input');
+  await input.fill('Streaming, explained');
+  await input.press('Enter');
+  await expect(item.locator('.conversation-title')).toHaveText('Streaming, explained');
+  await page.reload();
+  await ready(page);
+  await expect(page.locator('.conversation.active .conversation-title')).toHaveText('Streaming, explained');
+
+  const count = await page.locator('.conversation').count();
+  await page.locator('.conversation.active button.delete').click();
+  await expect(page.locator('.conversation.active button.delete')).toHaveText('Delete?');
+  await page.locator('.conversation.active button.delete').click();
+  await expect(page.locator('.conversation')).toHaveCount(count - 1);
+  await expect(page).toHaveURL(/\/$/);
+  await expect(page.locator('.empty')).toBeVisible();
+});
