@@ -1,23 +1,11 @@
 import { test, expect, type Page } from '@playwright/test';
-import type { ChildProcess } from 'node:child_process';
-import { APP, startApp, startFake, stop, upstreamLog } from './servers';
+import { APP, ready, serversForThisFile, upstreamLog } from './servers';
 
 test.describe.configure({ mode: 'serial' });
 
-let fake: ChildProcess | undefined;
-let app: ChildProcess | undefined;
+const servers = serversForThisFile();
 
-test.beforeAll(async () => {
-  fake = await startFake();
-  app = await startApp();
-});
-
-test.afterAll(async () => {
-  await stop(app);
-  await stop(fake);
-});
-
-/** Server-rendered buttons exist before their handlers: wait for hydration and the socket. */
+/** Opens the chat, ready to use, and collects script errors and dialogs. */
 async function openReady(page: Page) {
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
@@ -26,8 +14,7 @@ async function openReady(page: Page) {
     void d.dismiss();
   });
   await page.goto('/');
-  await expect(page.locator('[data-hydrated="true"]')).toBeVisible();
-  await expect(page.locator('.conn')).toHaveAttribute('data-state', 'connected');
+  await ready(page);
   return errors;
 }
 
@@ -159,7 +146,7 @@ test('the language is switchable and remembered', async ({ page }) => {
   await expect(page.locator('textarea')).toHaveAttribute('placeholder', 'Задайте вопрос по курсу…');
   await expect(page.locator('html')).toHaveAttribute('lang', 'ru');
   await page.reload();
-  await expect(page.locator('[data-hydrated="true"]')).toBeVisible();
+  await ready(page);
   await expect(page.locator('textarea')).toHaveAttribute('placeholder', 'Задайте вопрос по курсу…');
   await expect(page.locator('.conn-label')).toHaveText('в сети');
 });
@@ -167,9 +154,9 @@ test('the language is switchable and remembered', async ({ page }) => {
 test('stop and restart the server: reconnecting, then connected, and asking works again', async ({ page }) => {
   await openReady(page);
   const conn = page.locator('.conn');
-  await stop(app);
+  await servers.stopApp();
   await expect(conn).toHaveAttribute('data-state', 'reconnecting');
-  app = await startApp();
+  await servers.restartApp();
   await expect(conn).toHaveAttribute('data-state', 'connected', { timeout: 30_000 });
   const input = page.locator('textarea');
   await input.fill('[tokens=5] back again?');

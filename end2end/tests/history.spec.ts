@@ -1,26 +1,9 @@
 import { test, expect, type Page } from '@playwright/test';
-import type { ChildProcess } from 'node:child_process';
-import { startApp, startFake, stop, upstreamLog } from './servers';
+import { ready, serversForThisFile, upstreamLog } from './servers';
 
 test.describe.configure({ mode: 'serial' });
 
-let fake: ChildProcess | undefined;
-let app: ChildProcess | undefined;
-
-test.beforeAll(async () => {
-  fake = await startFake();
-  app = await startApp();
-});
-
-test.afterAll(async () => {
-  await stop(app);
-  await stop(fake);
-});
-
-async function ready(page: Page) {
-  await expect(page.locator('[data-hydrated="true"]')).toBeVisible();
-  await expect(page.locator('.conn')).toHaveAttribute('data-state', 'connected');
-}
+serversForThisFile();
 
 /** Asks in the page and waits for the answer; returns the answer's text. */
 async function ask(page: Page, question: string): Promise<string> {

@@ -1,5 +1,6 @@
 // Starts and stops the release server and our OpenAI-compatible test upstream, so
 // that a test can restart the server under a live page.
+import { test, expect, type Page } from '@playwright/test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -86,4 +87,32 @@ export type Recorded = { messages: { role: string; content: string }[]; answer: 
 export async function upstreamLog(): Promise<Recorded[]> {
   const response = await fetch(`${FAKE}/_log`);
   return (await response.json()) as Recorded[];
+}
+
+/**
+ * Starts the test upstream and the app before a spec file's tests and stops them
+ * after; the handle lets a test stop and restart the app under a live page.
+ */
+export function serversForThisFile() {
+  const running: { app?: ChildProcess; fake?: ChildProcess } = {};
+  test.beforeAll(async () => {
+    running.fake = await startFake();
+    running.app = await startApp();
+  });
+  test.afterAll(async () => {
+    await stop(running.app);
+    await stop(running.fake);
+  });
+  return {
+    stopApp: () => stop(running.app),
+    restartApp: async () => {
+      running.app = await startApp();
+    },
+  };
+}
+
+/** Server-rendered buttons exist before their handlers: wait for hydration and the socket. */
+export async function ready(page: Page) {
+  await expect(page.locator('[data-hydrated="true"]')).toBeVisible();
+  await expect(page.locator('.conn')).toHaveAttribute('data-state', 'connected');
 }

@@ -1,0 +1,159 @@
+//! History benchmark for docs/BENCHMARKS.md: on the database DATABASE_URL names (else a
+//! fresh SQLite file), seed a 1,000-message conversation and a user with 10,000
+//! conversations, then time the first page of each through the server functions (HTTP,
+//! as the page calls them), and count database writes for one 200-token answer.
+//!
+//!   cargo run --release --features ssr --bin history_bench
+//!   bash .ci/with-postgres sh -c 'DATABASE_URL=$TUTOR_TEST_DATABASE_URL cargo run --release --features ssr --bin history_bench'
+
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tutor_chat::history::{MessageRole, MessageStatus};
+use tutor_chat::protocol::ServerFrame;
+use tutor_chat::server::{build_app, leptos_options, without_nagle};
+use tutor_chat::settings::Settings;
+use tutor_chat::upstream::fake::{FakeConfig, FakeUpstream};
+
+const ROUNDS: usize = 200;
+
+fn report(name: &str, mut samples: Vec<Duration>) {
+    samples.sort_unstable();
+    let at = |p: f64| samples[((p / 100.0) * (samples.len() - 1) as f64).round() as usize];
+    println!(
+        "{name:<48} p50 {:>7.2} ms  p99 {:>7.2} ms  ({} runs)",
+        at(50.0).as_secs_f64() * 1e3,
+        at(99.0).as_secs_f64() * 1e3,
+        samples.len()
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let database_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        let path = std::env::temp_dir().join(format!("history-bench-{}.db", std::process::id()));
+        format!("sqlite://{}?mode=rwc", path.display())
+    });
+    let backend = database_url.split(':').next().unwrap_or("").to_string();
+    let fake = FakeUpstream::new(FakeConfig::default());
+    let fake_addr = fake.spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let settings = Settings {
+        database_url: Some(database_url.clone()),
+        upstream: tutor_chat::settings::UpstreamSettings {
+            base_url: Some(format!("http://{fake_addr}/v1")),
+            ..Settings::default().upstream
+        },
+        ..Settings::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut options = leptos_options().unwrap();
+    options.site_addr = addr;
+    let (app, state) = build_app(settings, options).await.unwrap();
+    tokio::spawn(async move { axum::serve(without_nagle(listener), app).await });
+    let db = state.db.clone();
+    println!("backend: {backend}");
+
+    // Seed: one conversation of 1,000 messages (about 300 characters each).
+    let reader_token = tutor_chat::auth::new_token().unwrap();
+    let reader = db.ensure_user(&reader_token).await.unwrap();
+    let long = db.create_conversation(&reader, "a long conversation").await.unwrap();
+    let started = Instant::now();
+    let text = "A WebSocket keeps one connection open so the server can push tokens. ".repeat(4);
+    for i in 0..1000 {
+        let role = if i % 2 == 0 { MessageRole::User } else { MessageRole::Assistant };
+        db.add_message(&long.id, role, &text, MessageStatus::Complete, None)
+            .await
+            .unwrap();
+    }
+    println!("seeded 1,000 messages in {:.1} s", started.elapsed().as_secs_f64());
+
+    // Seed: one user with 10,000 conversations.
+    let busy_token = tutor_chat::auth::new_token().unwrap();
+    let busy = db.ensure_user(&busy_token).await.unwrap();
+    let started = Instant::now();
+    for i in 0..10_000 {
+        db.create_conversation(&busy, &format!("conversation {i}")).await.unwrap();
+    }
+    println!("seeded 10,000 conversations in {:.1} s", started.elapsed().as_secs_f64());
+
+    let http = reqwest::Client::new();
+    let call = |token: String, endpoint: &'static str, form: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        async move {
+            let started = Instant::now();
+            let response = http
+                .post(format!("http://{addr}/api/{endpoint}"))
+                .header("cookie", format!("tutor_session={token}"))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success(), "{endpoint}: {}", response.status());
+            let body = response.bytes().await.unwrap();
+            (started.elapsed(), body.len())
+        }
+    };
+
+    let mut load = Vec::new();
+    let mut list = Vec::new();
+    let mut store_load = Vec::new();
+    let mut store_list = Vec::new();
+    let mut sizes = (0, 0);
+    for round in 0..ROUNDS + 10 {
+        let (took, size) = call(reader_token.clone(), "history/load", vec![("id", long.id.clone())]).await;
+        let (took_list, size_list) = call(busy_token.clone(), "history/list", vec![]).await;
+        let started = Instant::now();
+        db.load_conversation(&reader, &long.id, None, 50).await.unwrap().unwrap();
+        let store_took = started.elapsed();
+        let started = Instant::now();
+        let page = db.list_conversations(&busy, None, 30).await.unwrap();
+        let store_list_took = started.elapsed();
+        assert_eq!(page.items.len(), 30);
+        if round >= 10 {
+            load.push(took);
+            list.push(took_list);
+            store_load.push(store_took);
+            store_list.push(store_list_took);
+            sizes = (size, size_list);
+        }
+    }
+    report("load 1,000-message conversation, first page (HTTP)", load);
+    report("  the same, store query only", store_load);
+    report("list 10,000 conversations, first page (HTTP)", list);
+    report("  the same, store query only", store_list);
+    println!("response sizes: load {} bytes (50 messages), list {} bytes (30 items)", sizes.0, sizes.1);
+
+    // Writes for one 200-token answer at 20 tokens/s.
+    let token = tutor_chat::auth::new_token().unwrap();
+    db.ensure_user(&token).await.unwrap();
+    let mut request = format!("ws://{addr}/ws/chat").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", HeaderValue::from_str(&format!("tutor_session={token}")).unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let before = db.writes();
+    ws.send(Message::Text(
+        r#"{"question":"[tokens=200] [delay=50] count my writes"}"#.into(),
+    ))
+    .await
+    .unwrap();
+    let mut chunks = 0;
+    while let Some(Ok(message)) = ws.next().await {
+        if let Message::Text(text) = message {
+            match serde_json::from_str::<ServerFrame>(text.as_str()).unwrap() {
+                ServerFrame::Chunk { .. } => chunks += 1,
+                ServerFrame::End { .. } => break,
+                ServerFrame::Error { message, .. } => panic!("{message}"),
+                _ => {}
+            }
+        }
+    }
+    println!(
+        "database writes for one answer of {chunks} tokens over 10 s: {}",
+        db.writes() - before
+    );
+}
