@@ -14,11 +14,12 @@ cargo build --release --features ssr --bin loadtest >/dev/null 2>&1
 APP_PORT=3300 FAKE_PORT=3301
 ./target/release/tutor-chat fake-upstream --port $FAKE_PORT >/dev/null &
 fake=$!
-RUST_LOG=warn LEPTOS_SITE_ROOT=target/site TUTOR_BIND=127.0.0.1:$APP_PORT \
+data=$(mktemp -d)   # a fresh SQLite history per run (set DATABASE_URL for PostgreSQL)
+RUST_LOG=warn LEPTOS_SITE_ROOT=target/site TUTOR_BIND=127.0.0.1:$APP_PORT TUTOR_DATA_DIR=$data \
   OPENAI_BASE_URL=http://127.0.0.1:$FAKE_PORT/v1 OPENAI_API_KEY=bench \
   ./target/release/tutor-chat &
 app=$!
-trap 'kill $app $fake 2>/dev/null || true' EXIT
+trap 'kill $app $fake 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 100); do curl -sf http://127.0.0.1:$APP_PORT/healthz >/dev/null && break; sleep 0.1; done
 
 # CPU seconds (user+system) a process has used so far.

@@ -20,8 +20,8 @@ use crate::protocol::{
     parse_client_frame, ClientFrame, EndReason, ErrorCode, FrameLimits, ServerFrame,
     PROTOCOL_VERSION,
 };
-use crate::history::store::{Db, StoreError};
-use crate::history::{title_from_question, MessageRole, MessageStatus};
+use crate::history::store::{BeginError, Db, StoreError};
+use crate::history::{MessageRole, MessageStatus};
 use crate::server::AppState;
 use crate::upstream::{AnswerStream, ChatMessage, UpstreamClient};
 use std::sync::Arc;
@@ -344,69 +344,55 @@ async fn start_answer(
             user
         }
     };
-    let conversation = match conversation_id {
-        Some(id) => db
-            .find_conversation(&user, &id)
-            .await
-            .map_err(internal_error)?
-            .ok_or_else(|| {
-                ServerFrame::error(ErrorCode::NotFound, "no such conversation")
-            })?,
-        None => db
-            .create_conversation(&user, &title_from_question(&question))
-            .await
-            .map_err(internal_error)?,
+    let begun = match db
+        .begin_answer(
+            &user,
+            conversation_id.as_deref(),
+            &question,
+            ctx.context_budget_chars,
+            &ctx.instance_id,
+        )
+        .await
+    {
+        Ok(begun) => begun,
+        Err(BeginError::NotFound) => {
+            return Err(ServerFrame::error(ErrorCode::NotFound, "no such conversation"))
+        }
+        Err(BeginError::Store(error)) => return Err(internal_error(error)),
     };
-    let (turns, context_truncated) = db
-        .context_turns(&conversation.id, ctx.context_budget_chars)
-        .await
-        .map_err(internal_error)?;
-    db.add_message(&conversation.id, MessageRole::User, &question, MessageStatus::Complete, None)
-        .await
-        .map_err(internal_error)?;
 
-    let mut messages = Vec::with_capacity(turns.len() + 2);
+    let mut messages = Vec::with_capacity(begun.turns.len() + 2);
     messages.push(ChatMessage::system(ctx.upstream.settings().system_prompt.clone()));
-    messages.extend(turns.into_iter().map(|(role, content)| match role {
+    messages.extend(begun.turns.into_iter().map(|(role, content)| match role {
         MessageRole::User => ChatMessage::user(content),
         MessageRole::Assistant => ChatMessage::assistant(content),
     }));
     messages.push(ChatMessage::user(question));
-
-    let row = db
-        .add_message(
-            &conversation.id,
-            MessageRole::Assistant,
-            "",
-            MessageStatus::Streaming,
-            Some(&ctx.instance_id),
-        )
-        .await
-        .map_err(internal_error)?;
+    let answer_id = begun.answer_id;
     let stream = match ctx.upstream.stream_chat(&messages) {
         Ok(stream) => stream,
         Err(error) => {
             tracing::error!(%error, "cannot start upstream request");
             let _ = db
-                .finish_message(&row.id, "", 0, MessageStatus::Error, Some(error.code()), None)
+                .finish_message(&answer_id, "", 0, MessageStatus::Error, Some(error.code()), None)
                 .await;
             return Err(ServerFrame::Error {
                 code: error.code(),
                 message: error.client_message(),
-                message_id: Some(row.id),
+                message_id: Some(answer_id),
                 retry_after: error.retry_after(),
             });
         }
     };
     let start = ServerFrame::Start {
-        conversation_id: conversation.id,
-        message_id: row.id.clone(),
-        context_truncated,
+        conversation_id: begun.conversation_id,
+        message_id: answer_id.clone(),
+        context_truncated: begun.context_truncated,
     };
     Ok((
         RunningAnswer {
             stream,
-            message_id: row.id,
+            message_id: answer_id,
             text: String::new(),
             seq: 0,
             checkpoint_at: None,

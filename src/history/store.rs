@@ -394,27 +394,9 @@ impl Db {
         let now = now_ms();
         let id = new_id();
         let mut tx = self.begin_write().await?;
-        let position: i64 = sqlx::query(
-            "SELECT COALESCE(MAX(position), 0) + 1 FROM messages WHERE conversation_id = $1",
-        )
-        .bind(conversation_id)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-        sqlx::query(
-            "INSERT INTO messages (id, conversation_id, position, role, content, status, \
-             owner_instance, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&id)
-        .bind(conversation_id)
-        .bind(position)
-        .bind(role.as_str())
-        .bind(content)
-        .bind(status.as_str())
-        .bind(owner_instance)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let position = next_position(&mut tx, conversation_id).await?;
+        insert_message(&mut tx, &id, conversation_id, position, role, content, status, owner_instance, now)
+            .await?;
         sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
             .bind(now)
             .bind(conversation_id)
@@ -482,45 +464,103 @@ impl Db {
         Ok(())
     }
 
-    /// The conversation's earlier turns that fit the budget (in characters), oldest
-    /// first, and whether older ones were left out. Only finished text is sent.
-    pub async fn context_turns(
+    /// Everything a question needs before the model is called, in one write
+    /// transaction: the conversation (found for this user, or created), its earlier
+    /// turns within the budget, the question, and the answer's row (`streaming`).
+    /// One transaction instead of four keeps the first token quick when a whole class
+    /// asks at once.
+    pub async fn begin_answer(
         &self,
-        conversation_id: &str,
+        user_id: &str,
+        conversation_id: Option<&str>,
+        question: &str,
         budget_chars: usize,
-    ) -> Result<(Vec<(MessageRole, String)>, bool), StoreError> {
-        const SCAN_LIMIT: i64 = 200;
-        let rows = sqlx::query(
-            "SELECT role, content FROM messages WHERE conversation_id = $1 \
-             AND status <> 'error' AND content <> '' ORDER BY position DESC LIMIT $2",
-        )
-        .bind(conversation_id)
-        .bind(SCAN_LIMIT)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut used = 0usize;
-        let mut turns = Vec::new();
-        let mut truncated = false;
-        for row in &rows {
-            let content: String = row.get(1);
-            let cost = content.chars().count();
-            if used + cost > budget_chars {
-                truncated = true;
-                break;
+        owner_instance: &str,
+    ) -> Result<BegunAnswer, BeginError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .try_begin_answer(user_id, conversation_id, question, budget_chars, owner_instance)
+                .await
+            {
+                // Another tab appended to the same conversation first: take the next position.
+                Err(BeginError::Store(StoreError::Sqlx(sqlx::Error::Database(e))))
+                    if e.is_unique_violation() && attempt < 5 =>
+                {
+                    continue
+                }
+                other => return other,
             }
-            used += cost;
-            turns.push((MessageRole::parse(&row.get::<String, _>(0)), content));
         }
-        if !truncated && rows.len() as i64 == SCAN_LIMIT {
-            truncated = true;
+    }
+
+    async fn try_begin_answer(
+        &self,
+        user_id: &str,
+        conversation_id: Option<&str>,
+        question: &str,
+        budget_chars: usize,
+        owner_instance: &str,
+    ) -> Result<BegunAnswer, BeginError> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await.map_err(StoreError::from)?;
+        let mut writes = 3;
+        let conversation_id = match conversation_id {
+            Some(id) => {
+                let owned = sqlx::query("SELECT 1 FROM conversations WHERE id = $1 AND user_id = $2")
+                    .bind(id)
+                    .bind(user_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(StoreError::from)?
+                    .is_some();
+                if !owned {
+                    return Err(BeginError::NotFound);
+                }
+                id.to_string()
+            }
+            None => {
+                let id = new_id();
+                sqlx::query(
+                    "INSERT INTO conversations (id, user_id, title, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $4)",
+                )
+                .bind(&id)
+                .bind(user_id)
+                .bind(super::title_from_question(question))
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+                writes += 1;
+                id
+            }
+        };
+        let (turns, context_truncated) = context_turns_in(&mut tx, &conversation_id, budget_chars).await?;
+        let position = next_position(&mut tx, &conversation_id).await?;
+        let question_id = new_id();
+        let answer_id = new_id();
+        for (id, at, role, content, status, owner) in [
+            (&question_id, position, MessageRole::User, question, MessageStatus::Complete, None),
+            (&answer_id, position + 1, MessageRole::Assistant, "", MessageStatus::Streaming, Some(owner_instance)),
+        ] {
+            insert_message(&mut tx, id, &conversation_id, at, role, content, status, owner, now).await?;
         }
-        // The model needs a conversation that starts with the student.
-        while turns.last().is_some_and(|(role, _)| *role == MessageRole::Assistant) {
-            turns.pop();
-            truncated = true;
-        }
-        turns.reverse();
-        Ok((turns, truncated))
+        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&conversation_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+        tx.commit().await.map_err(StoreError::from)?;
+        self.writes.fetch_add(writes, Ordering::Relaxed);
+        Ok(BegunAnswer {
+            conversation_id,
+            answer_id,
+            turns,
+            context_truncated,
+        })
     }
 
     /// After a crash, rows this instance left `streaming` can never finish: mark them
@@ -557,6 +597,103 @@ impl Db {
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
+}
+
+/// What [`Db::begin_answer`] stored and found.
+#[derive(Debug)]
+pub struct BegunAnswer {
+    pub conversation_id: String,
+    pub answer_id: String,
+    /// Earlier turns for the model, oldest first.
+    pub turns: Vec<(MessageRole, String)>,
+    pub context_truncated: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BeginError {
+    /// No such conversation for this user (someone else's answers the same).
+    #[error("conversation not found")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+async fn next_position(conn: &mut sqlx::AnyConnection, conversation_id: &str) -> Result<i64, StoreError> {
+    Ok(sqlx::query("SELECT COALESCE(MAX(position), 0) + 1 FROM messages WHERE conversation_id = $1")
+        .bind(conversation_id)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_message(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    conversation_id: &str,
+    position: i64,
+    role: MessageRole,
+    content: &str,
+    status: MessageStatus,
+    owner_instance: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO messages (id, conversation_id, position, role, content, status, \
+         owner_instance, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id)
+    .bind(conversation_id)
+    .bind(position)
+    .bind(role.as_str())
+    .bind(content)
+    .bind(status.as_str())
+    .bind(owner_instance)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The conversation's earlier turns that fit the budget (in characters), oldest first,
+/// and whether older ones were left out. Only finished text is sent.
+async fn context_turns_in(
+    conn: &mut sqlx::AnyConnection,
+    conversation_id: &str,
+    budget_chars: usize,
+) -> Result<(Vec<(MessageRole, String)>, bool), StoreError> {
+    const SCAN_LIMIT: i64 = 200;
+    let rows = sqlx::query(
+        "SELECT role, content FROM messages WHERE conversation_id = $1 \
+         AND status <> 'error' AND content <> '' ORDER BY position DESC LIMIT $2",
+    )
+    .bind(conversation_id)
+    .bind(SCAN_LIMIT)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut used = 0usize;
+    let mut turns = Vec::new();
+    let mut truncated = false;
+    for row in &rows {
+        let content: String = row.try_get(1)?;
+        let cost = content.chars().count();
+        if used + cost > budget_chars {
+            truncated = true;
+            break;
+        }
+        used += cost;
+        turns.push((MessageRole::parse(&row.try_get::<String, _>(0)?), content));
+    }
+    if !truncated && rows.len() as i64 == SCAN_LIMIT {
+        truncated = true;
+    }
+    // The model needs a conversation that starts with the student.
+    while turns.last().is_some_and(|(role, _)| *role == MessageRole::Assistant) {
+        turns.pop();
+        truncated = true;
+    }
+    turns.reverse();
+    Ok((turns, truncated))
 }
 
 fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
