@@ -20,6 +20,9 @@ pub enum ClientFrame {
     },
     /// Stop the answer being streamed; the server ends it with `end` and reason `stopped`.
     Stop,
+    /// Follow an answer again after a reconnect or a reload: the server replies with a
+    /// `snapshot` of its text so far, then (while it is still being written) its chunks.
+    Resume { message_id: String },
     /// Application-level heartbeat; the server answers `pong` with the same `t`.
     Ping {
         #[serde(default)]
@@ -125,7 +128,49 @@ pub enum ServerFrame {
         #[serde(default)]
         t: f64,
     },
+    /// The whole text of an answer so far, in reply to `resume`; chunks with a
+    /// greater `seq` follow while `live`. A finished answer comes with its `status`.
+    Snapshot {
+        message_id: String,
+        content: String,
+        seq: u64,
+        status: AnswerStatus,
+        live: bool,
+    },
 }
+
+/// An answer's state as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerStatus {
+    Streaming,
+    Complete,
+    Stopped,
+    Error,
+    Interrupted,
+}
+
+impl AnswerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnswerStatus::Streaming => "streaming",
+            AnswerStatus::Complete => "complete",
+            AnswerStatus::Stopped => "stopped",
+            AnswerStatus::Error => "error",
+            AnswerStatus::Interrupted => "interrupted",
+        }
+    }
+    pub fn parse(s: &str) -> AnswerStatus {
+        match s {
+            "streaming" => AnswerStatus::Streaming,
+            "complete" => AnswerStatus::Complete,
+            "stopped" => AnswerStatus::Stopped,
+            "error" => AnswerStatus::Error,
+            _ => AnswerStatus::Interrupted,
+        }
+    }
+}
+
 
 impl ServerFrame {
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -180,7 +225,7 @@ pub struct FrameLimits {
     pub max_question_chars: usize,
 }
 
-const KNOWN_TYPES: [&str; 3] = ["ask", "stop", "ping"];
+const KNOWN_TYPES: [&str; 4] = ["ask", "stop", "ping", "resume"];
 
 /// Parses one client text frame. Accepts the course lesson's untyped
 /// `{"question": "..."}` as an `ask`, so the lesson's client works unchanged.
@@ -271,6 +316,9 @@ mod tests {
                 conversation_id: None,
             },
             ClientFrame::Stop,
+            ClientFrame::Resume {
+                message_id: "m".into(),
+            },
             ClientFrame::Ping { t: 12.5 },
         ];
         for frame in frames {
@@ -312,6 +360,13 @@ mod tests {
                 retry_after: Some(7),
             },
             ServerFrame::Pong { t: 1.0 },
+            ServerFrame::Snapshot {
+                message_id: "m".into(),
+                content: "so far".into(),
+                seq: 2,
+                status: AnswerStatus::Streaming,
+                live: true,
+            },
         ];
         for frame in frames {
             let json = frame.to_json();

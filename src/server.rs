@@ -27,6 +27,8 @@ pub struct AppState {
     /// (clients then reconnect) instead of holding the shutdown open.
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
     pub db: Arc<crate::history::store::Db>,
+    /// Answers being streamed by this instance; they outlive their sockets.
+    pub live: Arc<crate::chat::live::LiveAnswers>,
     /// Marks the answers this instance streams, for crash recovery (docs/storage.md).
     pub instance_id: String,
 }
@@ -124,6 +126,7 @@ pub async fn build_state(
         demo_mode,
         shutdown: Arc::new(tokio::sync::watch::channel(false).0),
         db: Arc::new(db),
+        live: Arc::new(crate::chat::live::LiveAnswers::default()),
         instance_id,
     })
 }

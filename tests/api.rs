@@ -781,13 +781,13 @@ async fn stop_error_and_disconnect_are_stored_with_their_status() {
             }
         }
     }
-    drop(s.ws); // the tab closes mid-answer
+    drop(s.ws); // the tab closes mid-answer: the answer goes on and is stored whole
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let view = app.load(&s.cookie, &conversation).await.unwrap();
         let statuses: Vec<MessageStatus> = view.messages.iter().map(|m| m.status).collect();
-        if statuses.last() == Some(&MessageStatus::Interrupted) {
+        if statuses.last() == Some(&MessageStatus::Complete) {
             assert_eq!(
                 statuses,
                 [
@@ -796,17 +796,89 @@ async fn stop_error_and_disconnect_are_stored_with_their_status() {
                     MessageStatus::Complete,
                     MessageStatus::Stopped,
                     MessageStatus::Complete,
-                    MessageStatus::Interrupted
+                    MessageStatus::Complete
                 ]
             );
             assert_eq!(view.messages[1].error_code, Some(ErrorCode::UpstreamUnavailable));
             assert!(view.messages[3].content.starts_with(&received));
             let kept = &view.messages[5].content;
-            assert!(kept.starts_with(&cut), "the partial answer is kept");
+            assert!(kept.starts_with(&cut));
+            assert_eq!(kept, &app.last_request().answer, "every token, though nobody watched");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "never marked interrupted: {statuses:?}");
+        assert!(std::time::Instant::now() < deadline, "never completed: {statuses:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_resumes_the_answer_without_losing_a_token() {
+    let app = spawn_app().await;
+    let mut s = app.student().await;
+    send_json(&mut s.ws, json!({"question": "[tokens=60] [delay=25] keep going"})).await;
+    let mut message_id = String::new();
+    let mut text = String::new();
+    let mut last_seq;
+    loop {
+        match next_frame(&mut s.ws).await {
+            ServerFrame::Start { message_id: m, .. } => message_id = m,
+            ServerFrame::Chunk { content, seq, .. } => {
+                text.push_str(&content);
+                last_seq = seq;
+                if seq == 10 {
+                    break;
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    drop(s.ws); // the network drops
+    tokio::time::sleep(Duration::from_millis(300)).await; // tokens keep coming meanwhile
+
+    let origin = format!("http://{}", app.addr);
+    let mut ws = app.try_connect(Some(&s.cookie), Some(&origin)).await.unwrap();
+    assert!(matches!(next_frame(&mut ws).await, ServerFrame::Hello { .. }));
+    send_json(&mut ws, json!({"type": "resume", "message_id": message_id})).await;
+    match next_frame(&mut ws).await {
+        ServerFrame::Snapshot { content, seq, status, live, .. } => {
+            assert!(content.starts_with(&text), "the snapshot holds what we saw");
+            assert!(seq > last_seq, "and what was written while we were away");
+            assert_eq!((status, live), (MessageStatus::Streaming, true));
+            text = content;
+            last_seq = seq;
+        }
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
+    loop {
+        match next_frame(&mut ws).await {
+            ServerFrame::Chunk { content, seq, .. } => {
+                assert_eq!(seq, last_seq + 1, "no gap, no repeat after the snapshot");
+                last_seq = seq;
+                text.push_str(&content);
+            }
+            ServerFrame::End { seq, reason, .. } => {
+                assert_eq!((seq, reason), (60, EndReason::Complete));
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(text, app.last_request().answer);
+
+    // Resuming a finished answer gives its stored text; someone else's is not found.
+    send_json(&mut ws, json!({"type": "resume", "message_id": message_id})).await;
+    match next_frame(&mut ws).await {
+        ServerFrame::Snapshot { content, status, live, seq, .. } => {
+            assert_eq!((content.as_str(), status, live, seq), (text.as_str(), MessageStatus::Complete, false, 60));
+        }
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
+    let mut stranger = app.student().await;
+    let _ = ask_in(&mut stranger.ws, "[tokens=1] hi", None).await;
+    send_json(&mut stranger.ws, json!({"type": "resume", "message_id": message_id})).await;
+    match next_frame(&mut stranger.ws).await {
+        ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::NotFound),
+        other => panic!("expected not_found, got {other:?}"),
     }
 }
 

@@ -125,6 +125,14 @@ pub fn show_url(path: &str) {
     }
 }
 
+/// Asks the server for the answer this page is waiting for, when the socket is open.
+pub fn resume_if_connected() {
+    let target = CLIENT.with(|c| c.borrow().as_ref().and_then(|c| c.ui.resume_target()));
+    if let Some(message_id) = target {
+        send(&ClientFrame::Resume { message_id });
+    }
+}
+
 pub fn remember_lang(lang: Lang) {
     let document = document();
     if let Some(html) = document.document_element() {
@@ -186,6 +194,9 @@ fn connect(client: &Rc<Client>) {
         c.attempt.set(0);
         c.last_frame_at.set(now_ms());
         c.ui.conn.set(ConnState::Connected);
+        // An answer under way when the connection dropped goes on being written on
+        // the server: follow it again.
+        resume_if_connected();
     });
     let c = client.clone();
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {

@@ -17,13 +17,15 @@ use tokio::time::Instant;
 
 use crate::auth::{origin_allowed, session_from_headers, GuestSession};
 use crate::protocol::{
-    parse_client_frame, ClientFrame, EndReason, ErrorCode, FrameLimits, ServerFrame,
+    parse_client_frame, ClientFrame, ErrorCode, FrameLimits, ServerFrame,
     PROTOCOL_VERSION,
 };
 use crate::history::store::{BeginError, Db, StoreError};
 use crate::history::{MessageRole, MessageStatus};
+use super::live::{self, Follower, LiveAnswer, LiveAnswers};
+use tokio::sync::broadcast;
 use crate::server::AppState;
-use crate::upstream::{AnswerStream, ChatMessage, UpstreamClient};
+use crate::upstream::{ChatMessage, UpstreamClient};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -42,6 +44,7 @@ pub struct ConnContext {
     pub context_budget_chars: usize,
     pub session: GuestSession,
     pub db: Arc<Db>,
+    pub live: Arc<LiveAnswers>,
     pub instance_id: String,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -74,6 +77,7 @@ pub async fn ws_handler(
         context_budget_chars: settings.context_token_budget.saturating_mul(4),
         session,
         db: state.db.clone(),
+        live: state.live.clone(),
         instance_id: state.instance_id.clone(),
         shutdown: state.shutdown.subscribe(),
     };
@@ -89,23 +93,10 @@ pub async fn ws_handler(
         })
 }
 
-/// The answer being streamed on a connection.
-struct RunningAnswer {
-    stream: AnswerStream,
-    message_id: String,
-    text: String,
-    seq: u64,
-    /// When the partial text is next due to be saved; `None` while nothing new came.
-    checkpoint_at: Option<Instant>,
-}
-
 enum Step {
     Continue,
     Close,
 }
-
-/// Partial answers are saved at most this often, so a crash loses at most this much.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 pub async fn handle_socket<S, R>(sink: S, stream: R, ctx: ConnContext)
 where
@@ -131,14 +122,13 @@ where
     if send(&mut sink, &hello).await.is_err() {
         return;
     }
-    let mut answer: Option<RunningAnswer> = None;
+    let mut answer: Option<Follower> = None;
     let mut user_id: Option<String> = None;
     let mut last_seen = Instant::now();
     let mut ping = tokio::time::interval_at(Instant::now() + ctx.ping_interval, ctx.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
-        let checkpoint_due = answer.as_ref().and_then(|a| a.checkpoint_at);
         let step = tokio::select! {
             incoming = stream.next() => {
                 match incoming {
@@ -155,14 +145,8 @@ where
                     }
                 }
             }
-            delta = next_delta(&mut answer) => {
-                on_delta(delta, &mut sink, &mut answer, &ctx).await
-            }
-            _ = sleep_until_some(checkpoint_due) => {
-                if let Some(running) = answer.as_mut() {
-                    checkpoint(running, &ctx);
-                }
-                Step::Continue
+            followed = next_followed(&mut answer) => {
+                on_followed(followed, &mut sink, &mut answer).await
             }
             Ok(()) = ctx.shutdown.changed() => {
                 let _ = sink.send(close(CLOSE_GOING_AWAY, "server restarting")).await;
@@ -184,69 +168,77 @@ where
             break;
         }
     }
-    if let Some(running) = answer.take() {
-        // The upstream request is dropped with the stream; the text so far is kept.
-        tracing::info!(message_id = %running.message_id, "connection ended mid-answer");
-        finish(&ctx, running, MessageStatus::Interrupted, None, None).await;
+    if let Some(following) = answer {
+        // The answer goes on being written and stored; a reconnect can follow it again.
+        tracing::debug!(message_id = %following.answer.message_id, "left mid-answer");
     }
     tracing::debug!("disconnected");
 }
 
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Saves the partial text in the background: the relay never waits for the disk. The
-/// store's guard on `chunk_seq` keeps a late write from undoing a newer one.
-fn checkpoint(running: &mut RunningAnswer, ctx: &ConnContext) {
-    running.checkpoint_at = None;
-    let db = ctx.db.clone();
-    let (id, text, seq) = (running.message_id.clone(), running.text.clone(), running.seq);
-    tokio::spawn(
-        async move {
-            if let Err(error) = db.checkpoint(&id, &text, seq).await {
-                tracing::warn!(%error, "checkpoint failed; the next one will carry the text");
-            }
-        }
-        .in_current_span(),
-    );
-}
-
-/// Stores the answer's final state. Awaited, so that a reload right after `end`
-/// already shows the finished answer.
-async fn finish(
-    ctx: &ConnContext,
-    running: RunningAnswer,
-    status: MessageStatus,
-    code: Option<ErrorCode>,
-    usage: Option<crate::protocol::Usage>,
-) {
-    if let Err(error) = ctx
-        .db
-        .finish_message(&running.message_id, &running.text, running.seq, status, code, usage)
-        .await
-    {
-        tracing::error!(%error, message_id = %running.message_id, "cannot store the finished answer");
-    }
-}
-
-/// Waits for the running answer's next piece; never resolves when there is none.
-async fn next_delta(
-    answer: &mut Option<RunningAnswer>,
-) -> Result<Option<String>, crate::upstream::UpstreamError> {
+/// The next frame of the answer this socket follows; never resolves without one.
+async fn next_followed(
+    answer: &mut Option<Follower>,
+) -> Result<ServerFrame, broadcast::error::RecvError> {
     match answer {
-        Some(running) => running.stream.next_delta().await,
+        Some(following) => following.frames.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+async fn on_followed<S>(
+    followed: Result<ServerFrame, broadcast::error::RecvError>,
+    sink: &mut S,
+    answer: &mut Option<Follower>,
+) -> Step
+where
+    S: Sink<Message> + Unpin,
+    S::Error: std::fmt::Display,
+{
+    match followed {
+        Ok(frame) => {
+            if matches!(frame, ServerFrame::End { .. } | ServerFrame::Error { .. }) {
+                *answer = None;
+            }
+            step_after(send(sink, &frame).await)
+        }
+        Err(broadcast::error::RecvError::Lagged(missed)) => {
+            // This socket fell behind: re-sync from a snapshot rather than drop tokens.
+            let Some(following) = answer.take() else {
+                return Step::Continue;
+            };
+            tracing::debug!(missed, "follower lagged; sending a snapshot");
+            resync(&following.answer, sink, answer).await
+        }
+        Err(broadcast::error::RecvError::Closed) => {
+            *answer = None;
+            Step::Continue
+        }
+    }
+}
+
+/// Sends an answer's snapshot (and its last frame, if it is over) and follows it.
+async fn resync<S>(live: &Arc<LiveAnswer>, sink: &mut S, answer: &mut Option<Follower>) -> Step
+where
+    S: Sink<Message> + Unpin,
+    S::Error: std::fmt::Display,
+{
+    let (snapshot, last, follower) = live.follow();
+    if send(sink, &snapshot).await.is_err() {
+        return Step::Close;
+    }
+    match last {
+        Some(last) => step_after(send(sink, &last).await),
+        None => {
+            *answer = Some(follower);
+            Step::Continue
+        }
     }
 }
 
 async fn on_message<S>(
     message: Message,
     sink: &mut S,
-    answer: &mut Option<RunningAnswer>,
+    answer: &mut Option<Follower>,
     user_id: &mut Option<String>,
     ctx: &ConnContext,
 ) -> Step
@@ -281,7 +273,7 @@ fn internal_error(error: StoreError) -> ServerFrame {
 async fn on_frame<S>(
     frame: ClientFrame,
     sink: &mut S,
-    answer: &mut Option<RunningAnswer>,
+    answer: &mut Option<Follower>,
     user_id: &mut Option<String>,
     ctx: &ConnContext,
 ) -> Step
@@ -292,17 +284,25 @@ where
     match frame {
         ClientFrame::Ping { t } => step_after(send(sink, &ServerFrame::Pong { t }).await),
         ClientFrame::Stop => {
-            let Some(running) = answer.take() else {
-                return Step::Continue; // nothing to stop: stopping twice is harmless
-            };
-            let end = ServerFrame::End {
-                message_id: running.message_id.clone(),
-                seq: running.seq,
-                reason: EndReason::Stopped,
-                usage: None,
-            };
-            finish(ctx, running, MessageStatus::Stopped, None, None).await;
-            step_after(send(sink, &end).await)
+            // The `end` (reason `stopped`) comes through the answer's own feed.
+            if let Some(following) = answer.as_ref() {
+                following.answer.stop();
+            }
+            Step::Continue
+        }
+        ClientFrame::Resume { message_id } => {
+            if let Some(following) = answer.take_if(|f| f.answer.message_id == message_id) {
+                // Asked again for the answer it follows: a fresh snapshot is harmless.
+                return resync(&following.answer, sink, answer).await;
+            }
+            if answer.is_some() {
+                let busy = ServerFrame::error(
+                    ErrorCode::Busy,
+                    "this connection is following another answer",
+                );
+                return step_after(send(sink, &busy).await);
+            }
+            resume(message_id, sink, answer, user_id, ctx).await
         }
         ClientFrame::Ask {
             question,
@@ -316,8 +316,8 @@ where
                 return step_after(send(sink, &busy).await);
             }
             let reply = match start_answer(question, conversation_id, user_id, ctx).await {
-                Ok((running, start)) => {
-                    *answer = Some(running);
+                Ok((follower, start)) => {
+                    *answer = Some(follower);
                     start
                 }
                 Err(frame) => frame,
@@ -334,7 +334,7 @@ async fn start_answer(
     conversation_id: Option<String>,
     user_id: &mut Option<String>,
     ctx: &ConnContext,
-) -> Result<(RunningAnswer, ServerFrame), ServerFrame> {
+) -> Result<(Follower, ServerFrame), ServerFrame> {
     let db = &ctx.db;
     let user = match user_id {
         Some(user) => user.clone(),
@@ -389,78 +389,55 @@ async fn start_answer(
         message_id: answer_id.clone(),
         context_truncated: begun.context_truncated,
     };
-    Ok((
-        RunningAnswer {
-            stream,
-            message_id: answer_id,
-            text: String::new(),
-            seq: 0,
-            checkpoint_at: None,
-        },
-        start,
-    ))
+    let follower = ctx
+        .live
+        .start(ctx.db.clone(), answer_id, user, stream);
+    Ok((follower, start))
 }
 
-async fn on_delta<S>(
-    delta: Result<Option<String>, crate::upstream::UpstreamError>,
+/// Follows an answer again: live from this instance's feed, else as stored.
+async fn resume<S>(
+    message_id: String,
     sink: &mut S,
-    answer: &mut Option<RunningAnswer>,
+    answer: &mut Option<Follower>,
+    user_id: &mut Option<String>,
     ctx: &ConnContext,
 ) -> Step
 where
     S: Sink<Message> + Unpin,
     S::Error: std::fmt::Display,
 {
-    let frame = match delta {
-        Ok(Some(content)) => {
-            let Some(running) = answer.as_mut() else {
-                return Step::Continue;
-            };
-            running.seq += 1;
-            running.text.push_str(&content);
-            if running.checkpoint_at.is_none() {
-                running.checkpoint_at = Some(Instant::now() + CHECKPOINT_EVERY);
+    let user = match user_id {
+        Some(user) => Some(user.clone()),
+        None => match ctx.db.find_user(&ctx.session.0).await {
+            Ok(found) => {
+                user_id.clone_from(&found);
+                found
             }
-            ServerFrame::Chunk {
-                content,
-                seq: running.seq,
-                message_id: running.message_id.clone(),
-            }
-        }
-        Ok(None) => {
-            let Some(running) = answer.take() else {
-                return Step::Continue;
-            };
-            let end = ServerFrame::End {
-                message_id: running.message_id.clone(),
-                seq: running.seq,
-                reason: running.stream.end_reason(),
-                usage: running.stream.usage(),
-            };
-            let status = match running.stream.end_reason() {
-                EndReason::Stopped => MessageStatus::Stopped,
-                _ => MessageStatus::Complete,
-            };
-            let usage = running.stream.usage();
-            finish(ctx, running, status, None, usage).await;
-            end
-        }
-        Err(error) => {
-            let Some(running) = answer.take() else {
-                return Step::Continue;
-            };
-            tracing::warn!(%error, message_id = %running.message_id, "upstream failed");
-            let frame = ServerFrame::Error {
-                code: error.code(),
-                message: error.client_message(),
-                message_id: Some(running.message_id.clone()),
-                retry_after: error.retry_after(),
-            };
-            finish(ctx, running, MessageStatus::Error, Some(error.code()), None).await;
-            frame
-        }
+            Err(error) => return step_after(send(sink, &internal_error(error)).await),
+        },
     };
-    step_after(send(sink, &frame).await)
+    let Some(user) = user else {
+        return step_after(send(sink, &live::not_found(&message_id)).await);
+    };
+    if let Some(live) = ctx.live.get(&message_id) {
+        if live.user_id == user {
+            return resync(&live, sink, answer).await;
+        }
+        return step_after(send(sink, &live::not_found(&message_id)).await);
+    }
+    let reply = match ctx.db.message_for_user(&user, &message_id).await {
+        Ok(Some((status, content, seq))) => ServerFrame::Snapshot {
+            message_id,
+            content,
+            seq,
+            status,
+            live: false,
+        },
+        Ok(None) => live::not_found(&message_id),
+        Err(error) => internal_error(error),
+    };
+    step_after(send(sink, &reply).await)
 }
 
 fn step_after(sent: Result<(), ()>) -> Step {
@@ -522,6 +499,7 @@ mod tests {
             session: GuestSession("0".repeat(64)),
             shutdown: tokio::sync::watch::channel(false).1,
             db: Arc::new(db),
+            live: Arc::new(LiveAnswers::default()),
             instance_id: "test".into(),
         }
     }

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use crate::protocol::{EndReason, ErrorCode, ServerFrame};
+use crate::protocol::{AnswerStatus, EndReason, ErrorCode, ServerFrame};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnState {
@@ -37,6 +37,8 @@ pub enum ItemStatus {
     Streaming,
     Complete,
     Stopped,
+    /// Cut by a crash or shutdown; the text so far is kept.
+    Interrupted,
     Failed,
 }
 
@@ -62,7 +64,7 @@ pub struct ChatItem {
 }
 
 impl ChatItem {
-    fn new(key: u64, role: Role, text: String, status: ItemStatus) -> Self {
+    pub fn new(key: u64, role: Role, text: String, status: ItemStatus) -> Self {
         ChatItem {
             key,
             role,
@@ -93,6 +95,8 @@ pub struct ChatUi {
     pub sidebar_version: RwSignal<u32>,
     /// Autoscroll follows the answer until the student scrolls up to read.
     pub follow: RwSignal<bool>,
+    /// A stored answer still being written (found after a reload) that this page follows.
+    adopted: RwSignal<Option<ChatItem>>,
     next_key: RwSignal<u64>,
 }
 
@@ -112,6 +116,7 @@ impl ChatUi {
             max_question_chars: RwSignal::new(4000),
             sidebar_version: RwSignal::new(0),
             follow: RwSignal::new(true),
+            adopted: RwSignal::new(None),
             next_key: RwSignal::new(1),
         }
     }
@@ -121,6 +126,7 @@ impl ChatUi {
     /// elsewhere keeps going on the server and is stored there.
     pub fn show_conversation(&self, conversation_id: Option<String>) {
         self.items.set(Vec::new());
+        self.adopted.set(None);
         if self.conversation_id.get_untracked() != conversation_id {
             self.conversation_id.set(conversation_id);
         }
@@ -157,6 +163,28 @@ impl ChatUi {
         let key = self.pending.with_untracked(|p| p.as_ref().map(|p| p.item_key))?;
         self.items
             .with_untracked(|items| items.iter().find(|i| i.key == key).copied())
+            .or_else(|| self.adopted.get_untracked().filter(|i| i.key == key))
+    }
+
+    /// Follows a stored answer that is still being written (the page was reloaded
+    /// mid-answer). The socket asks for it with `resume`.
+    pub fn adopt(&self, item: ChatItem, message_id: String) {
+        // Untracked: an Effect calls this once; it must not re-adopt when the answer ends.
+        if self.pending.with_untracked(Option::is_some) {
+            return;
+        }
+        self.adopted.set(Some(item));
+        self.pending.set(Some(Pending {
+            item_key: item.key,
+            message_id: Some(message_id),
+            last_seq: 0,
+        }));
+    }
+
+    /// The answer to ask for again after a reconnect, if one was under way.
+    pub fn resume_target(&self) -> Option<String> {
+        self.pending
+            .with_untracked(|p| p.as_ref().and_then(|p| p.message_id.clone()))
     }
 
     fn fail_pending(&self, error: ItemError) {
@@ -167,9 +195,10 @@ impl ChatUi {
         self.pending.set(None);
     }
 
-    /// The socket dropped: an answer in flight is over (resume comes with history).
+    /// The socket dropped. An answer the server had started goes on being written
+    /// there, and is resumed on reconnect; one it had not started yet is reported.
     pub fn connection_lost(&self) {
-        if self.is_answering() {
+        if self.is_answering() && self.resume_target().is_none() {
             self.fail_pending(ItemError {
                 code: None,
                 detail: "connection lost".into(),
@@ -258,6 +287,45 @@ impl ChatUi {
                     last.error.set(Some(error));
                 }
             }
+            ServerFrame::Snapshot {
+                message_id,
+                content,
+                seq,
+                status,
+                live,
+            } => {
+                let Some(item) = self.pending_item() else {
+                    return;
+                };
+                if self.resume_target().as_deref() != Some(message_id.as_str()) {
+                    return;
+                }
+                item.text.set(content);
+                self.pending.update(|p| {
+                    if let Some(p) = p {
+                        p.last_seq = seq;
+                    }
+                });
+                item.status.set(match status {
+                    AnswerStatus::Streaming => ItemStatus::Streaming,
+                    AnswerStatus::Complete => ItemStatus::Complete,
+                    AnswerStatus::Stopped => ItemStatus::Stopped,
+                    AnswerStatus::Interrupted => ItemStatus::Interrupted,
+                    AnswerStatus::Error => ItemStatus::Failed,
+                });
+                if status == AnswerStatus::Error {
+                    item.error.set(Some(ItemError {
+                        code: None,
+                        detail: "the answer failed".into(),
+                        retry_after: None,
+                    }));
+                }
+                if !live {
+                    // Over, or being written by another instance: nothing more comes here.
+                    self.pending.set(None);
+                    self.bump_sidebar();
+                }
+            }
             ServerFrame::Pong { .. } => {}
         }
     }
@@ -327,7 +395,43 @@ mod tests {
             ui.begin_question("again".into());
             ui.connection_lost();
             let answer = ui.items.get_untracked()[3];
-            assert_eq!(answer.status.get_untracked(), ItemStatus::Failed);
+            assert_eq!(answer.status.get_untracked(), ItemStatus::Failed, "not started: reported");
+            assert!(!ui.is_answering());
+        });
+    }
+
+    #[test]
+    fn a_started_answer_survives_a_dropped_connection_and_resumes() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let ui = ChatUi::new();
+            ui.begin_question("q".into());
+            ui.apply(ServerFrame::Start {
+                conversation_id: "c".into(),
+                message_id: "m1".into(),
+                context_truncated: false,
+            });
+            ui.apply(chunk("Hel", 1));
+            ui.connection_lost();
+            assert_eq!(ui.resume_target().as_deref(), Some("m1"));
+            // Chunks 2 and 3 were streamed while we were away; the snapshot has them.
+            ui.apply(ServerFrame::Snapshot {
+                message_id: "m1".into(),
+                content: "Hello, wor".into(),
+                seq: 3,
+                status: AnswerStatus::Streaming,
+                live: true,
+            });
+            ui.apply(chunk("ld", 4));
+            ui.apply(ServerFrame::End {
+                message_id: "m1".into(),
+                seq: 4,
+                reason: EndReason::Complete,
+                usage: None,
+            });
+            let answer = ui.items.get_untracked()[1];
+            assert_eq!(answer.text.get_untracked(), "Hello, world");
+            assert_eq!(answer.status.get_untracked(), ItemStatus::Complete);
             assert!(!ui.is_answering());
         });
     }

@@ -248,7 +248,26 @@ fn History(view: ConversationView) -> impl IntoView {
             loading.set(false);
         });
     };
-    let messages = view.messages;
+    let mut messages = view.messages;
+    // An answer still being written when the page was rendered (a reload mid-answer):
+    // shown live, and followed once the socket is up.
+    let streaming = match messages.last() {
+        Some(last) if last.role == MessageRole::Assistant && last.status == MessageStatus::Streaming => {
+            messages.pop()
+        }
+        _ => None,
+    };
+    let live_tail = streaming.map(|stored| {
+        let ui = expect_context::<ChatUi>();
+        let item = ChatItem::new(ADOPTED_KEY, Role::Tutor, stored.content, ItemStatus::Streaming);
+        let message_id = stored.id;
+        Effect::new(move |_| {
+            ui.adopt(item, message_id.clone());
+            #[cfg(feature = "hydrate")]
+            super::client::resume_if_connected();
+        });
+        view! { <Message item=item /> }
+    });
     view! {
         <Show when=move || older_cursor.get().is_some()>
             <button type="button" class="load-earlier" on:click=load_earlier.clone() disabled=move || loading.get()>
@@ -259,8 +278,12 @@ fn History(view: ConversationView) -> impl IntoView {
             <StoredMessageView message=m />
         </For>
         {messages.into_iter().map(|m| view! { <StoredMessageView message=m /> }).collect_view()}
+        {live_tail}
     }
 }
+
+/// Live items count up from 1; an adopted stored answer takes a key they never reach.
+const ADOPTED_KEY: u64 = u64::MAX;
 
 #[component]
 fn StoredMessageView(message: StoredMessage) -> impl IntoView {
@@ -308,6 +331,7 @@ fn Message(item: ChatItem) -> impl IntoView {
         ItemStatus::Streaming => "streaming",
         ItemStatus::Complete => "complete",
         ItemStatus::Stopped => "stopped",
+        ItemStatus::Interrupted => "interrupted",
         ItemStatus::Failed => "failed",
     };
     let live = move || matches!(item.status.get(), ItemStatus::Waiting | ItemStatus::Streaming);
@@ -338,6 +362,9 @@ fn Message(item: ChatItem) -> impl IntoView {
             </div>
             <Show when=move || item.status.get() == ItemStatus::Stopped>
                 <p class="msg-note">{move || t().stopped_note}</p>
+            </Show>
+            <Show when=move || item.status.get() == ItemStatus::Interrupted>
+                <p class="msg-note">{move || t().interrupted_note}</p>
             </Show>
             <Show when=move || item.context_truncated.get()>
                 <p class="context-note">{move || t().context_note}</p>

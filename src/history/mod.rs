@@ -54,36 +54,8 @@ impl MessageRole {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MessageStatus {
-    Streaming,
-    Complete,
-    Stopped,
-    Error,
-    Interrupted,
-}
-
-impl MessageStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageStatus::Streaming => "streaming",
-            MessageStatus::Complete => "complete",
-            MessageStatus::Stopped => "stopped",
-            MessageStatus::Error => "error",
-            MessageStatus::Interrupted => "interrupted",
-        }
-    }
-    pub fn parse(s: &str) -> MessageStatus {
-        match s {
-            "streaming" => MessageStatus::Streaming,
-            "complete" => MessageStatus::Complete,
-            "stopped" => MessageStatus::Stopped,
-            "error" => MessageStatus::Error,
-            _ => MessageStatus::Interrupted,
-        }
-    }
-}
+/// A message's state; the same words on the wire and in the database.
+pub use crate::protocol::AnswerStatus as MessageStatus;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredMessage {

@@ -578,6 +578,30 @@ impl Db {
         Ok(done)
     }
 
+    /// One answer as stored (status, text, last chunk's seq), if it is this user's.
+    pub async fn message_for_user(
+        &self,
+        user_id: &str,
+        message_id: &str,
+    ) -> Result<Option<(MessageStatus, String, u64)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT m.status, m.content, m.chunk_seq FROM messages m \
+             JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.id = $1 AND c.user_id = $2",
+        )
+        .bind(message_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| {
+            (
+                MessageStatus::parse(&r.get::<String, _>(0)),
+                r.get::<String, _>(1),
+                u64::try_from(r.get::<i64, _>(2)).unwrap_or(0),
+            )
+        }))
+    }
+
     pub async fn message_status(
         &self,
         message_id: &str,

@@ -1,0 +1,225 @@
+//! Answers outlive their sockets. Each answer is streamed by a task of its own that
+//! stores it and publishes its frames; sockets follow it, and a socket that reconnects
+//! (or a page that reloads) follows it again from a snapshot. A dropped network or a
+//! reload therefore loses no token: the answer goes on being written and stored.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::history::store::Db;
+use crate::protocol::{AnswerStatus, EndReason, ErrorCode, ServerFrame};
+use crate::upstream::AnswerStream;
+
+/// Partial answers are saved at most this often, so a crash loses at most this much.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Frames a slow follower may fall behind before it re-syncs from a snapshot.
+const FOLLOWER_BUFFER: usize = 256;
+
+/// The answers this instance is streaming, by message id.
+#[derive(Default)]
+pub struct LiveAnswers {
+    answers: Mutex<HashMap<String, Arc<LiveAnswer>>>,
+}
+
+pub struct LiveAnswer {
+    pub message_id: String,
+    pub user_id: String,
+    state: Mutex<LiveState>,
+    frames: broadcast::Sender<ServerFrame>,
+    stop: watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct LiveState {
+    text: String,
+    seq: u64,
+    /// The `end` or `error` frame, once the answer is over.
+    last: Option<ServerFrame>,
+}
+
+/// A socket's view of one answer: what it has seen and what comes next.
+pub struct Follower {
+    pub answer: Arc<LiveAnswer>,
+    pub frames: broadcast::Receiver<ServerFrame>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl LiveAnswers {
+    pub fn get(&self, message_id: &str) -> Option<Arc<LiveAnswer>> {
+        lock(&self.answers).get(message_id).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.answers).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Starts streaming an answer whose row exists (status `streaming`); returns a
+    /// follower that sees every frame from the first chunk.
+    pub fn start(
+        self: &Arc<Self>,
+        db: Arc<Db>,
+        message_id: String,
+        user_id: String,
+        stream: AnswerStream,
+    ) -> Follower {
+        let (frames, receiver) = broadcast::channel(FOLLOWER_BUFFER);
+        let answer = Arc::new(LiveAnswer {
+            message_id: message_id.clone(),
+            user_id,
+            state: Mutex::new(LiveState::default()),
+            frames,
+            stop: watch::channel(false).0,
+        });
+        lock(&self.answers).insert(message_id, answer.clone());
+        let registry = self.clone();
+        let task_answer = answer.clone();
+        tokio::spawn(
+            async move {
+                run(&task_answer, stream, &db).await;
+                lock(&registry.answers).remove(&task_answer.message_id);
+            }
+            .in_current_span(),
+        );
+        Follower {
+            answer,
+            frames: receiver,
+        }
+    }
+}
+
+impl LiveAnswer {
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// The text so far and the frames after it. Taken under the lock the writer
+    /// holds while publishing, so nothing falls between the snapshot and the feed.
+    pub fn follow(self: &Arc<Self>) -> (ServerFrame, Option<ServerFrame>, Follower) {
+        let state = lock(&self.state);
+        let receiver = self.frames.subscribe();
+        let status = match &state.last {
+            None => AnswerStatus::Streaming,
+            Some(ServerFrame::End {
+                reason: EndReason::Stopped,
+                ..
+            }) => AnswerStatus::Stopped,
+            Some(ServerFrame::End { .. }) => AnswerStatus::Complete,
+            Some(_) => AnswerStatus::Error,
+        };
+        let snapshot = ServerFrame::Snapshot {
+            message_id: self.message_id.clone(),
+            content: state.text.clone(),
+            seq: state.seq,
+            status,
+            live: state.last.is_none(),
+        };
+        let last = state.last.clone();
+        drop(state);
+        (
+            snapshot,
+            last,
+            Follower {
+                answer: self.clone(),
+                frames: receiver,
+            },
+        )
+    }
+
+    fn publish(&self, frame: ServerFrame, update: impl FnOnce(&mut LiveState)) {
+        let mut state = lock(&self.state);
+        update(&mut state);
+        // No follower is fine: the answer is still stored.
+        let _ = self.frames.send(frame);
+    }
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Streams one answer to its end: publishes each chunk, checkpoints the text at most
+/// once a second in the background, and stores the final state.
+async fn run(answer: &LiveAnswer, mut stream: AnswerStream, db: &Arc<Db>) {
+    let mut stop = answer.stop.subscribe();
+    let mut text = String::new();
+    let mut seq = 0u64;
+    let mut checkpoint_at: Option<Instant> = None;
+    let id = &answer.message_id;
+    let (status, code, usage, last) = loop {
+        tokio::select! {
+            delta = stream.next_delta() => match delta {
+                Ok(Some(content)) => {
+                    seq += 1;
+                    text.push_str(&content);
+                    checkpoint_at.get_or_insert_with(|| Instant::now() + CHECKPOINT_EVERY);
+                    let frame = ServerFrame::Chunk { content: content.clone(), seq, message_id: id.clone() };
+                    answer.publish(frame, |s| {
+                        s.text.push_str(&content);
+                        s.seq = seq;
+                    });
+                }
+                Ok(None) => {
+                    let reason = stream.end_reason();
+                    let usage = stream.usage();
+                    let end = ServerFrame::End { message_id: id.clone(), seq, reason, usage };
+                    break (AnswerStatus::Complete, None, usage, end);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, message_id = %id, "upstream failed");
+                    let frame = ServerFrame::Error {
+                        code: error.code(),
+                        message: error.client_message(),
+                        message_id: Some(id.clone()),
+                        retry_after: error.retry_after(),
+                    };
+                    break (AnswerStatus::Error, Some(error.code()), None, frame);
+                }
+            },
+            _ = sleep_until_some(checkpoint_at) => {
+                checkpoint_at = None;
+                let (db, id, text) = (db.clone(), id.clone(), text.clone());
+                tokio::spawn(async move {
+                    // The store's guard on `seq` keeps a late write from undoing a newer one.
+                    if let Err(error) = db.checkpoint(&id, &text, seq).await {
+                        tracing::warn!(%error, "checkpoint failed; the next one carries the text");
+                    }
+                }.in_current_span());
+            }
+            Ok(()) = stop.changed() => {
+                let end = ServerFrame::End { message_id: id.clone(), seq, reason: EndReason::Stopped, usage: None };
+                break (AnswerStatus::Stopped, None, None, end);
+            }
+        }
+    };
+    drop(stream); // ends the upstream request before the final write
+    if let Err(error) = db.finish_message(id, &text, seq, status, code, usage).await {
+        tracing::error!(%error, message_id = %id, "cannot store the finished answer");
+    }
+    // Published after the final write: a reload after `end` shows the finished answer.
+    answer.publish(last.clone(), |s| s.last = Some(last));
+}
+
+/// An error frame about an answer this socket cannot follow.
+pub fn not_found(message_id: &str) -> ServerFrame {
+    ServerFrame::Error {
+        code: ErrorCode::NotFound,
+        message: "no such answer".into(),
+        message_id: Some(message_id.to_string()),
+        retry_after: None,
+    }
+}
