@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -18,7 +19,7 @@ use crate::upstream::AnswerStream;
 /// Partial answers are saved at most this often, so a crash loses at most this much.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Frames a slow follower may fall behind before it re-syncs from a snapshot.
-const FOLLOWER_BUFFER: usize = 256;
+const FOLLOWER_BUFFER: usize = 64;
 
 /// The answers this instance is streaming, by message id.
 #[derive(Default)]
@@ -30,7 +31,7 @@ pub struct LiveAnswer {
     pub message_id: String,
     pub user_id: String,
     state: Mutex<LiveState>,
-    frames: broadcast::Sender<ServerFrame>,
+    frames: broadcast::Sender<Published>,
     stop: watch::Sender<bool>,
 }
 
@@ -42,10 +43,18 @@ struct LiveState {
     last: Option<ServerFrame>,
 }
 
+/// A frame as published: encoded once, sent by every follower without copying.
+#[derive(Clone)]
+pub struct Published {
+    pub json: Utf8Bytes,
+    /// `end` or `error`: the answer is over.
+    pub terminal: bool,
+}
+
 /// A socket's view of one answer: what it has seen and what comes next.
 pub struct Follower {
     pub answer: Arc<LiveAnswer>,
-    pub frames: broadcast::Receiver<ServerFrame>,
+    pub frames: broadcast::Receiver<Published>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -137,11 +146,15 @@ impl LiveAnswer {
         )
     }
 
-    fn publish(&self, frame: ServerFrame, update: impl FnOnce(&mut LiveState)) {
+    fn publish(&self, frame: &ServerFrame, update: impl FnOnce(&mut LiveState)) {
+        let published = Published {
+            json: frame.to_json().into(),
+            terminal: matches!(frame, ServerFrame::End { .. } | ServerFrame::Error { .. }),
+        };
         let mut state = lock(&self.state);
         update(&mut state);
         // No follower is fine: the answer is still stored.
-        let _ = self.frames.send(frame);
+        let _ = self.frames.send(published);
     }
 }
 
@@ -156,7 +169,6 @@ async fn sleep_until_some(at: Option<Instant>) {
 /// once a second in the background, and stores the final state.
 async fn run(answer: &LiveAnswer, mut stream: AnswerStream, db: &Arc<Db>) {
     let mut stop = answer.stop.subscribe();
-    let mut text = String::new();
     let mut seq = 0u64;
     let mut checkpoint_at: Option<Instant> = None;
     let id = &answer.message_id;
@@ -165,11 +177,12 @@ async fn run(answer: &LiveAnswer, mut stream: AnswerStream, db: &Arc<Db>) {
             delta = stream.next_delta() => match delta {
                 Ok(Some(content)) => {
                     seq += 1;
-                    text.push_str(&content);
                     checkpoint_at.get_or_insert_with(|| Instant::now() + CHECKPOINT_EVERY);
-                    let frame = ServerFrame::Chunk { content: content.clone(), seq, message_id: id.clone() };
-                    answer.publish(frame, |s| {
-                        s.text.push_str(&content);
+                    let frame = ServerFrame::Chunk { content, seq, message_id: id.clone() };
+                    answer.publish(&frame, |s| {
+                        if let ServerFrame::Chunk { content, .. } = &frame {
+                            s.text.push_str(content);
+                        }
                         s.seq = seq;
                     });
                 }
@@ -192,7 +205,8 @@ async fn run(answer: &LiveAnswer, mut stream: AnswerStream, db: &Arc<Db>) {
             },
             _ = sleep_until_some(checkpoint_at) => {
                 checkpoint_at = None;
-                let (db, id, text) = (db.clone(), id.clone(), text.clone());
+                let text = lock(&answer.state).text.clone();
+                let (db, id) = (db.clone(), id.clone());
                 tokio::spawn(async move {
                     // The store's guard on `seq` keeps a late write from undoing a newer one.
                     if let Err(error) = db.checkpoint(&id, &text, seq).await {
@@ -207,11 +221,12 @@ async fn run(answer: &LiveAnswer, mut stream: AnswerStream, db: &Arc<Db>) {
         }
     };
     drop(stream); // ends the upstream request before the final write
+    let text = lock(&answer.state).text.clone();
     if let Err(error) = db.finish_message(id, &text, seq, status, code, usage).await {
         tracing::error!(%error, message_id = %id, "cannot store the finished answer");
     }
     // Published after the final write: a reload after `end` shows the finished answer.
-    answer.publish(last.clone(), |s| s.last = Some(last));
+    answer.publish(&last, |s| s.last = Some(last.clone()));
 }
 
 /// An error frame about an answer this socket cannot follow.

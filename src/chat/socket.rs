@@ -22,7 +22,7 @@ use crate::protocol::{
 };
 use crate::history::store::{BeginError, Db, StoreError};
 use crate::history::{MessageRole, MessageStatus};
-use super::live::{self, Follower, LiveAnswer, LiveAnswers};
+use super::live::{self, Follower, LiveAnswer, LiveAnswers, Published};
 use tokio::sync::broadcast;
 use crate::server::AppState;
 use crate::upstream::{ChatMessage, UpstreamClient};
@@ -178,7 +178,7 @@ where
 /// The next frame of the answer this socket follows; never resolves without one.
 async fn next_followed(
     answer: &mut Option<Follower>,
-) -> Result<ServerFrame, broadcast::error::RecvError> {
+) -> Result<Published, broadcast::error::RecvError> {
     match answer {
         Some(following) => following.frames.recv().await,
         None => std::future::pending().await,
@@ -186,7 +186,7 @@ async fn next_followed(
 }
 
 async fn on_followed<S>(
-    followed: Result<ServerFrame, broadcast::error::RecvError>,
+    followed: Result<Published, broadcast::error::RecvError>,
     sink: &mut S,
     answer: &mut Option<Follower>,
 ) -> Step
@@ -195,11 +195,14 @@ where
     S::Error: std::fmt::Display,
 {
     match followed {
-        Ok(frame) => {
-            if matches!(frame, ServerFrame::End { .. } | ServerFrame::Error { .. }) {
+        Ok(published) => {
+            if published.terminal {
                 *answer = None;
             }
-            step_after(send(sink, &frame).await)
+            match sink.send(Message::Text(published.json)).await {
+                Ok(()) => Step::Continue,
+                Err(_) => Step::Close,
+            }
         }
         Err(broadcast::error::RecvError::Lagged(missed)) => {
             // This socket fell behind: re-sync from a snapshot rather than drop tokens.
