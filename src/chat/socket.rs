@@ -265,6 +265,11 @@ where
     step_after(send(sink, &reply).await)
 }
 
+fn lookup_error(error: StoreError) -> ServerFrame {
+    tracing::error!(%error, "cannot look up an answer to resume");
+    ServerFrame::error(ErrorCode::Internal, "That answer cannot be looked up right now.")
+}
+
 fn internal_error(error: StoreError) -> ServerFrame {
     tracing::error!(%error, "history store failed");
     ServerFrame::error(
@@ -417,7 +422,7 @@ where
                 user_id.clone_from(&found);
                 found
             }
-            Err(error) => return step_after(send(sink, &internal_error(error)).await),
+            Err(error) => return step_after(send(sink, &lookup_error(error)).await),
         },
     };
     let Some(user) = user else {
@@ -438,7 +443,7 @@ where
             live: false,
         },
         Ok(None) => live::not_found(&message_id),
-        Err(error) => internal_error(error),
+        Err(error) => lookup_error(error),
     };
     step_after(send(sink, &reply).await)
 }

@@ -147,7 +147,7 @@ impl Db {
             .bind(hash_token(token))
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| r.get::<String, _>(0)))
+        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
     }
 
     /// The session's user, created with its first question (page views create nothing).
@@ -223,7 +223,7 @@ impl Db {
         .bind(user_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| summary_from_row(&r)))
+        Ok(row.as_ref().map(summary_from_row).transpose()?)
     }
 
     /// Newest first. The cursor is the last item's `updated_at:id`.
@@ -259,7 +259,10 @@ impl Db {
                 .await?
             }
         };
-        let mut items: Vec<ConversationSummary> = rows.iter().map(summary_from_row).collect();
+        let mut items = rows
+            .iter()
+            .map(summary_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if items.len() > limit as usize {
             items.truncate(limit as usize);
             items.last().map(|c| format!("{}:{}", c.updated_at, c.id))
@@ -291,7 +294,10 @@ impl Db {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut messages: Vec<StoredMessage> = rows.iter().map(message_from_row).collect();
+        let mut messages = rows
+            .iter()
+            .map(message_from_row)
+            .collect::<Result<Vec<StoredMessage>, _>>()?;
         let has_older = messages.len() > limit as usize;
         messages.truncate(limit as usize);
         messages.reverse();
@@ -593,13 +599,14 @@ impl Db {
         .bind(user_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| {
-            (
-                MessageStatus::parse(&r.get::<String, _>(0)),
-                r.get::<String, _>(1),
-                u64::try_from(r.get::<i64, _>(2)).unwrap_or(0),
-            )
-        }))
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        Ok(Some((
+            MessageStatus::parse(&r.try_get::<String, _>(0)?),
+            r.try_get::<String, _>(1)?,
+            u64::try_from(r.try_get::<i64, _>(2)?).unwrap_or(0),
+        )))
     }
 
     pub async fn message_status(
@@ -610,12 +617,13 @@ impl Db {
             .bind(message_id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| {
-            (
-                MessageStatus::parse(&r.get::<String, _>(0)),
-                r.get::<String, _>(1),
-            )
-        }))
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        Ok(Some((
+            MessageStatus::parse(&r.try_get::<String, _>(0)?),
+            r.try_get::<String, _>(1)?,
+        )))
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -740,26 +748,27 @@ fn parse_conversation_cursor(cursor: &str) -> Option<(i64, &str)> {
     Some((updated_at.parse().ok()?, id))
 }
 
-fn summary_from_row(row: &AnyRow) -> ConversationSummary {
-    ConversationSummary {
-        id: row.get(0),
-        title: row.get(1),
-        updated_at: row.get(2),
-    }
+// Rows are read with `try_get`: a column that does not decode is an error, not a panic.
+fn summary_from_row(row: &AnyRow) -> Result<ConversationSummary, sqlx::Error> {
+    Ok(ConversationSummary {
+        id: row.try_get(0)?,
+        title: row.try_get(1)?,
+        updated_at: row.try_get(2)?,
+    })
 }
 
-fn message_from_row(row: &AnyRow) -> StoredMessage {
-    StoredMessage {
-        id: row.get(0),
-        position: row.get(1),
-        role: MessageRole::parse(&row.get::<String, _>(2)),
-        content: row.get(3),
-        status: MessageStatus::parse(&row.get::<String, _>(4)),
+fn message_from_row(row: &AnyRow) -> Result<StoredMessage, sqlx::Error> {
+    Ok(StoredMessage {
+        id: row.try_get(0)?,
+        position: row.try_get(1)?,
+        role: MessageRole::parse(&row.try_get::<String, _>(2)?),
+        content: row.try_get(3)?,
+        status: MessageStatus::parse(&row.try_get::<String, _>(4)?),
         error_code: row
-            .get::<Option<String>, _>(5)
+            .try_get::<Option<String>, _>(5)?
             .and_then(|c| serde_json::from_value(serde_json::Value::String(c)).ok()),
-        created_at: row.get(6),
-    }
+        created_at: row.try_get(6)?,
+    })
 }
 
 #[cfg(test)]
