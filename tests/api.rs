@@ -1177,3 +1177,28 @@ async fn kill_9_mid_answer_keeps_the_partial_text_as_interrupted() {
     assert_eq!(view.messages[1].content, saved);
     drop(restarted);
 }
+
+#[tokio::test]
+async fn two_tabs_asking_in_one_conversation_at_once_both_get_stored() {
+    let app = spawn_app().await;
+    let mut first = app.student().await;
+    let seed = ask_in(&mut first.ws, "[tokens=1] seed", None).await;
+    let origin = format!("http://{}", app.addr);
+    let mut tabs = Vec::new();
+    // Four at once: each can lose the race to the other three at most, within the retries.
+    for i in 0..4 {
+        let mut ws = app.try_connect(Some(&first.cookie), Some(&origin)).await.unwrap();
+        assert!(matches!(next_frame(&mut ws).await, ServerFrame::Hello { .. }));
+        let conversation = seed.conversation_id.clone();
+        tabs.push(tokio::spawn(async move {
+            ask_in(&mut ws, &format!("[tokens=2] tab {i}"), Some(&conversation)).await
+        }));
+    }
+    for tab in tabs {
+        let answer = tab.await.unwrap();
+        assert_eq!(answer.end.map(|e| e.1), Some(EndReason::Complete), "{:?}", answer.error);
+    }
+    let view = app.load(&first.cookie, &seed.conversation_id).await.unwrap();
+    let positions: Vec<i64> = view.messages.iter().map(|m| m.position).collect();
+    assert_eq!(positions, (1..=10).collect::<Vec<_>>(), "every question and answer, each in its place");
+}

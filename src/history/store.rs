@@ -370,23 +370,10 @@ impl Db {
         status: MessageStatus,
         owner_instance: Option<&str>,
     ) -> Result<StoredMessage, StoreError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self
-                .try_add_message(conversation_id, role, content, status, owner_instance)
-                .await
-            {
-                // Two tabs appending at once can pick the same position; the unique
-                // index refuses one, and it simply takes the next.
-                Err(StoreError::Sqlx(sqlx::Error::Database(e)))
-                    if e.is_unique_violation() && attempt < 5 =>
-                {
-                    continue
-                }
-                other => return other,
-            }
-        }
+        retry_position_race(|| {
+            self.try_add_message(conversation_id, role, content, status, owner_instance)
+        })
+        .await
     }
 
     async fn try_add_message(
@@ -483,22 +470,10 @@ impl Db {
         budget_chars: usize,
         owner_instance: &str,
     ) -> Result<BegunAnswer, BeginError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self
-                .try_begin_answer(user_id, conversation_id, question, budget_chars, owner_instance)
-                .await
-            {
-                // Another tab appended to the same conversation first: take the next position.
-                Err(BeginError::Store(StoreError::Sqlx(sqlx::Error::Database(e))))
-                    if e.is_unique_violation() && attempt < 5 =>
-                {
-                    continue
-                }
-                other => return other,
-            }
-        }
+        retry_position_race(|| {
+            self.try_begin_answer(user_id, conversation_id, question, budget_chars, owner_instance)
+        })
+        .await
     }
 
     async fn try_begin_answer(
@@ -648,6 +623,38 @@ pub enum BeginError {
     NotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// An append takes the conversation's next position. Two tabs appending at once can
+/// pick the same one; the unique index refuses the second, which simply tries again.
+async fn retry_position_race<T, E, Fut>(mut attempt: impl FnMut() -> Fut) -> Result<T, E>
+where
+    E: PositionRace,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(e) if e.is_position_race() && tries < 5 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
+trait PositionRace {
+    fn is_position_race(&self) -> bool;
+}
+
+impl PositionRace for StoreError {
+    fn is_position_race(&self) -> bool {
+        matches!(self, StoreError::Sqlx(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+impl PositionRace for BeginError {
+    fn is_position_race(&self) -> bool {
+        matches!(self, BeginError::Store(e) if e.is_position_race())
+    }
 }
 
 async fn next_position(conn: &mut sqlx::AnyConnection, conversation_id: &str) -> Result<i64, StoreError> {
