@@ -12,7 +12,7 @@ use crate::i18n::Lang;
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     let lang = request_lang();
-    let demo = demo_mode_attr();
+    let demo = if crate::chat::view::demo_mode() { "true" } else { "false" };
     view! {
         <!DOCTYPE html>
         <html lang=lang.code() data-demo=demo>
@@ -53,16 +53,6 @@ fn request_lang() -> Lang {
             .and_then(|code| Lang::from_code(&code))
             .unwrap_or_default()
     }
-}
-
-fn demo_mode_attr() -> &'static str {
-    #[cfg(feature = "ssr")]
-    {
-        if use_context::<crate::server::AppState>().is_some_and(|s| s.demo_mode) {
-            return "true";
-        }
-    }
-    "false"
 }
 
 #[component]

@@ -1152,7 +1152,12 @@ async fn kill_9_mid_answer_keeps_the_partial_text_as_interrupted() {
     server.child.wait().unwrap();
 
     let db = tutor_chat::history::store::Db::connect(&database_url, 1).await.unwrap();
-    let (status, saved) = db.message_status(&message_id).await.unwrap().unwrap();
+    let user = db
+        .find_user(cookie.trim_start_matches("tutor_session="))
+        .await
+        .unwrap()
+        .unwrap();
+    let (status, saved, _) = db.message_for_user(&user, &message_id).await.unwrap().unwrap();
     assert_eq!(status, MessageStatus::Streaming, "nothing ran after the kill");
     assert!(!saved.is_empty(), "a checkpoint was written");
     assert!(received.starts_with(&saved), "the checkpoint is what was streamed");
@@ -1161,7 +1166,7 @@ async fn kill_9_mid_answer_keeps_the_partial_text_as_interrupted() {
     assert!(lost < received.len() / 2, "lost {lost} of {} bytes", received.len());
 
     let restarted = start_server_process(&database_url, fake_addr, port).await;
-    let (status, after) = db.message_status(&message_id).await.unwrap().unwrap();
+    let (status, after, _) = db.message_for_user(&user, &message_id).await.unwrap().unwrap();
     assert_eq!(status, MessageStatus::Interrupted);
     assert_eq!(after, saved, "the partial text is still there");
 

@@ -66,14 +66,6 @@ impl LiveAnswers {
         lock(&self.answers).get(message_id).cloned()
     }
 
-    pub fn len(&self) -> usize {
-        lock(&self.answers).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Starts streaming an answer whose row exists (status `streaming`); returns a
     /// follower that sees every frame from the first chunk.
     pub fn start(

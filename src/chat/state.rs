@@ -90,7 +90,6 @@ pub struct ChatUi {
     pub items: RwSignal<Vec<ChatItem>>,
     pub pending: RwSignal<Option<Pending>>,
     pub conversation_id: RwSignal<Option<String>>,
-    pub max_question_chars: RwSignal<u32>,
     /// Bumped when the list of conversations changed (a new one, a finished answer).
     pub sidebar_version: RwSignal<u32>,
     /// Autoscroll follows the answer until the student scrolls up to read.
@@ -113,7 +112,6 @@ impl ChatUi {
             items: RwSignal::new(Vec::new()),
             pending: RwSignal::new(None),
             conversation_id: RwSignal::new(None),
-            max_question_chars: RwSignal::new(4000),
             sidebar_version: RwSignal::new(0),
             follow: RwSignal::new(true),
             adopted: RwSignal::new(None),
@@ -209,9 +207,7 @@ impl ChatUi {
 
     pub fn apply(&self, frame: ServerFrame) {
         match frame {
-            ServerFrame::Hello {
-                max_question_chars, ..
-            } => self.max_question_chars.set(max_question_chars),
+            ServerFrame::Hello { .. } => {}
             ServerFrame::Start {
                 conversation_id,
                 message_id,

@@ -374,9 +374,9 @@ fn Message(item: ChatItem) -> impl IntoView {
     }
 }
 
-/// Whether the server runs its built-in demo model (server-rendered; the client keeps
-/// what the server said through the hydrated markup's state).
-fn demo_mode() -> bool {
+/// Whether the server runs its built-in demo model: on the server from its state, in
+/// the browser from the `data-demo` the server put on `<html>`.
+pub fn demo_mode() -> bool {
     #[cfg(feature = "ssr")]
     {
         use_context::<crate::server::AppState>().is_some_and(|s| s.demo_mode)

@@ -584,26 +584,6 @@ impl Db {
         )))
     }
 
-    pub async fn message_status(
-        &self,
-        message_id: &str,
-    ) -> Result<Option<(MessageStatus, String)>, StoreError> {
-        let row = sqlx::query("SELECT status, content FROM messages WHERE id = $1")
-            .bind(message_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(r) = row else {
-            return Ok(None);
-        };
-        Ok(Some((
-            MessageStatus::parse(&r.try_get::<String, _>(0)?),
-            r.try_get::<String, _>(1)?,
-        )))
-    }
-
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
-    }
 }
 
 /// What [`Db::begin_answer`] stored and found.
