@@ -9,13 +9,14 @@ use crate::chat::state::ChatUi;
 use crate::chat::view::{ChatPage, Hydrated};
 use crate::history::view::Sidebar;
 use crate::i18n::Lang;
+use crate::lessons::view::{LessonList, LessonView};
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     let lang = request_lang();
-    let demo = if crate::chat::view::demo_mode() { "true" } else { "false" };
+    let lesson_mode = if crate::chat::view::lesson_mode() { "true" } else { "false" };
     view! {
         <!DOCTYPE html>
-        <html lang=lang.code() data-demo=demo>
+        <html lang=lang.code() data-lesson-mode=lesson_mode>
             <head>
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
@@ -84,6 +85,12 @@ pub fn App() -> impl IntoView {
                     <Route
                         path=(StaticSegment("c"), ParamSegment("id"))
                         view=ChatPage
+                        ssr=SsrMode::InOrder
+                    />
+                    <Route path=StaticSegment("lessons") view=LessonList ssr=SsrMode::InOrder />
+                    <Route
+                        path=(StaticSegment("lessons"), ParamSegment("slug"))
+                        view=LessonView
                         ssr=SsrMode::InOrder
                     />
                 </Routes>

@@ -123,6 +123,11 @@ pub struct Strings {
     pub confirm_delete: &'static str,
     pub conversation_missing: &'static str,
     pub history_unavailable: &'static str,
+    pub sources: &'static str,
+    pub lessons: &'static str,
+    pub lesson_missing: &'static str,
+    pub back_to_chat: &'static str,
+    pub lesson_mode_note: &'static str,
 }
 
 impl Strings {
@@ -183,6 +188,11 @@ pub static EN: Strings = Strings {
     confirm_delete: "Delete?",
     conversation_missing: "This conversation does not exist, or it is not yours.",
     history_unavailable: "The history could not be loaded right now.",
+    sources: "Sources",
+    lessons: "Lessons",
+    lesson_missing: "There is no such lesson.",
+    back_to_chat: "Back to the chat",
+    lesson_mode_note: "Lesson mode: no language model is connected, so answers are excerpts from the course lessons, with their sources.",
 };
 
 pub static RU: Strings = Strings {
@@ -227,6 +237,11 @@ pub static RU: Strings = Strings {
     confirm_delete: "Удалить?",
     conversation_missing: "Такого разговора нет, или он не ваш.",
     history_unavailable: "Историю сейчас не удалось загрузить.",
+    sources: "Источники",
+    lessons: "Уроки",
+    lesson_missing: "Такого урока нет.",
+    back_to_chat: "Вернуться в чат",
+    lesson_mode_note: "Режим уроков: языковая модель не подключена, поэтому ответы — выдержки из уроков курса с источниками.",
 };
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod app;
 pub mod chat;
 pub mod history;
 pub mod i18n;
+pub mod lessons;
 pub mod protocol;
 
 #[cfg(feature = "ssr")]

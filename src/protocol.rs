@@ -99,6 +99,9 @@ pub enum ServerFrame {
         /// True when older turns of the conversation did not fit the model's context.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         context_truncated: bool,
+        /// The lesson sections the answer may cite as `[n]`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sources: Vec<crate::lessons::Source>,
     },
     /// A piece of the answer. `seq` starts at 1 and grows by one per chunk of a message.
     Chunk {
@@ -338,6 +341,14 @@ mod tests {
                 conversation_id: "c".into(),
                 message_id: "m".into(),
                 context_truncated: true,
+                sources: vec![crate::lessons::Source {
+                    n: 1,
+                    lesson: "03-sse-en".into(),
+                    lesson_title: "Server-sent events".into(),
+                    section: "The wire format".into(),
+                    anchor: "the-wire-format".into(),
+                    snippet: "Each event is a block of lines…".into(),
+                }],
             },
             ServerFrame::Chunk {
                 content: "Hello".into(),

@@ -1,7 +1,6 @@
 //! Server assembly: state, routes, start-up and graceful shutdown. `main.rs` and the
 //! integration tests both build the app through [`build_app`].
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
@@ -13,7 +12,7 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 
 use crate::app::{shell, App};
 use crate::settings::Settings;
-use crate::upstream::fake::{FakeConfig, FakeUpstream};
+use crate::lessons::index::LessonIndex;
 use crate::upstream::UpstreamClient;
 
 #[derive(Clone)]
@@ -21,8 +20,11 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub settings: Arc<Settings>,
     pub upstream: UpstreamClient,
-    /// True when no model endpoint was configured and the built-in demo model answers.
-    pub demo_mode: bool,
+    /// True when no model endpoint and no key were configured: answers are excerpts
+    /// from the lessons (lesson mode).
+    pub lesson_mode: bool,
+    /// The course's lessons, indexed for retrieval; also serves the lesson pages.
+    pub lessons: Arc<crate::lessons::index::LessonIndex>,
     /// Flips to `true` when the server shuts down, so open sockets close with 1001
     /// (clients then reconnect) instead of holding the shutdown open.
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
@@ -45,8 +47,8 @@ pub enum StartError {
     Config(String),
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
-    #[error("cannot start the demo model: {0}")]
-    Demo(std::io::Error),
+    #[error(transparent)]
+    Lessons(#[from] crate::lessons::index::IndexError),
     #[error("cannot listen on {addr}: {source} (is another server running there? set TUTOR_BIND)")]
     Bind {
         addr: String,
@@ -88,26 +90,20 @@ pub async fn build_state(
     settings: Settings,
     leptos_options: LeptosOptions,
 ) -> Result<AppState, StartError> {
-    let (base_url, demo_mode) = match &settings.upstream.base_url {
-        Some(url) => (url.clone(), false),
-        None if settings.upstream.api_key.is_some() => {
-            (crate::settings::DEFAULT_BASE_URL.to_string(), false)
-        }
-        None => {
-            // No key and no endpoint: answer with the built-in demo model, in-process on a
-            // loopback port, so a fresh install streams something real at once.
-            let fake = FakeUpstream::new(FakeConfig::default());
-            let addr = fake
-                .spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
-                .await
-                .map_err(StartError::Demo)?;
-            tracing::warn!(
-                "no OPENAI_API_KEY and no OPENAI_BASE_URL: answering with the built-in demo model"
-            );
-            (format!("http://{addr}/v1"), true)
-        }
-    };
+    // No key and no endpoint: a fresh install answers from the lessons themselves.
+    let lesson_mode = settings.upstream.base_url.is_none() && settings.upstream.api_key.is_none();
+    if lesson_mode {
+        tracing::warn!(
+            "no OPENAI_API_KEY and no OPENAI_BASE_URL: lesson mode, answers are excerpts from the lessons"
+        );
+    }
+    let base_url = settings
+        .upstream
+        .base_url
+        .clone()
+        .unwrap_or_else(|| crate::settings::DEFAULT_BASE_URL.to_string());
     let upstream = UpstreamClient::new(base_url, settings.upstream.clone())?;
+    let lessons = open_lessons(&settings).await?;
     let url = crate::history::store::database_url(settings.database_url.as_deref(), &settings.data_dir);
     let db = crate::history::store::Db::connect(&url, settings.db_max_connections).await?;
     let instance_id = settings
@@ -123,12 +119,39 @@ pub async fn build_state(
         leptos_options,
         settings: Arc::new(settings),
         upstream,
-        demo_mode,
+        lesson_mode,
+        lessons,
         shutdown: Arc::new(tokio::sync::watch::channel(false).0),
         db: Arc::new(db),
         live: Arc::new(crate::chat::live::LiveAnswers::default()),
         instance_id,
     })
+}
+
+/// Opens the lesson index beside the database and brings it in step with the lessons
+/// folder. Files that are not lessons are logged and skipped; a missing folder only
+/// means answers come without sources.
+async fn open_lessons(settings: &Settings) -> Result<Arc<LessonIndex>, StartError> {
+    let index_dir = settings.data_dir.join("lesson-index");
+    let lessons_dir = settings.lessons_dir.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        let index = LessonIndex::open(&index_dir)?;
+        match index.sync(&lessons_dir, &mut |_| {}) {
+            Ok(report) => tracing::info!(
+                lessons = report.indexed.len() + report.unchanged,
+                reindexed = report.indexed.len(),
+                removed = report.removed.len(),
+                skipped = report.skipped.len(),
+                sections = index.sections(),
+                "lesson index ready"
+            ),
+            Err(error) => tracing::warn!(%error, "lessons not indexed; answers will have no sources"),
+        }
+        Ok::<_, crate::lessons::index::IndexError>(index)
+    })
+    .await
+    .map_err(|e| StartError::Config(format!("lesson indexing stopped: {e}")))??;
+    Ok(Arc::new(opened))
 }
 
 pub fn router(state: AppState) -> Router {

@@ -71,6 +71,12 @@ pub struct Cli {
     /// Mark the session cookie `Secure` (set when served over https).
     #[arg(long, env = "TUTOR_SECURE_COOKIES")]
     pub secure_cookies: Option<bool>,
+    /// The course's lessons (Markdown files); indexed at start-up.
+    #[arg(long, env = "LESSONS_DIR")]
+    pub lessons_dir: Option<PathBuf>,
+    /// Lesson sections retrieved per question (the sources an answer may cite).
+    #[arg(long, env = "TUTOR_RETRIEVAL_TOP_K")]
+    pub retrieval_top_k: Option<usize>,
 }
 
 /// The same keys as [`Cli`], from the settings file.
@@ -98,11 +104,13 @@ pub struct FileSettings {
     pub context_token_budget: Option<usize>,
     pub instance_id: Option<String>,
     pub secure_cookies: Option<bool>,
+    pub lessons_dir: Option<PathBuf>,
+    pub retrieval_top_k: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
-    /// `None` means no endpoint was chosen: the app then runs its built-in demo model.
+    /// `None` means no endpoint was chosen: with no key either, the app answers in lesson mode.
     pub base_url: Option<String>,
     pub api_key: Option<String>,
     pub model: String,
@@ -129,6 +137,8 @@ pub struct Settings {
     pub context_token_budget: usize,
     pub instance_id: Option<String>,
     pub secure_cookies: bool,
+    pub lessons_dir: PathBuf,
+    pub retrieval_top_k: usize,
 }
 
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a patient tutor for an online course about \
@@ -158,7 +168,11 @@ impl Settings {
     /// Reads flags, environment and the settings file. A missing default file is
     /// fine; a missing file that was asked for by name is an error.
     pub fn load() -> Result<Settings, SettingsError> {
-        let cli = Cli::parse();
+        Settings::load_from(Cli::parse())
+    }
+
+    /// As [`Settings::load`], with flags parsed by the caller (the `index` command).
+    pub fn load_from(cli: Cli) -> Result<Settings, SettingsError> {
         let (path, required) = match &cli.config {
             Some(path) => (path.clone(), true),
             None => (PathBuf::from("Leptos.toml"), false),
@@ -233,6 +247,8 @@ impl Settings {
                 .unwrap_or(3000),
             instance_id: non_empty(cli.instance_id.or(file.instance_id)),
             secure_cookies: cli.secure_cookies.or(file.secure_cookies).unwrap_or(false),
+            lessons_dir: cli.lessons_dir.or(file.lessons_dir).unwrap_or_else(|| PathBuf::from("lessons")),
+            retrieval_top_k: cli.retrieval_top_k.or(file.retrieval_top_k).unwrap_or(3).min(10),
         }
     }
 

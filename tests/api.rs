@@ -57,7 +57,21 @@ async fn test_settings(fake_addr: SocketAddr) -> Settings {
     settings.upstream.api_key = Some(KEY.into());
     settings.upstream.model = "fake-model".into();
     settings.upstream.first_token_timeout = Duration::from_millis(1500);
+    settings.data_dir = fresh_data_dir();
+    settings.lessons_dir = lessons_dir();
     settings
+}
+
+/// Each app gets its own data folder (its lesson index lives there).
+fn fresh_data_dir() -> std::path::PathBuf {
+    std::env::temp_dir()
+        .join("tutor-chat-tests")
+        .join(format!("data-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// The sample course shipped in the repository.
+fn lessons_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lessons")
 }
 
 async fn spawn_app() -> TestApp {
@@ -176,6 +190,7 @@ async fn send_json(ws: &mut Ws, value: Value) {
 #[derive(Debug, Default)]
 struct Answer {
     context_truncated: bool,
+    sources: Vec<tutor_chat::lessons::Source>,
     conversation_id: String,
     message_id: String,
     chunks: Vec<(u64, String)>,
@@ -198,8 +213,10 @@ async fn read_answer(ws: &mut Ws) -> Answer {
                 conversation_id,
                 message_id,
                 context_truncated,
+                sources,
             } => {
                 answer.context_truncated = context_truncated;
+                answer.sources = sources;
                 answer.conversation_id = conversation_id;
                 answer.message_id = message_id;
             }
@@ -600,21 +617,23 @@ async fn shutdown_closes_open_sockets_so_clients_reconnect() {
 }
 
 #[tokio::test]
-async fn no_key_and_no_endpoint_runs_the_demo_model() {
-    // No base URL and no key: the app starts its own demo model.
+async fn no_key_and_no_endpoint_answers_with_cited_lesson_excerpts() {
+    // No base URL and no key: lesson mode, no model is called at all.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut options = leptos_options().unwrap();
     options.site_addr = addr;
     let settings = Settings {
         database_url: Some(fresh_database_url().await),
+        data_dir: fresh_data_dir(),
+        lessons_dir: lessons_dir(),
         ..Settings::default()
     };
     let (app, state) = build_app(settings, options).await.unwrap();
-    assert!(state.demo_mode);
+    assert!(state.lesson_mode);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let html = reqwest::get(format!("http://{addr}/")).await.unwrap().text().await.unwrap();
-    assert!(html.contains(r#"data-demo="true""#));
+    assert!(html.contains(r#"data-lesson-mode="true""#));
     let (mut ws, _) = tokio_tungstenite::connect_async(
         {
             let mut r = format!("ws://{addr}/ws/chat").into_client_request().unwrap();
@@ -628,8 +647,30 @@ async fn no_key_and_no_endpoint_runs_the_demo_model() {
     .await
     .unwrap();
     assert!(matches!(next_frame(&mut ws).await, ServerFrame::Hello { .. }));
-    let answer = ask(&mut ws, "[tokens=3] [delay=1] hi").await;
-    assert_eq!(answer.end, Some((3, EndReason::Complete)));
+
+    let answer = ask(&mut ws, "How does an SSE client resume after a dropped connection with Last-Event-ID?").await;
+    assert_eq!(answer.end.map(|(_, reason)| reason), Some(EndReason::Complete));
+    assert!(answer.chunks.len() > 10, "streamed word by word, got {} chunks", answer.chunks.len());
+    assert_seq_in_order(&answer);
+    let text = answer.text();
+    assert!(text.starts_with("These are excerpts from the course lessons, not a generated answer"), "{text}");
+    assert_eq!(answer.sources.len(), 3);
+    for source in &answer.sources {
+        assert!(text.contains(&format!("[{}] {}", source.n, source.lesson_title)), "{text}");
+    }
+    assert!(
+        answer.sources.iter().any(|s| s.lesson.contains("server-sent-events") && s.anchor.contains("last-event-id")),
+        "{:?}",
+        answer.sources
+    );
+    // The passage quoted is the lesson's own text.
+    assert!(text.contains("Last-Event-ID"), "{text}");
+
+    // In Russian, the note and the passages are Russian.
+    let ru = ask(&mut ws, "Зачем нужна экспоненциальная задержка при переподключении?").await;
+    let text = ru.text();
+    assert!(text.starts_with("Это выдержки из уроков курса"), "{text}");
+    assert!(ru.sources.iter().any(|s| s.lesson.ends_with("-ru")), "{:?}", ru.sources);
 }
 
 // ---- history (issue #3) ----

@@ -25,7 +25,9 @@ use crate::history::{MessageRole, MessageStatus};
 use super::live::{self, Follower, LiveAnswer, LiveAnswers, Published};
 use tokio::sync::broadcast;
 use crate::server::AppState;
-use crate::upstream::{ChatMessage, UpstreamClient};
+use crate::lessons::excerpts;
+use crate::lessons::index::{Hit, LessonIndex};
+use crate::upstream::{AnswerStream, ChatMessage, UpstreamClient};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -47,6 +49,10 @@ pub struct ConnContext {
     pub live: Arc<LiveAnswers>,
     pub instance_id: String,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    pub lessons: Arc<LessonIndex>,
+    /// No model connected: answers are lesson excerpts.
+    pub lesson_mode: bool,
+    pub retrieval_top_k: usize,
 }
 
 pub async fn ws_handler(
@@ -80,6 +86,9 @@ pub async fn ws_handler(
         live: state.live.clone(),
         instance_id: state.instance_id.clone(),
         shutdown: state.shutdown.subscribe(),
+        lessons: state.lessons.clone(),
+        lesson_mode: state.lesson_mode,
+        retrieval_top_k: settings.retrieval_top_k,
     };
     // Chat frames are small; the 128 KiB default read buffer per socket would be most
     // of a connection's memory (measured in docs/BENCHMARKS.md).
@@ -352,6 +361,11 @@ async fn start_answer(
             user
         }
     };
+    let hits = retrieve(&question, conversation_id.as_deref(), &user, ctx).await;
+    let sources = excerpts::sources_from(&hits);
+    let sources_json = (!sources.is_empty())
+        .then(|| serde_json::to_string(&sources).ok())
+        .flatten();
     let begun = match db
         .begin_answer(
             &user,
@@ -359,6 +373,7 @@ async fn start_answer(
             &question,
             ctx.context_budget_chars,
             &ctx.instance_id,
+            sources_json.as_deref(),
         )
         .await
     {
@@ -369,15 +384,25 @@ async fn start_answer(
         Err(BeginError::Store(error)) => return Err(internal_error(error)),
     };
 
-    let mut messages = Vec::with_capacity(begun.turns.len() + 2);
-    messages.push(ChatMessage::system(ctx.upstream.settings().system_prompt.clone()));
-    messages.extend(begun.turns.into_iter().map(|(role, content)| match role {
-        MessageRole::User => ChatMessage::user(content),
-        MessageRole::Assistant => ChatMessage::assistant(content),
-    }));
-    messages.push(ChatMessage::user(question));
     let answer_id = begun.answer_id;
-    let stream = match ctx.upstream.stream_chat(&messages) {
+    let opened = if ctx.lesson_mode {
+        let answer = excerpts::excerpt_answer(&question, &hits);
+        Ok(AnswerStream::local(excerpts::words(&answer), LESSON_MODE_WORD_GAP))
+    } else {
+        let mut messages = Vec::with_capacity(begun.turns.len() + 3);
+        messages.push(ChatMessage::system(ctx.upstream.settings().system_prompt.clone()));
+        messages.extend(begun.turns.into_iter().map(|(role, content)| match role {
+            MessageRole::User => ChatMessage::user(content),
+            MessageRole::Assistant => ChatMessage::assistant(content),
+        }));
+        // Right before the question, where the model weighs it most.
+        if let Some(prompt) = excerpts::prompt_with_sources(&hits) {
+            messages.push(ChatMessage::system(prompt));
+        }
+        messages.push(ChatMessage::user(question));
+        ctx.upstream.stream_chat(&messages)
+    };
+    let stream = match opened {
         Ok(stream) => stream,
         Err(error) => {
             tracing::error!(%error, "cannot start upstream request");
@@ -396,11 +421,51 @@ async fn start_answer(
         conversation_id: begun.conversation_id,
         message_id: answer_id.clone(),
         context_truncated: begun.context_truncated,
+        sources,
     };
     let follower = ctx
         .live
         .start(ctx.db.clone(), answer_id, user, stream);
     Ok((follower, start))
+}
+
+/// Lesson mode's pace: quick enough to read as it comes, slow enough to see it stream.
+const LESSON_MODE_WORD_GAP: Duration = Duration::from_millis(12);
+/// Earlier questions of the conversation that retrieval reads with the new one.
+const RETRIEVAL_EARLIER_TURNS: u32 = 2;
+
+/// The lesson sections for a question and the student's recent questions. Search
+/// runs off the async runtime; a failure means an answer without sources, never no
+/// answer.
+async fn retrieve(
+    question: &str,
+    conversation_id: Option<&str>,
+    user: &str,
+    ctx: &ConnContext,
+) -> Vec<Hit> {
+    let earlier = match conversation_id {
+        Some(id) => ctx
+            .db
+            .recent_questions(user, id, RETRIEVAL_EARLIER_TURNS)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "cannot read earlier questions for retrieval");
+                Vec::new()
+            }),
+        None => Vec::new(),
+    };
+    let (lessons, question, k) = (ctx.lessons.clone(), question.to_string(), ctx.retrieval_top_k);
+    match tokio::task::spawn_blocking(move || lessons.search(&question, &earlier, k)).await {
+        Ok(Ok(hits)) => hits,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "lesson search failed; answering without sources");
+            Vec::new()
+        }
+        Err(error) => {
+            tracing::warn!(%error, "lesson search stopped; answering without sources");
+            Vec::new()
+        }
+    }
 }
 
 /// Follows an answer again: live from this instance's feed, else as stored.
@@ -509,6 +574,12 @@ mod tests {
             db: Arc::new(db),
             live: Arc::new(LiveAnswers::default()),
             instance_id: "test".into(),
+            lessons: Arc::new(
+                LessonIndex::open(&std::env::temp_dir().join(format!("tutor-socket-{}", uuid::Uuid::new_v4())))
+                    .unwrap(),
+            ),
+            lesson_mode: false,
+            retrieval_top_k: 3,
         }
     }
 

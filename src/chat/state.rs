@@ -61,6 +61,8 @@ pub struct ChatItem {
     pub error: RwSignal<Option<ItemError>>,
     /// Older turns were left out of the model's context for this answer.
     pub context_truncated: RwSignal<bool>,
+    /// The lesson sections this answer may cite.
+    pub sources: RwSignal<Vec<crate::lessons::Source>>,
 }
 
 impl ChatItem {
@@ -72,6 +74,7 @@ impl ChatItem {
             status: RwSignal::new(status),
             error: RwSignal::new(None),
             context_truncated: RwSignal::new(false),
+            sources: RwSignal::new(Vec::new()),
         }
     }
 }
@@ -212,9 +215,11 @@ impl ChatUi {
                 conversation_id,
                 message_id,
                 context_truncated,
+                sources,
             } => {
                 if let Some(item) = self.pending_item() {
                     item.context_truncated.set(context_truncated);
+                    item.sources.set(sources);
                 }
                 if self.conversation_id.get_untracked().as_deref() != Some(conversation_id.as_str()) {
                     self.conversation_id.set(Some(conversation_id));
@@ -350,6 +355,7 @@ mod tests {
                 conversation_id: "c1".into(),
                 message_id: "m1".into(),
                 context_truncated: false,
+                sources: Vec::new(),
             });
             ui.apply(chunk("Server", 1));
             ui.apply(chunk("-sent", 2));
@@ -406,6 +412,7 @@ mod tests {
                 conversation_id: "c".into(),
                 message_id: "m1".into(),
                 context_truncated: false,
+                sources: Vec::new(),
             });
             ui.apply(chunk("Hel", 1));
             ui.connection_lost();

@@ -8,6 +8,7 @@ use leptos_router::hooks::use_params_map;
 use super::state::{ChatItem, ChatUi, ConnState, ItemStatus, Role};
 use crate::history::{load_conversation, ConversationView, MessageRole, MessageStatus, StoredMessage};
 use crate::i18n::Lang;
+use crate::lessons::view::{AnswerText, SourceList};
 use crate::protocol::ErrorCode;
 
 /// Pixels from the bottom that still count as "at the bottom" for autoscroll.
@@ -26,7 +27,7 @@ pub fn ChatPage() -> impl IntoView {
     let ui = expect_context::<ChatUi>();
     let hydrated = expect_context::<Hydrated>().0;
     let draft = RwSignal::new(String::new());
-    let demo_mode = demo_mode();
+    let lesson_mode = lesson_mode();
 
     // The conversation in the address: `/c/{id}`, or none on `/` (a new chat).
     let params = use_params_map();
@@ -150,11 +151,8 @@ pub fn ChatPage() -> impl IntoView {
                     </button>
                 </div>
             </header>
-            <Show when=move || demo_mode>
-                <p class="demo-note">{move || match lang.get() {
-                    Lang::En => "Demo mode: no model is configured, so a built-in test model answers.",
-                    Lang::Ru => "Демо-режим: модель не настроена, отвечает встроенная тестовая модель.",
-                }}</p>
+            <Show when=move || lesson_mode>
+                <p class="lesson-mode-note">{move || t().lesson_mode_note}</p>
             </Show>
             <section id=MESSAGES_ID class="messages" on:scroll=on_scroll aria-live="polite">
                 <Show when=move || is_new_chat() && ui.items.with(Vec::is_empty)>
@@ -260,6 +258,7 @@ fn History(view: ConversationView) -> impl IntoView {
     let live_tail = streaming.map(|stored| {
         let ui = expect_context::<ChatUi>();
         let item = ChatItem::new(ADOPTED_KEY, Role::Tutor, stored.content, ItemStatus::Streaming);
+        item.sources.set(stored.sources);
         let message_id = stored.id;
         Effect::new(move |_| {
             ui.adopt(item, message_id.clone());
@@ -299,9 +298,10 @@ fn StoredMessageView(message: StoredMessage) -> impl IntoView {
         <article class=class data-status=status.as_str() data-message-id=message.id.clone()>
             <div class="msg-who">{move || if is_student { t().you } else { t().tutor }}</div>
             <div class="msg-body">
-                <span class="msg-text">{message.content}</span>
+                <AnswerText text=Signal::stored(message.content) sources=Signal::stored(message.sources.clone()) />
                 {(status == MessageStatus::Streaming).then(|| view! { <span class="cursor" aria-hidden="true"></span> })}
             </div>
+            <SourceList sources=Signal::stored(message.sources) />
             {match status {
                 MessageStatus::Stopped => Some(view! { <p class="msg-note">{move || t().stopped_note}</p> }.into_any()),
                 MessageStatus::Interrupted => Some(view! { <p class="msg-note">{move || t().interrupted_note}</p> }.into_any()),
@@ -355,11 +355,12 @@ fn Message(item: ChatItem) -> impl IntoView {
                 {move || match who { Role::Student => t().you, Role::Tutor => t().tutor }}
             </div>
             <div class="msg-body">
-                <span class="msg-text">{move || item.text.get()}</span>
+                <AnswerText text=item.text sources=item.sources />
                 <Show when=live>
                     <span class="cursor" aria-hidden="true"></span>
                 </Show>
             </div>
+            <SourceList sources=item.sources />
             <Show when=move || item.status.get() == ItemStatus::Stopped>
                 <p class="msg-note">{move || t().stopped_note}</p>
             </Show>
@@ -374,18 +375,18 @@ fn Message(item: ChatItem) -> impl IntoView {
     }
 }
 
-/// Whether the server runs its built-in demo model: on the server from its state, in
-/// the browser from the `data-demo` the server put on `<html>`.
-pub fn demo_mode() -> bool {
+/// Whether answers are lesson excerpts (no model connected): on the server from its
+/// state, in the browser from the `data-lesson-mode` the server put on `<html>`.
+pub fn lesson_mode() -> bool {
     #[cfg(feature = "ssr")]
     {
-        use_context::<crate::server::AppState>().is_some_and(|s| s.demo_mode)
+        use_context::<crate::server::AppState>().is_some_and(|s| s.lesson_mode)
     }
     #[cfg(not(feature = "ssr"))]
     {
         leptos::prelude::document()
             .document_element()
-            .and_then(|el| el.get_attribute("data-demo"))
+            .and_then(|el| el.get_attribute("data-lesson-mode"))
             .is_some_and(|v| v == "true")
     }
 }

@@ -66,6 +66,9 @@ pub struct StoredMessage {
     pub status: MessageStatus,
     pub error_code: Option<ErrorCode>,
     pub created_at: i64,
+    /// The lesson sections an answer cited (empty for questions).
+    #[serde(default)]
+    pub sources: Vec<crate::lessons::Source>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -285,7 +285,7 @@ impl Db {
             return Ok(None);
         };
         let rows = sqlx::query(
-            "SELECT id, position, role, content, status, error_code, created_at \
+            "SELECT id, position, role, content, status, error_code, created_at, sources \
              FROM messages WHERE conversation_id = $1 AND position < $2 \
              ORDER BY position DESC LIMIT $3",
         )
@@ -388,7 +388,7 @@ impl Db {
         let id = new_id();
         let mut tx = self.begin_write().await?;
         let position = next_position(&mut tx, conversation_id).await?;
-        insert_message(&mut tx, &id, conversation_id, position, role, content, status, owner_instance, now)
+        insert_message(&mut tx, &id, conversation_id, position, role, content, status, owner_instance, None, now)
             .await?;
         sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
             .bind(now)
@@ -405,6 +405,7 @@ impl Db {
             status,
             error_code: None,
             created_at: now,
+            sources: Vec::new(),
         })
     }
 
@@ -469,11 +470,35 @@ impl Db {
         question: &str,
         budget_chars: usize,
         owner_instance: &str,
+        sources_json: Option<&str>,
     ) -> Result<BegunAnswer, BeginError> {
         retry_position_race(|| {
-            self.try_begin_answer(user_id, conversation_id, question, budget_chars, owner_instance)
+            self.try_begin_answer(user_id, conversation_id, question, budget_chars, owner_instance, sources_json)
         })
         .await
+    }
+
+    /// The student's latest questions in one of their conversations, newest first:
+    /// retrieval reads them with the new question. Empty for someone else's.
+    pub async fn recent_questions(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.content FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE c.id = $1 AND c.user_id = $2 AND m.role = 'user' \
+             ORDER BY m.position DESC LIMIT $3",
+        )
+        .bind(conversation_id)
+        .bind(user_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| row.try_get::<String, _>(0).map_err(StoreError::from))
+            .collect()
     }
 
     async fn try_begin_answer(
@@ -483,6 +508,7 @@ impl Db {
         question: &str,
         budget_chars: usize,
         owner_instance: &str,
+        sources_json: Option<&str>,
     ) -> Result<BegunAnswer, BeginError> {
         let now = now_ms();
         let mut tx = self.begin_write().await.map_err(StoreError::from)?;
@@ -522,11 +548,11 @@ impl Db {
         let position = next_position(&mut tx, &conversation_id).await?;
         let question_id = new_id();
         let answer_id = new_id();
-        for (id, at, role, content, status, owner) in [
-            (&question_id, position, MessageRole::User, question, MessageStatus::Complete, None),
-            (&answer_id, position + 1, MessageRole::Assistant, "", MessageStatus::Streaming, Some(owner_instance)),
+        for (id, at, role, content, status, owner, sources) in [
+            (&question_id, position, MessageRole::User, question, MessageStatus::Complete, None, None),
+            (&answer_id, position + 1, MessageRole::Assistant, "", MessageStatus::Streaming, Some(owner_instance), sources_json),
         ] {
-            insert_message(&mut tx, id, &conversation_id, at, role, content, status, owner, now).await?;
+            insert_message(&mut tx, id, &conversation_id, at, role, content, status, owner, sources, now).await?;
         }
         sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
             .bind(now)
@@ -655,11 +681,12 @@ async fn insert_message(
     content: &str,
     status: MessageStatus,
     owner_instance: Option<&str>,
+    sources: Option<&str>,
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO messages (id, conversation_id, position, role, content, status, \
-         owner_instance, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         owner_instance, sources, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(id)
     .bind(conversation_id)
@@ -668,6 +695,7 @@ async fn insert_message(
     .bind(content)
     .bind(status.as_str())
     .bind(owner_instance)
+    .bind(sources)
     .bind(now)
     .execute(&mut *conn)
     .await?;
@@ -755,6 +783,11 @@ fn message_from_row(row: &AnyRow) -> Result<StoredMessage, sqlx::Error> {
             .try_get::<Option<String>, _>(5)?
             .and_then(|c| serde_json::from_value(serde_json::Value::String(c)).ok()),
         created_at: row.try_get(6)?,
+        // Unreadable JSON (hand-edited rows) shows the answer without its sources.
+        sources: row
+            .try_get::<Option<String>, _>(7)?
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default(),
     })
 }
 

@@ -148,7 +148,7 @@ impl UpstreamClient {
         // A retry would replay the whole answer into the same stream; we surface the error instead.
         source.set_retry_policy(Box::new(reqwest_eventsource::retry::Never));
         let now = Instant::now();
-        Ok(AnswerStream {
+        Ok(AnswerStream(Inner::Sse(SseStream {
             source,
             total_deadline: now + self.settings.total_timeout,
             first_token_timeout: self.settings.first_token_timeout,
@@ -159,12 +159,67 @@ impl UpstreamClient {
             finish_reason: None,
             usage: None,
             finished: false,
-        })
+        })))
     }
 }
 
-/// One answer being streamed. Dropping it cancels the HTTP request.
-pub struct AnswerStream {
+/// One answer being streamed: from the model, or (lesson mode) from text we wrote
+/// ourselves, paced like a model. Dropping it cancels the HTTP request.
+pub struct AnswerStream(Inner);
+
+enum Inner {
+    Sse(SseStream),
+    Local(LocalStream),
+}
+
+struct LocalStream {
+    pieces: std::collections::VecDeque<String>,
+    gap: Duration,
+    /// When the next piece is due; kept across calls so `select!` can cancel us.
+    next_at: Option<Instant>,
+}
+
+impl AnswerStream {
+    /// Streams `pieces` one by one, `gap` apart.
+    pub fn local(pieces: Vec<String>, gap: Duration) -> AnswerStream {
+        AnswerStream(Inner::Local(LocalStream {
+            pieces: pieces.into(),
+            gap,
+            next_at: None,
+        }))
+    }
+
+    /// The next piece of text, `Ok(None)` once the answer finished cleanly.
+    pub async fn next_delta(&mut self) -> Result<Option<String>, UpstreamError> {
+        match &mut self.0 {
+            Inner::Sse(sse) => sse.next_delta().await,
+            Inner::Local(local) => {
+                if let Some(at) = local.next_at {
+                    tokio::time::sleep_until(at).await;
+                }
+                let piece = local.pieces.pop_front();
+                local.next_at = Some(Instant::now() + local.gap);
+                Ok(piece)
+            }
+        }
+    }
+
+    pub fn end_reason(&self) -> EndReason {
+        match &self.0 {
+            Inner::Sse(sse) => sse.end_reason(),
+            Inner::Local(_) => EndReason::Complete,
+        }
+    }
+
+    pub fn usage(&self) -> Option<Usage> {
+        match &self.0 {
+            Inner::Sse(sse) => sse.usage(),
+            Inner::Local(_) => None,
+        }
+    }
+}
+
+struct SseStream {
     source: EventSource,
     total_deadline: Instant,
     first_token_timeout: Duration,
@@ -177,9 +232,8 @@ pub struct AnswerStream {
     finished: bool,
 }
 
-impl AnswerStream {
-    /// The next piece of text, `Ok(None)` once the answer finished cleanly.
-    pub async fn next_delta(&mut self) -> Result<Option<String>, UpstreamError> {
+impl SseStream {
+    async fn next_delta(&mut self) -> Result<Option<String>, UpstreamError> {
         if self.finished {
             return Ok(None);
         }
@@ -262,7 +316,7 @@ impl AnswerStream {
         None
     }
 
-    pub fn end_reason(&self) -> EndReason {
+    fn end_reason(&self) -> EndReason {
         match self.finish_reason.as_deref() {
             Some("length") => EndReason::Length,
             Some("content_filter") => EndReason::ContentFilter,
@@ -270,7 +324,7 @@ impl AnswerStream {
         }
     }
 
-    pub fn usage(&self) -> Option<Usage> {
+    fn usage(&self) -> Option<Usage> {
         self.usage
     }
 
