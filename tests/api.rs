@@ -254,6 +254,17 @@ async fn ask(ws: &mut Ws, question: &str) -> Answer {
     read_answer(ws).await
 }
 
+const SOURCES_PROMPT: &str = "Sources from the course's lessons";
+
+/// The conversation as the model got it, without the lesson sources added for the
+/// question (their own test checks them).
+fn without_sources(sent: &RecordedRequest) -> Vec<&tutor_chat::upstream::fake::RecordedMessage> {
+    sent.messages
+        .iter()
+        .filter(|m| !(m.role == "system" && m.content.starts_with(SOURCES_PROMPT)))
+        .collect()
+}
+
 fn assert_seq_in_order(answer: &Answer) {
     for (i, (seq, _)) in answer.chunks.iter().enumerate() {
         assert_eq!(*seq, i as u64 + 1, "seq must start at 1 and grow by one");
@@ -570,10 +581,11 @@ async fn earlier_turns_of_the_conversation_reach_the_model() {
     let second = read_answer(&mut ws).await;
     assert_eq!(second.conversation_id, first.conversation_id);
     let sent = app.last_request();
-    let roles: Vec<&str> = sent.messages.iter().map(|m| m.role.as_str()).collect();
+    let turns = without_sources(&sent);
+    let roles: Vec<&str> = turns.iter().map(|m| m.role.as_str()).collect();
     assert_eq!(roles, ["system", "user", "assistant", "user"]);
-    assert_eq!(sent.messages[1].content, "[tokens=4] What is SSE?");
-    assert_eq!(sent.messages[2].content, first.text());
+    assert_eq!(turns[1].content, "[tokens=4] What is SSE?");
+    assert_eq!(turns[2].content, first.text());
 }
 
 #[tokio::test]
@@ -671,6 +683,79 @@ async fn no_key_and_no_endpoint_answers_with_cited_lesson_excerpts() {
     let text = ru.text();
     assert!(text.starts_with("Это выдержки из уроков курса"), "{text}");
     assert!(ru.sources.iter().any(|s| s.lesson.ends_with("-ru")), "{:?}", ru.sources);
+}
+
+#[tokio::test]
+async fn retrieved_sections_go_to_the_model_as_numbered_sources_and_come_back_with_history() {
+    let app = spawn_app().await;
+    let mut s = app.student().await;
+    let question = "[tokens=4] [cite=1,7] How does a token bucket allow short bursts of requests?";
+    let answer = ask_in(&mut s.ws, question, None).await;
+    assert_eq!(answer.end.map(|e| e.1), Some(EndReason::Complete));
+
+    // The start frame lists the sections, best first, numbered from 1.
+    assert_eq!(answer.sources.len(), 3, "top k = 3 by default");
+    assert_eq!(answer.sources.iter().map(|s| s.n).collect::<Vec<_>>(), [1, 2, 3]);
+    let best = &answer.sources[0];
+    assert_eq!((best.lesson.as_str(), best.anchor.as_str()), ("05-rate-limiting-en", "token-bucket"));
+    assert_eq!(best.section, "Token bucket");
+    assert!(best.snippet.starts_with("A token bucket holds up to N tokens"), "{}", best.snippet);
+
+    // The model got them as numbered sources right before the question, told to cite [n].
+    let sent = app.last_request();
+    let n = sent.messages.len();
+    assert_eq!(sent.messages[n - 1].content, question);
+    let prompt = &sent.messages[n - 2];
+    assert_eq!(prompt.role, "system");
+    assert!(prompt.content.starts_with(SOURCES_PROMPT), "{}", prompt.content);
+    assert!(prompt.content.contains("[1] Rate limiting › Token bucket\nA token bucket holds"), "{}", prompt.content);
+    assert!(prompt.content.contains("cite each source you use as [n]"));
+    for source in &answer.sources {
+        assert!(prompt.content.contains(&format!("[{}] {} › {}", source.n, source.lesson_title, source.section)));
+    }
+    assert!(answer.text().ends_with(" [1] [7]"), "{}", answer.text());
+
+    // History gives the same sources back with the answer; questions have none.
+    let view = app.load(&s.cookie, &answer.conversation_id).await.unwrap();
+    assert!(view.messages[0].sources.is_empty());
+    assert_eq!(view.messages[1].sources, answer.sources);
+
+    // A follow-up that means little alone is searched with the earlier question.
+    let follow_up = ask_in(&mut s.ws, "[tokens=2] and what about refilling?", Some(&answer.conversation_id)).await;
+    assert!(follow_up.sources.iter().any(|s| s.lesson == "05-rate-limiting-en"), "{:?}", follow_up.sources);
+
+    // The server renders the answer's citations and source links into the page.
+    let html = app
+        .http
+        .get(format!("http://{}/c/{}", app.addr, answer.conversation_id))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(r#"href="/lessons/05-rate-limiting-en#token-bucket""#), "source link in the page");
+    assert!(html.contains(r#"class="cite""#), "[1] became a citation link");
+    assert!(!html.contains(r#"data-n="7""#), "a made-up [7] is no link");
+}
+
+#[tokio::test]
+async fn lesson_pages_render_with_section_anchors_and_unknown_ones_are_404() {
+    let app = spawn_app().await;
+    let page = app.http.get(format!("http://{}/lessons/03-server-sent-events-en", app.addr)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<h1 id="server-sent-events">Server-sent events</h1>"#), "{html}");
+    assert!(html.contains(r#"<h2 id="last-event-id-and-resuming">"#));
+    let ru = app.http.get(format!("http://{}/lessons/04-reconnection-ru", app.addr)).send().await.unwrap();
+    assert!(ru.text().await.unwrap().contains(r#"id="экспоненциальная-задержка-с-джиттером""#));
+    for missing in ["no-such-lesson", "..%2F..%2Fetc%2Fpasswd", "03-server-sent-events-en.md"] {
+        let response = app.http.get(format!("http://{}/lessons/{missing}", app.addr)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{missing}");
+    }
+    let list = app.http.get(format!("http://{}/lessons", app.addr)).send().await.unwrap().text().await.unwrap();
+    assert_eq!(list.matches(r#"<a href="/lessons/"#).count(), 24, "every lesson is listed");
 }
 
 // ---- history (issue #3) ----
@@ -783,8 +868,9 @@ async fn every_question_and_answer_is_kept_and_comes_back() {
     let third = ask_in(&mut again.ws, "[tokens=2] third", Some(&first.conversation_id)).await;
     assert_eq!(third.end.map(|e| e.1), Some(EndReason::Complete));
     let sent = app.last_request();
-    assert_eq!(sent.messages.len(), 1 + 4 + 1, "system + four earlier turns + question");
-    assert_eq!(sent.messages[2].content, first_text);
+    let turns = without_sources(&sent);
+    assert_eq!(turns.len(), 1 + 4 + 1, "system + four earlier turns + question");
+    assert_eq!(turns[2].content, first_text);
 }
 
 #[tokio::test]
@@ -1089,7 +1175,7 @@ async fn older_turns_beyond_the_budget_are_left_out_and_flagged() {
     let third = ask_in(&mut s.ws, "[prefix=c] [tokens=3] third", Some(&id)).await;
     assert!(third.context_truncated, "the first turn no longer fits");
     let sent = app.last_request();
-    let contents: Vec<&str> = sent.messages.iter().skip(1).map(|m| m.content.as_str()).collect();
+    let contents: Vec<&str> = without_sources(&sent).iter().skip(1).map(|m| m.content.as_str()).collect();
     assert_eq!(contents, ["[prefix=b] [tokens=3] second", "b0 b1 b2 ", "[prefix=c] [tokens=3] third"]);
 }
 

@@ -1,13 +1,15 @@
 //! A development tool: an OpenAI-compatible Chat Completions server that streams in
-//! the exact SSE wire format, with faults chosen per request. Every test uses it, the
-//! `fake-upstream` binary serves it, and the app runs it in-process when no model
-//! endpoint is configured (demo mode).
+//! the exact SSE wire format, with faults chosen per request. Every test uses it, and
+//! `tutor-chat fake-upstream` serves it so a developer can run the app against a
+//! "model" with no key.
 //!
 //! Directives in the last user message steer one answer:
 //! `[tokens=N]`, `[delay=MS]` (between tokens), `[first_delay=MS]`, `[stamp]` (each
 //! token carries its send time as `t<unix micros> `), `[prefix=P]` (tokens are `P0 `,
 //! `P1 `, …), `[finish=length]`, `[no_done]`
-//! (finish chunk, then close without `[DONE]`), and `[fault=F]` where F is one of
+//! (finish chunk, then close without `[DONE]`), `[cite=1,7]` (the answer ends with
+//! ` [1] [7]`, each split across two chunks, as a model citing its sources would),
+//! and `[fault=F]` where F is one of
 //! `401`, `429`, `500`, `drop` (close the connection mid-answer), `malformed` (a
 //! broken JSON line mid-answer), `stream_error` (an in-stream error object),
 //! `slow` (first token after `first_delay`, default 5 s).
@@ -102,6 +104,8 @@ struct Directives {
     prefix: Option<String>,
     finish_length: bool,
     no_done: bool,
+    /// Citations to end the answer with, each split across two chunks (` [` + `n]`).
+    cite: Vec<u32>,
 }
 
 fn parse_directives(text: &str) -> Directives {
@@ -124,6 +128,7 @@ fn parse_directives(text: &str) -> Directives {
             "prefix" => d.prefix = Some(value.to_string()),
             "finish" => d.finish_length = value == "length",
             "no_done" => d.no_done = true,
+            "cite" => d.cite = value.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
             _ => {}
         }
     }
@@ -367,6 +372,13 @@ async fn completions(
             lock(&entry).answer.push_str(&content);
             send!(frame(serde_json::json!({"content": content}), None));
         }
+        for n in &directives.cite {
+            for content in [" [".to_string(), format!("{n}]")] {
+                tokio::time::sleep(delay).await;
+                lock(&entry).answer.push_str(&content);
+                send!(frame(serde_json::json!({"content": content}), None));
+            }
+        }
         let finish = if directives.finish_length { "length" } else { "stop" };
         send!(frame(serde_json::json!({}), Some(finish)));
         lock(&entry).completed = true;
@@ -439,5 +451,6 @@ mod tests {
         assert_eq!(d.fault.as_deref(), Some("drop"));
         assert!(d.stamp && d.no_done && !d.finish_length);
         assert_eq!(parse_directives("no brackets [unclosed"), Directives::default());
+        assert_eq!(parse_directives("[cite=1, 7,x]").cite, [1, 7]);
     }
 }
