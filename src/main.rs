@@ -1,4 +1,5 @@
 //! The Tutor Chat server binary. `tutor-chat` serves the app;
+//! `tutor-chat index` brings the lesson index in step with the lessons folder;
 //! `tutor-chat fake-upstream` serves the OpenAI-compatible test server (a dev tool).
 
 #[cfg(feature = "ssr")]
@@ -23,6 +24,19 @@ async fn main() -> std::process::ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("tutor-chat fake-upstream: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+
+    if std::env::args().nth(1).as_deref() == Some("index") {
+        let cli = tutor_chat::settings::Cli::parse_from(
+            std::iter::once("tutor-chat index".to_string()).chain(std::env::args().skip(2)),
+        );
+        return match tutor_chat::settings::Settings::load_from(cli) {
+            Ok(settings) => tutor_chat::lessons::index::run_index_command(&settings),
+            Err(error) => {
+                eprintln!("tutor-chat index: {error}");
                 ExitCode::FAILURE
             }
         };

@@ -53,23 +53,40 @@ export async function startFake(): Promise<ChildProcess> {
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tutor-e2e-'));
 
 export async function startApp(): Promise<ChildProcess> {
+  return startAppWith(APP_PORT, dataDir, {
+    OPENAI_BASE_URL: `${FAKE}/v1`,
+    OPENAI_API_KEY: 'e2e-key',
+    OPENAI_MODEL: 'e2e-model',
+  });
+}
+
+/** The app as a fresh install runs it: no key, no endpoint, so lesson mode. */
+export async function startLessonModeApp(port: number): Promise<ChildProcess> {
+  const ownData = fs.mkdtempSync(path.join(os.tmpdir(), 'tutor-e2e-lessons-'));
+  return startAppWith(port, ownData, { OPENAI_BASE_URL: '', OPENAI_API_KEY: '' });
+}
+
+async function startAppWith(
+  port: number,
+  data: string,
+  model: Record<string, string>,
+): Promise<ChildProcess> {
   const child = launch(
     [],
     {
       LEPTOS_SITE_ROOT: path.join(root, 'target', 'site'),
       LEPTOS_SITE_PKG_DIR: 'pkg',
       LEPTOS_ENV: 'PROD',
-      LEPTOS_SITE_ADDR: `127.0.0.1:${APP_PORT}`,
-      TUTOR_BIND: `127.0.0.1:${APP_PORT}`,
-      OPENAI_BASE_URL: `${FAKE}/v1`,
-      OPENAI_API_KEY: 'e2e-key',
-      OPENAI_MODEL: 'e2e-model',
-      TUTOR_DATA_DIR: dataDir,
-      TUTOR_INSTANCE_ID: 'e2e',
+      LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
+      TUTOR_BIND: `127.0.0.1:${port}`,
+      TUTOR_DATA_DIR: data,
+      TUTOR_INSTANCE_ID: `e2e-${port}`,
+      LESSONS_DIR: path.join(root, 'lessons'),
+      ...model,
     },
     'app',
   );
-  await waitFor(`${APP}/healthz`, child, 'app');
+  await waitFor(`http://127.0.0.1:${port}/healthz`, child, 'app');
   return child;
 }
 

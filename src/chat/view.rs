@@ -316,6 +316,7 @@ fn StoredMessageView(message: StoredMessage) -> impl IntoView {
             }}
         </article>
     }
+    .into_any()
 }
 
 #[component]

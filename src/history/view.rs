@@ -37,6 +37,7 @@ pub fn Sidebar() -> impl IntoView {
                     }
                 })}
             </Transition>
+            <a href="/lessons" class="sidebar-lessons">{move || t().lessons}</a>
         </nav>
     }
 }

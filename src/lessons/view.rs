@@ -34,6 +34,7 @@ pub fn AnswerText(
             }}
         </span>
     }
+    .into_any()
 }
 
 /// The list of sources under an answer: each a link to its lesson section.
@@ -61,6 +62,7 @@ pub fn SourceList(#[prop(into)] sources: Signal<Vec<Source>>) -> impl IntoView {
             </div>
         </Show>
     }
+    .into_any()
 }
 
 /// `/lessons/{slug}`: one lesson, rendered from its Markdown on the server.
