@@ -1334,3 +1334,34 @@ async fn two_tabs_asking_in_one_conversation_at_once_both_get_stored() {
     let positions: Vec<i64> = view.messages.iter().map(|m| m.position).collect();
     assert_eq!(positions, (1..=10).collect::<Vec<_>>(), "every question and answer, each in its place");
 }
+
+#[test]
+fn the_index_command_shows_progress_and_skips_broken_files() {
+    let root = fresh_data_dir();
+    let lessons = root.join("lessons");
+    std::fs::create_dir_all(&lessons).unwrap();
+    std::fs::write(lessons.join("01-a-en.md"), "# Alpha\n\n## One\n\nText one.\n\n## Two\n\nText two.\n").unwrap();
+    std::fs::write(lessons.join("02-broken-en.md"), "no title\n").unwrap();
+    let run = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tutor-chat"))
+            .args(["index", "--data-dir"])
+            .arg(root.join("data"))
+            .arg("--lessons-dir")
+            .arg(&lessons)
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).to_string())
+    };
+    let (ok, out) = run();
+    assert!(ok, "{out}");
+    assert!(out.contains("[1/1] 01-a-en.md: 2 sections"), "{out}");
+    assert!(out.contains("skipped 02-broken-en.md: the lesson has no `# Title` line"), "{out}");
+    assert!(out.contains("1 re-indexed, 0 unchanged, 0 removed, 1 skipped; 2 sections in the index"), "{out}");
+
+    std::fs::remove_file(lessons.join("01-a-en.md")).unwrap();
+    let (ok, out) = run();
+    assert!(ok, "{out}");
+    assert!(out.contains("removed 01-a-en.md"), "{out}");
+    assert!(out.contains("0 sections in the index"), "{out}");
+}
