@@ -313,7 +313,19 @@ impl LessonIndex {
 
     /// The `k` best sections for a question; `earlier` (the student's recent
     /// questions in this conversation) count for less than the question itself.
+    /// Sections of lessons in the question's language come first: the course has
+    /// each lesson in both, and English terms in Russian lessons would otherwise pull
+    /// Russian sections into an English answer.
     pub fn search(&self, question: &str, earlier: &[String], k: usize) -> Result<Vec<Hit>, IndexError> {
+        let lang = if super::excerpts::is_russian(question) { "-ru" } else { "-en" };
+        let mut hits = self.search_any_language(question, earlier, k.saturating_mul(3))?;
+        // A stable sort: within each group, BM25's order stays.
+        hits.sort_by_key(|hit| !hit.slug.ends_with(lang));
+        hits.truncate(k);
+        Ok(hits)
+    }
+
+    fn search_any_language(&self, question: &str, earlier: &[String], k: usize) -> Result<Vec<Hit>, IndexError> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         self.add_terms(&mut clauses, question, 1.0)?;
         for turn in earlier {
@@ -551,6 +563,18 @@ mod tests {
         assert!(index.search("", &[], 3).unwrap().is_empty());
         // Query syntax is just text.
         index.search("title:\"x AND (y", &[], 3).unwrap();
+    }
+
+    #[test]
+    fn sources_come_in_the_language_of_the_question() {
+        let index = LessonIndex::open(&temp_dir("lang")).unwrap();
+        index.sync(&course(), &mut |_| {}).unwrap();
+        // "token bucket" appears in both languages' lessons.
+        let en = index.search("How does a token bucket allow bursts?", &[], 3).unwrap();
+        assert!(en.iter().all(|h| h.slug.ends_with("-en")), "{en:?}");
+        let ru = index.search("Как работает token bucket?", &[], 3).unwrap();
+        assert!(ru.iter().all(|h| h.slug.ends_with("-ru")), "{ru:?}");
+        assert_eq!(ru[0].anchor, "алгоритм-token-bucket");
     }
 
     /// Recall@3 on the question set written for the sample course (both languages).
