@@ -128,6 +128,8 @@ pub struct Strings {
     pub lesson_missing: &'static str,
     pub back_to_chat: &'static str,
     pub lesson_mode_note: &'static str,
+    pub copy: &'static str,
+    pub copied: &'static str,
 }
 
 impl Strings {
@@ -193,6 +195,8 @@ pub static EN: Strings = Strings {
     lesson_missing: "There is no such lesson.",
     back_to_chat: "Back to the chat",
     lesson_mode_note: "Lesson mode: no language model is connected, so answers are excerpts from the course lessons, with their sources.",
+    copy: "Copy",
+    copied: "Copied",
 };
 
 pub static RU: Strings = Strings {
@@ -242,6 +246,8 @@ pub static RU: Strings = Strings {
     lesson_missing: "Такого урока нет.",
     back_to_chat: "Вернуться в чат",
     lesson_mode_note: "Режим уроков: языковая модель не подключена, поэтому ответы — выдержки из уроков курса с источниками.",
+    copy: "Копировать",
+    copied: "Скопировано",
 };
 
 #[cfg(test)]

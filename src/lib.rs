@@ -7,6 +7,10 @@ pub mod history;
 pub mod i18n;
 pub mod lessons;
 pub mod protocol;
+pub mod render;
+
+#[cfg(all(test, feature = "ssr"))]
+mod proptests;
 
 #[cfg(feature = "ssr")]
 pub mod auth;

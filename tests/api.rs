@@ -668,7 +668,7 @@ async fn no_key_and_no_endpoint_answers_with_cited_lesson_excerpts() {
     assert!(text.starts_with("These are excerpts from the course lessons, not a generated answer"), "{text}");
     assert_eq!(answer.sources.len(), 3);
     for source in &answer.sources {
-        assert!(text.contains(&format!("[{}] {}", source.n, source.lesson_title)), "{text}");
+        assert!(text.contains(&format!("[{}] **{}", source.n, source.lesson_title)), "{text}");
     }
     assert!(
         answer.sources.iter().any(|s| s.lesson.contains("server-sent-events") && s.anchor.contains("last-event-id")),

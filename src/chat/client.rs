@@ -88,9 +88,50 @@ pub fn start(ui: ChatUi) {
     });
     let _ = window.add_event_listener_with_callback("offline", on_offline.as_ref().unchecked_ref());
     let _ = window.add_event_listener_with_callback("online", on_online.as_ref().unchecked_ref());
+    // One listener for every code block's copy button, present and future.
+    let on_click = Closure::<dyn FnMut(Event)>::new(copy_code);
+    let _ = document().add_event_listener_with_callback("click", on_click.as_ref().unchecked_ref());
     // These live as long as the page.
     on_offline.forget();
     on_online.forget();
+    on_click.forget();
+}
+
+/// A click on a code block's copy button puts the block's text on the clipboard and
+/// marks the button (`data-copied`) for a moment.
+fn copy_code(event: Event) {
+    let Some(button) = event
+        .target()
+        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        .and_then(|el| el.closest(".copy-code").ok().flatten())
+    else {
+        return;
+    };
+    let Some(code) = button
+        .parent_element()
+        .and_then(|block| block.query_selector("code").ok().flatten())
+    else {
+        return;
+    };
+    let text = code.text_content().unwrap_or_default();
+    // navigator.clipboard.writeText(text), through Reflect: no unstable web-sys API.
+    let clipboard = js_sys::Reflect::get(&window().navigator(), &"clipboard".into()).ok();
+    let write = clipboard.as_ref().and_then(|c| {
+        let f = js_sys::Reflect::get(c, &"writeText".into()).ok()?;
+        f.dyn_into::<js_sys::Function>().ok()?.call1(c, &text.into()).ok()
+    });
+    let Some(promise) = write.and_then(|p| p.dyn_into::<js_sys::Promise>().ok()) else {
+        return;
+    };
+    let marked = button.clone();
+    let on_done = Closure::<dyn FnMut(wasm_bindgen::JsValue)>::new(move |_| {
+        let _ = marked.set_attribute("data-copied", "true");
+        let unmark = marked.clone();
+        set_timeout(move || { let _ = unmark.remove_attribute("data-copied"); }, Duration::from_secs(2));
+    });
+    let _ = promise.then(&on_done);
+    // Called once by the promise; a few bytes per click is the price of no unstable API.
+    on_done.forget();
 }
 
 /// Sends a frame on the open socket; false when there is none.

@@ -298,7 +298,11 @@ fn StoredMessageView(message: StoredMessage) -> impl IntoView {
         <article class=class data-status=status.as_str() data-message-id=message.id.clone()>
             <div class="msg-who">{move || if is_student { t().you } else { t().tutor }}</div>
             <div class="msg-body">
-                <AnswerText text=Signal::stored(message.content) sources=Signal::stored(message.sources.clone()) />
+                {if is_student {
+                    view! { <span class="msg-text">{message.content}</span> }.into_any()
+                } else {
+                    view! { <AnswerText text=Signal::stored(message.content) sources=Signal::stored(message.sources.clone()) /> }.into_any()
+                }}
                 {(status == MessageStatus::Streaming).then(|| view! { <span class="cursor" aria-hidden="true"></span> })}
             </div>
             <SourceList sources=Signal::stored(message.sources) />
@@ -356,7 +360,10 @@ fn Message(item: ChatItem) -> impl IntoView {
                 {move || match who { Role::Student => t().you, Role::Tutor => t().tutor }}
             </div>
             <div class="msg-body">
-                <AnswerText text=item.text sources=item.sources />
+                {match who {
+                    Role::Student => view! { <span class="msg-text">{move || item.text.get()}</span> }.into_any(),
+                    Role::Tutor => view! { <AnswerText text=item.text sources=item.sources /> }.into_any(),
+                }}
                 <Show when=live>
                     <span class="cursor" aria-hidden="true"></span>
                 </Show>

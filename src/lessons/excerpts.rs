@@ -49,8 +49,8 @@ pub fn is_russian(text: &str) -> bool {
     text.chars().any(|c| matches!(c, 'а'..='я' | 'А'..='Я' | 'ё' | 'Ё'))
 }
 
-/// Lesson mode's answer: a note saying what it is, then each passage with its
-/// citation. In the question's language.
+/// Lesson mode's answer, in Markdown: a note saying what it is, then each source's
+/// best passage, quoted, under its cited title. In the question's language.
 pub fn excerpt_answer(question: &str, hits: &[Hit]) -> String {
     let ru = is_russian(question);
     if hits.is_empty() {
@@ -75,7 +75,8 @@ pub fn excerpt_answer(question: &str, hits: &[Hit]) -> String {
         } else {
             format!("{} › {}", hit.lesson_title, hit.section)
         };
-        answer.push_str(&format!("\n[{n}] {heading}\n{}\n", best_passage(&hit.text, question)));
+        // Markdown: the source as a bold line with its citation, the passage quoted.
+        answer.push_str(&format!("\n[{n}] **{heading}**\n\n> {}\n", best_passage(&hit.text, question)));
     }
     answer
 }
@@ -150,8 +151,8 @@ mod tests {
         ];
         let answer = excerpt_answer("How does a token bucket allow bursts?", &hits);
         assert!(answer.starts_with("These are excerpts from the course lessons"));
-        assert!(answer.contains("[1] Rate limiting › Token bucket\nA token bucket refills"));
-        assert!(answer.contains("[2] Rate limiting › Windows"));
+        assert!(answer.contains("[1] **Rate limiting › Token bucket**\n\n> A token bucket refills"), "{answer}");
+        assert!(answer.contains("[2] **Rate limiting › Windows**"));
         let ru = excerpt_answer("Что такое token bucket?", &hits);
         assert!(ru.starts_with("Это выдержки из уроков курса"));
     }

@@ -3,38 +3,23 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
-use super::{get_lesson, list_lessons, split_citations, Segment, Source};
+use super::{get_lesson, list_lessons, Source};
+use crate::render::{answer_html, RenderLabels};
 use crate::i18n::Lang;
 
-/// An answer's text with its citations as links. A `[n]` that is not one of the
-/// answer's sources stays text (see [`split_citations`]).
+/// A tutor's answer: Markdown rendered safely (see [`crate::render`]), with `[n]` as
+/// citation links when `n` is one of its sources. Rendered again on every chunk.
 #[component]
 pub fn AnswerText(
     #[prop(into)] text: Signal<String>,
     #[prop(into)] sources: Signal<Vec<Source>>,
 ) -> impl IntoView {
-    let segments = move || {
-        sources.with(|sources| text.with(|text| split_citations(text, sources)))
+    let lang = expect_context::<RwSignal<Lang>>();
+    let html = move || {
+        let labels = RenderLabels { copy: lang.get().t().copy };
+        sources.with(|sources| text.with(|text| answer_html(text, sources, labels)))
     };
-    view! {
-        <span class="msg-text">
-            {move || {
-                segments()
-                    .into_iter()
-                    .map(|segment| match segment {
-                        Segment::Text(text) => text.into_any(),
-                        Segment::Cite { n, href } => view! {
-                            <a class="cite" href=href target="_blank" rel="noopener noreferrer" data-n=n>
-                                {format!("[{n}]")}
-                            </a>
-                        }
-                        .into_any(),
-                    })
-                    .collect_view()
-            }}
-        </span>
-    }
-    .into_any()
+    view! { <div class="msg-text md" inner_html=html></div> }.into_any()
 }
 
 /// The list of sources under an answer: each a link to its lesson section.

@@ -9,6 +9,7 @@
 //! `P1 `, …), `[finish=length]`, `[no_done]`
 //! (finish chunk, then close without `[DONE]`), `[cite=1,7]` (the answer ends with
 //! ` [1] [7]`, each split across two chunks, as a model citing its sources would),
+//! `[xss]` (streams [`XSS_VECTORS`], three characters per chunk),
 //! and `[fault=F]` where F is one of
 //! `401`, `429`, `500`, `drop` (close the connection mid-answer), `malformed` (a
 //! broken JSON line mid-answer), `stream_error` (an in-stream error object),
@@ -106,7 +107,22 @@ struct Directives {
     no_done: bool,
     /// Citations to end the answer with, each split across two chunks (` [` + `n]`).
     cite: Vec<u32>,
+    /// Stream [`XSS_VECTORS`] instead of words, three characters per chunk.
+    xss: bool,
 }
+
+/// What a prompt-injected model might write to attack the page, and some Markdown
+/// that must still render. Streamed by `[xss]` in pieces so every tag is split.
+pub const XSS_VECTORS: &str = "Attack vectors follow.\n\n\
+<script>window.__xss = 1; alert('script')</script>\n\n\
+Inline <img src=x onerror=\"window.__xss = 2; alert('img')\"> image.\n\n\
+<svg onload=\"window.__xss = 3\"><script>alert('svg')</script></svg>\n\n\
+[a script link](javascript:window.__xss=4) and [data](data:text/html,<script>alert(5)</script>)\n\n\
+<a href=\"javascript:alert(6)\">raw link</a> <iframe src=\"javascript:alert(7)\"></iframe>\n\n\
+<details open ontoggle=\"window.__xss = 8\">x</details>\n\n\
+![tracking pixel](https://tracker.example/pixel.png)\n\n\
+**Still Markdown:** a [safe link](https://example.org/docs) and `inline code`.\n\n\
+```html\n<script>alert('in code')</script>\n```\n";
 
 fn parse_directives(text: &str) -> Directives {
     let mut d = Directives::default();
@@ -129,6 +145,7 @@ fn parse_directives(text: &str) -> Directives {
             "finish" => d.finish_length = value == "length",
             "no_done" => d.no_done = true,
             "cite" => d.cite = value.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
+            "xss" => d.xss = true,
             _ => {}
         }
     }
@@ -332,6 +349,18 @@ async fn completions(
         }
         send!(frame(serde_json::json!({"role": "assistant", "content": ""}), None));
         tokio::time::sleep(first_delay).await;
+        let pieces: Vec<String> = if directives.xss {
+            let chars: Vec<char> = XSS_VECTORS.chars().collect();
+            chars.chunks(3).map(|c| c.iter().collect()).collect()
+        } else {
+            Vec::new()
+        };
+        for piece in &pieces {
+            tokio::time::sleep(delay).await;
+            lock(&entry).answer.push_str(piece);
+            send!(frame(serde_json::json!({"content": piece}), None));
+        }
+        let tokens = if directives.xss { 0 } else { tokens };
         for i in 0..tokens {
             if i > 0 {
                 tokio::time::sleep(delay).await;

@@ -1,0 +1,84 @@
+import { test, expect } from '@playwright/test';
+import { APP, ready, serversForThisFile } from './servers';
+
+test.describe.configure({ mode: 'serial' });
+
+serversForThisFile();
+
+test('model output renders as Markdown, and nothing in it runs, even split across chunks', async ({ page, context }) => {
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: APP });
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('dialog', (d) => {
+    errors.push(`dialog: ${d.message()}`);
+    void d.dismiss();
+  });
+  const images: string[] = [];
+  page.on('request', (r) => {
+    if (r.url().includes('tracker.example')) images.push(r.url());
+  });
+  await page.goto('/');
+  await ready(page);
+  // Watch for any active element appearing while the answer streams in.
+  await page.evaluate(() => {
+    const w = window as unknown as { dangerous: string[] };
+    w.dangerous = [];
+    new MutationObserver((records) => {
+      for (const r of records)
+        r.addedNodes.forEach((n) => {
+          if (n instanceof Element) {
+            const found = [n, ...Array.from(n.querySelectorAll('*'))].filter((e) =>
+              ['SCRIPT', 'IMG', 'SVG', 'IFRAME', 'DETAILS', 'svg'].includes(e.tagName) ||
+              Array.from(e.attributes).some((a) => a.name.startsWith('on')),
+            );
+            w.dangerous.push(...found.map((e) => e.outerHTML));
+          }
+        });
+    }).observe(document.querySelector('#messages')!, { subtree: true, childList: true });
+  });
+
+  await page.locator('textarea').fill('[xss] [delay=3] show me what you can do');
+  await page.locator('textarea').press('Enter');
+  const answer = page.locator('.msg-tutor').last();
+  await expect(answer).toHaveAttribute('data-status', 'complete');
+  const md = answer.locator('.md');
+
+  // The attack text is visible, as text.
+  await expect(md).toContainText("<script>window.__xss = 1; alert('script')</script>");
+  await expect(md).toContainText('onerror=');
+  await expect(md).toContainText('<iframe src="javascript:alert(7)"></iframe>');
+  // Nothing ran, nothing active was ever in the page, no image was fetched.
+  expect(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss)).toBeUndefined();
+  expect(await page.evaluate(() => (window as unknown as { dangerous: string[] }).dangerous)).toEqual([]);
+  await expect(md.locator('script, img, svg, iframe, details')).toHaveCount(0);
+  expect(images).toEqual([]);
+  // Links: only the safe one, opened safely; the javascript: and data: links are text.
+  const links = md.locator('a');
+  await expect(links).toHaveCount(1);
+  await expect(links.first()).toHaveAttribute('href', 'https://example.org/docs');
+  await expect(links.first()).toHaveAttribute('rel', 'noopener noreferrer');
+  await expect(links.first()).toHaveAttribute('target', '_blank');
+  await expect(md).toContainText('a script link');
+  // The Markdown still renders.
+  await expect(md.locator('strong')).toHaveText('Still Markdown:');
+  await expect(md.locator('p code')).toHaveText('inline code');
+  const block = md.locator('.code-block code');
+  await expect(block).toHaveText("<script>alert('in code')</script>\n");
+  // The copy button copies the code block.
+  await md.locator('.copy-code').click();
+  await expect(md.locator('.copy-code')).toHaveAttribute('data-copied', 'true');
+  expect(await page.evaluate(() => navigator.clipboard.readText())).toBe("<script>alert('in code')</script>\n");
+
+  // The server renders the stored answer just as inertly.
+  const conversation = new URL(page.url()).pathname;
+  const html = await (await context.request.get(conversation)).text();
+  expect(html).toContain('class="msg-text md"');
+  expect(html).not.toContain('<script>window.__xss');
+  expect(html).toContain('&lt;script&gt;window.__xss = 1;');
+  await page.reload();
+  await ready(page);
+  await expect(page.locator('.msg-tutor .md').last()).toContainText("<script>window.__xss = 1;");
+  await expect(page.locator('.msg-tutor .md').last().locator('script, img, svg, iframe, details')).toHaveCount(0);
+  expect(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss)).toBeUndefined();
+  expect(errors).toEqual([]);
+});

@@ -1,0 +1,211 @@
+//! Property tests over random inputs, for the two places that read what others write:
+//! the client-frame parser (anything a browser, or an attacker, sends) and the
+//! Markdown renderer (anything a model writes). Inputs are built from fragments that
+//! matter to each (JSON syntax, frame types, HTML and Markdown syntax, URL schemes,
+//! multi-byte text), mixed at random with a fixed seed per run.
+//!
+//! CI runs 20,000 inputs per property. The longer run in docs/BENCHMARKS.md:
+//!   TUTOR_FUZZ_ITERATIONS=1000000 cargo test --release --features ssr --lib proptests
+
+use crate::lessons::Source;
+use crate::protocol::{parse_client_frame, ClientFrame, FrameError, FrameLimits};
+use crate::render::{allowed_link, answer_html, RenderLabels};
+
+fn iterations() -> u64 {
+    std::env::var("TUTOR_FUZZ_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+}
+
+/// xorshift64*, seeded: a failure prints its seed and input, and reruns the same.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn random_text(rng: &mut Rng, fragments: &[&str], max_parts: usize) -> String {
+    let parts = rng.below(max_parts) + 1;
+    let mut out = String::new();
+    for _ in 0..parts {
+        match rng.below(10) {
+            // A random code point now and then: controls, surrogates' neighbours, emoji.
+            0 => out.push(char::from_u32(rng.below(0x11_0000) as u32).unwrap_or('\u{FFFD}')),
+            1 => out.push_str(&"x".repeat(rng.below(300))),
+            _ => out.push_str(fragments[rng.below(fragments.len())]),
+        }
+    }
+    out
+}
+
+const FRAME_FRAGMENTS: &[&str] = &[
+    "{", "}", "[", "]", ",", ":", "\"", "\"type\"", "\"ask\"", "\"stop\"", "\"ping\"",
+    "\"resume\"", "\"question\"", "\"conversation_id\"", "\"message_id\"", "\"t\"", "null",
+    "true", "1e309", "-0", "12345678901234567890", "\"\\u0000\"", "\"\\ud800\"", "\"\"",
+    "\"   \"", "\"вопрос\"", "\"🦀\"", "{\"type\":\"ask\",\"question\":", "{\"question\":",
+    "{\"type\":\"ping\",\"t\":", "{\"type\":\"resume\",\"message_id\":", "\\", "\n", " ",
+];
+
+const QUESTION_WORDS: &[&str] = &["what", " is", " SSE", "?", " ", "\n", "вопрос", "🦀", "\u{0}", "\\", "\""];
+
+/// Half structured frames (valid or nearly), half soup; some of either are then cut
+/// or spliced, as a broken client would.
+fn random_frame(rng: &mut Rng) -> String {
+    let mut text = match rng.below(6) {
+        0 => serde_json::json!({"type": "ask", "question": random_text(rng, QUESTION_WORDS, 12)}).to_string(),
+        1 => serde_json::json!({"question": random_text(rng, QUESTION_WORDS, 60)}).to_string(),
+        2 => {
+            let kinds = ["stop", "ping", "resume", "ask", "nope", "", "STOP"];
+            let kind = kinds[rng.below(kinds.len())];
+            serde_json::json!({"type": kind, "t": rng.next() as f64 / 7.0, "message_id": random_text(rng, QUESTION_WORDS, 3)}).to_string()
+        }
+        3 => serde_json::json!({
+            "type": "ask",
+            "question": random_text(rng, QUESTION_WORDS, 8),
+            "conversation_id": if rng.below(2) == 0 { serde_json::Value::Null } else { serde_json::json!(rng.next()) },
+            "extra": [1, {"nested": true}],
+        })
+        .to_string(),
+        _ => random_text(rng, FRAME_FRAGMENTS, 24),
+    };
+    if rng.below(4) == 0 && !text.is_empty() {
+        let cut = text.char_indices().nth(rng.below(text.chars().count())).map_or(0, |(b, _)| b);
+        let fragment = FRAME_FRAGMENTS[rng.below(FRAME_FRAGMENTS.len())];
+        text.insert_str(cut, fragment);
+    }
+    text
+}
+
+#[test]
+fn frame_parser_never_panics_and_keeps_its_limits() {
+    let limits = FrameLimits {
+        max_frame_bytes: 512,
+        max_question_chars: 40,
+    };
+    let seed = 0x5EED_0001;
+    let mut rng = Rng(seed);
+    let mut accepted = 0u64;
+    for i in 0..iterations() {
+        let input = random_frame(&mut rng);
+        let parsed = parse_client_frame(&input, limits);
+        match &parsed {
+            Ok(frame) => {
+                accepted += 1;
+                assert!(input.len() <= limits.max_frame_bytes, "seed {seed} #{i}: {input:?}");
+                if let ClientFrame::Ask { question, .. } = frame {
+                    assert!(!question.trim().is_empty(), "seed {seed} #{i}: {input:?}");
+                    assert!(question.chars().count() <= limits.max_question_chars);
+                }
+            }
+            Err(FrameError::FrameTooLarge { size, .. }) => assert_eq!(*size, input.len()),
+            Err(error) => {
+                // Every refusal maps to a code and a message a client can show.
+                let _ = error.code();
+                assert!(!error.to_string().is_empty());
+                assert!(error.to_string().len() < 400, "error text stays short: {error}");
+            }
+        }
+    }
+    // The generator reaches the interesting part: many inputs are valid frames.
+    assert!(accepted * 10 > iterations(), "only {accepted} random inputs were valid frames");
+}
+
+const MARKDOWN_FRAGMENTS: &[&str] = &[
+    "<script>", "</script>", "<img src=x onerror=alert(1)>", "<svg onload=alert(1)>", "<iframe src=",
+    "<a href=\"javascript:alert(1)\">", "<", ">", "\"", "'", "&", "&lt;", "javascript:", "JaVaScRiPt:",
+    "data:text/html,", "vbscript:", "[", "]", "(", ")", "](", "![", "](javascript:alert(1))",
+    "](https://example.org)", "](mailto:a@b.c)", "](//evil.example)", "<https://auto.example>",
+    "[1]", "[2]", "[9]", "[", "1]", "```", "```js\n", "~~~", "`", "*", "**", "_", "~~", "#", "## ",
+    "\n", "\n\n", "- ", "1. ", "> ", "| a | b |\n|---|---|\n", "| ", " |", "- [ ] ", "- [x] ",
+    "---", "\\", "    ", "<!-- ", " -->", "<details open ontoggle=x>", "<style>", "&#x6a;avascript:",
+    "текст", "🦀", " ", "onerror=", "href=", "<p", "<b>", "</",
+];
+
+const ALLOWED_TAGS: &[&str] = &[
+    "p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "strong", "em", "del", "code", "pre",
+    "blockquote", "table", "thead", "tbody", "tr", "th", "td", "a", "div", "button", "hr", "br",
+    "input",
+];
+
+/// Checks every tag the renderer wrote: known names, known attributes, safe links.
+fn assert_inert(html: &str, context: &str) {
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        let tag_and_after = &rest[open + 1..];
+        let close = tag_and_after.find('>').unwrap_or_else(|| panic!("unclosed tag in {html:?} ({context})"));
+        let tag = &tag_and_after[..close];
+        rest = &tag_and_after[close + 1..];
+        let tag = tag.trim_start_matches('/').trim_end_matches('/');
+        let name: String = tag.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+        assert!(ALLOWED_TAGS.contains(&name.as_str()), "tag <{tag}> in {html:?} ({context})");
+        // Attributes are name="value" with escaped values, so splitting on `"` is exact.
+        let attrs = &tag[name.len()..];
+        let parts: Vec<&str> = attrs.split('"').collect();
+        for pair in parts.chunks(2) {
+            let attr = pair[0].trim().trim_end_matches('=');
+            if attr.is_empty() {
+                continue;
+            }
+            let value = pair.get(1).copied().unwrap_or("");
+            match attr {
+                "href" => assert!(
+                    allowed_link(value) || value.starts_with("/lessons/"),
+                    "href {value:?} in {html:?} ({context})"
+                ),
+                "class" | "target" | "rel" | "data-n" | "type" | "disabled" | "checked" => {}
+                "style" => assert!(value.starts_with("text-align:"), "style {value:?} ({context})"),
+                other => panic!("attribute {other:?} in <{tag}> of {html:?} ({context})"),
+            }
+        }
+    }
+}
+
+#[test]
+fn renderer_output_is_always_inert_and_every_prefix_renders() {
+    let sources = [Source {
+        n: 1,
+        lesson: "05-rate-limiting-en".into(),
+        lesson_title: "Rate limiting".into(),
+        section: "Token bucket".into(),
+        anchor: "token-bucket".into(),
+        snippet: String::new(),
+    }];
+    let labels = RenderLabels { copy: "Copy" };
+    let seed = 0x5EED_0002;
+    let mut rng = Rng(seed);
+    for i in 0..iterations() {
+        let text = random_text(&mut rng, MARKDOWN_FRAGMENTS, 30);
+        let html = answer_html(&text, &sources, labels);
+        assert_inert(&html, &format!("seed {seed} #{i}: {text:?}"));
+        // Streaming renders prefixes: one cut at a random character boundary.
+        let cut = text.char_indices().nth(rng.below(text.chars().count().max(1))).map_or(0, |(b, _)| b);
+        assert_inert(&answer_html(&text[..cut], &sources, labels), &format!("seed {seed} #{i} prefix"));
+    }
+}
+
+// The checker itself must catch what it is for.
+#[test]
+#[should_panic(expected = "attribute")]
+fn the_checker_catches_an_event_handler() {
+    assert_inert("<p onclick=\"steal()\">x</p>", "self-test");
+}
+
+#[test]
+#[should_panic(expected = "href")]
+fn the_checker_catches_a_script_link() {
+    assert_inert("<a href=\"javascript:steal()\">x</a>", "self-test");
+}
+
+#[test]
+#[should_panic(expected = "tag <script")]
+fn the_checker_catches_a_script_tag() {
+    assert_inert("<p>a</p><script>steal()</script>", "self-test");
+}
