@@ -129,7 +129,7 @@ pub struct Strings {
     pub back_to_chat: &'static str,
     pub lesson_mode_note: &'static str,
     pub copy: &'static str,
-    pub copied: &'static str,
+    pub ask_again_in: &'static str,
 }
 
 impl Strings {
@@ -196,7 +196,7 @@ pub static EN: Strings = Strings {
     back_to_chat: "Back to the chat",
     lesson_mode_note: "Lesson mode: no language model is connected, so answers are excerpts from the course lessons, with their sources.",
     copy: "Copy",
-    copied: "Copied",
+    ask_again_in: "Question limit reached: you can ask again in",
 };
 
 pub static RU: Strings = Strings {
@@ -247,7 +247,7 @@ pub static RU: Strings = Strings {
     back_to_chat: "Вернуться в чат",
     lesson_mode_note: "Режим уроков: языковая модель не подключена, поэтому ответы — выдержки из уроков курса с источниками.",
     copy: "Копировать",
-    copied: "Скопировано",
+    ask_again_in: "Лимит вопросов исчерпан: задать вопрос можно через",
 };
 
 #[cfg(test)]

@@ -77,6 +77,9 @@ pub struct Cli {
     /// Lesson sections retrieved per question (the sources an answer may cite).
     #[arg(long, env = "TUTOR_RETRIEVAL_TOP_K")]
     pub retrieval_top_k: Option<usize>,
+    /// Questions a user may ask per minute, across tabs and instances (0: no limit).
+    #[arg(long, env = "TUTOR_QUESTIONS_PER_MINUTE")]
+    pub questions_per_minute: Option<u32>,
 }
 
 /// The same keys as [`Cli`], from the settings file.
@@ -106,6 +109,7 @@ pub struct FileSettings {
     pub secure_cookies: Option<bool>,
     pub lessons_dir: Option<PathBuf>,
     pub retrieval_top_k: Option<usize>,
+    pub questions_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +143,7 @@ pub struct Settings {
     pub secure_cookies: bool,
     pub lessons_dir: PathBuf,
     pub retrieval_top_k: usize,
+    pub questions_per_minute: u32,
 }
 
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a patient tutor for an online course about \
@@ -249,6 +254,7 @@ impl Settings {
             secure_cookies: cli.secure_cookies.or(file.secure_cookies).unwrap_or(false),
             lessons_dir: cli.lessons_dir.or(file.lessons_dir).unwrap_or_else(|| PathBuf::from("lessons")),
             retrieval_top_k: cli.retrieval_top_k.or(file.retrieval_top_k).unwrap_or(3).min(10),
+            questions_per_minute: cli.questions_per_minute.or(file.questions_per_minute).unwrap_or(10),
         }
     }
 

@@ -59,6 +59,8 @@ async fn test_settings(fake_addr: SocketAddr) -> Settings {
     settings.upstream.first_token_timeout = Duration::from_millis(1500);
     settings.data_dir = fresh_data_dir();
     settings.lessons_dir = lessons_dir();
+    // Many tests ask more than ten questions a minute; the limit has its own tests.
+    settings.questions_per_minute = 0;
     settings
 }
 
@@ -1188,8 +1190,9 @@ async fn partial_answers_are_written_about_once_a_second_not_per_token() {
     let answer = ask_in(&mut s.ws, "[tokens=40] [delay=60] a 2.4 second answer", None).await;
     assert_eq!(answer.chunks.len(), 40);
     let writes = app.state.db.writes() - before;
-    // conversation + question + answer row + final = 4, plus one checkpoint per second.
-    assert!((5..=8).contains(&writes), "{writes} writes for a 40-token answer");
+    // conversation + question + answer row + rate-limit event + final = 5, plus one
+    // checkpoint per second.
+    assert!((6..=9).contains(&writes), "{writes} writes for a 40-token answer");
 }
 
 /// Starts the real server binary, as an operator would.
@@ -1364,4 +1367,77 @@ fn the_index_command_shows_progress_and_skips_broken_files() {
     assert!(ok, "{out}");
     assert!(out.contains("removed 01-a-en.md"), "{out}");
     assert!(out.contains("0 sections in the index"), "{out}");
+}
+
+// ---- limits (issue #4) ----
+
+fn expect_rate_limited(answer: &Answer) -> u64 {
+    match answer.error {
+        Some((ErrorCode::RateLimited, Some(retry_after))) => {
+            assert!((1..=60).contains(&retry_after), "retry_after {retry_after}");
+            assert!(answer.message_id.is_empty() && answer.chunks.is_empty(), "nothing started");
+            retry_after
+        }
+        ref other => panic!("expected rate_limited with retry_after, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_rate_limit_holds_across_reconnects_and_instances_and_a_refusal_costs_nothing() {
+    let app = spawn_app_with(|s| s.questions_per_minute = 3).await;
+    let mut s = app.student().await;
+    let first = ask_in(&mut s.ws, "[tokens=2] one", None).await;
+    let id = first.conversation_id.clone();
+    for q in ["[tokens=2] two", "[tokens=2] three"] {
+        assert_eq!(ask_in(&mut s.ws, q, Some(&id)).await.end.map(|e| e.1), Some(EndReason::Complete));
+    }
+    let calls = app.fake.requests().len();
+    expect_rate_limited(&ask_in(&mut s.ws, "[tokens=2] four", Some(&id)).await);
+    // The same connection still works for everything else.
+    send_json(&mut s.ws, json!({"type": "ping", "t": 1})).await;
+    assert!(matches!(next_frame(&mut s.ws).await, ServerFrame::Pong { .. }));
+
+    // A reconnect (a new tab) is the same student: still refused.
+    let origin = format!("http://{}", app.addr);
+    let mut again = app.try_connect(Some(&s.cookie), Some(&origin)).await.unwrap();
+    next_frame(&mut again).await;
+    expect_rate_limited(&ask_in(&mut again, "[tokens=2] five", None).await);
+
+    // Another instance on the same database: still refused.
+    let database_url = app.state.settings.database_url.clone();
+    let other = spawn_app_with(|s| {
+        s.questions_per_minute = 3;
+        s.database_url = database_url;
+    })
+    .await;
+    let other_origin = format!("http://{}", other.addr);
+    let mut elsewhere = other.try_connect(Some(&s.cookie), Some(&other_origin)).await.unwrap();
+    next_frame(&mut elsewhere).await;
+    expect_rate_limited(&ask_in(&mut elsewhere, "[tokens=2] six", Some(&id)).await);
+
+    // Refused questions cost no model call and store nothing.
+    assert_eq!(app.fake.requests().len(), calls);
+    assert!(other.fake.requests().is_empty());
+    let view = app.load(&s.cookie, &id).await.unwrap();
+    assert_eq!(view.messages.len(), 6, "three questions and three answers, nothing else");
+    assert_eq!(app.list(&s.cookie).await.items.len(), 1, "no conversation for the refused new chat");
+
+    // Deleting the conversation does not hand the quota back.
+    let (status, _) = app.call(&s.cookie, "history/delete", &[("id", &id)]).await;
+    assert_eq!(status, 200);
+    expect_rate_limited(&ask_in(&mut s.ws, "[tokens=2] seven", None).await);
+
+    // Someone else is not limited by this student.
+    let mut other_student = app.student().await;
+    assert_eq!(ask_in(&mut other_student.ws, "[tokens=2] hi", None).await.end.map(|e| e.1), Some(EndReason::Complete));
+}
+
+#[tokio::test]
+async fn asking_works_again_when_the_window_moves_on() {
+    // One question a minute; the second waits until the first leaves the window.
+    let app = spawn_app_with(|s| s.questions_per_minute = 1).await;
+    let mut s = app.student().await;
+    ask_in(&mut s.ws, "[tokens=1] one", None).await;
+    let wait = expect_rate_limited(&ask_in(&mut s.ws, "[tokens=1] two", None).await);
+    assert!((59..=60).contains(&wait), "the first question was just asked: {wait}");
 }

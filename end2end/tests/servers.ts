@@ -61,9 +61,12 @@ export async function startApp(): Promise<ChildProcess> {
 }
 
 /** The app as a fresh install runs it: no key, no endpoint, so lesson mode. */
-export async function startLessonModeApp(port: number): Promise<ChildProcess> {
+export async function startLessonModeApp(
+  port: number,
+  env: Record<string, string> = {},
+): Promise<ChildProcess> {
   const ownData = fs.mkdtempSync(path.join(os.tmpdir(), 'tutor-e2e-lessons-'));
-  return startAppWith(port, ownData, { OPENAI_BASE_URL: '', OPENAI_API_KEY: '' });
+  return startAppWith(port, ownData, { OPENAI_BASE_URL: '', OPENAI_API_KEY: '', ...env });
 }
 
 async function startAppWith(

@@ -73,6 +73,7 @@ pub fn start(ui: ChatUi) {
 
     let heartbeat = client.clone();
     let _ = set_interval_with_handle(move || beat(&heartbeat), HEARTBEAT_EVERY);
+    let _ = set_interval_with_handle(move || ui.tick_second(), Duration::from_secs(1));
 
     let window = window();
     let offline_client = client.clone();

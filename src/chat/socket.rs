@@ -53,6 +53,7 @@ pub struct ConnContext {
     /// No model connected: answers are lesson excerpts.
     pub lesson_mode: bool,
     pub retrieval_top_k: usize,
+    pub questions_per_minute: u32,
 }
 
 pub async fn ws_handler(
@@ -89,6 +90,7 @@ pub async fn ws_handler(
         lessons: state.lessons.clone(),
         lesson_mode: state.lesson_mode,
         retrieval_top_k: settings.retrieval_top_k,
+        questions_per_minute: settings.questions_per_minute,
     };
     // Chat frames are small; the 128 KiB default read buffer per socket would be most
     // of a connection's memory (measured in docs/BENCHMARKS.md).
@@ -374,12 +376,24 @@ async fn start_answer(
             ctx.context_budget_chars,
             &ctx.instance_id,
             sources_json.as_deref(),
+            ctx.questions_per_minute,
         )
         .await
     {
         Ok(begun) => begun,
         Err(BeginError::NotFound) => {
             return Err(ServerFrame::error(ErrorCode::NotFound, "no such conversation"))
+        }
+        Err(BeginError::RateLimited { retry_after }) => {
+            return Err(ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                message: format!(
+                    "You asked {} questions in the last minute; you can ask again in {retry_after} s.",
+                    ctx.questions_per_minute
+                ),
+                message_id: None,
+                retry_after: Some(retry_after),
+            })
         }
         Err(BeginError::Store(error)) => return Err(internal_error(error)),
     };
@@ -580,6 +594,7 @@ mod tests {
             ),
             lesson_mode: false,
             retrieval_top_k: 3,
+            questions_per_minute: 0,
         }
     }
 

@@ -97,6 +97,8 @@ pub struct ChatUi {
     pub sidebar_version: RwSignal<u32>,
     /// Autoscroll follows the answer until the student scrolls up to read.
     pub follow: RwSignal<bool>,
+    /// Seconds until the rate limit lets this student ask again (0: now).
+    pub ask_again_in: RwSignal<u64>,
     /// A stored answer still being written (found after a reload) that this page follows.
     adopted: RwSignal<Option<ChatItem>>,
     next_key: RwSignal<u64>,
@@ -117,6 +119,7 @@ impl ChatUi {
             conversation_id: RwSignal::new(None),
             sidebar_version: RwSignal::new(0),
             follow: RwSignal::new(true),
+            ask_again_in: RwSignal::new(0),
             adopted: RwSignal::new(None),
             next_key: RwSignal::new(1),
         }
@@ -135,6 +138,13 @@ impl ChatUi {
 
     fn bump_sidebar(&self) {
         self.sidebar_version.update(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Called every second by the client: counts the rate-limit wait down.
+    pub fn tick_second(&self) {
+        if self.ask_again_in.get_untracked() > 0 {
+            self.ask_again_in.update(|s| *s -= 1);
+        }
     }
 
     pub fn is_answering(&self) -> bool {
@@ -277,10 +287,19 @@ impl ChatUi {
                     detail: message,
                     retry_after,
                 };
+                // The server's own rate limit refuses a question before it has an id.
+                if code == ErrorCode::RateLimited && message_id.is_none() {
+                    self.ask_again_in.set(retry_after.unwrap_or(1));
+                }
                 let about_pending = message_id.is_some()
                     || matches!(
                         code,
-                        ErrorCode::BadRequest | ErrorCode::TooLarge | ErrorCode::Busy
+                        ErrorCode::BadRequest
+                            | ErrorCode::TooLarge
+                            | ErrorCode::Busy
+                            | ErrorCode::RateLimited
+                            | ErrorCode::NotFound
+                            | ErrorCode::Internal
                     );
                 if about_pending && self.is_answering() {
                     self.fail_pending(error);
@@ -374,6 +393,30 @@ mod tests {
             assert_eq!(items[1].status.get_untracked(), ItemStatus::Complete);
             assert!(!ui.is_answering());
             assert_eq!(ui.conversation_id.get_untracked().as_deref(), Some("c1"));
+        });
+    }
+
+    #[test]
+    fn a_refused_question_counts_down_until_asking_works_again() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let ui = ChatUi::new();
+            ui.begin_question("q".into());
+            ui.apply(ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                message: "too many".into(),
+                message_id: None,
+                retry_after: Some(2),
+            });
+            assert!(!ui.is_answering(), "the input is free again");
+            let answer = ui.items.get_untracked()[1];
+            assert_eq!(answer.status.get_untracked(), ItemStatus::Failed);
+            assert_eq!(ui.ask_again_in.get_untracked(), 2);
+            ui.tick_second();
+            assert_eq!(ui.ask_again_in.get_untracked(), 1);
+            ui.tick_second();
+            ui.tick_second();
+            assert_eq!(ui.ask_again_in.get_untracked(), 0);
         });
     }
 

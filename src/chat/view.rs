@@ -68,7 +68,7 @@ pub fn ChatPage() -> impl IntoView {
         if question.trim().is_empty() || ui.is_answering() {
             return;
         }
-        if ui.conn.get_untracked() != ConnState::Connected {
+        if ui.conn.get_untracked() != ConnState::Connected || ui.ask_again_in.get_untracked() > 0 {
             return; // the draft stays; the hint under the input says why
         }
         #[cfg(feature = "hydrate")]
@@ -204,7 +204,7 @@ pub fn ChatPage() -> impl IntoView {
                 <Show
                     when=answering
                     fallback=move || view! {
-                        <button type="submit" class="send" disabled=move || !connected()>
+                        <button type="submit" class="send" disabled=move || { !connected() || ui.ask_again_in.get() > 0 }>
                             {move || t().send}
                         </button>
                     }
@@ -212,8 +212,17 @@ pub fn ChatPage() -> impl IntoView {
                     <button type="button" class="stop" on:click=stop>{move || t().stop}</button>
                 </Show>
             </form>
-            <p class="composer-hint">
-                {move || if connected() || !hydrated.get() { t().hint_keys } else { t().not_connected_hint }}
+            <p class="composer-hint" data-wait=move || ui.ask_again_in.get()>
+                {move || {
+                    let wait = ui.ask_again_in.get();
+                    if wait > 0 {
+                        format!("{} {wait} s.", t().ask_again_in)
+                    } else if connected() || !hydrated.get() {
+                        t().hint_keys.to_string()
+                    } else {
+                        t().not_connected_hint.to_string()
+                    }
+                }}
             </p>
         </div>
     }

@@ -471,9 +471,18 @@ impl Db {
         budget_chars: usize,
         owner_instance: &str,
         sources_json: Option<&str>,
+        questions_per_minute: u32,
     ) -> Result<BegunAnswer, BeginError> {
         retry_position_race(|| {
-            self.try_begin_answer(user_id, conversation_id, question, budget_chars, owner_instance, sources_json)
+            self.try_begin_answer(
+                user_id,
+                conversation_id,
+                question,
+                budget_chars,
+                owner_instance,
+                sources_json,
+                questions_per_minute,
+            )
         })
         .await
     }
@@ -509,10 +518,15 @@ impl Db {
         budget_chars: usize,
         owner_instance: &str,
         sources_json: Option<&str>,
+        questions_per_minute: u32,
     ) -> Result<BegunAnswer, BeginError> {
         let now = now_ms();
         let mut tx = self.begin_write().await.map_err(StoreError::from)?;
         let mut writes = 3;
+        if questions_per_minute > 0 {
+            self.take_question_quota(&mut tx, user_id, questions_per_minute, now).await?;
+            writes += 1;
+        }
         let conversation_id = match conversation_id {
             Some(id) => {
                 let owned = sqlx::query("SELECT 1 FROM conversations WHERE id = $1 AND user_id = $2")
@@ -568,6 +582,58 @@ impl Db {
             turns,
             context_truncated,
         })
+    }
+
+    /// The per-user rate limit, a sliding window of one minute kept in the database so
+    /// that it holds across reconnects, tabs and instances. Runs inside the question's
+    /// write transaction: a refused question stores nothing. On PostgreSQL the user's
+    /// row is locked first, so two instances cannot both grant the last question
+    /// (SQLite's write transactions are serialised already).
+    async fn take_question_quota(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        user_id: &str,
+        per_minute: u32,
+        now: i64,
+    ) -> Result<(), BeginError> {
+        const WINDOW_MS: i64 = 60_000;
+        const KEEP_MS: i64 = 3_600_000;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+        }
+        let rows = sqlx::query(
+            "SELECT at FROM question_events WHERE user_id = $1 AND at > $2 ORDER BY at ASC",
+        )
+        .bind(user_id)
+        .bind(now - WINDOW_MS)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+        if rows.len() >= per_minute as usize {
+            // Asking works again when the oldest question of the window leaves it.
+            let oldest: i64 = rows[rows.len() - per_minute as usize].try_get(0).map_err(StoreError::from)?;
+            let wait_ms = (oldest + WINDOW_MS - now).max(1);
+            return Err(BeginError::RateLimited {
+                retry_after: (wait_ms as u64).div_ceil(1000),
+            });
+        }
+        sqlx::query("DELETE FROM question_events WHERE user_id = $1 AND at < $2")
+            .bind(user_id)
+            .bind(now - KEEP_MS)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+        sqlx::query("INSERT INTO question_events (user_id, at) VALUES ($1, $2)")
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(())
     }
 
     /// After a crash, rows this instance left `streaming` can never finish: mark them
@@ -627,6 +693,10 @@ pub enum BeginError {
     /// No such conversation for this user (someone else's answers the same).
     #[error("conversation not found")]
     NotFound,
+    /// The user asked their quota of questions in the last minute; asking works again
+    /// in `retry_after` seconds.
+    #[error("too many questions")]
+    RateLimited { retry_after: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
