@@ -110,6 +110,8 @@ pub struct Strings {
     pub err_unavailable: &'static str,
     pub err_timeout: &'static str,
     pub err_internal: &'static str,
+    pub err_limit_reached: &'static str,
+    pub err_interrupted: &'static str,
     pub retry_in: &'static str,
     pub new_chat: &'static str,
     pub conversations: &'static str,
@@ -144,6 +146,8 @@ impl Strings {
             ErrorCode::UpstreamUnavailable => self.err_unavailable,
             ErrorCode::Timeout => self.err_timeout,
             ErrorCode::Internal => self.err_internal,
+            ErrorCode::LimitReached => self.err_limit_reached,
+            ErrorCode::Interrupted => self.err_interrupted,
         }
     }
 }
@@ -177,6 +181,8 @@ pub static EN: Strings = Strings {
     err_unavailable: "The tutor's model is unavailable right now. Try again in a moment.",
     err_timeout: "The tutor's model took too long to answer.",
     err_internal: "Something went wrong on our side.",
+    err_limit_reached: "You have reached a limit: too many open tabs, or too many conversations (delete some to start a new one).",
+    err_interrupted: "The server restarted before this answer finished; the text so far is kept.",
     retry_in: "Try again in",
     new_chat: "New chat",
     conversations: "Conversations",
@@ -228,6 +234,8 @@ pub static RU: Strings = Strings {
     err_unavailable: "Модель тьютора сейчас недоступна. Попробуйте чуть позже.",
     err_timeout: "Модель тьютора слишком долго не отвечала.",
     err_internal: "У нас что-то пошло не так.",
+    err_limit_reached: "Достигнут предел: слишком много открытых вкладок или бесед (удалите часть, чтобы начать новую).",
+    err_interrupted: "Сервер перезапустился, не закончив ответ; уже написанный текст сохранён.",
     retry_in: "Повторите через",
     new_chat: "Новый чат",
     conversations: "Разговоры",

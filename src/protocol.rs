@@ -64,6 +64,10 @@ pub enum ErrorCode {
     UpstreamUnauthorized,
     UpstreamUnavailable,
     Timeout,
+    /// A per-user cap (open connections, conversations) is reached.
+    LimitReached,
+    /// The server stopped before the answer finished; the text so far is kept.
+    Interrupted,
     Internal,
 }
 
@@ -78,6 +82,8 @@ impl ErrorCode {
             ErrorCode::UpstreamUnauthorized => "upstream_unauthorized",
             ErrorCode::UpstreamUnavailable => "upstream_unavailable",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::LimitReached => "limit_reached",
+            ErrorCode::Interrupted => "interrupted",
             ErrorCode::Internal => "internal",
         }
     }
@@ -414,6 +420,8 @@ mod tests {
             ErrorCode::UpstreamUnauthorized,
             ErrorCode::UpstreamUnavailable,
             ErrorCode::Timeout,
+            ErrorCode::LimitReached,
+            ErrorCode::Interrupted,
             ErrorCode::Internal,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());

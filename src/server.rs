@@ -33,6 +33,10 @@ pub struct AppState {
     pub live: Arc<crate::chat::live::LiveAnswers>,
     /// Marks the answers this instance streams, for crash recovery (docs/storage.md).
     pub instance_id: String,
+    /// One permit per answer streamed at once (`max_concurrent_answers`).
+    pub answer_slots: Arc<tokio::sync::Semaphore>,
+    /// Open chat sockets per user (`max_connections_per_user`).
+    pub connections: Arc<crate::chat::limits::Connections>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -110,6 +114,7 @@ pub async fn build_state(
         .instance_id
         .clone()
         .unwrap_or_else(|| leptos_options.site_addr.to_string());
+    let settings_answers = settings.max_concurrent_answers;
     let recovered = db.recover_interrupted(&instance_id).await?;
     if recovered > 0 {
         tracing::warn!(recovered, "answers cut by an earlier crash marked interrupted");
@@ -125,6 +130,8 @@ pub async fn build_state(
         db: Arc::new(db),
         live: Arc::new(crate::chat::live::LiveAnswers::default()),
         instance_id,
+        answer_slots: Arc::new(tokio::sync::Semaphore::new(settings_answers)),
+        connections: Arc::new(crate::chat::limits::Connections::default()),
     })
 }
 
@@ -201,13 +208,41 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     options.site_addr = local;
     let (app, state) = build_app(settings, options).await?;
     tracing::info!("Tutor Chat listening on http://{local}");
+    let grace = state.settings.shutdown_grace;
+    let signalled = state.clone();
     axum::serve(without_nagle(listener), app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
-            state.shutdown.send_replace(true);
+            // Sockets with no answer to finish close now (1001: clients reconnect
+            // elsewhere); the others close when their answer ends.
+            signalled.shutdown.send_replace(true);
         })
         .await
-        .map_err(StartError::Serve)
+        .map_err(StartError::Serve)?;
+    finish_answers(&state, grace).await;
+    Ok(())
+}
+
+/// Shutdown: running answers get `grace` to finish; the rest end now, stored as
+/// `interrupted` with their text so far. Then the sockets that followed them close.
+pub async fn finish_answers(state: &AppState, grace: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + grace;
+    let running = state.live.len();
+    if running > 0 {
+        tracing::info!(running, grace_ms = grace.as_millis() as u64, "letting running answers finish");
+    }
+    if !state.live.wait_idle(deadline).await {
+        tracing::warn!(cut = state.live.len(), "grace period over: storing the rest as interrupted");
+        state.live.interrupt_all();
+        let stored_by = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        state.live.wait_idle(stored_by).await;
+    }
+    // Their followers send the last frame and close; give them a moment.
+    let closed_by = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    while state.connections.total() > 0 && tokio::time::Instant::now() < closed_by {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tracing::info!("stopped");
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -80,6 +80,19 @@ pub struct Cli {
     /// Questions a user may ask per minute, across tabs and instances (0: no limit).
     #[arg(long, env = "TUTOR_QUESTIONS_PER_MINUTE")]
     pub questions_per_minute: Option<u32>,
+    /// Answers this instance streams at once; one more gets `busy`.
+    #[arg(long, env = "TUTOR_MAX_CONCURRENT_ANSWERS")]
+    pub max_concurrent_answers: Option<usize>,
+    /// Open chat sockets (tabs) per user on this instance.
+    #[arg(long, env = "TUTOR_MAX_CONNECTIONS_PER_USER")]
+    pub max_connections_per_user: Option<usize>,
+    /// Conversations a user may keep; a new one beyond it gets `limit_reached`.
+    #[arg(long, env = "TUTOR_MAX_CONVERSATIONS_PER_USER")]
+    pub max_conversations_per_user: Option<u32>,
+    /// On SIGTERM, how long running answers may take to finish before they are
+    /// stored as interrupted.
+    #[arg(long, env = "TUTOR_SHUTDOWN_GRACE_MS")]
+    pub shutdown_grace_ms: Option<u64>,
 }
 
 /// The same keys as [`Cli`], from the settings file.
@@ -110,6 +123,10 @@ pub struct FileSettings {
     pub lessons_dir: Option<PathBuf>,
     pub retrieval_top_k: Option<usize>,
     pub questions_per_minute: Option<u32>,
+    pub max_concurrent_answers: Option<usize>,
+    pub max_connections_per_user: Option<usize>,
+    pub max_conversations_per_user: Option<u32>,
+    pub shutdown_grace_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +161,10 @@ pub struct Settings {
     pub lessons_dir: PathBuf,
     pub retrieval_top_k: usize,
     pub questions_per_minute: u32,
+    pub max_concurrent_answers: usize,
+    pub max_connections_per_user: usize,
+    pub max_conversations_per_user: u32,
+    pub shutdown_grace: Duration,
 }
 
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a patient tutor for an online course about \
@@ -255,6 +276,22 @@ impl Settings {
             lessons_dir: cli.lessons_dir.or(file.lessons_dir).unwrap_or_else(|| PathBuf::from("lessons")),
             retrieval_top_k: cli.retrieval_top_k.or(file.retrieval_top_k).unwrap_or(3).min(10),
             questions_per_minute: cli.questions_per_minute.or(file.questions_per_minute).unwrap_or(10),
+            max_concurrent_answers: cli
+                .max_concurrent_answers
+                .or(file.max_concurrent_answers)
+                .unwrap_or(256)
+                .max(1),
+            max_connections_per_user: cli
+                .max_connections_per_user
+                .or(file.max_connections_per_user)
+                .unwrap_or(10)
+                .max(1),
+            max_conversations_per_user: cli
+                .max_conversations_per_user
+                .or(file.max_conversations_per_user)
+                .unwrap_or(1000)
+                .max(1),
+            shutdown_grace: ms(cli.shutdown_grace_ms, file.shutdown_grace_ms, 20_000),
         }
     }
 

@@ -208,7 +208,15 @@ impl Answer {
 
 /// Reads one answer to its `end` or `error`.
 async fn read_answer(ws: &mut Ws) -> Answer {
-    let mut answer = Answer::default();
+    continue_answer(ws, Answer::default()).await
+}
+
+/// Reads the rest of an answer whose `start` was already read.
+async fn read_rest(ws: &mut Ws, message_id: String) -> Answer {
+    continue_answer(ws, Answer { message_id, ..Answer::default() }).await
+}
+
+async fn continue_answer(ws: &mut Ws, mut answer: Answer) -> Answer {
     loop {
         match next_frame(ws).await {
             ServerFrame::Start {
@@ -1210,10 +1218,20 @@ impl Drop for ServerProcess {
 }
 
 async fn start_server_process(database_url: &str, fake_addr: SocketAddr, port: u16) -> ServerProcess {
+    start_server_process_with(database_url, fake_addr, port, &[]).await
+}
+
+async fn start_server_process_with(
+    database_url: &str,
+    fake_addr: SocketAddr,
+    port: u16,
+    env: &[(&str, &str)],
+) -> ServerProcess {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let workdir = std::env::temp_dir().join("tutor-chat-tests");
     std::fs::create_dir_all(&workdir).unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_tutor-chat"))
+        .envs(env.iter().copied())
         .current_dir(&workdir)
         .env("DATABASE_URL", database_url)
         .env("TUTOR_BIND", addr.to_string())
@@ -1440,4 +1458,159 @@ async fn asking_works_again_when_the_window_moves_on() {
     ask_in(&mut s.ws, "[tokens=1] one", None).await;
     let wait = expect_rate_limited(&ask_in(&mut s.ws, "[tokens=1] two", None).await);
     assert!((59..=60).contains(&wait), "the first question was just asked: {wait}");
+}
+
+#[tokio::test]
+async fn a_server_wide_cap_on_answers_at_once_answers_busy_and_stores_nothing() {
+    let app = spawn_app_with(|s| s.max_concurrent_answers = 1).await;
+    let mut a = app.student().await;
+    let mut b = app.student().await;
+    send_json(&mut a.ws, json!({"type": "ask", "question": "[tokens=20] [delay=25] a long one"})).await;
+    let ServerFrame::Start { message_id, .. } = next_frame(&mut a.ws).await else { panic!("no start") };
+    let refused = ask_in(&mut b.ws, "[tokens=2] me too", None).await;
+    assert_eq!(refused.error, Some((ErrorCode::Busy, Some(5))));
+    assert!(app.list(&b.cookie).await.items.is_empty(), "the refused question was not stored");
+    // When the first answer ends, its place is free.
+    let first = read_rest(&mut a.ws, message_id).await;
+    assert_eq!(first.end.map(|e| e.1), Some(EndReason::Complete));
+    let later = ask_in(&mut b.ws, "[tokens=2] me too", None).await;
+    assert_eq!(later.end.map(|e| e.1), Some(EndReason::Complete));
+}
+
+#[tokio::test]
+async fn open_sockets_per_user_are_capped_and_a_closed_one_frees_its_place() {
+    let app = spawn_app_with(|s| s.max_connections_per_user = 2).await;
+    let cookie = app.session_cookie().await;
+    let origin = format!("http://{}", app.addr);
+    let first = app.try_connect(Some(&cookie), Some(&origin)).await.unwrap();
+    let _second = app.try_connect(Some(&cookie), Some(&origin)).await.unwrap();
+    match app.try_connect(Some(&cookie), Some(&origin)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 429),
+        other => panic!("a third socket must be refused with 429, got {:?}", other.map(|_| ())),
+    }
+    // Another student is not affected.
+    let other_cookie = app.session_cookie().await;
+    app.try_connect(Some(&other_cookie), Some(&origin)).await.unwrap();
+    // Closing one tab frees a place (the server notices the close).
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if app.try_connect(Some(&cookie), Some(&origin)).await.is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the closed socket's place was never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn conversations_per_user_are_capped_and_old_ones_can_still_be_continued() {
+    let app = spawn_app_with(|s| s.max_conversations_per_user = 2).await;
+    let mut s = app.student().await;
+    let one = ask_in(&mut s.ws, "[tokens=1] one", None).await;
+    ask_in(&mut s.ws, "[tokens=1] two", None).await;
+    let third = ask_in(&mut s.ws, "[tokens=1] three", None).await;
+    assert_eq!(third.error.map(|e| e.0), Some(ErrorCode::LimitReached));
+    assert_eq!(app.list(&s.cookie).await.items.len(), 2);
+    let more = ask_in(&mut s.ws, "[tokens=1] more", Some(&one.conversation_id)).await;
+    assert_eq!(more.end.map(|e| e.1), Some(EndReason::Complete));
+    // Deleting one makes room.
+    let (status, _) = app.call(&s.cookie, "history/delete", &[("id", &one.conversation_id)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(ask_in(&mut s.ws, "[tokens=1] new", None).await.end.map(|e| e.1), Some(EndReason::Complete));
+}
+
+/// Starts the real binary, opens a socket with a session, and asks a question.
+async fn ask_a_real_server(server: &ServerProcess, question: &str) -> (Ws, String) {
+    let page = reqwest::get(format!("http://{}/", server.addr)).await.unwrap();
+    let cookie = page.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_string();
+    let mut request = format!("ws://{}/ws/chat", server.addr).into_client_request().unwrap();
+    request.headers_mut().insert("cookie", HeaderValue::from_str(&cookie).unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert!(matches!(next_frame(&mut ws).await, ServerFrame::Hello { .. }));
+    send_json(&mut ws, json!({"question": question})).await;
+    (ws, cookie)
+}
+
+fn sigterm(server: &ServerProcess) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_for_exit(server: &mut ServerProcess, within: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the server did not exit within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_a_running_answer_finish_then_exits_cleanly() {
+    let fake = FakeUpstream::new(FakeConfig { require_key: Some(KEY.into()), ..FakeConfig::default() });
+    let fake_addr = fake.spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let database_url = fresh_database_url().await;
+    let mut server = start_server_process_with(&database_url, fake_addr, free_port(), &[("TUTOR_SHUTDOWN_GRACE_MS", "10000")]).await;
+    let (mut ws, _) = ask_a_real_server(&server, "[tokens=30] [delay=40] about a second and a bit").await;
+    let ServerFrame::Start { message_id, .. } = next_frame(&mut ws).await else { panic!("no start") };
+    assert!(matches!(next_frame(&mut ws).await, ServerFrame::Chunk { seq: 1, .. }));
+    sigterm(&server);
+    // New connections are refused at once; this one gets its whole answer.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(reqwest::get(format!("http://{}/healthz", server.addr)).await.is_err(), "still accepting");
+    let rest = read_rest(&mut ws, message_id).await;
+    assert_eq!(rest.end, Some((30, EndReason::Complete)));
+    assert_eq!(rest.chunks.len(), 29);
+    // Then the socket closes (1001) and the process exits cleanly.
+    let closed = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap();
+    assert!(matches!(closed, Some(Ok(Message::Close(_))) | None | Some(Err(_))), "{closed:?}");
+    let status = tokio::task::block_in_place(|| wait_for_exit(&mut server, Duration::from_secs(10)));
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_after_the_grace_period_stores_the_rest_as_interrupted() {
+    let fake = FakeUpstream::new(FakeConfig { require_key: Some(KEY.into()), ..FakeConfig::default() });
+    let fake_addr = fake.spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let database_url = fresh_database_url().await;
+    let mut server = start_server_process_with(&database_url, fake_addr, free_port(), &[("TUTOR_SHUTDOWN_GRACE_MS", "500")]).await;
+    let (mut ws, cookie) = ask_a_real_server(&server, "[tokens=400] [delay=20] far longer than the grace").await;
+    let message_id = match next_frame(&mut ws).await {
+        ServerFrame::Start { message_id, .. } => message_id,
+        other => panic!("{other:?}"),
+    };
+    let mut received = String::new();
+    while received.len() < 20 {
+        if let ServerFrame::Chunk { content, .. } = next_frame(&mut ws).await {
+            received.push_str(&content);
+        }
+    }
+    sigterm(&server);
+    let started = std::time::Instant::now();
+    // Chunks go on during the grace period, then the answer ends as interrupted.
+    let last = loop {
+        match next_frame(&mut ws).await {
+            ServerFrame::Chunk { content, .. } => received.push_str(&content),
+            other => break other,
+        }
+    };
+    match last {
+        ServerFrame::Error { code: ErrorCode::Interrupted, message_id: Some(id), .. } => assert_eq!(id, message_id),
+        other => panic!("expected an interrupted error, got {other:?}"),
+    }
+    assert!(started.elapsed() >= Duration::from_millis(400), "the grace period was honoured");
+    let status = tokio::task::block_in_place(|| wait_for_exit(&mut server, Duration::from_secs(10)));
+    assert!(status.success(), "exit status {status:?}");
+    // Stored as interrupted, with exactly the text the student saw.
+    let db = tutor_chat::history::store::Db::connect(&database_url, 1).await.unwrap();
+    let user = db.find_user(cookie.trim_start_matches("tutor_session=")).await.unwrap().unwrap();
+    let (status, saved, _) = db.message_for_user(&user, &message_id).await.unwrap().unwrap();
+    assert_eq!(status, MessageStatus::Interrupted);
+    assert_eq!(saved, received);
 }

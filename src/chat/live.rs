@@ -32,7 +32,17 @@ pub struct LiveAnswer {
     pub user_id: String,
     state: Mutex<LiveState>,
     frames: broadcast::Sender<Published>,
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<Halt>,
+}
+
+/// Why an answer is ended before the model finished it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Halt {
+    No,
+    /// The student pressed stop.
+    Stopped,
+    /// The server is shutting down and the grace period is over.
+    Shutdown,
 }
 
 #[derive(Default)]
@@ -74,6 +84,7 @@ impl LiveAnswers {
         message_id: String,
         user_id: String,
         stream: AnswerStream,
+        slot: tokio::sync::OwnedSemaphorePermit,
     ) -> Follower {
         let (frames, receiver) = broadcast::channel(FOLLOWER_BUFFER);
         let answer = Arc::new(LiveAnswer {
@@ -81,7 +92,7 @@ impl LiveAnswers {
             user_id,
             state: Mutex::new(LiveState::default()),
             frames,
-            stop: watch::channel(false).0,
+            stop: watch::channel(Halt::No).0,
         });
         lock(&self.answers).insert(message_id, answer.clone());
         let registry = self.clone();
@@ -90,6 +101,8 @@ impl LiveAnswers {
             async move {
                 run(&task_answer, stream, &db).await;
                 lock(&registry.answers).remove(&task_answer.message_id);
+                // The server-wide answer slot is free again.
+                drop(slot);
             }
             .in_current_span(),
         );
@@ -100,9 +113,44 @@ impl LiveAnswers {
     }
 }
 
+impl LiveAnswers {
+    pub fn len(&self) -> usize {
+        lock(&self.answers).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Shutdown, after the grace period: every answer still running ends now, stored
+    /// as `interrupted` with its text so far.
+    pub fn interrupt_all(&self) {
+        for answer in lock(&self.answers).values() {
+            answer.stop.send_replace(Halt::Shutdown);
+        }
+    }
+
+    /// Waits until no answer is running, or until `deadline`; true when none is.
+    pub async fn wait_idle(&self, deadline: Instant) -> bool {
+        while !self.is_empty() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
+    }
+}
+
 impl LiveAnswer {
     pub fn stop(&self) {
-        self.stop.send_replace(true);
+        self.stop.send_if_modified(|halt| {
+            let first = *halt == Halt::No;
+            if first {
+                *halt = Halt::Stopped;
+            }
+            first
+        });
     }
 
     /// The text so far and the frames after it. Taken under the lock the writer
@@ -117,6 +165,10 @@ impl LiveAnswer {
                 ..
             }) => AnswerStatus::Stopped,
             Some(ServerFrame::End { .. }) => AnswerStatus::Complete,
+            Some(ServerFrame::Error {
+                code: ErrorCode::Interrupted,
+                ..
+            }) => AnswerStatus::Interrupted,
             Some(_) => AnswerStatus::Error,
         };
         let snapshot = ServerFrame::Snapshot {
@@ -207,8 +259,22 @@ async fn run(answer: &LiveAnswer, mut stream: AnswerStream, db: &Arc<Db>) {
                 }.in_current_span());
             }
             Ok(()) = stop.changed() => {
-                let end = ServerFrame::End { message_id: id.clone(), seq, reason: EndReason::Stopped, usage: None };
-                break (AnswerStatus::Stopped, None, None, end);
+                match *stop.borrow_and_update() {
+                    Halt::No => continue,
+                    Halt::Stopped => {
+                        let end = ServerFrame::End { message_id: id.clone(), seq, reason: EndReason::Stopped, usage: None };
+                        break (AnswerStatus::Stopped, None, None, end);
+                    }
+                    Halt::Shutdown => {
+                        let frame = ServerFrame::Error {
+                            code: ErrorCode::Interrupted,
+                            message: "The server restarted before this answer finished; the text so far is kept.".into(),
+                            message_id: Some(id.clone()),
+                            retry_after: None,
+                        };
+                        break (AnswerStatus::Interrupted, Some(ErrorCode::Interrupted), None, frame);
+                    }
+                }
             }
         }
     };

@@ -20,7 +20,7 @@ use crate::protocol::{
     parse_client_frame, ClientFrame, ErrorCode, FrameLimits, ServerFrame,
     PROTOCOL_VERSION,
 };
-use crate::history::store::{BeginError, Db, StoreError};
+use crate::history::store::{BeginError, Db, NewAnswer, StoreError};
 use crate::history::{MessageRole, MessageStatus};
 use super::live::{self, Follower, LiveAnswer, LiveAnswers, Published};
 use tokio::sync::broadcast;
@@ -54,6 +54,8 @@ pub struct ConnContext {
     pub lesson_mode: bool,
     pub retrieval_top_k: usize,
     pub questions_per_minute: u32,
+    pub max_conversations: u32,
+    pub answer_slots: Arc<tokio::sync::Semaphore>,
 }
 
 pub async fn ws_handler(
@@ -91,6 +93,19 @@ pub async fn ws_handler(
         lesson_mode: state.lesson_mode,
         retrieval_top_k: settings.retrieval_top_k,
         questions_per_minute: settings.questions_per_minute,
+        max_conversations: settings.max_conversations_per_user,
+        answer_slots: state.answer_slots.clone(),
+    };
+    // A place among this user's open sockets, held until the socket ends.
+    let Some(place) = state
+        .connections
+        .try_open(&ctx.session.0, settings.max_connections_per_user)
+    else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many chat tabs are open for this browser; close one and reload.",
+        )
+            .into_response();
     };
     // Chat frames are small; the 128 KiB default read buffer per socket would be most
     // of a connection's memory (measured in docs/BENCHMARKS.md).
@@ -101,6 +116,7 @@ pub async fn ws_handler(
         .on_upgrade(move |socket| async move {
             let (sink, stream) = socket.split();
             handle_socket(sink, stream, ctx).await;
+            drop(place);
         })
 }
 
@@ -160,8 +176,13 @@ where
                 on_followed(followed, &mut sink, &mut answer).await
             }
             Ok(()) = ctx.shutdown.changed() => {
-                let _ = sink.send(close(CLOSE_GOING_AWAY, "server restarting")).await;
-                Step::Close
+                // An answer being followed is finished first (within the grace period).
+                if answer.is_none() {
+                    let _ = sink.send(close(CLOSE_GOING_AWAY, "server restarting")).await;
+                    Step::Close
+                } else {
+                    Step::Continue
+                }
             }
             _ = ping.tick() => {
                 if last_seen.elapsed() >= ctx.idle_timeout {
@@ -176,6 +197,10 @@ where
             }
         };
         if let Step::Close = step {
+            break;
+        }
+        if answer.is_none() && *ctx.shutdown.borrow() {
+            let _ = sink.send(close(CLOSE_GOING_AWAY, "server restarting")).await;
             break;
         }
     }
@@ -334,6 +359,15 @@ where
                 );
                 return step_after(send(sink, &busy).await);
             }
+            if *ctx.shutdown.borrow() {
+                let busy = ServerFrame::Error {
+                    code: ErrorCode::Busy,
+                    message: "The server is restarting; ask again in a moment.".into(),
+                    message_id: None,
+                    retry_after: Some(2),
+                };
+                return step_after(send(sink, &busy).await);
+            }
             let reply = match start_answer(question, conversation_id, user_id, ctx).await {
                 Ok((follower, start)) => {
                     *answer = Some(follower);
@@ -363,26 +397,43 @@ async fn start_answer(
             user
         }
     };
+    // A place among the answers this instance streams at once, held by the answer's
+    // task; without one the question is refused before anything is stored.
+    let Ok(slot) = ctx.answer_slots.clone().try_acquire_owned() else {
+        return Err(ServerFrame::Error {
+            code: ErrorCode::Busy,
+            message: "The tutor is answering many students right now; ask again in a few seconds.".into(),
+            message_id: None,
+            retry_after: Some(5),
+        });
+    };
     let hits = retrieve(&question, conversation_id.as_deref(), &user, ctx).await;
     let sources = excerpts::sources_from(&hits);
     let sources_json = (!sources.is_empty())
         .then(|| serde_json::to_string(&sources).ok())
         .flatten();
     let begun = match db
-        .begin_answer(
-            &user,
-            conversation_id.as_deref(),
-            &question,
-            ctx.context_budget_chars,
-            &ctx.instance_id,
-            sources_json.as_deref(),
-            ctx.questions_per_minute,
-        )
+        .begin_answer(&NewAnswer {
+            user_id: &user,
+            conversation_id: conversation_id.as_deref(),
+            question: &question,
+            budget_chars: ctx.context_budget_chars,
+            owner_instance: &ctx.instance_id,
+            sources_json: sources_json.as_deref(),
+            questions_per_minute: ctx.questions_per_minute,
+            max_conversations: ctx.max_conversations,
+        })
         .await
     {
         Ok(begun) => begun,
         Err(BeginError::NotFound) => {
             return Err(ServerFrame::error(ErrorCode::NotFound, "no such conversation"))
+        }
+        Err(BeginError::TooManyConversations { limit }) => {
+            return Err(ServerFrame::error(
+                ErrorCode::LimitReached,
+                format!("You keep {limit} conversations, the most allowed; delete some to start a new one."),
+            ))
         }
         Err(BeginError::RateLimited { retry_after }) => {
             return Err(ServerFrame::Error {
@@ -439,7 +490,7 @@ async fn start_answer(
     };
     let follower = ctx
         .live
-        .start(ctx.db.clone(), answer_id, user, stream);
+        .start(ctx.db.clone(), answer_id, user, stream, slot);
     Ok((follower, start))
 }
 
@@ -595,6 +646,8 @@ mod tests {
             lesson_mode: false,
             retrieval_top_k: 3,
             questions_per_minute: 0,
+            max_conversations: 1000,
+            answer_slots: Arc::new(tokio::sync::Semaphore::new(8)),
         }
     }
 

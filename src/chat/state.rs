@@ -298,6 +298,7 @@ impl ChatUi {
                             | ErrorCode::TooLarge
                             | ErrorCode::Busy
                             | ErrorCode::RateLimited
+                            | ErrorCode::LimitReached
                             | ErrorCode::NotFound
                             | ErrorCode::Internal
                     );

@@ -463,28 +463,8 @@ impl Db {
     /// turns within the budget, the question, and the answer's row (`streaming`).
     /// One transaction instead of four keeps the first token quick when a whole class
     /// asks at once.
-    pub async fn begin_answer(
-        &self,
-        user_id: &str,
-        conversation_id: Option<&str>,
-        question: &str,
-        budget_chars: usize,
-        owner_instance: &str,
-        sources_json: Option<&str>,
-        questions_per_minute: u32,
-    ) -> Result<BegunAnswer, BeginError> {
-        retry_position_race(|| {
-            self.try_begin_answer(
-                user_id,
-                conversation_id,
-                question,
-                budget_chars,
-                owner_instance,
-                sources_json,
-                questions_per_minute,
-            )
-        })
-        .await
+    pub async fn begin_answer(&self, new: &NewAnswer<'_>) -> Result<BegunAnswer, BeginError> {
+        retry_position_race(|| self.try_begin_answer(new)).await
     }
 
     /// The student's latest questions in one of their conversations, newest first:
@@ -510,16 +490,17 @@ impl Db {
             .collect()
     }
 
-    async fn try_begin_answer(
-        &self,
-        user_id: &str,
-        conversation_id: Option<&str>,
-        question: &str,
-        budget_chars: usize,
-        owner_instance: &str,
-        sources_json: Option<&str>,
-        questions_per_minute: u32,
-    ) -> Result<BegunAnswer, BeginError> {
+    async fn try_begin_answer(&self, new: &NewAnswer<'_>) -> Result<BegunAnswer, BeginError> {
+        let NewAnswer {
+            user_id,
+            conversation_id,
+            question,
+            budget_chars,
+            owner_instance,
+            sources_json,
+            questions_per_minute,
+            max_conversations,
+        } = *new;
         let now = now_ms();
         let mut tx = self.begin_write().await.map_err(StoreError::from)?;
         let mut writes = 3;
@@ -542,6 +523,15 @@ impl Db {
                 id.to_string()
             }
             None => {
+                let kept: i64 = sqlx::query("SELECT COUNT(*) FROM conversations WHERE user_id = $1")
+                    .bind(user_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .and_then(|row| row.try_get(0))
+                    .map_err(StoreError::from)?;
+                if kept >= i64::from(max_conversations) {
+                    return Err(BeginError::TooManyConversations { limit: max_conversations });
+                }
                 let id = new_id();
                 sqlx::query(
                     "INSERT INTO conversations (id, user_id, title, created_at, updated_at) \
@@ -678,6 +668,23 @@ impl Db {
 
 }
 
+/// A question to store, with what decides whether it may be asked.
+#[derive(Debug, Clone, Copy)]
+pub struct NewAnswer<'a> {
+    pub user_id: &'a str,
+    /// `None` starts a new conversation.
+    pub conversation_id: Option<&'a str>,
+    pub question: &'a str,
+    /// Characters of earlier turns to send to the model.
+    pub budget_chars: usize,
+    pub owner_instance: &'a str,
+    /// The answer's sources, as JSON.
+    pub sources_json: Option<&'a str>,
+    /// 0: no limit.
+    pub questions_per_minute: u32,
+    pub max_conversations: u32,
+}
+
 /// What [`Db::begin_answer`] stored and found.
 #[derive(Debug)]
 pub struct BegunAnswer {
@@ -697,6 +704,9 @@ pub enum BeginError {
     /// in `retry_after` seconds.
     #[error("too many questions")]
     RateLimited { retry_after: u64 },
+    /// The user keeps as many conversations as allowed; a new one is refused.
+    #[error("too many conversations")]
+    TooManyConversations { limit: u32 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -1,0 +1,67 @@
+//! Caps that protect the instance: open sockets per user, and (with a semaphore in
+//! [`crate::server::AppState`]) answers streamed at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Open chat sockets, per session, on this instance.
+#[derive(Default)]
+pub struct Connections {
+    open: Mutex<HashMap<String, usize>>,
+}
+
+/// Held by a socket for its lifetime; dropping it frees the place.
+pub struct ConnectionGuard {
+    connections: Arc<Connections>,
+    key: String,
+}
+
+impl Connections {
+    /// A place for one more socket of `key`, unless it already has `cap`.
+    pub fn try_open(self: &Arc<Self>, key: &str, cap: usize) -> Option<ConnectionGuard> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(key.to_string()).or_insert(0);
+        if *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(ConnectionGuard {
+            connections: self.clone(),
+            key: key.to_string(),
+        })
+    }
+
+    /// Sockets open on this instance, all users together.
+    pub fn total(&self) -> usize {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).values().sum()
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        let mut open = self.connections.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cap_per_key_freed_on_drop() {
+        let connections = Arc::new(Connections::default());
+        let a1 = connections.try_open("a", 2).unwrap();
+        let _a2 = connections.try_open("a", 2).unwrap();
+        assert!(connections.try_open("a", 2).is_none());
+        let _b = connections.try_open("b", 2).unwrap();
+        assert_eq!(connections.total(), 3);
+        drop(a1);
+        assert!(connections.try_open("a", 2).is_some());
+    }
+}
