@@ -48,7 +48,8 @@ test('a question streams visibly, the cursor goes at the end, input is locked me
     w.samples = [];
     new MutationObserver(() => {
       const el = document.querySelector('.msg-tutor .msg-text');
-      const text = el?.textContent ?? '';
+      // Answers are Markdown: a paragraph's text, without the markup's line breaks.
+      const text = (el?.textContent ?? '').trim();
       if (text && w.samples[w.samples.length - 1] !== text) w.samples.push(text);
     }).observe(document.getElementById('messages')!, { subtree: true, childList: true, characterData: true });
   });
