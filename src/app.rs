@@ -8,6 +8,7 @@ use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 use crate::chat::state::ChatUi;
 use crate::chat::view::{ChatPage, Hydrated};
 use crate::history::view::Sidebar;
+use crate::account::view::{SignInPage, SignUpPage};
 use crate::i18n::Lang;
 use crate::lessons::view::{LessonList, LessonView};
 
@@ -88,6 +89,8 @@ pub fn App() -> impl IntoView {
                         ssr=SsrMode::InOrder
                     />
                     <Route path=StaticSegment("lessons") view=LessonList ssr=SsrMode::InOrder />
+                    <Route path=StaticSegment("signin") view=SignInPage ssr=SsrMode::InOrder />
+                    <Route path=StaticSegment("signup") view=SignUpPage ssr=SsrMode::InOrder />
                     <Route
                         path=(StaticSegment("lessons"), ParamSegment("slug"))
                         view=LessonView

@@ -132,6 +132,15 @@ pub struct Strings {
     pub lesson_mode_note: &'static str,
     pub copy: &'static str,
     pub ask_again_in: &'static str,
+    pub sign_in: &'static str,
+    pub sign_up: &'static str,
+    pub sign_out: &'static str,
+    pub username: &'static str,
+    pub password: &'static str,
+    pub signed_in_as: &'static str,
+    pub have_account: &'static str,
+    pub no_account: &'static str,
+    pub sign_up_hint: &'static str,
 }
 
 impl Strings {
@@ -203,6 +212,15 @@ pub static EN: Strings = Strings {
     lesson_mode_note: "Lesson mode: no language model is connected, so answers are excerpts from the course lessons, with their sources.",
     copy: "Copy",
     ask_again_in: "Question limit reached: you can ask again in",
+    sign_in: "Sign in",
+    sign_up: "Sign up",
+    sign_out: "Sign out",
+    username: "Username",
+    password: "Password",
+    signed_in_as: "Signed in",
+    have_account: "Already have an account? Sign in",
+    no_account: "No account yet? Sign up",
+    sign_up_hint: "Your conversations in this browser move into the new account.",
 };
 
 pub static RU: Strings = Strings {
@@ -256,6 +274,15 @@ pub static RU: Strings = Strings {
     lesson_mode_note: "Режим уроков: языковая модель не подключена, поэтому ответы — выдержки из уроков курса с источниками.",
     copy: "Копировать",
     ask_again_in: "Лимит вопросов исчерпан: задать вопрос можно через",
+    sign_in: "Войти",
+    sign_up: "Зарегистрироваться",
+    sign_out: "Выйти",
+    username: "Имя пользователя",
+    password: "Пароль",
+    signed_in_as: "Вы вошли",
+    have_account: "Уже есть аккаунт? Войти",
+    no_account: "Ещё нет аккаунта? Зарегистрироваться",
+    sign_up_hint: "Беседы из этого браузера перейдут в новый аккаунт.",
 };
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Tutor Chat: a real-time AI tutor. One crate, two builds: `ssr` (the axum server)
 //! and `hydrate` (the WASM that takes over the server-rendered page).
 
+pub mod account;
 pub mod app;
 pub mod chat;
 pub mod history;

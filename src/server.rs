@@ -210,6 +210,8 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     tracing::info!("Tutor Chat listening on http://{local}");
     let grace = state.settings.shutdown_grace;
     let signalled = state.clone();
+    // Peer addresses reach handlers (sign-in throttling per address).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(without_nagle(listener), app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;

@@ -96,6 +96,7 @@ async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     options.site_addr = addr;
     let (app, state) = build_app(settings, options).await.unwrap();
     tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(tutor_chat::server::without_nagle(listener), app).await.unwrap();
     });
     TestApp {
@@ -1706,4 +1707,148 @@ async fn soak_many_students_lose_no_answer_and_memory_settles() {
     // The server still answers.
     let mut s = app.student().await;
     assert_eq!(ask_in(&mut s.ws, "[tokens=2] still there?", None).await.end.map(|e| e.1), Some(EndReason::Complete));
+}
+
+// ---- accounts (issue #4) ----
+
+fn new_session_cookie(set_cookie_headers: &reqwest::header::HeaderMap) -> Option<String> {
+    set_cookie_headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("tutor_session="))
+        .map(|c| c.split(';').next().unwrap().to_string())
+}
+
+impl TestApp {
+    /// Posts an account form as a browser without JavaScript would, not following the
+    /// redirect; returns the status, the new session cookie if one was set, and the body.
+    async fn account_form(&self, cookie: &str, endpoint: &str, form: &[(&str, &str)]) -> (u16, Option<String>, String) {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let response = client
+            .post(format!("http://{}/api/account/{endpoint}", self.addr))
+            .header("cookie", cookie)
+            .header("origin", format!("http://{}", self.addr))
+            .header("referer", format!("http://{}/signin", self.addr))
+            .header("accept", "text/html,application/xhtml+xml")
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let cookie = new_session_cookie(response.headers());
+        (status, cookie, response.text().await.unwrap())
+    }
+
+    async fn whoami(&self, cookie: &str) -> Option<String> {
+        let (status, body) = self.call(cookie, "account/me", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn sign_up_keeps_the_guests_conversations_and_sign_in_works_from_another_browser() {
+    let app = spawn_app().await;
+    let mut guest = app.student().await;
+    let asked = ask_in(&mut guest.ws, "[tokens=2] asked as a guest", None).await;
+    assert_eq!(app.whoami(&guest.cookie).await, None);
+
+    let (status, account_cookie, _) = app
+        .account_form(&guest.cookie, "signup", &[("username", "Anna_K"), ("password", "correct horse battery")])
+        .await;
+    assert!((300..400).contains(&status), "a plain form is redirected to the chat: {status}");
+    let account_cookie = account_cookie.expect("a new session cookie");
+    assert_ne!(account_cookie, guest.cookie, "the session is replaced at sign-up");
+    assert!(account_cookie.len() > "tutor_session=".len() + 32);
+    assert_eq!(app.whoami(&account_cookie).await.as_deref(), Some("Anna_K"));
+    // The guest's conversation is the account's now; the old cookie names no one.
+    assert_eq!(app.list(&account_cookie).await.items[0].id, asked.conversation_id);
+    assert!(app.list(&guest.cookie).await.items.is_empty());
+
+    // The password is stored as an argon2id hash, never as itself.
+    let (hash,): (String,) = {
+        let db = &app.state.db;
+        let (_, hash) = db.account_by_name("anna_k").await.unwrap().unwrap();
+        (hash,)
+    };
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains("correct horse"));
+
+    // Names are unique whatever their case.
+    let other = app.session_cookie().await;
+    let (_, body) = app
+        .call(&other, "account/signup", &[("username", "anna_k"), ("password", "another password")])
+        .await;
+    assert!(body.contains("That username is taken."), "{body}");
+
+    // Another browser signs in and sees the conversation; its own guest chat comes along.
+    let mut second = app.student().await;
+    let second_guest = ask_in(&mut second.ws, "[tokens=2] asked in the second browser", None).await;
+    let (status, signed_in, _) = app
+        .account_form(&second.cookie, "signin", &[("username", "ANNA_K"), ("password", "correct horse battery")])
+        .await;
+    assert!((300..400).contains(&status));
+    let signed_in = signed_in.expect("a new session cookie");
+    let ids: Vec<String> = app.list(&signed_in).await.items.into_iter().map(|c| c.id).collect();
+    assert!(ids.contains(&asked.conversation_id) && ids.contains(&second_guest.conversation_id), "{ids:?}");
+
+    // Sign-out ends the session on the server: the cookie is worth nothing after.
+    let (status, fresh, _) = app.account_form(&signed_in, "signout", &[]).await;
+    assert!((300..400).contains(&status));
+    assert!(fresh.is_some_and(|f| f != signed_in), "a fresh guest cookie");
+    assert_eq!(app.whoami(&signed_in).await, None);
+    assert!(app.list(&signed_in).await.items.is_empty());
+    // The first browser is still signed in.
+    assert_eq!(app.whoami(&account_cookie).await.as_deref(), Some("Anna_K"));
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_throttled_per_username() {
+    let app = spawn_app().await;
+    let cookie = app.session_cookie().await;
+    let (_, account, _) = app
+        .account_form(&cookie, "signup", &[("username", "bob"), ("password", "bob's long password")])
+        .await;
+    assert!(account.is_some());
+    for _ in 0..5 {
+        let (status, cookie_set, body) = app
+            .account_form(&app.session_cookie().await, "signin", &[("username", "bob"), ("password", "wrong password")])
+            .await;
+        assert!(cookie_set.is_none(), "{status} {body}");
+    }
+    // Now even the right password is refused for a while, and says why.
+    let browser = app.session_cookie().await;
+    let (status, cookie_set, _) = app
+        .account_form(&browser, "signin", &[("username", "bob"), ("password", "bob's long password")])
+        .await;
+    assert!(cookie_set.is_none(), "throttled: {status}");
+    let (_, body) = app
+        .call(&browser, "account/signin", &[("username", "bob"), ("password", "bob's long password")])
+        .await;
+    assert!(body.contains("Too many failed sign-ins"), "{body}");
+    // Another name is not throttled by bob's failures.
+    let (_, other, _) = app
+        .account_form(&app.session_cookie().await, "signup", &[("username", "carol"), ("password", "carol's password")])
+        .await;
+    assert!(other.is_some());
+}
+
+#[tokio::test]
+async fn account_forms_refuse_bad_input_and_foreign_origins() {
+    let app = spawn_app().await;
+    let cookie = app.session_cookie().await;
+    let (_, body) = app.call(&cookie, "account/signup", &[("username", "ab"), ("password", "long enough pw")]).await;
+    assert!(body.contains("3 to 32"), "{body}");
+    let (_, body) = app.call(&cookie, "account/signup", &[("username", "dave"), ("password", "short")]).await;
+    assert!(body.contains("8 to 128"), "{body}");
+    let (_, body) = app
+        .call_from(&cookie, "account/signup", &[("username", "eve"), ("password", "long enough pw")], "http://evil.example")
+        .await;
+    assert!(body.contains("other sites"), "{body}");
+    let (_, body) = app
+        .call_from(&cookie, "account/signout", &[], "http://evil.example")
+        .await;
+    assert!(body.contains("other sites"), "{body}");
+    assert!(app.state.db.account_by_name("eve").await.unwrap().is_none());
 }

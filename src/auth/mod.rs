@@ -95,7 +95,7 @@ pub fn check_same_origin() -> Result<(), leptos::prelude::ServerFnError> {
     }
 }
 
-fn session_cookie(token: &str, secure: bool) -> String {
+pub fn session_cookie(token: &str, secure: bool) -> String {
     let mut cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
         60 * 60 * 24 * 365

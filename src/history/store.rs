@@ -141,13 +141,202 @@ impl Db {
         self.writes.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The user a session token belongs to, if it has one yet.
+    /// The user a session token belongs to, if it has one yet (and, for an account's
+    /// session, if it has not expired). An account session used in the second half
+    /// of its life is renewed: expiry slides while the student keeps coming back.
     pub async fn find_user(&self, token: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT user_id FROM sessions WHERE token_hash = $1")
-            .bind(hash_token(token))
+        let now = now_ms();
+        let token_hash = hash_token(token);
+        let row = sqlx::query(
+            "SELECT user_id, expires_at FROM sessions WHERE token_hash = $1 \
+             AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(&token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let user: String = row.try_get(0)?;
+        if let Some(expires_at) = row.try_get::<Option<i64>, _>(1)? {
+            if expires_at - now < ACCOUNT_SESSION_MS / 2 {
+                sqlx::query("UPDATE sessions SET expires_at = $1 WHERE token_hash = $2")
+                    .bind(now + ACCOUNT_SESSION_MS)
+                    .bind(&token_hash)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(Some(user))
+    }
+
+    /// The account a session is signed in to: `(user id, username)`.
+    pub async fn account_of(&self, token: &str) -> Result<Option<(String, String)>, StoreError> {
+        let Some(user) = self.find_user(token).await? else { return Ok(None) };
+        let row = sqlx::query("SELECT username FROM users WHERE id = $1")
+            .bind(&user)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+        Ok(row
+            .and_then(|r| r.try_get::<Option<String>, _>(0).ok().flatten())
+            .map(|name| (user, name)))
+    }
+
+    /// Makes an account. A guest browser's user becomes the account, so its
+    /// conversations are the account's; the session is replaced by a new one (a
+    /// token known before sign-up is worth nothing after). Returns the new token.
+    pub async fn create_account(
+        &self,
+        token: &str,
+        username: &str,
+        password_hash: &str,
+        new_token: &str,
+    ) -> Result<(), AccountError> {
+        let now = now_ms();
+        let key = username.to_lowercase();
+        let mut tx = self.begin_write().await.map_err(StoreError::from)?;
+        let guest = sqlx::query(
+            "SELECT u.id FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND u.username IS NULL",
+        )
+        .bind(hash_token(token))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+        let user_id = match guest {
+            Some(row) => row.try_get::<String, _>(0).map_err(StoreError::from)?,
+            None => {
+                let id = new_id();
+                sqlx::query("INSERT INTO users (id, created_at) VALUES ($1, $2)")
+                    .bind(&id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from)?;
+                id
+            }
+        };
+        let named = sqlx::query(
+            "UPDATE users SET username = $1, username_key = $2, password_hash = $3 WHERE id = $4",
+        )
+        .bind(username)
+        .bind(&key)
+        .bind(password_hash)
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await;
+        match named {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(AccountError::Taken),
+            other => other.map_err(StoreError::from)?,
+        };
+        self.replace_session(&mut tx, token, new_token, &user_id, now).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// The account behind a username (any case): `(user id, password hash)`.
+    pub async fn account_by_name(&self, username: &str) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT id, password_hash FROM users WHERE username_key = $1")
+            .bind(username.to_lowercase())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    /// Signs a browser in: a new session for the account replaces its old one, and
+    /// the conversations (and rate-limit record) it had as a guest move to the account.
+    pub async fn sign_in(&self, token: &str, account: &str, new_token: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let guest = sqlx::query(
+            "SELECT u.id FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND u.username IS NULL",
+        )
+        .bind(hash_token(token))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = guest {
+            let guest: String = row.try_get(0)?;
+            for table in ["conversations", "question_events"] {
+                sqlx::query(&format!("UPDATE {table} SET user_id = $1 WHERE user_id = $2"))
+                    .bind(account)
+                    .bind(&guest)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        self.replace_session(&mut tx, token, new_token, account, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn replace_session(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        old_token: &str,
+        new_token: &str,
+        user_id: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(hash_token(old_token))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(hash_token(new_token))
+        .bind(user_id)
+        .bind(now)
+        .bind(now + ACCOUNT_SESSION_MS)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends a session on the server: its cookie no longer names anyone.
+    pub async fn sign_out(&self, token: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(hash_token(token))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Failed sign-ins per key since `since` (Unix ms).
+    pub async fn login_failures(&self, key: &str, since: i64) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM login_failures WHERE key = $1 AND at > $2")
+            .bind(key)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
+    }
+
+    pub async fn record_login_failure(&self, keys: &[String]) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        for key in keys {
+            sqlx::query("INSERT INTO login_failures (key, at) VALUES ($1, $2)")
+                .bind(key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Old failures are kept a day at most.
+        sqlx::query("DELETE FROM login_failures WHERE at < $1")
+            .bind(now - 86_400_000)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM login_failures WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// The session's user, created with its first question (page views create nothing).
@@ -666,6 +855,17 @@ impl Db {
         )))
     }
 
+}
+
+/// An account session lives this long unused; using it slides the expiry.
+pub const ACCOUNT_SESSION_MS: i64 = 30 * 24 * 3_600_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("username taken")]
+    Taken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A question to store, with what decides whether it may be asked.

@@ -38,6 +38,7 @@ pub fn Sidebar() -> impl IntoView {
                 })}
             </Transition>
             <a href="/lessons" class="sidebar-lessons">{move || t().lessons}</a>
+            <crate::account::view::AccountBox />
         </nav>
     }
 }

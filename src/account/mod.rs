@@ -1,0 +1,224 @@
+//! Accounts: sign up, sign in, sign out. Server functions that also work as plain
+//! HTML forms with JavaScript off. Passwords are hashed with argon2id off the async
+//! runtime; sessions are server-side (token hashed at rest) and replaced at every
+//! sign-in, so a token known before is worth nothing after. A guest's conversations
+//! become the account's.
+
+use leptos::prelude::*;
+
+pub mod view;
+
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_CHARS: usize = 128;
+
+/// 3–32 letters, digits, `_`, `-` or `.`.
+pub fn valid_username(name: &str) -> bool {
+    let count = name.chars().count();
+    (3..=32).contains(&count) && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use std::net::SocketAddr;
+    use std::sync::OnceLock;
+
+    use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+    use argon2::Argon2;
+    use axum::extract::ConnectInfo;
+    use axum::http::{header, HeaderValue};
+    use leptos::prelude::*;
+
+    use crate::server::AppState;
+
+    /// Sign-ins that fail this often in the window stop being tried.
+    pub const FAILURES_PER_NAME: i64 = 5;
+    pub const FAILURES_PER_ADDRESS: i64 = 30;
+    pub const FAILURE_WINDOW_MS: i64 = 15 * 60_000;
+
+    pub fn state() -> Result<AppState, ServerFnError> {
+        use_context::<AppState>().ok_or_else(|| ServerFnError::new("server state missing"))
+    }
+
+    pub fn generic(error: impl std::fmt::Display) -> ServerFnError {
+        tracing::error!(%error, "account operation failed");
+        ServerFnError::new("That did not work on our side. Please try again.")
+    }
+
+    pub fn parts() -> Option<axum::http::request::Parts> {
+        use_context::<axum::http::request::Parts>()
+    }
+
+    pub fn client_address() -> String {
+        parts()
+            .and_then(|p| p.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()))
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    /// Sets the new session cookie on the response, Secure when served over https.
+    pub fn set_session_cookie(state: &AppState, token: &str) {
+        let behind_https = parts().is_some_and(|p| {
+            p.headers
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+        });
+        let cookie = crate::auth::session_cookie(token, state.settings.secure_cookies || behind_https);
+        if let (Some(response), Ok(value)) = (
+            use_context::<leptos_axum::ResponseOptions>(),
+            HeaderValue::from_str(&cookie),
+        ) {
+            response.insert_header(header::SET_COOKIE, value);
+        }
+    }
+
+    pub async fn hash_password(password: String) -> Result<String, ServerFnError> {
+        tokio::task::spawn_blocking(move || {
+            let mut salt = [0u8; 16];
+            getrandom::fill(&mut salt).map_err(|e| e.to_string())?;
+            let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+            Argon2::default()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|hash| hash.to_string())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(generic)?
+        .map_err(generic)
+    }
+
+    /// Verifies off the runtime. With no account, a dummy hash is verified anyway,
+    /// so the answer takes as long whether the name exists or not.
+    pub async fn verify_password(password: String, hash: Option<String>) -> bool {
+        static DUMMY: OnceLock<String> = OnceLock::new();
+        tokio::task::spawn_blocking(move || {
+            let exists = hash.is_some();
+            let hash = hash.unwrap_or_else(|| {
+                DUMMY
+                    .get_or_init(|| {
+                        let salt = SaltString::encode_b64(b"tutor-chat-dummy").expect("constant salt");
+                        Argon2::default()
+                            .hash_password(b"not a password", &salt)
+                            .map(|h| h.to_string())
+                            .unwrap_or_default()
+                    })
+                    .clone()
+            });
+            let ok = PasswordHash::new(&hash)
+                .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+                .unwrap_or(false);
+            ok && exists
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// After sign-in/up/out: a plain form (JavaScript off) goes to the chat.
+    pub fn back_to_chat() {
+        leptos_axum::redirect("/");
+    }
+}
+
+#[server(endpoint = "account/signup")]
+pub async fn sign_up(username: String, password: String) -> Result<(), ServerFnError> {
+    crate::auth::check_same_origin()?;
+    let username = username.trim().to_string();
+    if !valid_username(&username) {
+        return Err(ServerFnError::new(
+            "A username has 3 to 32 letters, digits, dots, dashes or underscores.",
+        ));
+    }
+    let chars = password.chars().count();
+    if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars) {
+        return Err(ServerFnError::new(format!(
+            "A password has {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters."
+        )));
+    }
+    let state = ssr::state()?;
+    let session = crate::auth::current_session().ok_or_else(|| ServerFnError::new("No session: reload the page."))?;
+    let hash = ssr::hash_password(password).await?;
+    let token = crate::auth::new_token().map_err(ssr::generic)?;
+    match state.db.create_account(&session.0, &username, &hash, &token).await {
+        Ok(()) => {}
+        Err(crate::history::store::AccountError::Taken) => {
+            return Err(ServerFnError::new("That username is taken."));
+        }
+        Err(crate::history::store::AccountError::Store(e)) => return Err(ssr::generic(e)),
+    }
+    ssr::set_session_cookie(&state, &token);
+    ssr::back_to_chat();
+    Ok(())
+}
+
+#[server(endpoint = "account/signin")]
+pub async fn sign_in(username: String, password: String) -> Result<(), ServerFnError> {
+    crate::auth::check_same_origin()?;
+    let state = ssr::state()?;
+    let key = username.trim().to_lowercase();
+    let name_key = format!("u:{key}");
+    let address_key = format!("ip:{}", ssr::client_address());
+    let since = crate::history::store::now_ms() - ssr::FAILURE_WINDOW_MS;
+    let by_name = state.db.login_failures(&name_key, since).await.map_err(ssr::generic)?;
+    let by_address = state.db.login_failures(&address_key, since).await.map_err(ssr::generic)?;
+    if by_name >= ssr::FAILURES_PER_NAME || by_address >= ssr::FAILURES_PER_ADDRESS {
+        return Err(ServerFnError::new(
+            "Too many failed sign-ins. Wait 15 minutes and try again.",
+        ));
+    }
+    let account = state.db.account_by_name(&key).await.map_err(ssr::generic)?;
+    let (user_id, hash) = match account {
+        Some((id, hash)) => (Some(id), Some(hash)),
+        None => (None, None),
+    };
+    if !ssr::verify_password(password, hash).await {
+        state
+            .db
+            .record_login_failure(&[name_key, address_key])
+            .await
+            .map_err(ssr::generic)?;
+        return Err(ServerFnError::new("Wrong username or password."));
+    }
+    let user_id = user_id.ok_or_else(|| ServerFnError::new("Wrong username or password."))?;
+    state.db.clear_login_failures(&name_key).await.map_err(ssr::generic)?;
+    let session = crate::auth::current_session().ok_or_else(|| ServerFnError::new("No session: reload the page."))?;
+    let token = crate::auth::new_token().map_err(ssr::generic)?;
+    state.db.sign_in(&session.0, &user_id, &token).await.map_err(ssr::generic)?;
+    ssr::set_session_cookie(&state, &token);
+    ssr::back_to_chat();
+    Ok(())
+}
+
+#[server(endpoint = "account/signout")]
+pub async fn sign_out() -> Result<(), ServerFnError> {
+    crate::auth::check_same_origin()?;
+    let state = ssr::state()?;
+    if let Some(session) = crate::auth::current_session() {
+        state.db.sign_out(&session.0).await.map_err(ssr::generic)?;
+    }
+    // A fresh guest session for this browser from now on.
+    let token = crate::auth::new_token().map_err(ssr::generic)?;
+    ssr::set_session_cookie(&state, &token);
+    ssr::back_to_chat();
+    Ok(())
+}
+
+/// The signed-in account's username, `None` for a guest.
+#[server(endpoint = "account/me")]
+pub async fn who_am_i() -> Result<Option<String>, ServerFnError> {
+    let state = ssr::state()?;
+    let Some(session) = crate::auth::current_session() else { return Ok(None) };
+    Ok(state.db.account_of(&session.0).await.map_err(ssr::generic)?.map(|(_, name)| name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert!(valid_username("anna_k"));
+        assert!(valid_username("Анна.К"));
+        assert!(!valid_username("ab"));
+        assert!(!valid_username("has space"));
+        assert!(!valid_username(&"a".repeat(33)));
+        assert!(!valid_username("<script>"));
+    }
+}
