@@ -1,0 +1,81 @@
+import { test, expect, type Page } from '@playwright/test';
+import { APP, ready, serversForThisFile } from './servers';
+
+/** Account pages have no chat socket: wait for hydration only. */
+async function hydrated(page: Page) {
+  await expect(page.locator('[data-hydrated="true"]')).toBeVisible();
+}
+
+test.describe.configure({ mode: 'serial' });
+
+serversForThisFile();
+
+const name = `student_${Date.now() % 1_000_000}`;
+const password = 'a long enough password';
+
+test('a guest signs up and keeps their conversation; sign out; sign in again', async ({ page }) => {
+  await page.goto('/');
+  await ready(page);
+  await page.locator('textarea').fill('[tokens=3] asked before signing up');
+  await page.locator('textarea').press('Enter');
+  await expect(page.locator('.msg-tutor').last()).toHaveAttribute('data-status', 'complete');
+  await expect(page.locator('.conversation')).toHaveCount(1);
+
+  await page.locator('.sign-up-link').click();
+  await expect(page).toHaveURL(/\/signup$/);
+  await hydrated(page);
+  await page.locator('input[name=username]').fill(name);
+  await page.locator('input[name=password]').fill(password);
+  await page.locator('.account-form button[type=submit]').click();
+  await expect(page).toHaveURL(`${APP}/`);
+  await ready(page);
+  await expect(page.locator('.account-name')).toHaveText(name);
+  await expect(page.locator('.conversation-title')).toHaveText('[tokens=3] asked before signing up');
+
+  // A taken name is refused with a message, in the page.
+  await page.goto('/signup');
+  await hydrated(page);
+  await page.locator('input[name=username]').fill(name.toUpperCase());
+  await page.locator('input[name=password]').fill(password);
+  await page.locator('.account-form button[type=submit]').click();
+  await expect(page.locator('.form-error')).toContainText('taken');
+
+  await page.goto('/');
+  await ready(page);
+  await page.locator('.sign-out').click();
+  await expect(page.locator('.sign-in-link')).toBeVisible();
+  await expect(page.locator('.conversation')).toHaveCount(0);
+
+  await page.goto('/signin');
+  await hydrated(page);
+  await page.locator('input[name=username]').fill(name);
+  await page.locator('input[name=password]').fill('not the password');
+  await page.locator('.account-form button[type=submit]').click();
+  await expect(page.locator('.form-error')).toContainText('Wrong username or password');
+  await page.locator('input[name=password]').fill(password);
+  await page.locator('.account-form button[type=submit]').click();
+  await expect(page).toHaveURL(`${APP}/`);
+  await ready(page);
+  await expect(page.locator('.account-name')).toHaveText(name);
+  await expect(page.locator('.conversation-title')).toHaveText('[tokens=3] asked before signing up');
+  // The socket belongs to the account: asking works.
+  await page.locator('textarea').fill('[tokens=2] asked signed in');
+  await page.locator('textarea').press('Enter');
+  await expect(page.locator('.msg-tutor').last()).toHaveAttribute('data-status', 'complete');
+});
+
+test('the forms work with JavaScript off', async ({ browser }) => {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+  await page.goto(`${APP}/signin`);
+  await page.locator('input[name=username]').fill(name);
+  await page.locator('input[name=password]').fill(password);
+  await page.locator('.account-form button[type=submit]').click();
+  await expect(page).toHaveURL(`${APP}/`);
+  await expect(page.locator('.account-name')).toHaveText(name);
+  await expect(page.locator('.conversation')).toHaveCount(2);
+  await page.locator('.sign-out').click();
+  await expect(page).toHaveURL(`${APP}/`);
+  await expect(page.locator('.sign-in-link')).toBeVisible();
+  await context.close();
+});
