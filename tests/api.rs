@@ -1852,3 +1852,51 @@ async fn account_forms_refuse_bad_input_and_foreign_origins() {
     assert!(body.contains("other sites"), "{body}");
     assert!(app.state.db.account_by_name("eve").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn account_sessions_expire_when_unused_and_slide_while_used() {
+    use tutor_chat::history::store::{hash_token, now_ms, ACCOUNT_SESSION_MS};
+    let app = spawn_app().await;
+    let guest = app.session_cookie().await;
+    let (_, cookie, _) = app
+        .account_form(&guest, "signup", &[("username", "frank"), ("password", "frank's password")])
+        .await;
+    let cookie = cookie.unwrap();
+    let token = cookie.trim_start_matches("tutor_session=").to_string();
+    sqlx::any::install_default_drivers();
+    let url = app.state.settings.database_url.clone().unwrap();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let set_expiry = |at: i64| {
+        let pool = pool.clone();
+        let hash = hash_token(&token);
+        async move {
+            sqlx::query("UPDATE sessions SET expires_at = $1 WHERE token_hash = $2")
+                .bind(at)
+                .bind(hash)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    let expiry = || {
+        let pool = pool.clone();
+        let hash = hash_token(&token);
+        async move {
+            use sqlx::Row;
+            sqlx::query("SELECT expires_at FROM sessions WHERE token_hash = $1")
+                .bind(hash)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .get::<i64, _>(0)
+        }
+    };
+    // Used with a day left: renewed to a full period.
+    set_expiry(now_ms() + 86_400_000).await;
+    assert_eq!(app.whoami(&cookie).await.as_deref(), Some("frank"));
+    assert!(expiry().await > now_ms() + ACCOUNT_SESSION_MS - 60_000, "the expiry slid forward");
+    // Unused past its expiry: no longer signed in.
+    set_expiry(now_ms() - 1).await;
+    assert_eq!(app.whoami(&cookie).await, None);
+    assert!(app.list(&cookie).await.items.is_empty());
+}
