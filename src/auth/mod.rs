@@ -1,6 +1,7 @@
-//! Identity. For now every browser gets a guest session: a random 256-bit token in an
-//! HttpOnly, SameSite=Lax cookie, set on the first page load and read on the WebSocket
-//! upgrade. No user id ever appears in a URL.
+//! Identity. Every browser gets a session: a random 256-bit token in an HttpOnly,
+//! SameSite=Lax cookie, set on the first page load and read on the WebSocket upgrade.
+//! It belongs to a guest until the student signs up or in (`crate::account`), which
+//! replaces it. No user id ever appears in a URL.
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
