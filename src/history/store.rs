@@ -194,16 +194,8 @@ impl Db {
         let now = now_ms();
         let key = username.to_lowercase();
         let mut tx = self.begin_write().await.map_err(StoreError::from)?;
-        let guest = sqlx::query(
-            "SELECT u.id FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND u.username IS NULL",
-        )
-        .bind(hash_token(token))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(StoreError::from)?;
-        let user_id = match guest {
-            Some(row) => row.try_get::<String, _>(0).map_err(StoreError::from)?,
+        let user_id = match guest_of_session(&mut tx, token).await? {
+            Some(guest) => guest,
             None => {
                 let id = new_id();
                 sqlx::query("INSERT INTO users (id, created_at) VALUES ($1, $2)")
@@ -247,15 +239,7 @@ impl Db {
     pub async fn sign_in(&self, token: &str, account: &str, new_token: &str) -> Result<(), StoreError> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let guest = sqlx::query(
-            "SELECT u.id FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND u.username IS NULL",
-        )
-        .bind(hash_token(token))
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = guest {
-            let guest: String = row.try_get(0)?;
+        if let Some(guest) = guest_of_session(&mut tx, token).await? {
             for table in ["conversations", "question_events"] {
                 sqlx::query(&format!("UPDATE {table} SET user_id = $1 WHERE user_id = $2"))
                     .bind(account)
@@ -941,6 +925,18 @@ impl PositionRace for BeginError {
     fn is_position_race(&self) -> bool {
         matches!(self, BeginError::Store(e) if e.is_position_race())
     }
+}
+
+/// The guest user (no username) a session belongs to, if it is a guest's.
+async fn guest_of_session(conn: &mut sqlx::AnyConnection, token: &str) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query(
+        "SELECT u.id FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.token_hash = $1 AND u.username IS NULL",
+    )
+    .bind(hash_token(token))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
 }
 
 async fn next_position(conn: &mut sqlx::AnyConnection, conversation_id: &str) -> Result<i64, StoreError> {
