@@ -114,7 +114,7 @@ pub async fn build_state(
         .instance_id
         .clone()
         .unwrap_or_else(|| leptos_options.site_addr.to_string());
-    let settings_answers = settings.max_concurrent_answers;
+    let answer_slots = Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_answers));
     let recovered = db.recover_interrupted(&instance_id).await?;
     if recovered > 0 {
         tracing::warn!(recovered, "answers cut by an earlier crash marked interrupted");
@@ -130,7 +130,7 @@ pub async fn build_state(
         db: Arc::new(db),
         live: Arc::new(crate::chat::live::LiveAnswers::default()),
         instance_id,
-        answer_slots: Arc::new(tokio::sync::Semaphore::new(settings_answers)),
+        answer_slots,
         connections: Arc::new(crate::chat::limits::Connections::default()),
     })
 }

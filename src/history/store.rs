@@ -183,7 +183,7 @@ impl Db {
 
     /// Makes an account. A guest browser's user becomes the account, so its
     /// conversations are the account's; the session is replaced by a new one (a
-    /// token known before sign-up is worth nothing after). Returns the new token.
+    /// token known before sign-up is worth nothing after): `new_token` names it.
     pub async fn create_account(
         &self,
         token: &str,
