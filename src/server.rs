@@ -120,6 +120,7 @@ pub async fn build_state(
         tracing::warn!(recovered, "answers cut by an earlier crash marked interrupted");
     }
     tracing::info!(backend = ?db.backend(), "history database ready");
+    let db = Arc::new(db);
     Ok(AppState {
         leptos_options,
         settings: Arc::new(settings),
@@ -127,8 +128,8 @@ pub async fn build_state(
         lesson_mode,
         lessons,
         shutdown: Arc::new(tokio::sync::watch::channel(false).0),
-        db: Arc::new(db),
-        live: Arc::new(crate::chat::live::LiveAnswers::default()),
+        live: crate::chat::live::LiveAnswers::new(db.clone()),
+        db,
         instance_id,
         answer_slots,
         connections: Arc::new(crate::chat::limits::Connections::default()),

@@ -431,6 +431,11 @@ async fn token_gap_and_total_timeouts() {
     assert_eq!(answer.error.map(|e| e.0), Some(ErrorCode::Timeout));
     assert_eq!(answer.chunks.len(), 1, "the first token came before the gap");
 
+    // Tokens that keep coming are no gap, however long the answer takes in all.
+    let answer = ask(&mut ws, "[tokens=12] [delay=100] q").await;
+    assert!(answer.error.is_none(), "{:?}", answer.error);
+    assert_eq!(answer.chunks.len(), 12);
+
     let app = spawn_app_with(|s| s.upstream.total_timeout = Duration::from_millis(500)).await;
     let mut ws = app.connect().await;
     let answer = ask(&mut ws, "[tokens=50] [delay=100] q").await;
@@ -1202,6 +1207,37 @@ async fn partial_answers_are_written_about_once_a_second_not_per_token() {
     // conversation + question + answer row + rate-limit event + final = 5, plus one
     // checkpoint per second.
     assert!((6..=9).contains(&writes), "{writes} writes for a 40-token answer");
+}
+
+#[tokio::test]
+async fn answers_streaming_together_are_stored_in_shared_commits() {
+    let app = spawn_app().await;
+    const STUDENTS: usize = 12;
+    let mut students = Vec::new();
+    for _ in 0..STUDENTS {
+        let mut s = app.student().await;
+        let _ = ask_in(&mut s.ws, "[tokens=1] warm up", None).await;
+        students.push(s);
+    }
+    let (rows_before, commits_before) = app.state.db.answer_commits();
+    let answers = futures::future::join_all(students.iter_mut().map(|s| {
+        ask_in(&mut s.ws, "[tokens=25] [delay=100] a 2.5 second answer", None)
+    }))
+    .await;
+    for answer in &answers {
+        assert!(answer.error.is_none(), "{:?}", answer.error);
+        assert_eq!(answer.chunks.len(), 25);
+    }
+    let (rows, commits) = app.state.db.answer_commits();
+    let (answer_rows, commits) = (rows - rows_before, commits - commits_before);
+    // Each answer's row is written about 3 times (2 checkpoints, its end). One commit
+    // per row write would be 36 commits; the writer shares them: a checkpoint commit a
+    // second for everyone, and ends that arrive together committed together.
+    assert!(answer_rows >= 2 * STUDENTS as u64, "{answer_rows} answer-row writes");
+    assert!(
+        commits * 2 < answer_rows,
+        "{commits} commits for {answer_rows} answer-row writes"
+    );
 }
 
 /// Starts the real server binary, as an operator would.

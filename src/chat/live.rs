@@ -4,27 +4,33 @@
 //! reload therefore loses no token: the answer goes on being written and stored.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::history::store::Db;
+use crate::history::store::{now_ms, AnswerWrite, Db, StoreError};
 use crate::protocol::{AnswerStatus, EndReason, ErrorCode, ServerFrame};
 use crate::upstream::AnswerStream;
 
-/// Partial answers are saved at most this often, so a crash loses at most this much.
+/// Partial answers are saved this often, so a crash loses about this much.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Frames a slow follower may fall behind before it re-syncs from a snapshot.
 const FOLLOWER_BUFFER: usize = 64;
+/// Most finished answers stored in one transaction.
+const MAX_FINISHES_PER_COMMIT: usize = 512;
 
 /// The answers this instance is streaming, by message id.
-#[derive(Default)]
 pub struct LiveAnswers {
     answers: Mutex<HashMap<String, Arc<LiveAnswer>>>,
+    /// Answers with text not yet checkpointed; the writer takes them once a second.
+    unsaved: Mutex<Vec<Arc<LiveAnswer>>>,
+    finishes: mpsc::UnboundedSender<Finish>,
+    db: Arc<Db>,
 }
 
 pub struct LiveAnswer {
@@ -33,6 +39,14 @@ pub struct LiveAnswer {
     state: Mutex<LiveState>,
     frames: broadcast::Sender<Published>,
     stop: watch::Sender<Halt>,
+    /// In `unsaved`: has text the database does not have yet.
+    unsaved: AtomicBool,
+}
+
+/// A finished answer for the writer, and who waits for it to be stored.
+struct Finish {
+    write: AnswerWrite,
+    stored: oneshot::Sender<Result<(), StoreError>>,
 }
 
 /// Why an answer is ended before the model finished it.
@@ -72,6 +86,23 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl LiveAnswers {
+    /// The registry and its writer task, which stores every answer's progress and end
+    /// for this instance: checkpoints of all answers in one transaction a second, and
+    /// answers that end together in one transaction (group commit). Per-answer commits
+    /// were a thousand transactions a second with a class online, and SQLite has one
+    /// writer.
+    pub fn new(db: Arc<Db>) -> Arc<LiveAnswers> {
+        let (finishes, queue) = mpsc::unbounded_channel();
+        let live = Arc::new(LiveAnswers {
+            answers: Mutex::default(),
+            unsaved: Mutex::default(),
+            finishes,
+            db: db.clone(),
+        });
+        tokio::spawn(write_answers(Arc::downgrade(&live), db, queue).in_current_span());
+        live
+    }
+
     pub fn get(&self, message_id: &str) -> Option<Arc<LiveAnswer>> {
         lock(&self.answers).get(message_id).cloned()
     }
@@ -80,7 +111,6 @@ impl LiveAnswers {
     /// follower that sees every frame from the first chunk.
     pub fn start(
         self: &Arc<Self>,
-        db: Arc<Db>,
         message_id: String,
         user_id: String,
         stream: AnswerStream,
@@ -93,13 +123,14 @@ impl LiveAnswers {
             state: Mutex::new(LiveState::default()),
             frames,
             stop: watch::channel(Halt::No).0,
+            unsaved: AtomicBool::new(false),
         });
         lock(&self.answers).insert(message_id, answer.clone());
         let registry = self.clone();
         let task_answer = answer.clone();
         tokio::spawn(
             async move {
-                run(&task_answer, stream, &db).await;
+                run(&registry, &task_answer, stream).await;
                 lock(&registry.answers).remove(&task_answer.message_id);
                 // The server-wide answer slot is free again.
                 drop(slot);
@@ -127,6 +158,44 @@ impl LiveAnswers {
     pub fn interrupt_all(&self) {
         for answer in lock(&self.answers).values() {
             answer.stop.send_replace(Halt::Shutdown);
+        }
+    }
+
+    /// Marks an answer as having text the database lacks (once until it is saved).
+    fn mark_unsaved(&self, answer: &Arc<LiveAnswer>) {
+        if !answer.unsaved.swap(true, Ordering::AcqRel) {
+            lock(&self.unsaved).push(answer.clone());
+        }
+    }
+
+    /// The checkpoints due now: the text of every answer that grew since its last one.
+    fn take_checkpoints(&self) -> Vec<AnswerWrite> {
+        let unsaved = std::mem::take(&mut *lock(&self.unsaved));
+        unsaved
+            .into_iter()
+            .filter_map(|answer| {
+                // Cleared before reading: text that arrives after this read marks it again.
+                answer.unsaved.store(false, Ordering::Release);
+                let state = lock(&answer.state);
+                state.last.is_none().then(|| AnswerWrite::Checkpoint {
+                    message_id: answer.message_id.clone(),
+                    content: state.text.clone(),
+                    chunk_seq: state.seq,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores an answer's end through the writer; returns once it is committed.
+    async fn store_finish(&self, write: AnswerWrite) -> Result<(), StoreError> {
+        let (stored, done) = oneshot::channel();
+        if let Err(mpsc::error::SendError(unsent)) = self.finishes.send(Finish { write, stored }) {
+            // The writer is gone (only while the runtime shuts down): write it ourselves.
+            return self.db.write_answers(&[unsent.write]).await;
+        }
+        match done.await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::WriterGone),
         }
     }
 
@@ -202,26 +271,32 @@ impl LiveAnswer {
     }
 }
 
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+/// Resolves with the first halt requested; never, if none is. One future for the
+/// whole answer, so a token does not cost a waiter registration on the stop signal.
+async fn halt_requested(mut stop: watch::Receiver<Halt>) -> Halt {
+    loop {
+        if stop.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        let halt = *stop.borrow_and_update();
+        if halt != Halt::No {
+            return halt;
+        }
     }
 }
 
-/// Streams one answer to its end: publishes each chunk, checkpoints the text at most
-/// once a second in the background, and stores the final state.
-async fn run(answer: &LiveAnswer, mut stream: AnswerStream, db: &Arc<Db>) {
-    let mut stop = answer.stop.subscribe();
+/// Streams one answer to its end: publishes each chunk, leaves the text for the
+/// writer's next checkpoint, and stores the final state.
+async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStream) {
+    let halt = halt_requested(answer.stop.subscribe());
+    tokio::pin!(halt);
     let mut seq = 0u64;
-    let mut checkpoint_at: Option<Instant> = None;
     let id = &answer.message_id;
     let (status, code, usage, last) = loop {
         tokio::select! {
             delta = stream.next_delta() => match delta {
                 Ok(Some(content)) => {
                     seq += 1;
-                    checkpoint_at.get_or_insert_with(|| Instant::now() + CHECKPOINT_EVERY);
                     let frame = ServerFrame::Chunk { content, seq, message_id: id.clone() };
                     answer.publish(&frame, |s| {
                         if let ServerFrame::Chunk { content, .. } = &frame {
@@ -229,6 +304,7 @@ async fn run(answer: &LiveAnswer, mut stream: AnswerStream, db: &Arc<Db>) {
                         }
                         s.seq = seq;
                     });
+                    live.mark_unsaved(answer);
                 }
                 Ok(None) => {
                     let reason = stream.end_reason();
@@ -247,44 +323,94 @@ async fn run(answer: &LiveAnswer, mut stream: AnswerStream, db: &Arc<Db>) {
                     break (AnswerStatus::Error, Some(error.code()), None, frame);
                 }
             },
-            _ = sleep_until_some(checkpoint_at) => {
-                checkpoint_at = None;
-                let text = lock(&answer.state).text.clone();
-                let (db, id) = (db.clone(), id.clone());
-                tokio::spawn(async move {
-                    // The store's guard on `seq` keeps a late write from undoing a newer one.
-                    if let Err(error) = db.checkpoint(&id, &text, seq).await {
-                        tracing::warn!(%error, "checkpoint failed; the next one carries the text");
-                    }
-                }.in_current_span());
-            }
-            Ok(()) = stop.changed() => {
-                match *stop.borrow_and_update() {
-                    Halt::No => continue,
-                    Halt::Stopped => {
-                        let end = ServerFrame::End { message_id: id.clone(), seq, reason: EndReason::Stopped, usage: None };
-                        break (AnswerStatus::Stopped, None, None, end);
-                    }
-                    Halt::Shutdown => {
-                        let frame = ServerFrame::Error {
-                            code: ErrorCode::Interrupted,
-                            message: "The server restarted before this answer finished; the text so far is kept.".into(),
-                            message_id: Some(id.clone()),
-                            retry_after: None,
-                        };
-                        break (AnswerStatus::Interrupted, Some(ErrorCode::Interrupted), None, frame);
-                    }
+            halt = &mut halt => match halt {
+                Halt::Stopped | Halt::No => {
+                    let end = ServerFrame::End { message_id: id.clone(), seq, reason: EndReason::Stopped, usage: None };
+                    break (AnswerStatus::Stopped, None, None, end);
                 }
-            }
+                Halt::Shutdown => {
+                    let frame = ServerFrame::Error {
+                        code: ErrorCode::Interrupted,
+                        message: "The server restarted before this answer finished; the text so far is kept.".into(),
+                        message_id: Some(id.clone()),
+                        retry_after: None,
+                    };
+                    break (AnswerStatus::Interrupted, Some(ErrorCode::Interrupted), None, frame);
+                }
+            },
         }
     };
     drop(stream); // ends the upstream request before the final write
     let text = lock(&answer.state).text.clone();
-    if let Err(error) = db.finish_message(id, &text, seq, status, code, usage).await {
+    let finish = AnswerWrite::Finish {
+        message_id: id.clone(),
+        content: text,
+        chunk_seq: seq,
+        status,
+        error_code: code,
+        usage,
+        finished_at: now_ms(),
+    };
+    if let Err(error) = live.store_finish(finish).await {
         tracing::error!(%error, message_id = %id, "cannot store the finished answer");
     }
     // Published after the final write: a reload after `end` shows the finished answer.
     answer.publish(&last, |s| s.last = Some(last.clone()));
+}
+
+/// The instance's one writer of answer rows. Checkpoints: once a second, every answer
+/// whose text grew, in one transaction. Ends: as they come, each batch of those
+/// waiting in one transaction, then each waiting answer is told.
+async fn write_answers(
+    live: Weak<LiveAnswers>,
+    db: Arc<Db>,
+    mut queue: mpsc::UnboundedReceiver<Finish>,
+) {
+    let mut tick = tokio::time::interval_at(Instant::now() + CHECKPOINT_EVERY, CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let Some(registry) = live.upgrade() else { return };
+                let checkpoints = registry.take_checkpoints();
+                drop(registry);
+                if let Err(error) = db.write_answers(&checkpoints).await {
+                    tracing::warn!(%error, answers = checkpoints.len(), "checkpoint failed; the next one carries the text");
+                }
+            }
+            first = queue.recv() => {
+                let Some(first) = first else { return };
+                let mut batch = vec![first];
+                while batch.len() < MAX_FINISHES_PER_COMMIT {
+                    match queue.try_recv() {
+                        Ok(more) => batch.push(more),
+                        Err(_) => break,
+                    }
+                }
+                store_finishes(&db, batch).await;
+            }
+        }
+    }
+}
+
+/// Stores a batch of ends in one transaction; if that fails, each on its own, so one
+/// bad row cannot lose the others.
+async fn store_finishes(db: &Db, batch: Vec<Finish>) {
+    let writes: Vec<AnswerWrite> = batch.iter().map(|f| f.write.clone()).collect();
+    if batch.len() > 1 {
+        if let Err(error) = db.write_answers(&writes).await {
+            tracing::warn!(%error, answers = batch.len(), "storing ends together failed; storing each alone");
+        } else {
+            for finish in batch {
+                let _ = finish.stored.send(Ok(()));
+            }
+            return;
+        }
+    }
+    for finish in batch {
+        let result = db.write_answers(std::slice::from_ref(&finish.write)).await;
+        let _ = finish.stored.send(result);
+    }
 }
 
 /// An error frame about an answer this socket cannot follow.

@@ -2,9 +2,9 @@
 //! connection. The loop is generic over `Sink`/`Stream`, so unit tests drive it
 //! with channels instead of a network.
 //!
-//! One task per connection does everything: it reads client frames, relays the
-//! upstream answer, pings, and watches for a dead peer. Dropping it (disconnect)
-//! drops the upstream request too.
+//! One task per connection reads client frames, sends the frames of the answer it
+//! follows, pings, and watches for a dead peer. The answer itself runs in a task of
+//! its own (`live`), so it goes on when the connection drops.
 
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use crate::protocol::{
 use crate::history::store::{BeginError, Db, NewAnswer, StoreError};
 use crate::history::{MessageRole, MessageStatus};
 use super::live::{self, Follower, LiveAnswer, LiveAnswers, Published};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use crate::server::AppState;
 use crate::lessons::excerpts;
 use crate::lessons::index::{Hit, LessonIndex};
@@ -34,7 +34,7 @@ use tracing::Instrument;
 /// Close codes (RFC 6455).
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_TOO_BIG: u16 = 1009;
-const READ_BUFFER_BYTES: usize = 8 * 1024;
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// What one connection needs to know.
 #[derive(Clone)]
@@ -108,7 +108,8 @@ pub async fn ws_handler(
             .into_response();
     };
     // Chat frames are small; the 128 KiB default read buffer per socket would be most
-    // of a connection's memory (measured in docs/BENCHMARKS.md).
+    // of a connection's memory (measured in docs/BENCHMARKS.md), and tungstenite zeroes
+    // the free part of it before every read. Longer frames just take more reads.
     ws.read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(settings.hard_frame_bytes)
         .max_frame_size(settings.hard_frame_bytes)
@@ -135,7 +136,7 @@ where
     run_socket(sink, stream, ctx).instrument(span).await
 }
 
-async fn run_socket<S, R>(mut sink: S, mut stream: R, mut ctx: ConnContext)
+async fn run_socket<S, R>(mut sink: S, mut stream: R, ctx: ConnContext)
 where
     S: Sink<Message> + Unpin,
     S::Error: std::fmt::Display,
@@ -154,6 +155,11 @@ where
     let mut last_seen = Instant::now();
     let mut ping = tokio::time::interval_at(Instant::now() + ctx.ping_interval, ctx.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One future for the socket's life: a frame sent does not cost a waiter
+    // registration on the shutdown signal.
+    let shutdown_begun = shutdown_begun(ctx.shutdown.clone());
+    tokio::pin!(shutdown_begun);
+    let mut shutting_down = false;
 
     loop {
         let step = tokio::select! {
@@ -175,7 +181,8 @@ where
             followed = next_followed(&mut answer) => {
                 on_followed(followed, &mut sink, &mut answer).await
             }
-            Ok(()) = ctx.shutdown.changed() => {
+            _ = &mut shutdown_begun, if !shutting_down => {
+                shutting_down = true;
                 // An answer being followed is finished first (within the grace period).
                 if answer.is_none() {
                     let _ = sink.send(close(CLOSE_GOING_AWAY, "server restarting")).await;
@@ -209,6 +216,14 @@ where
         tracing::debug!(message_id = %following.answer.message_id, "left mid-answer");
     }
     tracing::debug!("disconnected");
+}
+
+/// Resolves once the server begins to shut down.
+async fn shutdown_begun(mut shutdown: watch::Receiver<bool>) {
+    if shutdown.wait_for(|stopping| *stopping).await.is_err() {
+        // The server state is gone without a shutdown: nothing to wait for.
+        std::future::pending::<()>().await;
+    }
 }
 
 /// The next frame of the answer this socket follows; never resolves without one.
@@ -488,9 +503,7 @@ async fn start_answer(
         context_truncated: begun.context_truncated,
         sources,
     };
-    let follower = ctx
-        .live
-        .start(ctx.db.clone(), answer_id, user, stream, slot);
+    let follower = ctx.live.start(answer_id, user, stream, slot);
     Ok((follower, start))
 }
 
@@ -632,7 +645,7 @@ mod tests {
     async fn ctx(ping: Duration, idle: Duration) -> ConnContext {
         let settings = Settings::default();
         // One connection: every connection to `:memory:` would be its own database.
-        let db = Db::connect("sqlite::memory:", 1).await.unwrap();
+        let db = Arc::new(Db::connect("sqlite::memory:", 1).await.unwrap());
         ConnContext {
             upstream: UpstreamClient::new("http://127.0.0.1:9".into(), settings.upstream.clone())
                 .unwrap(),
@@ -645,8 +658,8 @@ mod tests {
             context_budget_chars: 4000,
             session: GuestSession("0".repeat(64)),
             shutdown: tokio::sync::watch::channel(false).1,
-            db: Arc::new(db),
-            live: Arc::new(LiveAnswers::default()),
+            live: LiveAnswers::new(db.clone()),
+            db,
             instance_id: "test".into(),
             lessons: Arc::new(
                 LessonIndex::open(&std::env::temp_dir().join(format!("tutor-socket-{}", uuid::Uuid::new_v4())))

@@ -29,6 +29,8 @@ pub enum StoreError {
     },
     #[error("unsupported DATABASE_URL scheme (use sqlite: or postgres:): {0}")]
     Scheme(String),
+    #[error("the answer writer stopped before storing this")]
+    WriterGone,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,10 @@ pub struct Db {
     backend: Backend,
     /// Statements that changed data, for tests and docs/BENCHMARKS.md.
     writes: AtomicU64,
+    /// Answer-row writes and the commits that stored them (`write_answers`), for
+    /// tests of batching.
+    answer_rows: AtomicU64,
+    answer_commits: AtomicU64,
 }
 
 pub fn now_ms() -> i64 {
@@ -116,6 +122,8 @@ impl Db {
             pool,
             backend,
             writes: AtomicU64::new(0),
+            answer_rows: AtomicU64::new(0),
+            answer_commits: AtomicU64::new(0),
         })
     }
 
@@ -135,6 +143,14 @@ impl Db {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
         }
+    }
+
+    /// (answer-row writes, commits) so far.
+    pub fn answer_commits(&self) -> (u64, u64) {
+        (
+            self.answer_rows.load(Ordering::Relaxed),
+            self.answer_commits.load(Ordering::Relaxed),
+        )
     }
 
     fn wrote(&self) {
@@ -582,25 +598,19 @@ impl Db {
         })
     }
 
-    /// Saves the partial text of a streaming answer. Never moves it backwards: a late
-    /// checkpoint cannot overwrite a newer one or the final text.
+    /// Saves the partial text of a streaming answer (see [`AnswerWrite::Checkpoint`]).
     pub async fn checkpoint(
         &self,
         message_id: &str,
         content: &str,
         chunk_seq: u64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE messages SET content = $1, chunk_seq = $2 \
-             WHERE id = $3 AND status = 'streaming' AND chunk_seq < $2",
-        )
-        .bind(content)
-        .bind(chunk_seq as i64)
-        .bind(message_id)
-        .execute(&self.pool)
-        .await?;
-        self.wrote();
-        Ok(())
+        self.write_answers(&[AnswerWrite::Checkpoint {
+            message_id: message_id.into(),
+            content: content.into(),
+            chunk_seq,
+        }])
+        .await
     }
 
     pub async fn finish_message(
@@ -612,22 +622,37 @@ impl Db {
         error_code: Option<ErrorCode>,
         usage: Option<Usage>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE messages SET content = $1, chunk_seq = $2, status = $3, error_code = $4, \
-             finished_at = $5, prompt_tokens = $6, completion_tokens = $7, owner_instance = NULL \
-             WHERE id = $8 AND status = 'streaming'",
-        )
-        .bind(content)
-        .bind(chunk_seq as i64)
-        .bind(status.as_str())
-        .bind(error_code.map(|c| c.as_str()))
-        .bind(now_ms())
-        .bind(usage.map(|u| i64::from(u.prompt_tokens)))
-        .bind(usage.map(|u| i64::from(u.completion_tokens)))
-        .bind(message_id)
-        .execute(&self.pool)
-        .await?;
-        self.wrote();
+        self.write_answers(&[AnswerWrite::Finish {
+            message_id: message_id.into(),
+            content: content.into(),
+            chunk_seq,
+            status,
+            error_code,
+            usage,
+            finished_at: now_ms(),
+        }])
+        .await
+    }
+
+    /// Writes changes to answer rows in one transaction: with a thousand answers
+    /// streaming, one commit a second instead of a thousand.
+    pub async fn write_answers(&self, writes: &[AnswerWrite]) -> Result<(), StoreError> {
+        match writes {
+            [] => return Ok(()),
+            [one] => {
+                one.query().execute(&self.pool).await?;
+            }
+            many => {
+                let mut tx = self.begin_write().await?;
+                for write in many {
+                    write.query().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        self.writes.fetch_add(writes.len() as u64, Ordering::Relaxed);
+        self.answer_rows.fetch_add(writes.len() as u64, Ordering::Relaxed);
+        self.answer_commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -850,6 +875,67 @@ pub enum AccountError {
     Taken,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A change to the row of an answer being streamed.
+#[derive(Debug, Clone)]
+pub enum AnswerWrite {
+    /// The text so far. Never moves it backwards: a late checkpoint cannot overwrite a
+    /// newer one or the final text.
+    Checkpoint {
+        message_id: String,
+        content: String,
+        chunk_seq: u64,
+    },
+    /// The final text and how the answer ended.
+    Finish {
+        message_id: String,
+        content: String,
+        chunk_seq: u64,
+        status: MessageStatus,
+        error_code: Option<ErrorCode>,
+        usage: Option<Usage>,
+        finished_at: i64,
+    },
+}
+
+impl AnswerWrite {
+    fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+        match self {
+            AnswerWrite::Checkpoint {
+                message_id,
+                content,
+                chunk_seq,
+            } => sqlx::query(
+                "UPDATE messages SET content = $1, chunk_seq = $2 \
+                 WHERE id = $3 AND status = 'streaming' AND chunk_seq < $2",
+            )
+            .bind(content.as_str())
+            .bind(*chunk_seq as i64)
+            .bind(message_id.as_str()),
+            AnswerWrite::Finish {
+                message_id,
+                content,
+                chunk_seq,
+                status,
+                error_code,
+                usage,
+                finished_at,
+            } => sqlx::query(
+                "UPDATE messages SET content = $1, chunk_seq = $2, status = $3, error_code = $4, \
+                 finished_at = $5, prompt_tokens = $6, completion_tokens = $7, owner_instance = NULL \
+                 WHERE id = $8 AND status = 'streaming'",
+            )
+            .bind(content.as_str())
+            .bind(*chunk_seq as i64)
+            .bind(status.as_str())
+            .bind(error_code.map(|c| c.as_str()))
+            .bind(*finished_at)
+            .bind(usage.map(|u| i64::from(u.prompt_tokens)))
+            .bind(usage.map(|u| i64::from(u.completion_tokens)))
+            .bind(message_id.as_str()),
+        }
+    }
 }
 
 /// A question to store, with what decides whether it may be asked.

@@ -148,8 +148,10 @@ impl UpstreamClient {
         // A retry would replay the whole answer into the same stream; we surface the error instead.
         source.set_retry_policy(Box::new(reqwest_eventsource::retry::Never));
         let now = Instant::now();
+        let first_deadline = (now + self.settings.first_token_timeout).min(now + self.settings.total_timeout);
         Ok(AnswerStream(Inner::Sse(SseStream {
             source,
+            timer: Box::pin(tokio::time::sleep_until(first_deadline)),
             total_deadline: now + self.settings.total_timeout,
             first_token_timeout: self.settings.first_token_timeout,
             token_gap_timeout: self.settings.token_gap_timeout,
@@ -221,6 +223,10 @@ impl AnswerStream {
 
 struct SseStream {
     source: EventSource,
+    /// Fires at or before the current deadline. Moved only when it fires (to the real
+    /// deadline, if that is later): re-arming a timer for every token would cost a
+    /// timer-wheel update per token with a thousand answers streaming.
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     total_deadline: Instant,
     first_token_timeout: Duration,
     token_gap_timeout: Duration,
@@ -238,17 +244,17 @@ impl SseStream {
             return Ok(None);
         }
         loop {
-            // Measured from the last progress, not from this call: `select!` may cancel and
-            // re-call us many times while one gap lasts.
-            let wait = if self.got_token {
-                self.token_gap_timeout
-            } else {
-                self.first_token_timeout
-            };
-            let deadline = (self.last_progress + wait).min(self.total_deadline);
-            let next = match tokio::time::timeout_at(deadline, self.source.next()).await {
-                Ok(next) => next,
-                Err(_) => {
+            let next = tokio::select! {
+                biased;
+                next = self.source.next() => next,
+                () = self.timer.as_mut() => {
+                    // Measured from the last progress, not from this call: `select!` may
+                    // cancel and re-call us while one gap lasts.
+                    let deadline = self.deadline();
+                    if Instant::now() < deadline {
+                        self.timer.as_mut().reset(deadline);
+                        continue;
+                    }
                     self.source.close();
                     return Err(UpstreamError::Timeout(if deadline == self.total_deadline {
                         "the whole answer"
@@ -273,8 +279,13 @@ impl SseStream {
                             return Ok(self.finish());
                         }
                         if let Some(content) = chunk.content {
-                            self.got_token = true;
                             self.last_progress = Instant::now();
+                            if !self.got_token {
+                                // The gap timeout may be shorter than the first-token one.
+                                self.got_token = true;
+                                let deadline = self.deadline();
+                                self.timer.as_mut().reset(deadline);
+                            }
                             return Ok(Some(content));
                         }
                     }
@@ -308,6 +319,17 @@ impl SseStream {
                 }
             }
         }
+    }
+
+    /// When waiting must end: the gap (or first-token) timeout from the last progress,
+    /// or the whole answer's deadline, whichever comes first.
+    fn deadline(&self) -> Instant {
+        let wait = if self.got_token {
+            self.token_gap_timeout
+        } else {
+            self.first_token_timeout
+        };
+        (self.last_progress + wait).min(self.total_deadline)
     }
 
     fn finish(&mut self) -> Option<String> {
