@@ -33,7 +33,7 @@ for n in "${@:-1 100 1000}"; do
     app_cpu=$(cpu $app) fake_cpu=$(cpu $fake)
     /usr/bin/time -f "load tool CPU s      %U user %S system" \
       ./target/release/loadtest --app http://127.0.0.1:$APP_PORT --connections "$each" \
-      --tokens 200 --delay-ms 50 --server-pid $app --deadline-secs 120 || true
+      --tokens 200 --delay-ms 50 --server-pid $app --deadline-secs 120 --timeline || true
     echo "app CPU s            $(awk -v a="$(cpu $app)" -v b="$app_cpu" 'BEGIN { print a - b }')"
     echo "test upstream CPU s  $(awk -v a="$(cpu $fake)" -v b="$fake_cpu" 'BEGIN { print a - b }')"
     echo

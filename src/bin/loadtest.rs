@@ -13,8 +13,12 @@ use clap::Parser;
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tutor_chat::protocol::ServerFrame;
+
+/// Frames here are a few hundred bytes.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 #[derive(Parser, Debug)]
 #[command(about = "Concurrent streaming conversations against a Tutor Chat server")]
@@ -38,11 +42,17 @@ struct Args {
     /// Give up on the whole run after this many seconds.
     #[arg(long, default_value_t = 120)]
     deadline_secs: u64,
+    /// Also print relay latency per second of the run (by the token's send time), to
+    /// tell the ramp (connections arriving) from the steady state.
+    #[arg(long)]
+    timeline: bool,
 }
 
 #[derive(Default)]
 struct ConnResult {
     relay_us: Vec<u64>,
+    /// When each token was sent by the upstream (unix µs), beside its latency.
+    sent_us: Vec<u64>,
     ttft_us: Option<u64>,
     tokens: usize,
     error: Option<String>,
@@ -103,7 +113,10 @@ async fn run_conversation(
         "cookie",
         HeaderValue::from_str(&cookie).map_err(|e| e.to_string())?,
     );
-    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+    // tungstenite zeroes its whole read buffer (128 KiB by default) for every read: with
+    // a thousand sockets that was most of this tool's CPU, taken from the app it measures.
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let question = format!(
@@ -132,6 +145,7 @@ async fn run_conversation(
                 for stamp in content.split_whitespace() {
                     if let Some(sent) = stamp.strip_prefix('t').and_then(|s| s.parse::<u64>().ok()) {
                         result.relay_us.push(received.saturating_sub(sent));
+                        result.sent_us.push(sent);
                         result.tokens += 1;
                     }
                 }
@@ -165,6 +179,7 @@ async fn main() {
     let args: &'static Args = Box::leak(Box::new(Args::parse()));
     let http = reqwest::Client::new();
     let started = Instant::now();
+    let started_us = now_us();
 
     let peak_rss = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     if let Some(pid) = args.server_pid {
@@ -202,12 +217,21 @@ async fn main() {
     };
 
     let mut relay: Vec<u64> = Vec::new();
+    // (second of the run the token was sent in, latency)
+    let mut by_second: Vec<Vec<u64>> = Vec::new();
     let mut ttft: Vec<u64> = Vec::new();
     let mut errors = Vec::new();
     for result in results {
         match result {
             Ok(r) => {
                 relay.extend_from_slice(&r.relay_us);
+                for (latency, sent) in r.relay_us.iter().zip(&r.sent_us) {
+                    let second = (sent.saturating_sub(started_us) / 1_000_000) as usize;
+                    if by_second.len() <= second {
+                        by_second.resize_with(second + 1, Vec::new);
+                    }
+                    by_second[second].push(*latency);
+                }
                 ttft.extend(r.ttft_us);
                 if let Some(e) = r.error {
                     errors.push(e);
@@ -233,6 +257,22 @@ async fn main() {
         percentile(&ttft, 99.0),
         percentile(&ttft, 100.0)
     );
+    if args.timeline {
+        println!("relay by second of the run (token send time):");
+        for (second, mut latencies) in by_second.into_iter().enumerate() {
+            if latencies.is_empty() {
+                continue;
+            }
+            latencies.sort_unstable();
+            println!(
+                "  {second:>3} s  tokens {:>6}  p50 {:.2}  p99 {:.2}  max {:.2}",
+                latencies.len(),
+                percentile(&latencies, 50.0),
+                percentile(&latencies, 99.0),
+                percentile(&latencies, 100.0)
+            );
+        }
+    }
     println!("errors             {}", errors.len());
     for e in errors.iter().take(5) {
         println!("  {e}");

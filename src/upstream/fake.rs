@@ -27,7 +27,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use futures::SinkExt;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone)]
@@ -319,10 +318,12 @@ async fn completions(
     });
 
     let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
-    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let config = fake.config.clone();
     drop(fake);
-    tokio::spawn(async move {
+    // The body is a stream hyper polls on the connection's own task: one wake-up per
+    // token, as a real server's write loop (a spawned writer and a channel would be
+    // two, and this server shares the machine with what it measures).
+    let body = async_stream::stream! {
         let tokens = directives.tokens.unwrap_or(config.tokens);
         let delay = directives.delay.unwrap_or(config.delay);
         let first_delay = directives.first_delay.unwrap_or(match directives.fault.as_deref() {
@@ -340,14 +341,7 @@ async fn completions(
             Bytes::from(format!("data: {chunk}\n\n"))
         };
         let fault_at = tokens / 2;
-        macro_rules! send {
-            ($bytes:expr) => {
-                if tx.send(Ok($bytes)).await.is_err() {
-                    return; // the client went away
-                }
-            };
-        }
-        send!(frame(serde_json::json!({"role": "assistant", "content": ""}), None));
+        yield Ok::<Bytes, std::io::Error>(frame(serde_json::json!({"role": "assistant", "content": ""}), None));
         tokio::time::sleep(first_delay).await;
         let pieces: Vec<String> = if directives.xss {
             let chars: Vec<char> = XSS_VECTORS.chars().collect();
@@ -358,7 +352,7 @@ async fn completions(
         for piece in &pieces {
             tokio::time::sleep(delay).await;
             lock(&entry).answer.push_str(piece);
-            send!(frame(serde_json::json!({"content": piece}), None));
+            yield Ok(frame(serde_json::json!({"content": piece}), None));
         }
         let tokens = if directives.xss { 0 } else { tokens };
         for i in 0..tokens {
@@ -368,17 +362,15 @@ async fn completions(
             if i == fault_at {
                 match directives.fault.as_deref() {
                     Some("drop") => {
-                        let _ = tx
-                            .send(Err(std::io::Error::other("fake upstream dropped the stream")))
-                            .await;
+                        yield Err(std::io::Error::other("fake upstream dropped the stream"));
                         return;
                     }
                     Some("malformed") => {
-                        send!(Bytes::from_static(b"data: {\"choices\": [{\"delta\": \n\n"));
+                        yield Ok(Bytes::from_static(b"data: {\"choices\": [{\"delta\": \n\n"));
                         return;
                     }
                     Some("stream_error") => {
-                        send!(Bytes::from_static(
+                        yield Ok(Bytes::from_static(
                             b"data: {\"error\":{\"message\":\"The server is overloaded.\",\"type\":\"server_error\",\"code\":null}}\n\n"
                         ));
                         return;
@@ -399,17 +391,17 @@ async fn completions(
                 }
             };
             lock(&entry).answer.push_str(&content);
-            send!(frame(serde_json::json!({"content": content}), None));
+            yield Ok(frame(serde_json::json!({"content": content}), None));
         }
         for n in &directives.cite {
             for content in [" [".to_string(), format!("{n}]")] {
                 tokio::time::sleep(delay).await;
                 lock(&entry).answer.push_str(&content);
-                send!(frame(serde_json::json!({"content": content}), None));
+                yield Ok(frame(serde_json::json!({"content": content}), None));
             }
         }
         let finish = if directives.finish_length { "length" } else { "stop" };
-        send!(frame(serde_json::json!({}), Some(finish)));
+        yield Ok(frame(serde_json::json!({}), Some(finish)));
         lock(&entry).completed = true;
         if include_usage {
             let usage = serde_json::json!({
@@ -417,18 +409,18 @@ async fn completions(
                 "choices": [],
                 "usage": { "prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens }
             });
-            send!(Bytes::from(format!("data: {usage}\n\n")));
+            yield Ok(Bytes::from(format!("data: {usage}\n\n")));
         }
         if !directives.no_done {
-            send!(Bytes::from_static(b"data: [DONE]\n\n"));
+            yield Ok(Bytes::from_static(b"data: [DONE]\n\n"));
         }
-    });
+    };
 
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(rx))
+        .body(Body::from_stream(body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
