@@ -76,7 +76,8 @@ pub fn excerpt_answer(question: &str, hits: &[Hit]) -> String {
             format!("{} › {}", hit.lesson_title, hit.section)
         };
         // Markdown: the source as a bold line with its citation, the passage quoted.
-        answer.push_str(&format!("\n[{n}] **{heading}**\n\n> {}\n", best_passage(&hit.text, question)));
+        let passage = not_citations(&best_passage(&hit.text, question));
+        answer.push_str(&format!("\n[{n}] **{heading}**\n\n> {passage}\n"));
     }
     answer
 }
@@ -107,6 +108,24 @@ fn best_passage(text: &str, question: &str) -> String {
         }
     }
     cut(&passage, EXCERPT_CHARS)
+}
+
+/// A lesson's own "[1]" (the RAG lesson shows how to cite) would read as a citation of
+/// this answer's source 1. A word joiner after the bracket keeps it as the lesson
+/// wrote it on screen, and keeps it from matching `[n]`.
+fn not_citations(passage: &str) -> String {
+    let mut out = String::with_capacity(passage.len());
+    let mut rest = passage;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && rest[digits..].starts_with(']') {
+            out.push('\u{2060}');
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn first_lines(text: &str) -> String {
@@ -155,6 +174,36 @@ mod tests {
         assert!(answer.contains("[2] **Rate limiting › Windows**"));
         let ru = excerpt_answer("Что такое token bucket?", &hits);
         assert!(ru.starts_with("Это выдержки из уроков курса"));
+    }
+
+    #[test]
+    fn a_lessons_own_bracketed_numbers_are_not_citations() {
+        let hits = [
+            hit("Citing", "Tell the model to cite them as [1], [2] and to say so."),
+            hit("Sources", "Number the sources [12] and keep [x] and [ as they are."),
+        ];
+        let answer = excerpt_answer("how to cite sources", &hits);
+        let sources: Vec<crate::lessons::Source> = (1..=12)
+            .map(|n| crate::lessons::Source {
+                n,
+                lesson: "09-rag-prompts-en".into(),
+                lesson_title: "RAG".into(),
+                section: "Citing".into(),
+                anchor: "citing".into(),
+                snippet: String::new(),
+            })
+            .collect();
+        let cited: Vec<u32> = crate::lessons::split_citations(&answer, &sources)
+            .into_iter()
+            .filter_map(|segment| match segment {
+                crate::lessons::Segment::Cite { n, .. } => Some(n),
+                crate::lessons::Segment::Text(_) => None,
+            })
+            .collect();
+        assert_eq!(cited, [1, 2], "only the excerpts' own headings cite: {answer}");
+        // On screen the lesson's text is unchanged.
+        assert!(answer.replace('\u{2060}', "").contains("cite them as [1], [2] and"));
+        assert!(answer.contains("keep [x] and [ as they are"));
     }
 
     #[test]
