@@ -103,7 +103,12 @@ async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         addr,
         fake,
         state,
-        http: reqwest::Client::new(),
+        // A request that never completes fails the test with its URL, instead of
+        // hanging the suite (one CI run hung in an HTTP call here; see the session note).
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
     }
 }
 
@@ -146,7 +151,10 @@ impl TestApp {
                 .headers_mut()
                 .insert("origin", HeaderValue::from_str(origin).unwrap());
         }
-        tokio_tungstenite::connect_async(request).await.map(|(ws, _)| ws)
+        tokio::time::timeout(Duration::from_secs(30), tokio_tungstenite::connect_async(request))
+            .await
+            .expect("no WebSocket handshake within 30 s")
+            .map(|(ws, _)| ws)
     }
 
     /// A browser-like client: session cookie and the page's own Origin.
