@@ -90,10 +90,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl LiveAnswers {
     /// The registry and its writer task, which stores every answer's progress and end
-    /// for this instance: checkpoints of all answers in one transaction a second, and
-    /// answers that end together in one transaction (group commit). Per-answer commits
-    /// were a thousand transactions a second with a class online, and SQLite has one
-    /// writer.
+    /// for this instance: once a second the checkpoints of all answers that grew, a
+    /// batch per transaction, and answers that end together in one transaction (group
+    /// commit). Per-answer commits were a thousand transactions a second with a class
+    /// online, and SQLite has one writer.
     pub fn new(db: Arc<Db>) -> Arc<LiveAnswers> {
         let (finishes, queue) = mpsc::unbounded_channel();
         let live = Arc::new(LiveAnswers {
@@ -402,20 +402,23 @@ async fn write_answers(
 /// Stores a batch of ends in one transaction; if that fails, each on its own, so one
 /// bad row cannot lose the others.
 async fn store_finishes(db: &Db, batch: Vec<Finish>) {
-    let writes: Vec<AnswerWrite> = batch.iter().map(|f| f.write.clone()).collect();
-    if batch.len() > 1 {
-        if let Err(error) = db.write_answers(&writes).await {
-            tracing::warn!(%error, answers = batch.len(), "storing ends together failed; storing each alone");
-        } else {
-            for finish in batch {
-                let _ = finish.stored.send(Ok(()));
+    let (writes, waiting): (Vec<AnswerWrite>, Vec<_>) =
+        batch.into_iter().map(|finish| (finish.write, finish.stored)).unzip();
+    if writes.len() > 1 {
+        match db.write_answers(&writes).await {
+            Ok(()) => {
+                for stored in waiting {
+                    let _ = stored.send(Ok(()));
+                }
+                return;
             }
-            return;
+            Err(error) => {
+                tracing::warn!(%error, answers = writes.len(), "storing ends together failed; storing each alone");
+            }
         }
     }
-    for finish in batch {
-        let result = db.write_answers(std::slice::from_ref(&finish.write)).await;
-        let _ = finish.stored.send(result);
+    for (write, stored) in writes.iter().zip(waiting) {
+        let _ = stored.send(db.write_answers(std::slice::from_ref(write)).await);
     }
 }
 
