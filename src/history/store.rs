@@ -598,21 +598,6 @@ impl Db {
         })
     }
 
-    /// Saves the partial text of a streaming answer (see [`AnswerWrite::Checkpoint`]).
-    pub async fn checkpoint(
-        &self,
-        message_id: &str,
-        content: &str,
-        chunk_seq: u64,
-    ) -> Result<(), StoreError> {
-        self.write_answers(&[AnswerWrite::Checkpoint {
-            message_id: message_id.into(),
-            content: content.into(),
-            chunk_seq,
-        }])
-        .await
-    }
-
     pub async fn finish_message(
         &self,
         message_id: &str,
