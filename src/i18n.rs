@@ -1,6 +1,7 @@
 //! UI strings in Russian and English. The language comes from the `lang` cookie
 //! (set by the switcher), else from Accept-Language, else English.
 
+use crate::cookies::cookie_value;
 use crate::protocol::ErrorCode;
 use serde::{Deserialize, Serialize};
 
@@ -73,12 +74,10 @@ impl Lang {
     }
 }
 
-/// Finds one cookie's value in a `Cookie:` header.
-pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key.trim() == name).then(|| value.trim())
-    })
+/// True when a text is written in Russian (any Cyrillic letter): the language a
+/// question's sources and lesson-mode answers prefer.
+pub fn is_russian(text: &str) -> bool {
+    text.chars().any(|c| matches!(c, 'а'..='я' | 'А'..='Я' | 'ё' | 'Ё'))
 }
 
 pub struct Strings {
@@ -112,6 +111,14 @@ pub struct Strings {
     pub err_internal: &'static str,
     pub err_limit_reached: &'static str,
     pub err_interrupted: &'static str,
+    pub err_foreign_origin: &'static str,
+    pub err_no_session: &'static str,
+    pub err_invalid_username: &'static str,
+    pub err_invalid_password: &'static str,
+    pub err_username_taken: &'static str,
+    pub err_wrong_credentials: &'static str,
+    pub err_too_many_attempts: &'static str,
+    pub err_invalid_title: &'static str,
     pub retry_in: &'static str,
     pub new_chat: &'static str,
     pub conversations: &'static str,
@@ -157,6 +164,14 @@ impl Strings {
             ErrorCode::Internal => self.err_internal,
             ErrorCode::LimitReached => self.err_limit_reached,
             ErrorCode::Interrupted => self.err_interrupted,
+            ErrorCode::ForeignOrigin => self.err_foreign_origin,
+            ErrorCode::NoSession => self.err_no_session,
+            ErrorCode::InvalidUsername => self.err_invalid_username,
+            ErrorCode::InvalidPassword => self.err_invalid_password,
+            ErrorCode::UsernameTaken => self.err_username_taken,
+            ErrorCode::WrongCredentials => self.err_wrong_credentials,
+            ErrorCode::TooManyAttempts => self.err_too_many_attempts,
+            ErrorCode::InvalidTitle => self.err_invalid_title,
         }
     }
 }
@@ -192,6 +207,14 @@ pub static EN: Strings = Strings {
     err_internal: "Something went wrong on our side.",
     err_limit_reached: "You have reached a limit: too many open tabs, or too many conversations (delete some to start a new one).",
     err_interrupted: "The server restarted before this answer finished; the text so far is kept.",
+    err_foreign_origin: "Requests from other sites are refused.",
+    err_no_session: "Your session is missing: reload the page.",
+    err_invalid_username: "A username has 3 to 32 letters, digits, dots, dashes or underscores.",
+    err_invalid_password: "A password has 8 to 128 characters.",
+    err_username_taken: "That username is taken.",
+    err_wrong_credentials: "Wrong username or password.",
+    err_too_many_attempts: "Too many failed sign-ins. Wait 15 minutes and try again.",
+    err_invalid_title: "A title has 1 to 120 characters.",
     retry_in: "Try again in",
     new_chat: "New chat",
     conversations: "Conversations",
@@ -254,6 +277,14 @@ pub static RU: Strings = Strings {
     err_internal: "У нас что-то пошло не так.",
     err_limit_reached: "Достигнут предел: слишком много открытых вкладок или бесед (удалите часть, чтобы начать новую).",
     err_interrupted: "Сервер перезапустился, не закончив ответ; уже написанный текст сохранён.",
+    err_foreign_origin: "Запросы с других сайтов не принимаются.",
+    err_no_session: "Сессия не найдена: перезагрузите страницу.",
+    err_invalid_username: "Имя пользователя: от 3 до 32 букв, цифр, точек, дефисов или подчёркиваний.",
+    err_invalid_password: "Пароль: от 8 до 128 символов.",
+    err_username_taken: "Это имя уже занято.",
+    err_wrong_credentials: "Неверное имя пользователя или пароль.",
+    err_too_many_attempts: "Слишком много неудачных попыток входа. Подождите 15 минут и попробуйте снова.",
+    err_invalid_title: "Название: от 1 до 120 символов.",
     retry_in: "Повторите через",
     new_chat: "Новый чат",
     conversations: "Разговоры",

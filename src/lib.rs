@@ -1,26 +1,43 @@
 //! Tutor Chat: a real-time AI tutor. One crate, two builds: `ssr` (the axum server)
 //! and `hydrate` (the WASM that takes over the server-rendered page).
+//!
+//! Modules are listed from the ground up (docs/architecture.md): each imports only
+//! from modules above it in this list, which `tests/layers.rs` checks.
 
-pub mod account;
-pub mod app;
-pub mod chat;
-pub mod history;
-pub mod i18n;
-pub mod lessons;
+// Ground floor: both builds.
+pub mod cookies;
 pub mod protocol;
+pub mod i18n;
+pub mod error;
 pub mod render;
-
-#[cfg(all(test, feature = "ssr"))]
-mod proptests;
-
-#[cfg(feature = "ssr")]
-pub mod auth;
-#[cfg(feature = "ssr")]
-pub mod server;
 #[cfg(feature = "ssr")]
 pub mod settings;
 #[cfg(feature = "ssr")]
+pub mod net;
+#[cfg(feature = "ssr")]
+pub mod digest;
+#[cfg(feature = "ssr")]
+pub mod db;
+#[cfg(feature = "ssr")]
 pub mod upstream;
+
+// Capabilities: each folder owns its SQL, server functions and components.
+pub mod lessons;
+pub mod history;
+pub mod chat;
+pub mod account;
+#[cfg(feature = "ssr")]
+pub mod auth;
+
+// Pages and routes, then the router (server only).
+pub mod app;
+#[cfg(feature = "ssr")]
+pub mod state;
+#[cfg(feature = "ssr")]
+pub mod server;
+
+#[cfg(all(test, feature = "ssr"))]
+mod proptests;
 
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]

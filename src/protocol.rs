@@ -51,6 +51,24 @@ pub struct Usage {
     pub completion_tokens: u32,
 }
 
+/// A lesson section an answer drew on. The answer cites it as `[n]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub n: u32,
+    /// The lesson's slug: its page is `/lessons/{lesson}`.
+    pub lesson: String,
+    pub lesson_title: String,
+    pub section: String,
+    pub anchor: String,
+    pub snippet: String,
+}
+
+impl Source {
+    pub fn href(&self) -> String {
+        format!("/lessons/{}#{}", self.lesson, self.anchor)
+    }
+}
+
 /// Machine-readable error classes; clients switch on these, never on the text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -69,6 +87,18 @@ pub enum ErrorCode {
     /// The server stopped before the answer finished; the text so far is kept.
     Interrupted,
     Internal,
+    /// A server function called from a page on another site (CSRF).
+    ForeignOrigin,
+    /// The request carried no session cookie where one is needed.
+    NoSession,
+    InvalidUsername,
+    InvalidPassword,
+    UsernameTaken,
+    /// The same answer for an unknown name and a wrong password.
+    WrongCredentials,
+    /// Sign-in is throttled after repeated failures.
+    TooManyAttempts,
+    InvalidTitle,
 }
 
 impl ErrorCode {
@@ -85,6 +115,14 @@ impl ErrorCode {
             ErrorCode::LimitReached => "limit_reached",
             ErrorCode::Interrupted => "interrupted",
             ErrorCode::Internal => "internal",
+            ErrorCode::ForeignOrigin => "foreign_origin",
+            ErrorCode::NoSession => "no_session",
+            ErrorCode::InvalidUsername => "invalid_username",
+            ErrorCode::InvalidPassword => "invalid_password",
+            ErrorCode::UsernameTaken => "username_taken",
+            ErrorCode::WrongCredentials => "wrong_credentials",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::InvalidTitle => "invalid_title",
         }
     }
 }
@@ -107,7 +145,7 @@ pub enum ServerFrame {
         context_truncated: bool,
         /// The lesson sections the answer may cite as `[n]`.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        sources: Vec<crate::lessons::Source>,
+        sources: Vec<Source>,
     },
     /// A piece of the answer. `seq` starts at 1 and grows by one per chunk of a message.
     Chunk {
@@ -347,7 +385,7 @@ mod tests {
                 conversation_id: "c".into(),
                 message_id: "m".into(),
                 context_truncated: true,
-                sources: vec![crate::lessons::Source {
+                sources: vec![Source {
                     n: 1,
                     lesson: "03-sse-en".into(),
                     lesson_title: "Server-sent events".into(),

@@ -9,7 +9,7 @@
 
 use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
 
-use crate::lessons::{split_citations, Segment, Source};
+use crate::protocol::Source;
 
 /// Words the renderer puts in the page, in the page's language.
 #[derive(Debug, Clone, Copy)]
@@ -148,6 +148,56 @@ pub fn answer_html(text: &str, sources: &[Source], labels: RenderLabels) -> Stri
     out
 }
 
+/// A piece of an answer's text: plain, or a citation of one of its sources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Text(String),
+    Cite { n: u32, href: String },
+}
+
+/// Splits an answer into text and citations. Only a `[n]` whose `n` is one of this
+/// answer's sources becomes a citation; any other `[n]` (a model's invention, a
+/// footnote of its own) stays text. Safe on partial text while streaming: an
+/// unclosed `[1` is text until its `]` arrives.
+pub fn split_citations(text: &str, sources: &[Source]) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let mut plain = String::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        let cited = (1..=3)
+            .contains(&digits)
+            .then(|| after[digits..].starts_with(']'))
+            .unwrap_or(false)
+            .then(|| after[..digits].parse::<u32>().ok())
+            .flatten()
+            .and_then(|n| sources.iter().find(|s| s.n == n));
+        match cited {
+            Some(source) => {
+                plain.push_str(&rest[..open]);
+                if !plain.is_empty() {
+                    out.push(Segment::Text(std::mem::take(&mut plain)));
+                }
+                out.push(Segment::Cite {
+                    n: source.n,
+                    href: source.href(),
+                });
+                rest = &after[digits + 1..];
+            }
+            None => {
+                plain.push_str(&rest[..open + 1]);
+                rest = after;
+            }
+        }
+    }
+    plain.push_str(rest);
+    if !plain.is_empty() {
+        out.push(Segment::Text(plain));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +273,56 @@ mod tests {
             assert!(!html.contains("<script"), "{partial}: {html}");
             assert!(!html.contains("href=\"java"), "{partial}: {html}");
         }
+    }
+}
+
+/// `[n]` splitting on its own, apart from the Markdown around it.
+#[cfg(test)]
+mod citation_tests {
+    use super::*;
+
+    fn source(n: u32) -> Source {
+        Source {
+            n,
+            lesson: "03-sse-en".into(),
+            lesson_title: "SSE".into(),
+            section: "Format".into(),
+            anchor: "format".into(),
+            snippet: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_known_sources_become_citations() {
+        let sources = [source(1), source(2)];
+        let segments = split_citations("See [1] and [2][9], not [x] or [1234].", &sources);
+        assert_eq!(
+            segments,
+            vec![
+                Segment::Text("See ".into()),
+                Segment::Cite { n: 1, href: "/lessons/03-sse-en#format".into() },
+                Segment::Text(" and ".into()),
+                Segment::Cite { n: 2, href: "/lessons/03-sse-en#format".into() },
+                Segment::Text("[9], not [x] or [1234].".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn partial_citations_stay_text_until_closed() {
+        let sources = [source(1)];
+        assert_eq!(split_citations("see [1", &sources), vec![Segment::Text("see [1".into())]);
+        assert_eq!(split_citations("[[1]]", &sources).len(), 3);
+        assert_eq!(split_citations("", &sources), vec![]);
+        // Multi-byte text around brackets is kept intact.
+        let text = "см. [1] — ок [";
+        let joined: String = split_citations(text, &sources)
+            .into_iter()
+            .map(|s| match s {
+                Segment::Text(t) => t,
+                Segment::Cite { n, .. } => format!("[{n}]"),
+            })
+            .collect();
+        assert_eq!(joined, text);
     }
 }

@@ -191,6 +191,21 @@ pub enum SettingsError {
 }
 
 impl Settings {
+    /// What a client frame may be (checked before it is parsed).
+    pub fn frame_limits(&self) -> crate::protocol::FrameLimits {
+        crate::protocol::FrameLimits {
+            max_frame_bytes: self.max_frame_bytes,
+            max_question_chars: self.max_question_chars,
+        }
+    }
+
+    /// Earlier turns sent to the model, in characters (about four a token).
+    pub fn context_budget_chars(&self) -> usize {
+        self.context_token_budget.saturating_mul(4)
+    }
+}
+
+impl Settings {
     /// Reads flags, environment and the settings file. A missing default file is
     /// fine; a missing file that was asked for by name is an error.
     pub fn load() -> Result<Settings, SettingsError> {

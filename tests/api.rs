@@ -14,7 +14,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use tutor_chat::protocol::{EndReason, ErrorCode, ServerFrame};
-use tutor_chat::server::{build_app, leptos_options, AppState};
+use tutor_chat::server::{build_app, leptos_options};
+use tutor_chat::state::AppState;
 use tutor_chat::settings::Settings;
 use tutor_chat::upstream::fake::{FakeConfig, FakeUpstream, RecordedRequest};
 
@@ -97,7 +98,7 @@ async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let (app, state) = build_app(settings, options).await.unwrap();
     tokio::spawn(async move {
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(tutor_chat::server::without_nagle(listener), app).await.unwrap();
+        axum::serve(tutor_chat::net::without_nagle(listener), app).await.unwrap();
     });
     TestApp {
         addr,
@@ -1344,7 +1345,7 @@ async fn kill_9_mid_answer_keeps_the_partial_text_as_interrupted() {
     server.child.kill().unwrap(); // SIGKILL: no shutdown code runs
     server.child.wait().unwrap();
 
-    let db = tutor_chat::history::store::Db::connect(&database_url, 1).await.unwrap();
+    let db = tutor_chat::db::Db::connect(&database_url, 1).await.unwrap();
     let user = db
         .find_user(cookie.trim_start_matches("tutor_session="))
         .await
@@ -1653,7 +1654,7 @@ async fn sigterm_after_the_grace_period_stores_the_rest_as_interrupted() {
     let status = tokio::task::block_in_place(|| wait_for_exit(&mut server, Duration::from_secs(10)));
     assert!(status.success(), "exit status {status:?}");
     // Stored as interrupted, with exactly the text the student saw.
-    let db = tutor_chat::history::store::Db::connect(&database_url, 1).await.unwrap();
+    let db = tutor_chat::db::Db::connect(&database_url, 1).await.unwrap();
     let user = db.find_user(cookie.trim_start_matches("tutor_session=")).await.unwrap().unwrap();
     let (status, saved, _) = db.message_for_user(&user, &message_id).await.unwrap().unwrap();
     assert_eq!(status, MessageStatus::Interrupted);
@@ -1899,7 +1900,8 @@ async fn account_forms_refuse_bad_input_and_foreign_origins() {
 
 #[tokio::test]
 async fn account_sessions_expire_when_unused_and_slide_while_used() {
-    use tutor_chat::history::store::{hash_token, now_ms, ACCOUNT_SESSION_MS};
+    use tutor_chat::account::store::{hash_token, ACCOUNT_SESSION_MS};
+    use tutor_chat::db::now_ms;
     let app = spawn_app().await;
     let guest = app.session_cookie().await;
     let (_, cookie, _) = app

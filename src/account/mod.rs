@@ -6,15 +6,21 @@
 
 use leptos::prelude::*;
 
+use crate::error::AppError;
+
+#[cfg(feature = "ssr")]
+pub mod store;
 pub mod view;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_CHARS: usize = 128;
+pub const MIN_USERNAME_CHARS: usize = 3;
+pub const MAX_USERNAME_CHARS: usize = 32;
 
 /// 3–32 letters, digits, `_`, `-` or `.`.
 pub fn valid_username(name: &str) -> bool {
     let count = name.chars().count();
-    (3..=32).contains(&count) && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    (MIN_USERNAME_CHARS..=MAX_USERNAME_CHARS).contains(&count) && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 #[cfg(feature = "ssr")]
@@ -28,20 +34,23 @@ mod ssr {
     use axum::http::{header, HeaderValue};
     use leptos::prelude::*;
 
-    use crate::server::AppState;
+    use crate::error::AppError;
+    use crate::protocol::ErrorCode;
+    use crate::state::AppState;
 
     /// Sign-ins that fail this often in the window stop being tried.
     pub const FAILURES_PER_NAME: i64 = 5;
     pub const FAILURES_PER_ADDRESS: i64 = 30;
     pub const FAILURE_WINDOW_MS: i64 = 15 * 60_000;
 
-    pub fn state() -> Result<AppState, ServerFnError> {
-        use_context::<AppState>().ok_or_else(|| ServerFnError::new("server state missing"))
+    /// A failure whose detail stays in the log.
+    pub fn generic(error: impl std::fmt::Display) -> AppError {
+        AppError::internal("account operation failed", error)
     }
 
-    pub fn generic(error: impl std::fmt::Display) -> ServerFnError {
-        tracing::error!(%error, "account operation failed");
-        ServerFnError::new("That did not work on our side. Please try again.")
+    /// The same answer for an unknown name and a wrong password.
+    pub fn wrong_credentials() -> AppError {
+        AppError::code(ErrorCode::WrongCredentials)
     }
 
     pub fn parts() -> Option<axum::http::request::Parts> {
@@ -56,11 +65,7 @@ mod ssr {
 
     /// Sets the new session cookie on the response, Secure when served over https.
     pub fn set_session_cookie(state: &AppState, token: &str) {
-        let behind_https = parts().is_some_and(|p| {
-            p.headers
-                .get("x-forwarded-proto")
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
-        });
+        let behind_https = parts().is_some_and(|p| crate::net::behind_https(&p.headers));
         let cookie = crate::auth::session_cookie(token, state.settings.secure_cookies || behind_https);
         if let (Some(response), Ok(value)) = (
             use_context::<leptos_axum::ResponseOptions>(),
@@ -70,7 +75,7 @@ mod ssr {
         }
     }
 
-    pub async fn hash_password(password: String) -> Result<String, ServerFnError> {
+    pub async fn hash_password(password: String) -> Result<String, AppError> {
         tokio::task::spawn_blocking(move || {
             let mut salt = [0u8; 16];
             getrandom::fill(&mut salt).map_err(|e| e.to_string())?;
@@ -118,30 +123,25 @@ mod ssr {
 }
 
 #[server(endpoint = "account/signup")]
-pub async fn sign_up(username: String, password: String) -> Result<(), ServerFnError> {
+pub async fn sign_up(username: String, password: String) -> Result<(), AppError> {
+    use crate::protocol::ErrorCode;
     crate::auth::check_same_origin()?;
     let username = username.trim().to_string();
     if !valid_username(&username) {
-        return Err(ServerFnError::new(
-            "A username has 3 to 32 letters, digits, dots, dashes or underscores.",
-        ));
+        return Err(AppError::code(ErrorCode::InvalidUsername));
     }
     let chars = password.chars().count();
     if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars) {
-        return Err(ServerFnError::new(format!(
-            "A password has {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters."
-        )));
+        return Err(AppError::code(ErrorCode::InvalidPassword));
     }
-    let state = ssr::state()?;
-    let session = crate::auth::current_session().ok_or_else(|| ServerFnError::new("No session: reload the page."))?;
+    let state = crate::state::app_state()?;
+    let session = crate::auth::require_session()?;
     let hash = ssr::hash_password(password).await?;
     let token = crate::auth::new_token().map_err(ssr::generic)?;
     match state.db.create_account(&session.0, &username, &hash, &token).await {
         Ok(()) => {}
-        Err(crate::history::store::AccountError::Taken) => {
-            return Err(ServerFnError::new("That username is taken."));
-        }
-        Err(crate::history::store::AccountError::Store(e)) => return Err(ssr::generic(e)),
+        Err(store::AccountError::Taken) => return Err(AppError::code(ErrorCode::UsernameTaken)),
+        Err(store::AccountError::Store(e)) => return Err(e.into()),
     }
     ssr::set_session_cookie(&state, &token);
     ssr::back_to_chat();
@@ -149,49 +149,44 @@ pub async fn sign_up(username: String, password: String) -> Result<(), ServerFnE
 }
 
 #[server(endpoint = "account/signin")]
-pub async fn sign_in(username: String, password: String) -> Result<(), ServerFnError> {
+pub async fn sign_in(username: String, password: String) -> Result<(), AppError> {
+    use crate::protocol::ErrorCode;
     crate::auth::check_same_origin()?;
-    let state = ssr::state()?;
+    let state = crate::state::app_state()?;
     let key = username.trim().to_lowercase();
     let name_key = format!("u:{key}");
     let address_key = format!("ip:{}", ssr::client_address());
-    let since = crate::history::store::now_ms() - ssr::FAILURE_WINDOW_MS;
-    let by_name = state.db.login_failures(&name_key, since).await.map_err(ssr::generic)?;
-    let by_address = state.db.login_failures(&address_key, since).await.map_err(ssr::generic)?;
+    let since = crate::db::now_ms() - ssr::FAILURE_WINDOW_MS;
+    let by_name = state.db.login_failures(&name_key, since).await?;
+    let by_address = state.db.login_failures(&address_key, since).await?;
     if by_name >= ssr::FAILURES_PER_NAME || by_address >= ssr::FAILURES_PER_ADDRESS {
-        return Err(ServerFnError::new(
-            "Too many failed sign-ins. Wait 15 minutes and try again.",
-        ));
+        return Err(AppError::code(ErrorCode::TooManyAttempts));
     }
-    let account = state.db.account_by_name(&key).await.map_err(ssr::generic)?;
+    let account = state.db.account_by_name(&key).await?;
     let (user_id, hash) = match account {
         Some((id, hash)) => (Some(id), Some(hash)),
         None => (None, None),
     };
     if !ssr::verify_password(password, hash).await {
-        state
-            .db
-            .record_login_failure(&[name_key, address_key])
-            .await
-            .map_err(ssr::generic)?;
-        return Err(ServerFnError::new("Wrong username or password."));
+        state.db.record_login_failure(&[name_key, address_key]).await?;
+        return Err(ssr::wrong_credentials());
     }
-    let user_id = user_id.ok_or_else(|| ServerFnError::new("Wrong username or password."))?;
-    state.db.clear_login_failures(&name_key).await.map_err(ssr::generic)?;
-    let session = crate::auth::current_session().ok_or_else(|| ServerFnError::new("No session: reload the page."))?;
+    let user_id = user_id.ok_or_else(ssr::wrong_credentials)?;
+    state.db.clear_login_failures(&name_key).await?;
+    let session = crate::auth::require_session()?;
     let token = crate::auth::new_token().map_err(ssr::generic)?;
-    state.db.sign_in(&session.0, &user_id, &token).await.map_err(ssr::generic)?;
+    state.db.sign_in(&session.0, &user_id, &token).await?;
     ssr::set_session_cookie(&state, &token);
     ssr::back_to_chat();
     Ok(())
 }
 
 #[server(endpoint = "account/signout")]
-pub async fn sign_out() -> Result<(), ServerFnError> {
+pub async fn sign_out() -> Result<(), AppError> {
     crate::auth::check_same_origin()?;
-    let state = ssr::state()?;
+    let state = crate::state::app_state()?;
     if let Some(session) = crate::auth::current_session() {
-        state.db.sign_out(&session.0).await.map_err(ssr::generic)?;
+        state.db.sign_out(&session.0).await?;
     }
     // A fresh guest session for this browser from now on.
     let token = crate::auth::new_token().map_err(ssr::generic)?;
@@ -202,10 +197,10 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
 
 /// The signed-in account's username, `None` for a guest.
 #[server(endpoint = "account/me")]
-pub async fn who_am_i() -> Result<Option<String>, ServerFnError> {
-    let state = ssr::state()?;
+pub async fn who_am_i() -> Result<Option<String>, AppError> {
+    let state = crate::state::app_state()?;
     let Some(session) = crate::auth::current_session() else { return Ok(None) };
-    Ok(state.db.account_of(&session.0).await.map_err(ssr::generic)?.map(|(_, name)| name))
+    Ok(state.db.account_of(&session.0).await?.map(|(_, name)| name))
 }
 
 #[cfg(test)]

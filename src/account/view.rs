@@ -4,12 +4,16 @@
 
 use leptos::prelude::*;
 
-use super::{who_am_i, SignIn, SignOut, SignUp, MIN_PASSWORD_CHARS};
+use super::{
+    who_am_i, SignIn, SignOut, SignUp, MAX_PASSWORD_CHARS, MAX_USERNAME_CHARS, MIN_PASSWORD_CHARS,
+    MIN_USERNAME_CHARS,
+};
+use crate::error::AppError;
 use crate::i18n::Lang;
 
 /// After a change of identity the page starts over, so that the socket, the sidebar
 /// and the conversation all belong to the new session.
-fn reload_on_success(done: impl Get<Value = Option<Result<(), ServerFnError>>> + Send + Sync + 'static) {
+fn reload_on_success(done: impl Get<Value = Option<Result<(), AppError>>> + Send + Sync + 'static) {
     Effect::new(move |_| {
         if matches!(done.get(), Some(Ok(()))) {
             #[cfg(feature = "hydrate")]
@@ -18,12 +22,11 @@ fn reload_on_success(done: impl Get<Value = Option<Result<(), ServerFnError>>> +
     });
 }
 
-fn error_line(value: impl Get<Value = Option<Result<(), ServerFnError>>> + Send + Sync + Copy + 'static) -> impl IntoView {
+fn error_line(value: impl Get<Value = Option<Result<(), AppError>>> + Send + Sync + Copy + 'static) -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
     move || {
         value.get().and_then(Result::err).map(|e| {
-            let text = e.to_string();
-            let text = text.trim_start_matches("error running server function: ").to_string();
-            view! { <p class="form-error" role="alert">{text}</p> }
+            view! { <p class="form-error" role="alert">{e.text(lang.get())}</p> }
         })
     }
 }
@@ -41,10 +44,10 @@ pub fn SignUpPage() -> impl IntoView {
             <p class="account-hint">{move || t().sign_up_hint}</p>
             <ActionForm action=action attr:class="account-form">
                 <label>{move || t().username}
-                    <input type="text" name="username" autocomplete="username" required minlength="3" maxlength="32" />
+                    <input type="text" name="username" autocomplete="username" required minlength=MIN_USERNAME_CHARS.to_string() maxlength=MAX_USERNAME_CHARS.to_string() />
                 </label>
                 <label>{move || t().password}
-                    <input type="password" name="password" autocomplete="new-password" required minlength=MIN_PASSWORD_CHARS.to_string() maxlength="128" />
+                    <input type="password" name="password" autocomplete="new-password" required minlength=MIN_PASSWORD_CHARS.to_string() maxlength=MAX_PASSWORD_CHARS.to_string() />
                 </label>
                 <button type="submit" class="send" disabled=move || action.pending().get()>{move || t().sign_up}</button>
             </ActionForm>

@@ -8,10 +8,16 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::i18n::cookie_value;
+use crate::cookies::cookie_value;
+use crate::error::AppError;
+use crate::net::behind_https;
+use crate::protocol::ErrorCode;
 
 pub const SESSION_COOKIE: &str = "tutor_session";
 const TOKEN_BYTES: usize = 32;
+/// The browser keeps the cookie a year; the server decides how long the session it
+/// names is good for (`account::store::ACCOUNT_SESSION_MS` for accounts).
+const COOKIE_MAX_AGE_S: u64 = 365 * 24 * 3_600;
 
 /// The guest session a request belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,9 +31,7 @@ impl GuestSession {
 }
 
 pub fn new_token() -> Result<String, getrandom::Error> {
-    let mut bytes = [0u8; TOKEN_BYTES];
-    getrandom::fill(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    crate::digest::random_hex::<TOKEN_BYTES>()
 }
 
 pub fn is_well_formed(token: &str) -> bool {
@@ -79,27 +83,29 @@ pub fn current_session() -> Option<GuestSession> {
 }
 
 /// Server functions refuse requests from other origins (CSRF).
-pub fn check_same_origin() -> Result<(), leptos::prelude::ServerFnError> {
+pub fn check_same_origin() -> Result<(), AppError> {
     let Some(parts) = leptos::prelude::use_context::<axum::http::request::Parts>() else {
         return Ok(()); // called during server rendering, not over HTTP
     };
-    let allowed = leptos::prelude::use_context::<crate::server::AppState>()
+    let allowed = leptos::prelude::use_context::<crate::state::AppState>()
         .map(|s| s.settings.allowed_origins.clone())
         .unwrap_or_default();
     if origin_allowed(&parts.headers, &allowed) {
         Ok(())
     } else {
         tracing::warn!(origin = ?parts.headers.get(header::ORIGIN), "server function refused: foreign origin");
-        Err(leptos::prelude::ServerFnError::new(
-            "Requests from other sites are refused.",
-        ))
+        Err(AppError::code(ErrorCode::ForeignOrigin))
     }
+}
+
+/// The request's session, for a server function that needs one.
+pub fn require_session() -> Result<GuestSession, AppError> {
+    current_session().ok_or_else(|| AppError::code(ErrorCode::NoSession))
 }
 
 pub fn session_cookie(token: &str, secure: bool) -> String {
     let mut cookie = format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
-        60 * 60 * 24 * 365
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={COOKIE_MAX_AGE_S}"
     );
     if secure {
         cookie.push_str("; Secure");
@@ -125,10 +131,7 @@ pub async fn session_layer(
             return next.run(request).await;
         }
     };
-    let behind_https = request
-        .headers()
-        .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let behind_https = behind_https(request.headers());
     request.extensions_mut().insert(GuestSession(token.clone()));
     let mut response = next.run(request).await;
     if let Ok(value) = HeaderValue::from_str(&session_cookie(&token, secure_cookies || behind_https)) {

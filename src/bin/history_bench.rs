@@ -14,7 +14,8 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tutor_chat::history::{MessageRole, MessageStatus};
 use tutor_chat::protocol::ServerFrame;
-use tutor_chat::server::{build_app, leptos_options, without_nagle};
+use tutor_chat::net::without_nagle;
+use tutor_chat::server::{build_app, leptos_options};
 use tutor_chat::settings::Settings;
 use tutor_chat::upstream::fake::{FakeConfig, FakeUpstream};
 

@@ -1,13 +1,25 @@
 //! Caps that protect the instance: open sockets per user, and (with a semaphore in
-//! [`crate::server::AppState`]) answers streamed at once.
+//! [`crate::state::AppState`]) answers streamed at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::watch;
+
 /// Open chat sockets, per session, on this instance.
-#[derive(Default)]
 pub struct Connections {
     open: Mutex<HashMap<String, usize>>,
+    /// All sockets together: shutdown waits on it instead of polling.
+    total: watch::Sender<usize>,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            open: Mutex::default(),
+            total: watch::channel(0).0,
+        }
+    }
 }
 
 /// Held by a socket for its lifetime; dropping it frees the place.
@@ -25,6 +37,7 @@ impl Connections {
             return None;
         }
         *count += 1;
+        self.total.send_modify(|total| *total += 1);
         Some(ConnectionGuard {
             connections: self.clone(),
             key: key.to_string(),
@@ -33,7 +46,14 @@ impl Connections {
 
     /// Sockets open on this instance, all users together.
     pub fn total(&self) -> usize {
-        self.open.lock().unwrap_or_else(|p| p.into_inner()).values().sum()
+        *self.total.borrow()
+    }
+
+    /// Waits until every socket has closed, or until `deadline`; true when all have.
+    pub async fn wait_closed(&self, deadline: tokio::time::Instant) -> bool {
+        let mut total = self.total.subscribe();
+        let closed = async move { total.wait_for(|open| *open == 0).await.is_ok() };
+        tokio::time::timeout_at(deadline, closed).await.unwrap_or(false)
     }
 }
 
@@ -45,6 +65,7 @@ impl Drop for ConnectionGuard {
             if *count == 0 {
                 open.remove(&self.key);
             }
+            self.connections.total.send_modify(|total| *total -= 1);
         }
     }
 }

@@ -13,7 +13,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::history::store::{now_ms, AnswerWrite, Db, StoreError};
+use super::store::AnswerWrite;
+use crate::db::{now_ms, Db, StoreError};
 use crate::protocol::{AnswerStatus, EndReason, ErrorCode, ServerFrame};
 use crate::upstream::AnswerStream;
 
@@ -34,6 +35,8 @@ pub struct LiveAnswers {
     unsaved: Mutex<Vec<Arc<LiveAnswer>>>,
     finishes: mpsc::UnboundedSender<Finish>,
     db: Arc<Db>,
+    /// How many answers run: shutdown waits on it instead of polling.
+    running: watch::Sender<usize>,
 }
 
 pub struct LiveAnswer {
@@ -101,6 +104,7 @@ impl LiveAnswers {
             unsaved: Mutex::default(),
             finishes,
             db: db.clone(),
+            running: watch::channel(0).0,
         });
         tokio::spawn(write_answers(Arc::downgrade(&live), db, queue).in_current_span());
         live
@@ -128,13 +132,21 @@ impl LiveAnswers {
             stop: watch::channel(Halt::No).0,
             unsaved: AtomicBool::new(false),
         });
-        lock(&self.answers).insert(message_id, answer.clone());
+        {
+            let mut answers = lock(&self.answers);
+            answers.insert(message_id, answer.clone());
+            self.running.send_replace(answers.len());
+        }
         let registry = self.clone();
         let task_answer = answer.clone();
         tokio::spawn(
             async move {
                 run(&registry, &task_answer, stream).await;
-                lock(&registry.answers).remove(&task_answer.message_id);
+                {
+                    let mut answers = lock(&registry.answers);
+                    answers.remove(&task_answer.message_id);
+                    registry.running.send_replace(answers.len());
+                }
                 // The server-wide answer slot is free again.
                 drop(slot);
             }
@@ -191,13 +203,9 @@ impl LiveAnswers {
 
     /// Waits until no answer is running, or until `deadline`; true when none is.
     pub async fn wait_idle(&self, deadline: Instant) -> bool {
-        while !self.is_empty() {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        true
+        let mut running = self.running.subscribe();
+        let idle = async move { running.wait_for(|count| *count == 0).await.is_ok() };
+        tokio::time::timeout_at(deadline, idle).await.unwrap_or(false)
     }
 }
 

@@ -1,6 +1,9 @@
 //! The chat capability: the page (rendered on the server, hydrated in the browser),
-//! the browser's socket client, and the server's socket route.
+//! the browser's socket client, and on the server the socket route, starting an
+//! answer, the answers' own tasks and their SQL.
 
+#[cfg(feature = "ssr")]
+pub mod ask;
 #[cfg(feature = "hydrate")]
 pub mod client;
 #[cfg(feature = "ssr")]
@@ -8,6 +11,10 @@ pub mod limits;
 #[cfg(feature = "ssr")]
 pub mod live;
 #[cfg(feature = "ssr")]
+pub mod prompt;
+#[cfg(feature = "ssr")]
 pub mod socket;
 pub mod state;
+#[cfg(feature = "ssr")]
+pub mod store;
 pub mod view;

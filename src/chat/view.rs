@@ -6,7 +6,8 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use super::state::{ChatItem, ChatUi, ConnState, ItemStatus, Role};
-use crate::history::{load_conversation, ConversationView, MessageRole, MessageStatus, StoredMessage};
+use crate::history::api::load_conversation;
+use crate::history::{ConversationView, MessageRole, MessageStatus, StoredMessage};
 use crate::i18n::Lang;
 use crate::lessons::view::{AnswerText, SourceList};
 use crate::protocol::ErrorCode;
@@ -167,7 +168,7 @@ pub fn ChatPage() -> impl IntoView {
                             Ok(Some(view)) => view! { <History view=view /> }.into_any(),
                             Ok(None) => ().into_any(),
                             Err(e) => {
-                                let missing = e.to_string().contains("not found");
+                                let missing = e.code == ErrorCode::NotFound;
                                 view! {
                                     <p class="history-error" role="alert">
                                         {move || if missing { t().conversation_missing } else { t().history_unavailable }}
@@ -397,7 +398,7 @@ fn Message(item: ChatItem) -> impl IntoView {
 pub fn lesson_mode() -> bool {
     #[cfg(feature = "ssr")]
     {
-        use_context::<crate::server::AppState>().is_some_and(|s| s.lesson_mode)
+        use_context::<crate::state::AppState>().is_some_and(|s| s.lesson_mode)
     }
     #[cfg(not(feature = "ssr"))]
     {

@@ -1,11 +1,12 @@
-//! Conversation history: the types the page and the server share, the server
-//! functions that read and edit history, and (server only) the store.
+//! Conversation history: the types the page and the server share; the server
+//! functions that read and edit history (`api`), their SQL (`store`, server only)
+//! and the sidebar (`view`).
 
-use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::ErrorCode;
+use crate::protocol::{ErrorCode, Source};
 
+pub mod api;
 #[cfg(feature = "ssr")]
 pub mod store;
 pub mod view;
@@ -68,7 +69,7 @@ pub struct StoredMessage {
     pub created_at: i64,
     /// The lesson sections an answer cited (empty for questions).
     #[serde(default)]
-    pub sources: Vec<crate::lessons::Source>,
+    pub sources: Vec<Source>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,106 +99,6 @@ pub fn title_from_question(question: &str) -> String {
         _ => cut.as_str(),
     };
     format!("{}…", at_word.trim_end())
-}
-
-#[cfg(feature = "ssr")]
-mod ssr {
-    use std::sync::Arc;
-
-    use leptos::prelude::*;
-
-    use super::store::{Db, StoreError};
-    use crate::server::AppState;
-
-    /// What a server function may tell a client: never database text.
-    pub fn generic(error: StoreError) -> ServerFnError {
-        tracing::error!(%error, "history query failed");
-        ServerFnError::new("The history could not be read right now. Please try again.")
-    }
-
-    pub fn not_found() -> ServerFnError {
-        ServerFnError::new("Conversation not found.")
-    }
-
-    /// The database and the caller's user id, `None` when this browser never asked
-    /// anything (it then owns nothing).
-    pub async fn caller() -> Result<(Arc<Db>, Option<String>), ServerFnError> {
-        let state = use_context::<AppState>()
-            .ok_or_else(|| ServerFnError::new("server state missing"))?;
-        crate::auth::check_same_origin()?;
-        let session = crate::auth::current_session();
-        let user = match session {
-            Some(session) => state.db.find_user(&session.0).await.map_err(generic)?,
-            None => None,
-        };
-        Ok((state.db.clone(), user))
-    }
-}
-
-#[server(endpoint = "history/list")]
-pub async fn list_conversations(
-    cursor: Option<String>,
-) -> Result<ConversationPage, ServerFnError> {
-    let (db, user) = ssr::caller().await?;
-    let Some(user) = user else {
-        return Ok(ConversationPage {
-            items: Vec::new(),
-            next_cursor: None,
-        });
-    };
-    db.list_conversations(&user, cursor.as_deref(), CONVERSATION_PAGE)
-        .await
-        .map_err(ssr::generic)
-}
-
-#[server(endpoint = "history/load")]
-pub async fn load_conversation(
-    id: String,
-    before: Option<i64>,
-) -> Result<ConversationView, ServerFnError> {
-    let (db, user) = ssr::caller().await?;
-    let Some(user) = user else {
-        return Err(ssr::not_found());
-    };
-    db.load_conversation(&user, &id, before, MESSAGE_PAGE)
-        .await
-        .map_err(ssr::generic)?
-        .ok_or_else(ssr::not_found)
-}
-
-#[server(endpoint = "history/rename")]
-pub async fn rename_conversation(id: String, title: String) -> Result<(), ServerFnError> {
-    let title = title.trim();
-    if title.is_empty() {
-        return Err(ServerFnError::new("A title cannot be empty."));
-    }
-    if title.chars().count() > MAX_TITLE_CHARS {
-        return Err(ServerFnError::new(format!(
-            "A title can have at most {MAX_TITLE_CHARS} characters."
-        )));
-    }
-    let (db, user) = ssr::caller().await?;
-    let Some(user) = user else {
-        return Err(ssr::not_found());
-    };
-    match db.rename_conversation(&user, &id, title).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(ssr::not_found()),
-        Err(e) => Err(ssr::generic(e)),
-    }
-}
-
-#[server(endpoint = "history/delete")]
-pub async fn delete_conversation(id: String) -> Result<(), ServerFnError> {
-    let (db, user) = ssr::caller().await?;
-    let Some(user) = user else {
-        return Err(ssr::not_found());
-    };
-    match db.delete_conversation(&user, &id).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(ssr::not_found()),
-        Err(e) => Err(ssr::generic(e)),
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 
-use super::{delete_conversation, list_conversations, rename_conversation, ConversationSummary};
+use super::api::{delete_conversation, list_conversations, rename_conversation};
+use super::ConversationSummary;
 use crate::chat::state::ChatUi;
 use crate::i18n::Lang;
 

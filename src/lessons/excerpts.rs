@@ -3,7 +3,7 @@
 //! the best passages themselves.
 
 use super::index::Hit;
-use super::Source;
+use crate::protocol::Source;
 
 const SNIPPET_CHARS: usize = 220;
 /// Per source in the prompt: enough for the model, bounded for the context window.
@@ -45,14 +45,10 @@ pub fn prompt_with_sources(hits: &[Hit]) -> Option<String> {
     Some(prompt)
 }
 
-pub fn is_russian(text: &str) -> bool {
-    text.chars().any(|c| matches!(c, 'а'..='я' | 'А'..='Я' | 'ё' | 'Ё'))
-}
-
 /// Lesson mode's answer, in Markdown: a note saying what it is, then each source's
 /// best passage, quoted, under its cited title. In the question's language.
 pub fn excerpt_answer(question: &str, hits: &[Hit]) -> String {
-    let ru = is_russian(question);
+    let ru = crate::i18n::is_russian(question);
     if hits.is_empty() {
         return if ru {
             "В уроках курса не нашлось ничего по этому вопросу. Попробуйте назвать тему \
@@ -193,11 +189,11 @@ mod tests {
                 snippet: String::new(),
             })
             .collect();
-        let cited: Vec<u32> = crate::lessons::split_citations(&answer, &sources)
+        let cited: Vec<u32> = crate::render::split_citations(&answer, &sources)
             .into_iter()
             .filter_map(|segment| match segment {
-                crate::lessons::Segment::Cite { n, .. } => Some(n),
-                crate::lessons::Segment::Text(_) => None,
+                crate::render::Segment::Cite { n, .. } => Some(n),
+                crate::render::Segment::Text(_) => None,
             })
             .collect();
         assert_eq!(cited, [1, 2], "only the excerpts' own headings cite: {answer}");

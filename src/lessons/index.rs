@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
@@ -210,7 +209,7 @@ impl LessonIndex {
             let parsed = std::fs::read(path)
                 .map_err(|e| LessonError::Unreadable(e.to_string()))
                 .and_then(|bytes| {
-                    let hash = hex(&Sha256::digest(&bytes));
+                    let hash = crate::digest::sha256_hex(&bytes);
                     let text = String::from_utf8(bytes).map_err(|_| LessonError::NotText)?;
                     Ok((hash, parse_lesson(&slug, &text)?))
                 });
@@ -317,7 +316,7 @@ impl LessonIndex {
     /// each lesson in both, and English terms in Russian lessons would otherwise pull
     /// Russian sections into an English answer.
     pub fn search(&self, question: &str, earlier: &[String], k: usize) -> Result<Vec<Hit>, IndexError> {
-        let lang = if super::excerpts::is_russian(question) { "-ru" } else { "-en" };
+        let lang = if crate::i18n::is_russian(question) { "-ru" } else { "-en" };
         let mut hits = self.search_any_language(question, earlier, k.saturating_mul(3))?;
         // A stable sort: within each group, BM25's order stays.
         hits.sort_by_key(|hit| !hit.slug.ends_with(lang));
@@ -476,10 +475,6 @@ fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), IndexError> {
     let bytes = serde_json::to_vec_pretty(manifest).unwrap_or_default();
     std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io(&path))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -191,7 +191,7 @@ impl FakeUpstream {
         let local = listener.local_addr()?;
         let app = self.router();
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(crate::server::without_nagle(listener), app).await {
+            if let Err(e) = axum::serve(crate::net::without_nagle(listener), app).await {
                 tracing::error!(error = %e, "fake upstream stopped");
             }
         });
@@ -456,7 +456,7 @@ pub async fn serve_until_stopped(args: FakeArgs) -> std::io::Result<()> {
     });
     let addr = fake.spawn(SocketAddr::new(args.host, args.port)).await?;
     println!("fake upstream listening on http://{addr}/v1");
-    crate::server::shutdown_signal().await;
+    crate::net::shutdown_signal().await;
     Ok(())
 }
 

@@ -1,0 +1,278 @@
+//! Sessions, accounts and sign-in throttling: the SQL behind `crate::auth` and the
+//! account server functions. Session tokens are stored hashed (SHA-256): a leaked
+//! table is not a set of live cookies.
+
+use sqlx::Row;
+
+use crate::db::{new_id, now_ms, Db, StoreError};
+
+/// How long an account's session lasts unused; it slides while used.
+pub const ACCOUNT_SESSION_MS: i64 = 30 * DAY_MS;
+/// Failed sign-ins are kept this long at most.
+const LOGIN_FAILURE_KEEP_MS: i64 = DAY_MS;
+const DAY_MS: i64 = 24 * 3_600_000;
+
+/// The form a session token is stored in.
+pub fn hash_token(token: &str) -> String {
+    crate::digest::sha256_hex(token.as_bytes())
+}
+
+impl Db {
+    /// The user a session token belongs to, if it has one yet (and, for an account's
+    /// session, if it has not expired). An account session used in the second half
+    /// of its life is renewed: expiry slides while the student keeps coming back.
+    pub async fn find_user(&self, token: &str) -> Result<Option<String>, StoreError> {
+        let now = now_ms();
+        let token_hash = hash_token(token);
+        let row = sqlx::query(
+            "SELECT user_id, expires_at FROM sessions WHERE token_hash = $1 \
+             AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(&token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let user: String = row.try_get(0)?;
+        if let Some(expires_at) = row.try_get::<Option<i64>, _>(1)? {
+            if expires_at - now < ACCOUNT_SESSION_MS / 2 {
+                sqlx::query("UPDATE sessions SET expires_at = $1 WHERE token_hash = $2")
+                    .bind(now + ACCOUNT_SESSION_MS)
+                    .bind(&token_hash)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(Some(user))
+    }
+
+    /// The account a session is signed in to: `(user id, username)`.
+    pub async fn account_of(&self, token: &str) -> Result<Option<(String, String)>, StoreError> {
+        let Some(user) = self.find_user(token).await? else { return Ok(None) };
+        let row = sqlx::query("SELECT username FROM users WHERE id = $1")
+            .bind(&user)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .and_then(|r| r.try_get::<Option<String>, _>(0).ok().flatten())
+            .map(|name| (user, name)))
+    }
+
+    /// Makes an account. A guest browser's user becomes the account, so its
+    /// conversations are the account's; the session is replaced by a new one (a
+    /// token known before sign-up is worth nothing after): `new_token` names it.
+    pub async fn create_account(
+        &self,
+        token: &str,
+        username: &str,
+        password_hash: &str,
+        new_token: &str,
+    ) -> Result<(), AccountError> {
+        let now = now_ms();
+        let key = username.to_lowercase();
+        let mut tx = self.begin_write().await?;
+        let user_id = match guest_of_session(&mut tx, token).await? {
+            Some(guest) => guest,
+            None => {
+                let id = new_id();
+                sqlx::query("INSERT INTO users (id, created_at) VALUES ($1, $2)")
+                    .bind(&id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                id
+            }
+        };
+        let named = sqlx::query(
+            "UPDATE users SET username = $1, username_key = $2, password_hash = $3 WHERE id = $4",
+        )
+        .bind(username)
+        .bind(&key)
+        .bind(password_hash)
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await;
+        match named {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(AccountError::Taken),
+            other => other?,
+        };
+        self.replace_session(&mut tx, token, new_token, &user_id, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The account behind a username (any case): `(user id, password hash)`.
+    pub async fn account_by_name(&self, username: &str) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT id, password_hash FROM users WHERE username_key = $1")
+            .bind(username.to_lowercase())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    /// Signs a browser in: a new session for the account replaces its old one, and
+    /// the conversations (and rate-limit record) it had as a guest move to the account.
+    pub async fn sign_in(&self, token: &str, account: &str, new_token: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        if let Some(guest) = guest_of_session(&mut tx, token).await? {
+            for table in ["conversations", "question_events"] {
+                sqlx::query(&format!("UPDATE {table} SET user_id = $1 WHERE user_id = $2"))
+                    .bind(account)
+                    .bind(&guest)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        self.replace_session(&mut tx, token, new_token, account, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn replace_session(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        old_token: &str,
+        new_token: &str,
+        user_id: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(hash_token(old_token))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(hash_token(new_token))
+        .bind(user_id)
+        .bind(now)
+        .bind(now + ACCOUNT_SESSION_MS)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends a session on the server: its cookie no longer names anyone.
+    pub async fn sign_out(&self, token: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(hash_token(token))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Failed sign-ins per key since `since` (Unix ms).
+    pub async fn login_failures(&self, key: &str, since: i64) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM login_failures WHERE key = $1 AND at > $2")
+            .bind(key)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
+    }
+
+    pub async fn record_login_failure(&self, keys: &[String]) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        for key in keys {
+            sqlx::query("INSERT INTO login_failures (key, at) VALUES ($1, $2)")
+                .bind(key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Old failures are kept a day at most.
+        sqlx::query("DELETE FROM login_failures WHERE at < $1")
+            .bind(now - LOGIN_FAILURE_KEEP_MS)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM login_failures WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The session's user, created with its first question (page views create nothing).
+    pub async fn ensure_user(&self, token: &str) -> Result<String, StoreError> {
+        if let Some(user) = self.find_user(token).await? {
+            return Ok(user);
+        }
+        let user_id = new_id();
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO users (id, created_at) VALUES ($1, $2)")
+            .bind(&user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (token_hash) DO NOTHING",
+        )
+        .bind(hash_token(token))
+        .bind(&user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            // Another tab of the same browser won the race: use its user.
+            tx.rollback().await?;
+            return self
+                .find_user(token)
+                .await?
+                .ok_or_else(|| StoreError::Sqlx(sqlx::Error::RowNotFound));
+        }
+        tx.commit().await?;
+        self.wrote();
+        self.wrote();
+        Ok(user_id)
+    }
+}
+
+/// An account session lives this long unused; using it slides the expiry.
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("username taken")]
+    Taken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for AccountError {
+    fn from(error: sqlx::Error) -> Self {
+        AccountError::Store(error.into())
+    }
+}
+
+/// The guest user (no username) a session belongs to, if it is a guest's.
+async fn guest_of_session(conn: &mut sqlx::AnyConnection, token: &str) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query(
+        "SELECT u.id FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.token_hash = $1 AND u.username IS NULL",
+    )
+    .bind(hash_token(token))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_hashed() {
+        let h = hash_token("abc");
+        assert_eq!(h.len(), 64);
+        assert_ne!(h, "abc");
+    }
+}

@@ -1,0 +1,412 @@
+//! Answers: beginning one (the question, the rate limit, the conversation cap and
+//! the answer row, in one transaction), writing its text as it streams, and
+//! recovering the ones a crash cut off. See docs/storage.md.
+
+use sqlx::Row;
+
+use crate::db::{new_id, now_ms, retry_position_race, Backend, Db, PositionRace, StoreError};
+use crate::history::store::{insert_message, next_position};
+use crate::history::{MessageRole, MessageStatus};
+use crate::protocol::{ErrorCode, Usage};
+
+impl Db {
+    pub async fn finish_message(
+        &self,
+        message_id: &str,
+        content: &str,
+        chunk_seq: u64,
+        status: MessageStatus,
+        error_code: Option<ErrorCode>,
+        usage: Option<Usage>,
+    ) -> Result<(), StoreError> {
+        self.write_answers(&[AnswerWrite::Finish {
+            message_id: message_id.into(),
+            content: content.into(),
+            chunk_seq,
+            status,
+            error_code,
+            usage,
+            finished_at: now_ms(),
+        }])
+        .await
+    }
+
+    /// Writes changes to answer rows in one transaction: with a thousand answers
+    /// streaming, one commit a second instead of a thousand.
+    pub async fn write_answers(&self, writes: &[AnswerWrite]) -> Result<(), StoreError> {
+        match writes {
+            [] => return Ok(()),
+            [one] => {
+                one.query().execute(&self.pool).await?;
+            }
+            many => {
+                let mut tx = self.begin_write().await?;
+                for write in many {
+                    write.query().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        self.counted_answer_commit(writes.len() as u64);
+        Ok(())
+    }
+
+    /// Everything a question needs before the model is called, in one write
+    /// transaction: the conversation (found for this user, or created), its earlier
+    /// turns within the budget, the question, and the answer's row (`streaming`).
+    /// One transaction instead of four keeps the first token quick when a whole class
+    /// asks at once.
+    pub async fn begin_answer(&self, new: &NewAnswer<'_>) -> Result<BegunAnswer, BeginError> {
+        retry_position_race(|| self.try_begin_answer(new)).await
+    }
+
+    /// The student's latest questions in one of their conversations, newest first:
+    /// retrieval reads them with the new question. Empty for someone else's.
+    pub async fn recent_questions(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.content FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE c.id = $1 AND c.user_id = $2 AND m.role = 'user' \
+             ORDER BY m.position DESC LIMIT $3",
+        )
+        .bind(conversation_id)
+        .bind(user_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| row.try_get::<String, _>(0).map_err(StoreError::from))
+            .collect()
+    }
+
+    async fn try_begin_answer(&self, new: &NewAnswer<'_>) -> Result<BegunAnswer, BeginError> {
+        let NewAnswer {
+            user_id,
+            conversation_id,
+            question,
+            budget_chars,
+            owner_instance,
+            sources_json,
+            questions_per_minute,
+            max_conversations,
+        } = *new;
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let mut writes = 3;
+        if questions_per_minute > 0 {
+            self.take_question_quota(&mut tx, user_id, questions_per_minute, now).await?;
+            writes += 1;
+        }
+        let conversation_id = match conversation_id {
+            Some(id) => {
+                let owned = sqlx::query("SELECT 1 FROM conversations WHERE id = $1 AND user_id = $2")
+                    .bind(id)
+                    .bind(user_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    ?
+                    .is_some();
+                if !owned {
+                    return Err(BeginError::NotFound);
+                }
+                id.to_string()
+            }
+            None => {
+                let kept: i64 = sqlx::query("SELECT COUNT(*) FROM conversations WHERE user_id = $1")
+                    .bind(user_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .and_then(|row| row.try_get(0))
+                    ?;
+                if kept >= i64::from(max_conversations) {
+                    return Err(BeginError::TooManyConversations { limit: max_conversations });
+                }
+                let id = new_id();
+                sqlx::query(
+                    "INSERT INTO conversations (id, user_id, title, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $4)",
+                )
+                .bind(&id)
+                .bind(user_id)
+                .bind(crate::history::title_from_question(question))
+                .bind(now)
+                .execute(&mut *tx)
+            .await?;
+                writes += 1;
+                id
+            }
+        };
+        let (turns, context_truncated) = context_turns_in(&mut tx, &conversation_id, budget_chars).await?;
+        let position = next_position(&mut tx, &conversation_id).await?;
+        let question_id = new_id();
+        let answer_id = new_id();
+        for (id, at, role, content, status, owner, sources) in [
+            (&question_id, position, MessageRole::User, question, MessageStatus::Complete, None, None),
+            (&answer_id, position + 1, MessageRole::Assistant, "", MessageStatus::Streaming, Some(owner_instance), sources_json),
+        ] {
+            insert_message(&mut tx, id, &conversation_id, at, role, content, status, owner, sources, now).await?;
+        }
+        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&conversation_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.wrote_n(writes);
+        Ok(BegunAnswer {
+            conversation_id,
+            answer_id,
+            turns,
+            context_truncated,
+        })
+    }
+
+    /// The per-user rate limit, a sliding window of one minute kept in the database so
+    /// that it holds across reconnects, tabs and instances. Runs inside the question's
+    /// write transaction: a refused question stores nothing. On PostgreSQL the user's
+    /// row is locked first, so two instances cannot both grant the last question
+    /// (SQLite's write transactions are serialised already).
+    async fn take_question_quota(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        user_id: &str,
+        per_minute: u32,
+        now: i64,
+    ) -> Result<(), BeginError> {
+        const WINDOW_MS: i64 = 60_000;
+        const KEEP_MS: i64 = 3_600_000;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+            .await?;
+        }
+        let rows = sqlx::query(
+            "SELECT at FROM question_events WHERE user_id = $1 AND at > $2 ORDER BY at ASC",
+        )
+        .bind(user_id)
+        .bind(now - WINDOW_MS)
+        .fetch_all(&mut *tx)
+            .await?;
+        if rows.len() >= per_minute as usize {
+            // Asking works again when the oldest question of the window leaves it.
+            let oldest: i64 = rows[rows.len() - per_minute as usize].try_get(0)?;
+            let wait_ms = (oldest + WINDOW_MS - now).max(1);
+            return Err(BeginError::RateLimited {
+                retry_after: (wait_ms as u64).div_ceil(1000),
+            });
+        }
+        sqlx::query("DELETE FROM question_events WHERE user_id = $1 AND at < $2")
+            .bind(user_id)
+            .bind(now - KEEP_MS)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO question_events (user_id, at) VALUES ($1, $2)")
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+
+    /// After a crash, rows this instance left `streaming` can never finish: mark them
+    /// `interrupted`, keeping their checkpointed text.
+    pub async fn recover_interrupted(&self, instance: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE messages SET status = 'interrupted', finished_at = $1, owner_instance = NULL \
+             WHERE status = 'streaming' AND owner_instance = $2",
+        )
+        .bind(now_ms())
+        .bind(instance)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done)
+    }
+
+    /// One answer as stored (status, text, last chunk's seq), if it is this user's.
+    pub async fn message_for_user(
+        &self,
+        user_id: &str,
+        message_id: &str,
+    ) -> Result<Option<(MessageStatus, String, u64)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT m.status, m.content, m.chunk_seq FROM messages m \
+             JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.id = $1 AND c.user_id = $2",
+        )
+        .bind(message_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        Ok(Some((
+            MessageStatus::parse(&r.try_get::<String, _>(0)?),
+            r.try_get::<String, _>(1)?,
+            u64::try_from(r.try_get::<i64, _>(2)?).unwrap_or(0),
+        )))
+    }
+}
+
+/// A change to the row of an answer being streamed.
+#[derive(Debug, Clone)]
+pub enum AnswerWrite {
+    /// The text so far. Never moves it backwards: a late checkpoint cannot overwrite a
+    /// newer one or the final text.
+    Checkpoint {
+        message_id: String,
+        content: String,
+        chunk_seq: u64,
+    },
+    /// The final text and how the answer ended.
+    Finish {
+        message_id: String,
+        content: String,
+        chunk_seq: u64,
+        status: MessageStatus,
+        error_code: Option<ErrorCode>,
+        usage: Option<Usage>,
+        finished_at: i64,
+    },
+}
+
+impl AnswerWrite {
+    fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+        match self {
+            AnswerWrite::Checkpoint {
+                message_id,
+                content,
+                chunk_seq,
+            } => sqlx::query(
+                "UPDATE messages SET content = $1, chunk_seq = $2 \
+                 WHERE id = $3 AND status = 'streaming' AND chunk_seq < $2",
+            )
+            .bind(content.as_str())
+            .bind(*chunk_seq as i64)
+            .bind(message_id.as_str()),
+            AnswerWrite::Finish {
+                message_id,
+                content,
+                chunk_seq,
+                status,
+                error_code,
+                usage,
+                finished_at,
+            } => sqlx::query(
+                "UPDATE messages SET content = $1, chunk_seq = $2, status = $3, error_code = $4, \
+                 finished_at = $5, prompt_tokens = $6, completion_tokens = $7, owner_instance = NULL \
+                 WHERE id = $8 AND status = 'streaming'",
+            )
+            .bind(content.as_str())
+            .bind(*chunk_seq as i64)
+            .bind(status.as_str())
+            .bind(error_code.map(|c| c.as_str()))
+            .bind(*finished_at)
+            .bind(usage.map(|u| i64::from(u.prompt_tokens)))
+            .bind(usage.map(|u| i64::from(u.completion_tokens)))
+            .bind(message_id.as_str()),
+        }
+    }
+}
+
+/// A question to store, with what decides whether it may be asked.
+#[derive(Debug, Clone, Copy)]
+pub struct NewAnswer<'a> {
+    pub user_id: &'a str,
+    /// `None` starts a new conversation.
+    pub conversation_id: Option<&'a str>,
+    pub question: &'a str,
+    /// Characters of earlier turns to send to the model.
+    pub budget_chars: usize,
+    pub owner_instance: &'a str,
+    /// The answer's sources, as JSON.
+    pub sources_json: Option<&'a str>,
+    /// 0: no limit.
+    pub questions_per_minute: u32,
+    pub max_conversations: u32,
+}
+
+/// What [`Db::begin_answer`] stored and found.
+#[derive(Debug)]
+pub struct BegunAnswer {
+    pub conversation_id: String,
+    pub answer_id: String,
+    /// Earlier turns for the model, oldest first.
+    pub turns: Vec<(MessageRole, String)>,
+    pub context_truncated: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BeginError {
+    /// No such conversation for this user (someone else's answers the same).
+    #[error("conversation not found")]
+    NotFound,
+    /// The user asked their quota of questions in the last minute; asking works again
+    /// in `retry_after` seconds.
+    #[error("too many questions")]
+    RateLimited { retry_after: u64 },
+    /// The user keeps as many conversations as allowed; a new one is refused.
+    #[error("too many conversations")]
+    TooManyConversations { limit: u32 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for BeginError {
+    fn from(error: sqlx::Error) -> Self {
+        BeginError::Store(error.into())
+    }
+}
+
+impl PositionRace for BeginError {
+    fn is_position_race(&self) -> bool {
+        matches!(self, BeginError::Store(e) if e.is_position_race())
+    }
+}
+
+/// The conversation's earlier turns that fit the budget (in characters), oldest first,
+/// and whether older ones were left out. Only finished text is sent.
+async fn context_turns_in(
+    conn: &mut sqlx::AnyConnection,
+    conversation_id: &str,
+    budget_chars: usize,
+) -> Result<(Vec<(MessageRole, String)>, bool), StoreError> {
+    const SCAN_LIMIT: i64 = 200;
+    let rows = sqlx::query(
+        "SELECT role, content FROM messages WHERE conversation_id = $1 \
+         AND status <> 'error' AND content <> '' ORDER BY position DESC LIMIT $2",
+    )
+    .bind(conversation_id)
+    .bind(SCAN_LIMIT)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut used = 0usize;
+    let mut turns = Vec::new();
+    let mut truncated = false;
+    for row in &rows {
+        let content: String = row.try_get(1)?;
+        let cost = content.chars().count();
+        if used + cost > budget_chars {
+            truncated = true;
+            break;
+        }
+        used += cost;
+        turns.push((MessageRole::parse(&row.try_get::<String, _>(0)?), content));
+    }
+    if !truncated && rows.len() as i64 == SCAN_LIMIT {
+        truncated = true;
+    }
+    // The model needs a conversation that starts with the student.
+    while turns.last().is_some_and(|(role, _)| *role == MessageRole::Assistant) {
+        turns.pop();
+        truncated = true;
+    }
+    turns.reverse();
+    Ok((turns, truncated))
+}

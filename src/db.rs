@@ -1,0 +1,224 @@
+//! The database handle every store shares: one pool for SQLite (embedded default) and
+//! PostgreSQL (production) through sqlx's `Any` driver, the migrations, and the
+//! helpers the stores have in common. The SQL itself lives beside each capability:
+//! `account/store.rs` (sessions, accounts, throttling), `history/store.rs`
+//! (conversations, messages), `chat/store.rs` (answers, quota, crash recovery) —
+//! each an `impl Db` block of its own. See docs/storage.md.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+
+use crate::error::AppError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("unsupported DATABASE_URL scheme (use sqlite: or postgres:): {0}")]
+    Scheme(String),
+    #[error("the answer writer stopped before storing this")]
+    WriterGone,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Db {
+    pub(crate) pool: AnyPool,
+    pub(crate) backend: Backend,
+    /// Statements that changed data, for tests and docs/BENCHMARKS.md.
+    writes: AtomicU64,
+    /// Answer-row writes and the commits that stored them (`write_answers`), for
+    /// tests of batching.
+    answer_rows: AtomicU64,
+    answer_commits: AtomicU64,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+
+/// The database a settings value names: `DATABASE_URL` if set, else an SQLite file in
+/// the data directory.
+pub fn database_url(explicit: Option<&str>, data_dir: &std::path::Path) -> String {
+    match explicit {
+        Some(url) => url.to_string(),
+        None => format!("sqlite://{}?mode=rwc", data_dir.join("tutor-chat.db").display()),
+    }
+}
+
+impl Db {
+    /// Connects, prepares SQLite (WAL, foreign keys) and runs the migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Db, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Scheme(url.split(':').next().unwrap_or("").into()));
+        };
+        if backend == Backend::Sqlite {
+            if let Some(dir) = sqlite_parent_dir(url) {
+                std::fs::create_dir_all(&dir).map_err(|source| StoreError::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // In WAL mode NORMAL sync survives an app crash (kill -9), which
+                        // is what checkpoints guard against, without an fsync per commit.
+                        // (sqlx already sets foreign_keys = ON and a 5 s busy timeout.)
+                        sqlx::Executor::execute(conn, "PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        if backend == Backend::Sqlite {
+            // WAL lets readers work beside the writer. It is a property of the file,
+            // so setting it once is enough.
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        }
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Db {
+            pool,
+            backend,
+            writes: AtomicU64::new(0),
+            answer_rows: AtomicU64::new(0),
+            answer_commits: AtomicU64::new(0),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): a deferred one that read first could not upgrade when another
+    /// writer got in between, and would fail at once instead of waiting its turn.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// (answer-row writes, commits) so far.
+    pub fn answer_commits(&self) -> (u64, u64) {
+        (
+            self.answer_rows.load(Ordering::Relaxed),
+            self.answer_commits.load(Ordering::Relaxed),
+        )
+    }
+
+    pub(crate) fn wrote(&self) {
+        self.wrote_n(1);
+    }
+
+    pub(crate) fn wrote_n(&self, statements: u64) {
+        self.writes.fetch_add(statements, Ordering::Relaxed);
+    }
+
+    /// One commit that stored `rows` answer rows.
+    pub(crate) fn counted_answer_commit(&self, rows: u64) {
+        self.wrote_n(rows);
+        self.answer_rows.fetch_add(rows, Ordering::Relaxed);
+        self.answer_commits.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a client may be told when the database fails: never the database's text.
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        AppError::internal("database operation failed", error)
+    }
+}
+
+/// An append takes the conversation's next position. Two tabs appending at once can
+/// pick the same one; the unique index refuses the second, which simply tries again.
+pub(crate) async fn retry_position_race<T, E, Fut>(mut attempt: impl FnMut() -> Fut) -> Result<T, E>
+where
+    E: PositionRace,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(e) if e.is_position_race() && tries < 5 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
+pub(crate) trait PositionRace {
+    fn is_position_race(&self) -> bool;
+}
+
+impl PositionRace for StoreError {
+    fn is_position_race(&self) -> bool {
+        matches!(self, StoreError::Sqlx(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    std::path::Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_url_parent_dir() {
+        assert_eq!(
+            sqlite_parent_dir("sqlite://data/x.db?mode=rwc"),
+            Some(std::path::PathBuf::from("data"))
+        );
+        assert_eq!(sqlite_parent_dir("sqlite::memory:"), None);
+        assert_eq!(sqlite_parent_dir("sqlite://x.db"), None);
+    }
+}

@@ -1,0 +1,103 @@
+//! The history's server functions: list, load, rename, delete — each scoped to the
+//! caller's user, so another student's conversation is simply "not found".
+
+use leptos::prelude::*;
+
+use super::{ConversationPage, ConversationView};
+#[cfg(feature = "ssr")]
+use super::{CONVERSATION_PAGE, MAX_TITLE_CHARS, MESSAGE_PAGE};
+use crate::error::AppError;
+#[cfg(feature = "ssr")]
+use crate::protocol::ErrorCode;
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use std::sync::Arc;
+
+    use crate::db::Db;
+    use crate::error::AppError;
+    use crate::protocol::ErrorCode;
+
+    /// Someone else's conversation gets the same answer as a missing one.
+    pub fn not_found() -> AppError {
+        AppError::new(ErrorCode::NotFound, "Conversation not found.")
+    }
+
+    /// The database and the caller's user id, `None` when this browser never asked
+    /// anything (it then owns nothing).
+    pub async fn caller() -> Result<(Arc<Db>, Option<String>), AppError> {
+        let state = crate::state::app_state()?;
+        crate::auth::check_same_origin()?;
+        let session = crate::auth::current_session();
+        let user = match session {
+            Some(session) => state.db.find_user(&session.0).await?,
+            None => None,
+        };
+        Ok((state.db.clone(), user))
+    }
+}
+
+#[server(endpoint = "history/list")]
+pub async fn list_conversations(
+    cursor: Option<String>,
+) -> Result<ConversationPage, AppError> {
+    let (db, user) = ssr::caller().await?;
+    let Some(user) = user else {
+        return Ok(ConversationPage {
+            items: Vec::new(),
+            next_cursor: None,
+        });
+    };
+    Ok(db.list_conversations(&user, cursor.as_deref(), CONVERSATION_PAGE).await?)
+}
+
+#[server(endpoint = "history/load")]
+pub async fn load_conversation(
+    id: String,
+    before: Option<i64>,
+) -> Result<ConversationView, AppError> {
+    let (db, user) = ssr::caller().await?;
+    let Some(user) = user else {
+        return Err(ssr::not_found());
+    };
+    db.load_conversation(&user, &id, before, MESSAGE_PAGE)
+        .await?
+        .ok_or_else(ssr::not_found)
+}
+
+#[server(endpoint = "history/rename")]
+pub async fn rename_conversation(id: String, title: String) -> Result<(), AppError> {
+    let title = title.trim();
+    if title.is_empty() {
+        return Err(AppError::new(ErrorCode::InvalidTitle, "A title cannot be empty."));
+    }
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(AppError::new(
+            ErrorCode::InvalidTitle,
+            format!("A title can have at most {MAX_TITLE_CHARS} characters."),
+        ));
+    }
+    let (db, user) = ssr::caller().await?;
+    let Some(user) = user else {
+        return Err(ssr::not_found());
+    };
+    match db.rename_conversation(&user, &id, title).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ssr::not_found()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[server(endpoint = "history/delete")]
+pub async fn delete_conversation(id: String) -> Result<(), AppError> {
+    let (db, user) = ssr::caller().await?;
+    let Some(user) = user else {
+        return Err(ssr::not_found());
+    };
+    match db.delete_conversation(&user, &id).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ssr::not_found()),
+        Err(e) => Err(e.into()),
+    }
+}
+

@@ -1,0 +1,135 @@
+//! The server's shared state: what every request handler, server function and socket
+//! reaches for. It sits below everything that uses it — capabilities take it (or a
+//! piece of it, through `FromRef`) and never import the router that assembles it.
+//! Every field is a cheap handle, so a clone is a few reference counts.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use tokio::sync::{watch, Semaphore};
+
+use crate::chat::limits::Connections;
+use crate::chat::live::LiveAnswers;
+use crate::db::{database_url, Db, StoreError};
+use crate::error::AppError;
+use crate::lessons::index::{IndexError, LessonIndex};
+use crate::protocol::ErrorCode;
+use crate::settings::{Settings, DEFAULT_BASE_URL};
+use crate::upstream::UpstreamClient;
+
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub settings: Arc<Settings>,
+    pub upstream: UpstreamClient,
+    /// True when no model endpoint and no key were configured: answers are excerpts
+    /// from the lessons (lesson mode).
+    pub lesson_mode: bool,
+    /// The course's lessons, indexed for retrieval; also serves the lesson pages.
+    pub lessons: Arc<LessonIndex>,
+    /// Flips to `true` when the server shuts down, so open sockets close with 1001
+    /// (clients then reconnect) instead of holding the shutdown open.
+    pub shutdown: Arc<watch::Sender<bool>>,
+    pub db: Arc<Db>,
+    /// Answers being streamed by this instance; they outlive their sockets.
+    pub live: Arc<LiveAnswers>,
+    /// Marks the answers this instance streams, for crash recovery (docs/storage.md).
+    pub instance_id: Arc<str>,
+    /// One permit per answer streamed at once (`max_concurrent_answers`).
+    pub answer_slots: Arc<Semaphore>,
+    /// Open chat sockets per user (`max_connections_per_user`).
+    pub connections: Arc<Connections>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Lessons(#[from] IndexError),
+    #[error("lesson indexing stopped: {0}")]
+    Indexing(String),
+    #[error("cannot open the database: {0}")]
+    Database(#[from] StoreError),
+}
+
+impl AppState {
+    /// Opens everything the server holds: the model client, the lesson index (brought
+    /// in step with the lessons folder), the database (migrated; answers an earlier
+    /// crash cut off are marked interrupted).
+    pub async fn build(settings: Settings, leptos_options: LeptosOptions) -> Result<AppState, StateError> {
+        // No key and no endpoint: a fresh install answers from the lessons themselves.
+        let lesson_mode = settings.upstream.base_url.is_none() && settings.upstream.api_key.is_none();
+        if lesson_mode {
+            tracing::warn!(
+                "no OPENAI_API_KEY and no OPENAI_BASE_URL: lesson mode, answers are excerpts from the lessons"
+            );
+        }
+        let base_url = settings
+            .upstream
+            .base_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+        let upstream = UpstreamClient::new(base_url, settings.upstream.clone())?;
+        let lessons = open_lessons(&settings).await?;
+        let url = database_url(settings.database_url.as_deref(), &settings.data_dir);
+        let db = Db::connect(&url, settings.db_max_connections).await?;
+        let instance_id = settings
+            .instance_id
+            .clone()
+            .unwrap_or_else(|| leptos_options.site_addr.to_string());
+        let answer_slots = Arc::new(Semaphore::new(settings.max_concurrent_answers));
+        let recovered = db.recover_interrupted(&instance_id).await?;
+        if recovered > 0 {
+            tracing::warn!(recovered, "answers cut by an earlier crash marked interrupted");
+        }
+        tracing::info!(backend = ?db.backend(), "history database ready");
+        let db = Arc::new(db);
+        Ok(AppState {
+            leptos_options,
+            settings: Arc::new(settings),
+            upstream,
+            lesson_mode,
+            lessons,
+            shutdown: Arc::new(watch::channel(false).0),
+            live: LiveAnswers::new(db.clone()),
+            db,
+            instance_id: instance_id.into(),
+            answer_slots,
+            connections: Arc::new(Connections::default()),
+        })
+    }
+}
+
+/// The state, for a server function: the router provides it to every request.
+pub fn app_state() -> Result<AppState, AppError> {
+    leptos::prelude::use_context::<AppState>()
+        .ok_or_else(|| AppError::new(ErrorCode::Internal, "server state missing"))
+}
+
+/// Opens the lesson index beside the database and brings it in step with the lessons
+/// folder. Files that are not lessons are logged and skipped; a missing folder only
+/// means answers come without sources.
+async fn open_lessons(settings: &Settings) -> Result<Arc<LessonIndex>, StateError> {
+    let index_dir = settings.data_dir.join("lesson-index");
+    let lessons_dir = settings.lessons_dir.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        let index = LessonIndex::open(&index_dir)?;
+        match index.sync(&lessons_dir, &mut |_| {}) {
+            Ok(report) => tracing::info!(
+                lessons = report.indexed.len() + report.unchanged,
+                reindexed = report.indexed.len(),
+                removed = report.removed.len(),
+                skipped = report.skipped.len(),
+                sections = index.sections(),
+                "lesson index ready"
+            ),
+            Err(error) => tracing::warn!(%error, "lessons not indexed; answers will have no sources"),
+        }
+        Ok::<_, IndexError>(index)
+    })
+    .await
+    .map_err(|e| StateError::Indexing(e.to_string()))??;
+    Ok(Arc::new(opened))
+}
