@@ -34,7 +34,7 @@ async fn main() -> std::process::ExitCode {
             std::iter::once("tutor-chat index".to_string()).chain(std::env::args().skip(2)),
         );
         return match tutor_chat::settings::Settings::load_from(cli) {
-            Ok(settings) => tutor_chat::lessons::index::run_index_command(&settings),
+            Ok(settings) => tutor_chat::lessons::command::run_index_command(&settings),
             Err(error) => {
                 eprintln!("tutor-chat index: {error}");
                 ExitCode::FAILURE

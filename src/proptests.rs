@@ -7,7 +7,9 @@
 //! CI runs 20,000 inputs per property. The longer run in docs/BENCHMARKS.md:
 //!   TUTOR_FUZZ_ITERATIONS=1000000 cargo test --release --features ssr --lib proptests
 
-use crate::lessons::Source;
+use fastrand::Rng;
+
+use crate::protocol::Source;
 use crate::protocol::{parse_client_frame, ClientFrame, FrameError, FrameLimits};
 use crate::render::{allowed_link, answer_html, RenderLabels};
 
@@ -18,29 +20,15 @@ fn iterations() -> u64 {
         .unwrap_or(20_000)
 }
 
-/// xorshift64*, seeded: a failure prints its seed and input, and reruns the same.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 fn random_text(rng: &mut Rng, fragments: &[&str], max_parts: usize) -> String {
-    let parts = rng.below(max_parts) + 1;
+    let parts = rng.usize(..max_parts) + 1;
     let mut out = String::new();
     for _ in 0..parts {
-        match rng.below(10) {
+        match rng.usize(..10) {
             // A random code point now and then: controls, surrogates' neighbours, emoji.
-            0 => out.push(char::from_u32(rng.below(0x11_0000) as u32).unwrap_or('\u{FFFD}')),
-            1 => out.push_str(&"x".repeat(rng.below(300))),
-            _ => out.push_str(fragments[rng.below(fragments.len())]),
+            0 => out.push(char::from_u32(rng.usize(..0x11_0000) as u32).unwrap_or('\u{FFFD}')),
+            1 => out.push_str(&"x".repeat(rng.usize(..300))),
+            _ => out.push_str(fragments[rng.usize(..fragments.len())]),
         }
     }
     out
@@ -59,26 +47,26 @@ const QUESTION_WORDS: &[&str] = &["what", " is", " SSE", "?", " ", "\n", "воп
 /// Half structured frames (valid or nearly), half soup; some of either are then cut
 /// or spliced, as a broken client would.
 fn random_frame(rng: &mut Rng) -> String {
-    let mut text = match rng.below(6) {
+    let mut text = match rng.usize(..6) {
         0 => serde_json::json!({"type": "ask", "question": random_text(rng, QUESTION_WORDS, 12)}).to_string(),
         1 => serde_json::json!({"question": random_text(rng, QUESTION_WORDS, 60)}).to_string(),
         2 => {
             let kinds = ["stop", "ping", "resume", "ask", "nope", "", "STOP"];
-            let kind = kinds[rng.below(kinds.len())];
-            serde_json::json!({"type": kind, "t": rng.next() as f64 / 7.0, "message_id": random_text(rng, QUESTION_WORDS, 3)}).to_string()
+            let kind = kinds[rng.usize(..kinds.len())];
+            serde_json::json!({"type": kind, "t": rng.u64(..) as f64 / 7.0, "message_id": random_text(rng, QUESTION_WORDS, 3)}).to_string()
         }
         3 => serde_json::json!({
             "type": "ask",
             "question": random_text(rng, QUESTION_WORDS, 8),
-            "conversation_id": if rng.below(2) == 0 { serde_json::Value::Null } else { serde_json::json!(rng.next()) },
+            "conversation_id": if rng.usize(..2) == 0 { serde_json::Value::Null } else { serde_json::json!(rng.u64(..)) },
             "extra": [1, {"nested": true}],
         })
         .to_string(),
         _ => random_text(rng, FRAME_FRAGMENTS, 24),
     };
-    if rng.below(4) == 0 && !text.is_empty() {
-        let cut = text.char_indices().nth(rng.below(text.chars().count())).map_or(0, |(b, _)| b);
-        let fragment = FRAME_FRAGMENTS[rng.below(FRAME_FRAGMENTS.len())];
+    if rng.usize(..4) == 0 && !text.is_empty() {
+        let cut = text.char_indices().nth(rng.usize(..text.chars().count())).map_or(0, |(b, _)| b);
+        let fragment = FRAME_FRAGMENTS[rng.usize(..FRAME_FRAGMENTS.len())];
         text.insert_str(cut, fragment);
     }
     text
@@ -91,7 +79,7 @@ fn frame_parser_never_panics_and_keeps_its_limits() {
         max_question_chars: 40,
     };
     let seed = 0x5EED_0001;
-    let mut rng = Rng(seed);
+    let mut rng = Rng::with_seed(seed);
     let mut accepted = 0u64;
     for i in 0..iterations() {
         let input = random_frame(&mut rng);
@@ -180,13 +168,13 @@ fn renderer_output_is_always_inert_and_every_prefix_renders() {
     }];
     let labels = RenderLabels { copy: "Copy" };
     let seed = 0x5EED_0002;
-    let mut rng = Rng(seed);
+    let mut rng = Rng::with_seed(seed);
     for i in 0..iterations() {
         let text = random_text(&mut rng, MARKDOWN_FRAGMENTS, 30);
         let html = answer_html(&text, &sources, labels);
         assert_inert(&html, &format!("seed {seed} #{i}: {text:?}"));
         // Streaming renders prefixes: one cut at a random character boundary.
-        let cut = text.char_indices().nth(rng.below(text.chars().count().max(1))).map_or(0, |(b, _)| b);
+        let cut = text.char_indices().nth(rng.usize(..text.chars().count().max(1))).map_or(0, |(b, _)| b);
         assert_inert(&answer_html(&text[..cut], &sources, labels), &format!("seed {seed} #{i} prefix"));
     }
 }

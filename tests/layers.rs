@@ -23,6 +23,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "lessons::markdown",
             "lessons::index",
             "lessons::excerpts",
+            "lessons::command",
             "history",
             "history::store",
             "account::store",

@@ -5,6 +5,7 @@
 //!
 //!   cargo run --release --features ssr --bin lessons_bench [LESSONS]
 
+use fastrand::Rng;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -13,20 +14,6 @@ use tutor_chat::lessons::index::LessonIndex;
 const SECTIONS: usize = 9; // plus the text under the title: 10 chunks per lesson
 const WORDS_PER_SECTION: usize = 120;
 const QUERIES: usize = 10_000;
-
-/// xorshift64*: reproducible runs without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn pick<'a>(&mut self, words: &'a [String]) -> &'a str {
-        &words[(self.next() % words.len() as u64) as usize]
-    }
-}
 
 fn vocabulary(course: &Path, suffix: &str) -> Vec<String> {
     let mut words = Vec::new();
@@ -45,7 +32,7 @@ fn vocabulary(course: &Path, suffix: &str) -> Vec<String> {
 }
 
 fn sentence(rng: &mut Rng, words: &[String], n: usize) -> String {
-    (0..n).map(|_| rng.pick(words)).collect::<Vec<_>>().join(" ")
+    (0..n).map(|_| &words[rng.usize(..words.len())]).collect::<Vec<_>>().join(" ")
 }
 
 fn lesson(rng: &mut Rng, words: &[String], i: usize) -> String {
@@ -86,7 +73,7 @@ fn main() {
     let root = std::env::temp_dir().join(format!("lessons-bench-{}", std::process::id()));
     let (folder, index_dir) = (root.join("lessons"), root.join("index"));
     std::fs::create_dir_all(&folder).unwrap();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::with_seed(0x9E37_79B9_7F4A_7C15);
     let mut source_bytes = 0;
     for i in 0..lessons {
         let (words, lang) = if i % 2 == 0 { (&en, "en") } else { (&ru, "ru") };

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::AppError;
 
 #[cfg(feature = "ssr")]
+pub mod command;
+#[cfg(feature = "ssr")]
 pub mod excerpts;
 #[cfg(feature = "ssr")]
 pub mod index;

@@ -293,14 +293,15 @@ impl SseStream {
                         self.source.close();
                         return Err(UpstreamError::Malformed(detail));
                     }
-                    Err(ChunkError::InStream { message, kind, .. }) => {
+                    Err(error @ ChunkError::InStream { .. }) => {
                         self.source.close();
-                        let is_rate = kind.as_deref().is_some_and(|k| k.contains("rate"));
-                        return Err(if is_rate {
-                            UpstreamError::RateLimited { retry_after: None }
-                        } else {
-                            UpstreamError::Unavailable(message)
-                        });
+                        if error.is_rate_limit() {
+                            return Err(UpstreamError::RateLimited { retry_after: None });
+                        }
+                        return Err(UpstreamError::Unavailable(match error {
+                            ChunkError::InStream { message, .. } => message,
+                            other => other.to_string(),
+                        }));
                     }
                 },
                 Some(Err(reqwest_eventsource::Error::StreamEnded)) | None => {

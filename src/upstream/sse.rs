@@ -33,6 +33,24 @@ pub enum ChunkError {
     },
 }
 
+/// The error `type`s and `code`s OpenAI-compatible APIs use for a rate limit (OpenAI:
+/// type `requests`/`tokens`, code `rate_limit_exceeded`; others: `rate_limit_error`).
+/// Matched whole, never searched for in a message.
+const RATE_LIMIT_KINDS: [&str; 4] = ["rate_limit_exceeded", "rate_limit_error", "requests", "tokens"];
+
+impl ChunkError {
+    /// True when an in-stream error is the upstream's rate limit.
+    pub fn is_rate_limit(&self) -> bool {
+        match self {
+            ChunkError::InStream { kind, code, .. } => [kind, code]
+                .into_iter()
+                .flatten()
+                .any(|k| RATE_LIMIT_KINDS.contains(&k.as_str())),
+            ChunkError::Malformed(_) => false,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct RawChunk {
     #[serde(default)]
