@@ -32,7 +32,7 @@ fn vocabulary(course: &Path, suffix: &str) -> Vec<String> {
 }
 
 fn sentence(rng: &mut Rng, words: &[String], n: usize) -> String {
-    (0..n).map(|_| &words[rng.usize(..words.len())]).collect::<Vec<_>>().join(" ")
+    (0..n).map(|_| words[rng.usize(..words.len())].as_str()).collect::<Vec<_>>().join(" ")
 }
 
 fn lesson(rng: &mut Rng, words: &[String], i: usize) -> String {
