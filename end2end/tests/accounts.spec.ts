@@ -1,10 +1,6 @@
-import { test, expect, type Page } from '@playwright/test';
-import { APP, ready, serversForThisFile } from './servers';
-
-/** Account pages have no chat socket: wait for hydration only. */
-async function hydrated(page: Page) {
-  await expect(page.locator('[data-hydrated="true"]')).toBeVisible();
-}
+import { test, expect } from '@playwright/test';
+import { hydrated, openReady, ready, send } from './helpers';
+import { APP, serversForThisFile } from './servers';
 
 test.describe.configure({ mode: 'serial' });
 
@@ -14,10 +10,8 @@ const name = `student_${Date.now() % 1_000_000}`;
 const password = 'a long enough password';
 
 test('a guest signs up and keeps their conversation; sign out; sign in again', async ({ page }) => {
-  await page.goto('/');
-  await ready(page);
-  await page.locator('textarea').fill('[tokens=3] asked before signing up');
-  await page.locator('textarea').press('Enter');
+  await openReady(page);
+  await send(page, '[tokens=3] asked before signing up');
   await expect(page.locator('.msg-tutor').last()).toHaveAttribute('data-status', 'complete');
   await expect(page.locator('.conversation')).toHaveCount(1);
 
@@ -40,8 +34,7 @@ test('a guest signs up and keeps their conversation; sign out; sign in again', a
   await page.locator('.account-form button[type=submit]').click();
   await expect(page.locator('.form-error')).toContainText('taken');
 
-  await page.goto('/');
-  await ready(page);
+  await openReady(page);
   await page.locator('.sign-out').click();
   await expect(page.locator('.sign-in-link')).toBeVisible();
   await expect(page.locator('.conversation')).toHaveCount(0);
@@ -59,8 +52,7 @@ test('a guest signs up and keeps their conversation; sign out; sign in again', a
   await expect(page.locator('.account-name')).toHaveText(name);
   await expect(page.locator('.conversation-title')).toHaveText('[tokens=3] asked before signing up');
   // The socket belongs to the account: asking works.
-  await page.locator('textarea').fill('[tokens=2] asked signed in');
-  await page.locator('textarea').press('Enter');
+  await send(page, '[tokens=2] asked signed in');
   await expect(page.locator('.msg-tutor').last()).toHaveAttribute('data-status', 'complete');
 });
 

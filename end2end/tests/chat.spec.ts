@@ -1,22 +1,10 @@
-import { test, expect, type Page } from '@playwright/test';
-import { APP, ready, serversForThisFile, upstreamLog } from './servers';
+import { test, expect } from '@playwright/test';
+import { openReady, ready } from './helpers';
+import { APP, serversForThisFile, upstreamLog } from './servers';
 
 test.describe.configure({ mode: 'serial' });
 
 const servers = serversForThisFile();
-
-/** Opens the chat, ready to use, and collects script errors and dialogs. */
-async function openReady(page: Page) {
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  page.on('dialog', (d) => {
-    errors.push(`unexpected dialog: ${d.message()}`);
-    void d.dismiss();
-  });
-  await page.goto('/');
-  await ready(page);
-  return errors;
-}
 
 test('the page HTML holds the chat before any script runs', async ({ browser, request }) => {
   const html = await (await request.get('/')).text();

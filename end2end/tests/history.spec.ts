@@ -1,25 +1,13 @@
-import { test, expect, type Page } from '@playwright/test';
-import { ready, serversForThisFile, upstreamLog } from './servers';
+import { test, expect } from '@playwright/test';
+import { ask, openReady, ready } from './helpers';
+import { serversForThisFile, upstreamLog } from './servers';
 
 test.describe.configure({ mode: 'serial' });
 
 serversForThisFile();
 
-/** Asks in the page and waits for the answer; returns the answer's text. */
-async function ask(page: Page, question: string): Promise<string> {
-  const answers = page.locator('.msg-tutor:not(.msg-stored)');
-  const before = await answers.count();
-  const input = page.locator('textarea');
-  await input.fill(question);
-  await input.press('Enter');
-  const answer = answers.nth(before);
-  await expect(answer).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });
-  return (await answer.locator('.msg-text').textContent()) ?? '';
-}
-
 test('ask, reload: the history is in the server HTML and stays after hydration', async ({ page }) => {
-  await page.goto('/');
-  await ready(page);
+  await openReady(page);
   const question = '[tokens=6] What is server-sent events?';
   const answer = await ask(page, question);
   expect(answer.length).toBeGreaterThan(0);
@@ -41,8 +29,7 @@ test('ask, reload: the history is in the server HTML and stays after hydration',
 });
 
 test('the history is readable with JavaScript off', async ({ browser, page }) => {
-  await page.goto('/');
-  await ready(page);
+  await openReady(page);
   const answer = await ask(page, '[tokens=5] Readable without scripts?');
   await expect(page).toHaveURL(/\/c\//);
   const context = await browser.newContext({
@@ -57,8 +44,7 @@ test('the history is readable with JavaScript off', async ({ browser, page }) =>
 });
 
 test('open an old conversation from the sidebar and continue it', async ({ page }) => {
-  await page.goto('/');
-  await ready(page);
+  await openReady(page);
   const firstQuestion = '[tokens=4] first: what is a WebSocket?';
   const firstAnswer = await ask(page, firstQuestion);
   const firstUrl = page.url();
@@ -95,8 +81,7 @@ test('open an old conversation from the sidebar and continue it', async ({ page 
 });
 
 test('rename and delete a conversation from the sidebar', async ({ page }) => {
-  await page.goto('/');
-  await ready(page);
+  await openReady(page);
   await ask(page, '[tokens=2] to be renamed');
   const item = page.locator('.conversation.active');
   await item.locator('button.rename').click();
@@ -118,8 +103,7 @@ test('rename and delete a conversation from the sidebar', async ({ page }) => {
 });
 
 test('reload mid-answer: the answer is still being written, and the page follows it to the end', async ({ page }) => {
-  await page.goto('/');
-  await ready(page);
+  await openReady(page);
   const input = page.locator('textarea');
   await input.fill('[tokens=60] [delay=60] a long answer to reload in the middle of');
   await input.press('Enter');

@@ -1,31 +1,15 @@
-import { test, expect, type Page } from '@playwright/test';
+import { test, expect } from '@playwright/test';
 import type { ChildProcess } from 'node:child_process';
-import { ready, serversForThisFile, startLessonModeApp, stop, upstreamLog } from './servers';
+import { openReady, ready, send } from './helpers';
+import { serversForThisFile, startLessonModeApp, stop, upstreamLog } from './servers';
 
 test.describe.configure({ mode: 'serial' });
 
 serversForThisFile();
 
-async function ask(page: Page, question: string) {
-  await page.locator('textarea').fill(question);
-  await page.locator('textarea').press('Enter');
-}
-
-function watchForTrouble(page: Page) {
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  page.on('dialog', (d) => {
-    errors.push(`unexpected dialog: ${d.message()}`);
-    void d.dismiss();
-  });
-  return errors;
-}
-
 test('an answer lists its sources; only its own [n] are links; a source opens the lesson at its section', async ({ page }) => {
-  const errors = watchForTrouble(page);
-  await page.goto('/');
-  await ready(page);
-  await ask(page, '[tokens=6] [delay=20] [cite=1,7] How does a token bucket allow short bursts of requests?');
+  const errors = await openReady(page);
+  await send(page, '[tokens=6] [delay=20] [cite=1,7] How does a token bucket allow short bursts of requests?');
 
   const answer = page.locator('.msg-tutor').last();
   await expect(answer).toHaveAttribute('data-status', 'complete');
@@ -92,9 +76,7 @@ test.describe('a fresh install with no API key', () => {
   });
 
   test('streams cited excerpts from the lessons, saying they are excerpts', async ({ page }) => {
-    const errors = watchForTrouble(page);
-    await page.goto(`${BASE}/`);
-    await ready(page);
+    const errors = await openReady(page, `${BASE}/`);
     await expect(page.locator('.lesson-mode-note')).toContainText('no language model is connected');
 
     await page.evaluate(() => {
@@ -105,7 +87,7 @@ test.describe('a fresh install with no API key', () => {
         if (el) w.samples.push((el.textContent || '').length);
       }).observe(document.body, { subtree: true, childList: true, characterData: true });
     });
-    await ask(page, 'How does an SSE client resume after a dropped connection with Last-Event-ID?');
+    await send(page, 'How does an SSE client resume after a dropped connection with Last-Event-ID?');
     const answer = page.locator('.msg-tutor').last();
     await expect(answer).toHaveAttribute('data-status', 'complete');
     const text = answer.locator('.msg-text');
@@ -120,7 +102,7 @@ test.describe('a fresh install with no API key', () => {
     expect(growth).toBeGreaterThan(10);
 
     // A Russian question gets Russian excerpts.
-    await ask(page, 'Зачем нужна экспоненциальная задержка при переподключении?');
+    await send(page, 'Зачем нужна экспоненциальная задержка при переподключении?');
     const ru = page.locator('.msg-tutor').last();
     await expect(ru).toHaveAttribute('data-status', 'complete');
     await expect(ru.locator('.msg-text')).toContainText('Это выдержки из уроков курса');

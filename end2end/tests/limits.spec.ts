@@ -1,6 +1,7 @@
-import { test, expect, type Page } from '@playwright/test';
+import { test, expect } from '@playwright/test';
 import type { ChildProcess } from 'node:child_process';
-import { ready, startLessonModeApp, stop } from './servers';
+import { askUntilSettled, openReady } from './helpers';
+import { startLessonModeApp, stop } from './servers';
 
 test.describe.configure({ mode: 'serial' });
 
@@ -14,18 +15,11 @@ test.afterAll(async () => {
   await stop(app);
 });
 
-async function ask(page: Page, question: string) {
-  await page.locator('textarea').fill(question);
-  await page.locator('textarea').press('Enter');
-  await expect(page.locator('.msg-tutor').last()).not.toHaveAttribute('data-status', /waiting|streaming/);
-}
-
 test('over the rate limit: the question is refused and the page counts down until asking works again', async ({ page, context }) => {
-  await page.goto(`${BASE}/`);
-  await ready(page);
-  await ask(page, 'What is a token bucket?');
-  await ask(page, 'What is jitter?');
-  await ask(page, 'And a sliding window?');
+  await openReady(page, `${BASE}/`);
+  await askUntilSettled(page, 'What is a token bucket?');
+  await askUntilSettled(page, 'What is jitter?');
+  await askUntilSettled(page, 'And a sliding window?');
 
   const refused = page.locator('.msg-tutor').last();
   await expect(refused).toHaveAttribute('data-status', 'failed');
@@ -42,12 +36,10 @@ test('over the rate limit: the question is refused and the page counts down unti
 
   // A new tab of the same student is limited too (the count lives on the server).
   const other = await context.newPage();
-  await other.goto(`${BASE}/`);
-  await ready(other);
-  await ask(other, 'From another tab?');
+  await openReady(other, `${BASE}/`);
+  await askUntilSettled(other, 'From another tab?');
   await expect(other.locator('.msg-tutor').last().locator('.msg-error')).toHaveAttribute('data-code', 'rate_limited');
   // After a reload, the refused question is not in the history: nothing was stored.
-  await page.goto(page.url());
-  await ready(page);
+  await openReady(page, page.url());
   await expect(page.locator('.msg-student')).toHaveCount(2);
 });

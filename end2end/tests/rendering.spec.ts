@@ -1,5 +1,6 @@
 import { test, expect } from '@playwright/test';
-import { APP, ready, serversForThisFile } from './servers';
+import { ready, send, watchForTrouble } from './helpers';
+import { APP, serversForThisFile } from './servers';
 
 test.describe.configure({ mode: 'serial' });
 
@@ -7,12 +8,7 @@ serversForThisFile();
 
 test('model output renders as Markdown, and nothing in it runs, even split across chunks', async ({ page, context }) => {
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: APP });
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  page.on('dialog', (d) => {
-    errors.push(`dialog: ${d.message()}`);
-    void d.dismiss();
-  });
+  const errors = watchForTrouble(page);
   const images: string[] = [];
   page.on('request', (r) => {
     if (r.url().includes('tracker.example')) images.push(r.url());
@@ -37,8 +33,7 @@ test('model output renders as Markdown, and nothing in it runs, even split acros
     }).observe(document.querySelector('#messages')!, { subtree: true, childList: true });
   });
 
-  await page.locator('textarea').fill('[xss] [delay=3] show me what you can do');
-  await page.locator('textarea').press('Enter');
+  await send(page, '[xss] [delay=3] show me what you can do');
   const answer = page.locator('.msg-tutor').last();
   await expect(answer).toHaveAttribute('data-status', 'complete');
   const md = answer.locator('.md');

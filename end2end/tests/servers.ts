@@ -1,6 +1,6 @@
 // Starts and stops the release server and our OpenAI-compatible test upstream, so
 // that a test can restart the server under a live page.
-import { test, expect, type Page } from '@playwright/test';
+import { test } from '@playwright/test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -129,10 +129,4 @@ export function serversForThisFile() {
       running.app = await startApp();
     },
   };
-}
-
-/** Server-rendered buttons exist before their handlers: wait for hydration and the socket. */
-export async function ready(page: Page) {
-  await expect(page.locator('[data-hydrated="true"]')).toBeVisible();
-  await expect(page.locator('.conn')).toHaveAttribute('data-state', 'connected');
 }

@@ -1,0 +1,16 @@
+//! Integration tests: the whole app on port 0 against our OpenAI-compatible test
+//! server, driven over real HTTP and WebSocket connections. One module per capability;
+//! `helpers` holds the harness they share.
+
+mod accounts;
+mod chat;
+mod helpers;
+mod history;
+mod lessons;
+mod limits;
+mod pages;
+mod resume;
+mod shutdown;
+mod soak;
+mod storage;
+mod upstream;

@@ -1,0 +1,71 @@
+//! The model endpoint misbehaving: every upstream fault and timeout becomes its own
+//! error code, and the same connection answers the next question.
+
+use std::time::Duration;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn each_upstream_fault_has_its_code_and_the_connection_answers_next() {
+    let app = spawn_app().await;
+    let mut ws = app.connect().await;
+    let faults = [
+        ("401", ErrorCode::UpstreamUnauthorized),
+        ("429", ErrorCode::RateLimited),
+        ("500", ErrorCode::UpstreamUnavailable),
+        ("drop", ErrorCode::UpstreamUnavailable),
+        ("malformed", ErrorCode::UpstreamUnavailable),
+        ("stream_error", ErrorCode::UpstreamUnavailable),
+        ("slow", ErrorCode::Timeout),
+    ];
+    for (fault, code) in faults {
+        let answer = ask(&mut ws, &format!("[tokens=10] [fault={fault}] q")).await;
+        let (got, retry_after) = answer.error.unwrap_or_else(|| panic!("{fault}: no error"));
+        assert_eq!(got, code, "fault {fault}");
+        if fault == "429" {
+            assert_eq!(retry_after, Some(7), "Retry-After is passed on");
+        }
+        if fault == "drop" || fault == "malformed" {
+            // Tokens before the fault were delivered, in order.
+            assert_eq!(answer.chunks.len(), 5, "fault {fault}");
+            assert_seq_in_order(&answer);
+        }
+        let next = ask(&mut ws, "[tokens=3] still there?").await;
+        assert_eq!(next.end, Some((3, EndReason::Complete)), "after {fault}");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_upstream_unauthorized() {
+    let app = spawn_app_with(|s| s.upstream.api_key = Some("wrong".into())).await;
+    let mut ws = app.connect().await;
+    let answer = ask(&mut ws, "hello").await;
+    assert_eq!(answer.error, Some((ErrorCode::UpstreamUnauthorized, None)));
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_unavailable() {
+    let app = spawn_app_with(|s| s.upstream.base_url = Some("http://127.0.0.1:9/v1".into())).await;
+    let mut ws = app.connect().await;
+    let answer = ask(&mut ws, "hello").await;
+    assert_eq!(answer.error.map(|e| e.0), Some(ErrorCode::UpstreamUnavailable));
+}
+
+#[tokio::test]
+async fn token_gap_and_total_timeouts() {
+    let app = spawn_app_with(|s| s.upstream.token_gap_timeout = Duration::from_millis(300)).await;
+    let mut ws = app.connect().await;
+    let answer = ask(&mut ws, "[tokens=4] [delay=1000] q").await;
+    assert_eq!(answer.error.map(|e| e.0), Some(ErrorCode::Timeout));
+    assert_eq!(answer.chunks.len(), 1, "the first token came before the gap");
+
+    // Tokens that keep coming are no gap, however long the answer takes in all.
+    let answer = ask(&mut ws, "[tokens=12] [delay=100] q").await;
+    assert!(answer.error.is_none(), "{:?}", answer.error);
+    assert_eq!(answer.chunks.len(), 12);
+
+    let app = spawn_app_with(|s| s.upstream.total_timeout = Duration::from_millis(500)).await;
+    let mut ws = app.connect().await;
+    let answer = ask(&mut ws, "[tokens=50] [delay=100] q").await;
+    assert_eq!(answer.error.map(|e| e.0), Some(ErrorCode::Timeout));
+}
