@@ -7,6 +7,8 @@ pub mod chat;
 pub mod history;
 pub mod i18n;
 pub mod lessons;
+pub mod page;
+pub mod platform;
 pub mod protocol;
 pub mod render;
 
