@@ -1,20 +1,23 @@
-//! The document shell and the router.
+//! The document shell and the router. What differs between the server and the
+//! browser is behind [`crate::platform`].
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
+use crate::account::view::{SignInPage, SignUpPage};
 use crate::chat::state::ChatUi;
 use crate::chat::view::{ChatPage, Hydrated};
 use crate::history::view::Sidebar;
-use crate::account::view::{SignInPage, SignUpPage};
-use crate::i18n::Lang;
 use crate::lessons::view::{LessonList, LessonView};
+use crate::platform;
 
+/// The document around [`App`], rendered on the server only. `<html>` carries the
+/// language and lesson mode, which the browser reads back when it hydrates.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
-    let lang = request_lang();
-    let lesson_mode = if crate::chat::view::lesson_mode() { "true" } else { "false" };
+    let lang = platform::page_lang();
+    let lesson_mode = if platform::lesson_mode() { "true" } else { "false" };
     view! {
         <!DOCTYPE html>
         <html lang=lang.code() data-lesson-mode=lesson_mode>
@@ -32,40 +35,16 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// The page language: on the server from the request (cookie, then Accept-Language);
-/// in the browser from what the server put on `<html lang>`, so hydration matches.
-fn request_lang() -> Lang {
-    #[cfg(feature = "ssr")]
-    {
-        use axum::http::header;
-        let parts = use_context::<axum::http::request::Parts>();
-        let header_str = |name| {
-            parts
-                .as_ref()
-                .and_then(|p| p.headers.get(name))
-                .and_then(|v| v.to_str().ok())
-        };
-        Lang::negotiate(header_str(header::COOKIE), header_str(header::ACCEPT_LANGUAGE))
-    }
-    #[cfg(not(feature = "ssr"))]
-    {
-        document()
-            .document_element()
-            .map(|el| el.get_attribute("lang").unwrap_or_default())
-            .and_then(|code| Lang::from_code(&code))
-            .unwrap_or_default()
-    }
-}
-
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    let lang = RwSignal::new(request_lang());
+    let lang = RwSignal::new(platform::page_lang());
     provide_context(lang);
     // One chat state and one socket for the page's lifetime: moving between
     // conversations must not drop the connection or an answer in flight.
     let ui = ChatUi::new();
     provide_context(ui);
+    provide_context(ui.page_state());
     let hydrated = Hydrated(RwSignal::new(false));
     provide_context(hydrated);
     Effect::new(move |_| {
@@ -104,10 +83,7 @@ pub fn App() -> impl IntoView {
 
 #[component]
 fn NotFound() -> impl IntoView {
-    #[cfg(feature = "ssr")]
-    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-        response.set_status(axum::http::StatusCode::NOT_FOUND);
-    }
+    platform::set_status_not_found();
     view! {
         <div class="not-found">
             <h1>"404"</h1>

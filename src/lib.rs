@@ -8,6 +8,8 @@
 pub mod cookies;
 pub mod protocol;
 pub mod i18n;
+pub mod page;
+pub mod platform;
 pub mod error;
 pub mod render;
 #[cfg(feature = "ssr")]

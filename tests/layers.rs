@@ -11,7 +11,20 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "ground: wire types, words, errors, settings, helpers",
-        &["cookies", "protocol", "i18n", "error", "render", "settings", "net", "digest"],
+        &[
+            "cookies",
+            "protocol",
+            "i18n",
+            "page",
+            "platform",
+            "platform::browser",
+            "platform::server",
+            "error",
+            "render",
+            "settings",
+            "net",
+            "digest",
+        ],
     ),
     (
         "stores and engines: SQL, the model client, the lesson index, answers' tasks",
@@ -37,7 +50,6 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "capabilities' edges: server functions, the socket, components, the browser client",
         &[
-            "page",
             "auth",
             "account",
             "account::view",

@@ -10,14 +10,14 @@ use super::{
 };
 use crate::error::AppError;
 use crate::i18n::Lang;
+use crate::platform;
 
 /// After a change of identity the page starts over, so that the socket, the sidebar
 /// and the conversation all belong to the new session.
 fn reload_on_success(done: impl Get<Value = Option<Result<(), AppError>>> + Send + Sync + 'static) {
     Effect::new(move |_| {
         if matches!(done.get(), Some(Ok(()))) {
-            #[cfg(feature = "hydrate")]
-            let _ = window().location().set_href("/");
+            platform::load_page("/");
         }
     });
 }

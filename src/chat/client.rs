@@ -13,8 +13,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
 
 use super::state::{ChatUi, ConnState};
-use super::view::MESSAGES_ID;
-use crate::i18n::{Lang, LANG_COOKIE};
+use crate::page::MESSAGES_ID;
 use crate::protocol::{ClientFrame, ServerFrame};
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
@@ -155,36 +154,11 @@ pub fn send(frame: &ClientFrame) -> bool {
     })
 }
 
-/// Puts the conversation's address in the URL bar without a navigation, so a reload
-/// or a shared link opens it, while the page (and the answer streaming) stays.
-pub fn show_url(path: &str) {
-    let Ok(history) = window().history() else {
-        return;
-    };
-    let current = window().location().pathname().unwrap_or_default();
-    if current != path {
-        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(path));
-    }
-}
-
 /// Asks the server for the answer this page is waiting for, when the socket is open.
 pub fn resume_if_connected() {
     let target = CLIENT.with(|c| c.borrow().as_ref().and_then(|c| c.ui.resume_target()));
     if let Some(message_id) = target {
         send(&ClientFrame::Resume { message_id });
-    }
-}
-
-pub fn remember_lang(lang: Lang) {
-    let document = document();
-    if let Some(html) = document.document_element() {
-        let _ = html.set_attribute("lang", lang.code());
-    }
-    if let Ok(doc) = document.dyn_into::<web_sys::HtmlDocument>() {
-        let _ = doc.set_cookie(&format!(
-            "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax",
-            lang.code()
-        ));
     }
 }
 

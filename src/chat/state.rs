@@ -3,6 +3,7 @@
 
 use leptos::prelude::*;
 
+use crate::page::PageState;
 use crate::protocol::{AnswerStatus, EndReason, ErrorCode, ServerFrame};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +124,15 @@ impl ChatUi {
             adopted: RwSignal::new(None),
             next_key: RwSignal::new(1),
         }
+    }
+
+    /// The part of this state the sidebar shares: the conversation on screen, the
+    /// list's version, and showing another conversation through [`Self::show_conversation`].
+    pub fn page_state(&self) -> PageState {
+        let ui = *self;
+        PageState::new(self.conversation_id, self.sidebar_version, move |id| {
+            ui.show_conversation(id)
+        })
     }
 
     /// Shows another conversation (or a new one): the live messages belong to the old

@@ -10,12 +10,13 @@ use crate::history::api::load_conversation;
 use crate::history::{ConversationView, MessageRole, MessageStatus, StoredMessage};
 use crate::i18n::Lang;
 use crate::lessons::view::{AnswerText, SourceList};
+use crate::page::MESSAGES_ID;
+use crate::platform;
 use crate::protocol::ErrorCode;
 
 /// Pixels from the bottom that still count as "at the bottom" for autoscroll.
 #[cfg(feature = "hydrate")]
 const FOLLOW_SLACK_PX: i32 = 48;
-pub const MESSAGES_ID: &str = "messages";
 
 /// Set from an Effect once the page is hydrated (tests wait for it before clicking).
 #[derive(Debug, Clone, Copy)]
@@ -28,7 +29,7 @@ pub fn ChatPage() -> impl IntoView {
     let ui = expect_context::<ChatUi>();
     let hydrated = expect_context::<Hydrated>().0;
     let draft = RwSignal::new(String::new());
-    let lesson_mode = lesson_mode();
+    let lesson_mode = platform::lesson_mode();
 
     // The conversation in the address: `/c/{id}`, or none on `/` (a new chat).
     let params = use_params_map();
@@ -43,13 +44,9 @@ pub fn ChatPage() -> impl IntoView {
     });
     // A new chat gets its address as soon as the server names it.
     Effect::new(move |_| {
-        let id = ui.conversation_id.get();
-        #[cfg(feature = "hydrate")]
-        if let Some(id) = id {
-            super::client::show_url(&format!("/c/{id}"));
+        if let Some(id) = ui.conversation_id.get() {
+            platform::show_url(&format!("/c/{id}"));
         }
-        #[cfg(not(feature = "hydrate"))]
-        let _ = id;
     });
     let history = Resource::new(
         move || route_id.get(),
@@ -103,8 +100,7 @@ pub fn ChatPage() -> impl IntoView {
     let switch_lang = move |_| {
         let next = lang.get_untracked().other();
         lang.set(next);
-        #[cfg(feature = "hydrate")]
-        super::client::remember_lang(next);
+        platform::remember_lang(next);
     };
     let on_scroll = move |_| {
         #[cfg(feature = "hydrate")]
@@ -390,21 +386,5 @@ fn Message(item: ChatItem) -> impl IntoView {
             </Show>
             {error_text}
         </article>
-    }
-}
-
-/// Whether answers are lesson excerpts (no model connected): on the server from its
-/// state, in the browser from the `data-lesson-mode` the server put on `<html>`.
-pub fn lesson_mode() -> bool {
-    #[cfg(feature = "ssr")]
-    {
-        use_context::<crate::state::AppState>().is_some_and(|s| s.lesson_mode)
-    }
-    #[cfg(not(feature = "ssr"))]
-    {
-        leptos::prelude::document()
-            .document_element()
-            .and_then(|el| el.get_attribute("data-lesson-mode"))
-            .is_some_and(|v| v == "true")
     }
 }

@@ -1,23 +1,24 @@
-//! The sidebar: my conversations (newest first), "New chat", rename and delete.
+//! The sidebar: my conversations (newest first), "New chat", rename and delete. It
+//! shares the conversation on screen with the chat page through [`PageState`].
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 
 use super::api::{delete_conversation, list_conversations, rename_conversation};
 use super::ConversationSummary;
-use crate::chat::state::ChatUi;
 use crate::i18n::Lang;
+use crate::page::PageState;
+use crate::platform;
 
 #[component]
 pub fn Sidebar() -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
     let t = move || lang.get().t();
-    let ui = expect_context::<ChatUi>();
-    let list = Resource::new(move || ui.sidebar_version.get(), |_| list_conversations(None));
+    let page = expect_context::<PageState>();
+    let list = Resource::new(move || page.sidebar_version.get(), |_| list_conversations(None));
     let new_chat = move |_| {
-        ui.show_conversation(None);
-        #[cfg(feature = "hydrate")]
-        crate::chat::client::show_url("/");
+        page.show_conversation(None);
+        platform::show_url("/");
     };
     view! {
         <nav class="sidebar" aria-label=move || t().conversations>
@@ -48,7 +49,7 @@ pub fn Sidebar() -> impl IntoView {
 fn ConversationLink(conversation: ConversationSummary) -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
     let t = move || lang.get().t();
-    let ui = expect_context::<ChatUi>();
+    let page = expect_context::<PageState>();
     let id = conversation.id;
     let title = RwSignal::new(conversation.title);
     let editing = RwSignal::new(false);
@@ -57,7 +58,7 @@ fn ConversationLink(conversation: ConversationSummary) -> impl IntoView {
     let href = format!("/c/{id}");
     let is_current = {
         let id = id.clone();
-        move || ui.conversation_id.with(|c| c.as_deref() == Some(id.as_str()))
+        move || page.conversation_id.with(|c| c.as_deref() == Some(id.as_str()))
     };
 
     let save = {
@@ -85,16 +86,16 @@ fn ConversationLink(conversation: ConversationSummary) -> impl IntoView {
                 return;
             }
             let id = id.clone();
-            let was_current = ui.conversation_id.get_untracked().as_deref() == Some(id.as_str());
+            let was_current = page.conversation_id.get_untracked().as_deref() == Some(id.as_str());
             let navigate = use_navigate();
             leptos::task::spawn_local(async move {
                 match delete_conversation(id).await {
                     Ok(()) => {
                         if was_current {
-                            ui.show_conversation(None);
+                            page.show_conversation(None);
                             navigate("/", Default::default());
                         }
-                        ui.sidebar_version.update(|v| *v = v.wrapping_add(1));
+                        page.sidebar_version.update(|v| *v = v.wrapping_add(1));
                     }
                     Err(_) => failed.set(true),
                 }

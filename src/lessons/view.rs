@@ -4,8 +4,9 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use super::{get_lesson, list_lessons, Source};
-use crate::render::{answer_html, RenderLabels};
 use crate::i18n::Lang;
+use crate::platform;
+use crate::render::{answer_html, RenderLabels};
 
 /// A tutor's answer: Markdown rendered safely (see [`crate::render`]), with `[n]` as
 /// citation links when `n` is one of its sources. Rendered again on every chunk.
@@ -75,10 +76,7 @@ pub fn LessonView() -> impl IntoView {
                         }
                         .into_any(),
                         _ => {
-                            #[cfg(feature = "ssr")]
-                            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-                                response.set_status(axum::http::StatusCode::NOT_FOUND);
-                            }
+                            platform::set_status_not_found();
                             view! { <p class="lesson-missing" role="alert">{move || t().lesson_missing}</p> }.into_any()
                         }
                     }

@@ -1,0 +1,45 @@
+//! What the page's parts share: the conversation on screen, the sidebar's freshness,
+//! whether answers are lesson excerpts, and the message list's element id. It sits
+//! below `chat` and `history`, so the chat page and the sidebar both use it without
+//! importing each other.
+
+use leptos::prelude::*;
+
+/// The id of the message list, the element that autoscroll moves.
+pub const MESSAGES_ID: &str = "messages";
+
+/// Whether answers are lesson excerpts (no model connected). On the server the router
+/// provides it as context; the browser reads what the server put on `<html>`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LessonMode(pub bool);
+
+/// The conversation on screen and the list of conversations, as the sidebar sees them.
+/// The signals belong to the chat state; showing another conversation goes through it,
+/// because the live messages of the one on screen must go too.
+#[derive(Debug, Clone, Copy)]
+pub struct PageState {
+    /// The conversation on screen; `None` for a new chat the server has not named yet.
+    pub conversation_id: RwSignal<Option<String>>,
+    /// Bumped when the list of conversations changed (a new one, a finished answer).
+    pub sidebar_version: RwSignal<u32>,
+    show: Callback<Option<String>>,
+}
+
+impl PageState {
+    pub fn new(
+        conversation_id: RwSignal<Option<String>>,
+        sidebar_version: RwSignal<u32>,
+        show: impl Fn(Option<String>) + Send + Sync + 'static,
+    ) -> Self {
+        PageState {
+            conversation_id,
+            sidebar_version,
+            show: Callback::new(show),
+        }
+    }
+
+    /// Shows another conversation, or a new chat with `None`.
+    pub fn show_conversation(&self, conversation_id: Option<String>) {
+        self.show.run(conversation_id);
+    }
+}

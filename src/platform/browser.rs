@@ -1,0 +1,60 @@
+//! The browser's twin of the platform helpers: it reads what the server put in the
+//! document, so hydration renders what the server rendered, and changes the address
+//! bar, the language cookie and the page.
+
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+
+use crate::i18n::{Lang, LANG_COOKIE};
+
+fn html_attribute(name: &str) -> Option<String> {
+    document().document_element()?.get_attribute(name)
+}
+
+/// The page language, from the `<html lang>` the server rendered.
+pub fn page_lang() -> Lang {
+    html_attribute("lang")
+        .and_then(|code| Lang::from_code(&code))
+        .unwrap_or_default()
+}
+
+/// Whether answers are lesson excerpts, from the `data-lesson-mode` the server
+/// rendered on `<html>`.
+pub fn lesson_mode() -> bool {
+    html_attribute("data-lesson-mode").is_some_and(|v| v == "true")
+}
+
+/// The status was the server's to set; in the browser there is none.
+pub fn set_status_not_found() {}
+
+/// Puts the conversation's address in the URL bar without a navigation, so a reload
+/// or a shared link opens it, while the page (and the answer streaming) stays.
+pub fn show_url(path: &str) {
+    let Ok(history) = window().history() else {
+        return;
+    };
+    let current = window().location().pathname().unwrap_or_default();
+    if current != path {
+        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(path));
+    }
+}
+
+/// Keeps the student's choice of language: on `<html lang>` now, and in the cookie
+/// the server reads for the next page.
+pub fn remember_lang(lang: Lang) {
+    let document = document();
+    if let Some(html) = document.document_element() {
+        let _ = html.set_attribute("lang", lang.code());
+    }
+    if let Ok(doc) = document.dyn_into::<web_sys::HtmlDocument>() {
+        let _ = doc.set_cookie(&format!(
+            "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax",
+            lang.code()
+        ));
+    }
+}
+
+/// Loads `path` as a new page: everything on this one starts over.
+pub fn load_page(path: &str) {
+    let _ = window().location().set_href(path);
+}

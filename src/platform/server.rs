@@ -1,0 +1,43 @@
+//! The server's twin of the platform helpers: it reads the request and sets the
+//! response; what only a browser can do (the address bar, cookies from script, page
+//! loads) does nothing here.
+
+use axum::http::{header, StatusCode};
+use leptos::prelude::*;
+
+use crate::i18n::Lang;
+use crate::page::LessonMode;
+
+/// The page language, from the request: the `lang` cookie, then Accept-Language.
+pub fn page_lang() -> Lang {
+    let parts = use_context::<axum::http::request::Parts>();
+    let header_str = |name| {
+        parts
+            .as_ref()
+            .and_then(|p| p.headers.get(name))
+            .and_then(|v| v.to_str().ok())
+    };
+    Lang::negotiate(header_str(header::COOKIE), header_str(header::ACCEPT_LANGUAGE))
+}
+
+/// Whether answers are lesson excerpts: the router provides it (pages rendered
+/// without it, such as the fallback's 404, say no).
+pub fn lesson_mode() -> bool {
+    use_context::<LessonMode>().is_some_and(|mode| mode.0)
+}
+
+/// Answers the request being rendered with 404.
+pub fn set_status_not_found() {
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(StatusCode::NOT_FOUND);
+    }
+}
+
+/// The address bar is the browser's.
+pub fn show_url(_path: &str) {}
+
+/// The language cookie is set by the browser when the student switches.
+pub fn remember_lang(_lang: Lang) {}
+
+/// Only a browser loads pages.
+pub fn load_page(_path: &str) {}
