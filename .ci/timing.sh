@@ -22,8 +22,9 @@ timed() {
   timing_current=""
 }
 
+# Called by the EXIT trap, or by a script's own trap with the exit status.
 timing_summary() {
-  local status=$? i
+  local status=${1:-$?} i
   [ ${#timing_names[@]} -gt 0 ] || [ -n "$timing_current" ] || return $status
   printf '\n[time] %s summary\n' "$timing_tag"
   for i in "${!timing_names[@]}"; do
