@@ -47,9 +47,9 @@ pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let shell_options = state.leptos_options.clone();
     let context_state = state.clone();
-    let secure_cookies = state.settings.secure_cookies;
     Router::new()
         .route("/ws/chat", get(crate::chat::socket::ws_handler))
+        .route("/ws/chat/{client}", get(crate::chat::socket::ws_handler))
         .route("/healthz", get(|| async { "ok" }))
         .leptos_routes_with_context(
             &state,
@@ -61,10 +61,7 @@ pub fn router(state: AppState) -> Router {
             move || shell(shell_options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .layer(middleware::from_fn_with_state(
-            secure_cookies,
-            crate::auth::session_layer,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::auth::session_layer))
         .with_state(state)
 }
 

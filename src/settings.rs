@@ -93,6 +93,12 @@ pub struct Cli {
     /// stored as interrupted.
     #[arg(long, env = "TUTOR_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: Option<u64>,
+    /// Signs session tokens; instances sharing a database share it (default: a random secret kept in `<data_dir>/session-secret`).
+    #[arg(long, env = "TUTOR_SESSION_SECRET")]
+    pub session_secret: Option<String>,
+    /// Guests idle this many days are deleted with their conversations (0: never).
+    #[arg(long, env = "TUTOR_GUEST_IDLE_DAYS")]
+    pub guest_idle_days: Option<u32>,
 }
 
 /// The same keys as [`Cli`], from the settings file.
@@ -127,6 +133,8 @@ pub struct FileSettings {
     pub max_connections_per_user: Option<usize>,
     pub max_conversations_per_user: Option<u32>,
     pub shutdown_grace_ms: Option<u64>,
+    pub session_secret: Option<String>,
+    pub guest_idle_days: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +173,10 @@ pub struct Settings {
     pub max_connections_per_user: usize,
     pub max_conversations_per_user: u32,
     pub shutdown_grace: Duration,
+    /// Signs session tokens; instances sharing a database share it (default: a random secret kept in `<data_dir>/session-secret`).
+    pub session_secret: Option<String>,
+    /// Guests idle this many days are deleted with their conversations (0: never).
+    pub guest_idle_days: u32,
 }
 
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a patient tutor for an online course about \
@@ -307,6 +319,8 @@ impl Settings {
                 .unwrap_or(1000)
                 .max(1),
             shutdown_grace: ms(cli.shutdown_grace_ms, file.shutdown_grace_ms, 20_000),
+            guest_idle_days: cli.guest_idle_days.or(file.guest_idle_days).unwrap_or(90),
+            session_secret: non_empty(cli.session_secret.or(file.session_secret)),
         }
     }
 

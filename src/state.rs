@@ -12,6 +12,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::chat::limits::Connections;
 use crate::chat::live::LiveAnswers;
 use crate::db::{database_url, Db, StoreError};
+use crate::digest::TokenKey;
 use crate::error::AppError;
 use crate::lessons::index::{IndexError, LessonIndex};
 use crate::protocol::ErrorCode;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub answer_slots: Arc<Semaphore>,
     /// Open chat sockets per user (`max_connections_per_user`).
     pub connections: Arc<Connections>,
+    /// Signs the session tokens this deployment issues (docs/security.md).
+    pub session_key: Arc<TokenKey>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,8 @@ pub enum StateError {
     Indexing(String),
     #[error("cannot open the database: {0}")]
     Database(#[from] StoreError),
+    #[error("session secret {path}: {source}")]
+    SessionSecret { path: String, source: std::io::Error },
 }
 
 impl AppState {
@@ -72,6 +77,7 @@ impl AppState {
             .clone()
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
         let upstream = UpstreamClient::new(base_url, settings.upstream.clone())?;
+        let session_key = Arc::new(session_key(&settings)?);
         let lessons = open_lessons(&settings).await?;
         let url = database_url(settings.database_url.as_deref(), &settings.data_dir);
         let db = Db::connect(&url, settings.db_max_connections).await?;
@@ -86,6 +92,7 @@ impl AppState {
         }
         tracing::info!(backend = ?db.backend(), "history database ready");
         let db = Arc::new(db);
+        spawn_cleanup(db.clone(), settings.guest_idle_days);
         Ok(AppState {
             leptos_options,
             settings: Arc::new(settings),
@@ -98,6 +105,7 @@ impl AppState {
             instance_id: instance_id.into(),
             answer_slots,
             connections: Arc::new(Connections::default()),
+            session_key,
         })
     }
 }
@@ -106,6 +114,70 @@ impl AppState {
 pub fn app_state() -> Result<AppState, AppError> {
     leptos::prelude::use_context::<AppState>()
         .ok_or_else(|| AppError::new(ErrorCode::Internal, "server state missing"))
+}
+
+/// The key session tokens are signed with: the `session_secret` setting, else a random
+/// secret kept in the data directory (created on first start, readable by us only).
+fn session_key(settings: &Settings) -> Result<TokenKey, StateError> {
+    if let Some(secret) = &settings.session_secret {
+        return Ok(TokenKey::from_secret(secret.as_bytes()));
+    }
+    let path = settings.data_dir.join("session-secret");
+    let failed = |source| StateError::SessionSecret {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(secret) if !secret.trim().is_empty() => Ok(TokenKey::from_secret(secret.trim().as_bytes())),
+        Ok(_) => Err(failed(std::io::Error::other(
+            "the file is empty: delete it (every session then starts over) or set session_secret",
+        ))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&settings.data_dir).map_err(failed)?;
+            let secret = crate::digest::random_hex::<32>()
+                .map_err(|e| failed(std::io::Error::other(e.to_string())))?;
+            match write_private(&path, &secret) {
+                Ok(()) => Ok(TokenKey::from_secret(secret.as_bytes())),
+                // Another instance on the same data directory wrote it first: use theirs.
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => session_key(settings),
+                Err(error) => Err(failed(error)),
+            }
+        }
+        Err(source) => Err(failed(source)),
+    }
+}
+
+/// Writes a file only its owner can read (on Unix).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+/// Once an hour (and at start): expired sessions go, and guests idle for
+/// `guest_idle_days` go with their conversations.
+fn spawn_cleanup(db: Arc<Db>, guest_idle_days: u32) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(3_600);
+    let weak = Arc::downgrade(&db);
+    drop(db);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EVERY);
+        loop {
+            tick.tick().await;
+            // The state is gone (a test's app dropped): so is the cleanup.
+            let Some(db) = weak.upgrade() else { return };
+            match db.delete_stale_sessions(crate::db::now_ms(), guest_idle_days).await {
+                Ok(gone) if gone.sessions + gone.guests > 0 => {
+                    tracing::info!(sessions = gone.sessions, guests = gone.guests, "stale sessions deleted")
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "session cleanup failed; tried again in an hour"),
+            }
+        }
+    });
 }
 
 /// Opens the lesson index beside the database and brings it in step with the lessons

@@ -65,8 +65,9 @@ mod ssr {
 
     /// Sets the new session cookie on the response, Secure when served over https.
     pub fn set_session_cookie(state: &AppState, token: &str) {
-        let behind_https = parts().is_some_and(|p| crate::net::behind_https(&p.headers));
-        let cookie = crate::auth::session_cookie(token, state.settings.secure_cookies || behind_https);
+        let secure = parts().is_some_and(|p| crate::auth::is_secure(&p.headers, state.settings.secure_cookies))
+            || state.settings.secure_cookies;
+        let cookie = crate::auth::session_cookie(token, secure);
         if let (Some(response), Ok(value)) = (
             use_context::<leptos_axum::ResponseOptions>(),
             HeaderValue::from_str(&cookie),
@@ -137,7 +138,7 @@ pub async fn sign_up(username: String, password: String) -> Result<(), AppError>
     let state = crate::state::app_state()?;
     let session = crate::auth::require_session()?;
     let hash = ssr::hash_password(password).await?;
-    let token = crate::auth::new_token().map_err(ssr::generic)?;
+    let token = state.session_key.mint().map_err(ssr::generic)?;
     match state.db.create_account(&session.0, &username, &hash, &token).await {
         Ok(()) => {}
         Err(store::AccountError::Taken) => return Err(AppError::code(ErrorCode::UsernameTaken)),
@@ -174,7 +175,7 @@ pub async fn sign_in(username: String, password: String) -> Result<(), AppError>
     let user_id = user_id.ok_or_else(ssr::wrong_credentials)?;
     state.db.clear_login_failures(&name_key).await?;
     let session = crate::auth::require_session()?;
-    let token = crate::auth::new_token().map_err(ssr::generic)?;
+    let token = state.session_key.mint().map_err(ssr::generic)?;
     state.db.sign_in(&session.0, &user_id, &token).await?;
     ssr::set_session_cookie(&state, &token);
     ssr::back_to_chat();
@@ -189,7 +190,7 @@ pub async fn sign_out() -> Result<(), AppError> {
         state.db.sign_out(&session.0).await?;
     }
     // A fresh guest session for this browser from now on.
-    let token = crate::auth::new_token().map_err(ssr::generic)?;
+    let token = state.session_key.mint().map_err(ssr::generic)?;
     ssr::set_session_cookie(&state, &token);
     ssr::back_to_chat();
     Ok(())

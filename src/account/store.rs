@@ -207,6 +207,13 @@ impl Db {
         let user_id = new_id();
         let now = now_ms();
         let mut tx = self.begin_write().await?;
+        // An account's session that expired names nobody now: the browser carries on
+        // as a fresh guest under the same (signed) token.
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1 AND expires_at IS NOT NULL AND expires_at <= $2")
+            .bind(hash_token(token))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("INSERT INTO users (id, created_at) VALUES ($1, $2)")
             .bind(&user_id)
             .bind(now)
@@ -250,6 +257,65 @@ pub enum AccountError {
 impl From<sqlx::Error> for AccountError {
     fn from(error: sqlx::Error) -> Self {
         AccountError::Store(error.into())
+    }
+}
+
+/// What one cleanup removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StaleGone {
+    pub sessions: u64,
+    pub guests: u64,
+}
+
+/// Guests deleted per transaction: a long cleanup does not hold the writer for long.
+const CLEANUP_BATCH: i64 = 200;
+
+impl Db {
+    /// Deletes expired account sessions, and guests (no username) whose last activity
+    /// — their creation or a conversation's last change — is `guest_idle_days` old,
+    /// with their sessions, conversations, messages and rate-limit records.
+    pub async fn delete_stale_sessions(&self, now: i64, guest_idle_days: u32) -> Result<StaleGone, StoreError> {
+        let mut gone = StaleGone::default();
+        gone.sessions = sqlx::query("DELETE FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if guest_idle_days == 0 {
+            return Ok(gone);
+        }
+        let cutoff = now - i64::from(guest_idle_days) * DAY_MS;
+        loop {
+            let mut tx = self.begin_write().await?;
+            let idle: Vec<String> = sqlx::query(
+                "SELECT u.id FROM users u WHERE u.username IS NULL AND u.created_at < $1 \
+                 AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.user_id = u.id AND c.updated_at >= $1) \
+                 LIMIT $2",
+            )
+            .bind(cutoff)
+            .bind(CLEANUP_BATCH)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+            for user in &idle {
+                for statement in [
+                    "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE user_id = $1)",
+                    "DELETE FROM conversations WHERE user_id = $1",
+                    "DELETE FROM question_events WHERE user_id = $1",
+                    "DELETE FROM sessions WHERE user_id = $1",
+                    "DELETE FROM users WHERE id = $1",
+                ] {
+                    sqlx::query(statement).bind(user).execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+            gone.guests += idle.len() as u64;
+            if (idle.len() as i64) < CLEANUP_BATCH {
+                return Ok(gone);
+            }
+        }
     }
 }
 

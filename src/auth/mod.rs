@@ -1,20 +1,26 @@
-//! Identity. Every browser gets a session: a random 256-bit token in an HttpOnly,
-//! SameSite=Lax cookie, set on the first page load and read on the WebSocket upgrade.
+//! Identity. Every browser gets a session: a signed random token (`digest::TokenKey`)
+//! in an HttpOnly, SameSite=Lax cookie, set on the first request and read on the
+//! WebSocket upgrade. Only tokens this deployment signed name a session: a forged or
+//! foreign one is treated as no token, and the request gets a fresh guest session.
 //! It belongs to a guest until the student signs up or in (`crate::account`), which
 //! replaces it. No user id ever appears in a URL.
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
-use crate::cookies::cookie_value;
+use crate::cookies::cookie_values;
 use crate::error::AppError;
 use crate::net::behind_https;
 use crate::protocol::ErrorCode;
+use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "tutor_session";
-const TOKEN_BYTES: usize = 32;
+/// Over https the cookie carries the `__Host-` prefix: a browser accepts such a cookie
+/// only from this very host, Secure and for the whole site, so a neighbouring
+/// subdomain cannot plant a session of its choosing.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-tutor_session";
 /// The browser keeps the cookie a year; the server decides how long the session it
 /// names is good for (`account::store::ACCOUNT_SESSION_MS` for accounts).
 const COOKIE_MAX_AGE_S: u64 = 365 * 24 * 3_600;
@@ -30,23 +36,34 @@ impl GuestSession {
     }
 }
 
-pub fn new_token() -> Result<String, getrandom::Error> {
-    crate::digest::random_hex::<TOKEN_BYTES>()
+/// What a request's cookies say about its session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CookieSession {
+    Absent,
+    One(String),
+    /// Two session cookies: someone planted one beside ours. Refused, never guessed.
+    Several,
 }
 
-pub fn is_well_formed(token: &str) -> bool {
-    token.len() == TOKEN_BYTES * 2 && token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// The session named by the request's cookie, if it is well formed.
-pub fn session_from_headers(headers: &HeaderMap) -> Option<GuestSession> {
-    headers
+/// The session cookie of a request: `__Host-tutor_session` when the request is
+/// secure, `tutor_session` otherwise (the other name is ignored).
+pub fn cookie_session(headers: &HeaderMap, secure: bool) -> CookieSession {
+    let name = if secure { SECURE_SESSION_COOKIE } else { SESSION_COOKIE };
+    let mut values = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(|cookies| cookie_value(cookies, SESSION_COOKIE))
-        .filter(|token| is_well_formed(token))
-        .map(|token| GuestSession(token.to_string()))
+        .flat_map(|cookies| cookie_values(cookies, name));
+    match (values.next(), values.next()) {
+        (None, _) => CookieSession::Absent,
+        (Some(token), None) => CookieSession::One(token.to_string()),
+        (Some(_), Some(_)) => CookieSession::Several,
+    }
+}
+
+/// Whether cookies for this request are Secure: the setting, or a proxy that says https.
+pub fn is_secure(headers: &HeaderMap, secure_cookies: bool) -> bool {
+    secure_cookies || behind_https(headers)
 }
 
 /// A browser always sends `Origin` on a WebSocket upgrade and on a cross-site POST; a
@@ -72,14 +89,10 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
 }
 
 /// The session of the request a server function is serving: the one the middleware
-/// resolved (or just minted) for it.
+/// verified (or just minted) for it.
 pub fn current_session() -> Option<GuestSession> {
     let parts = leptos::prelude::use_context::<axum::http::request::Parts>()?;
-    parts
-        .extensions
-        .get::<GuestSession>()
-        .cloned()
-        .or_else(|| session_from_headers(&parts.headers))
+    parts.extensions.get::<GuestSession>().cloned()
 }
 
 /// Server functions refuse requests from other origins (CSRF).
@@ -104,26 +117,34 @@ pub fn require_session() -> Result<GuestSession, AppError> {
 }
 
 pub fn session_cookie(token: &str, secure: bool) -> String {
-    let mut cookie = format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={COOKIE_MAX_AGE_S}"
-    );
     if secure {
-        cookie.push_str("; Secure");
+        format!("{SECURE_SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={COOKIE_MAX_AGE_S}; Secure")
+    } else {
+        format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={COOKIE_MAX_AGE_S}")
     }
-    cookie
 }
 
-/// Gives every request a session: the cookie's, or a new one that the response sets.
-pub async fn session_layer(
-    State(secure_cookies): State<bool>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    if let Some(session) = session_from_headers(request.headers()) {
-        request.extensions_mut().insert(session);
-        return next.run(request).await;
+/// Gives every request a session: the cookie's, if this deployment signed it, else a
+/// new guest session that the response sets. Two session cookies are refused.
+pub async fn session_layer(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let secure = is_secure(request.headers(), state.settings.secure_cookies);
+    match cookie_session(request.headers(), secure) {
+        CookieSession::Several => {
+            tracing::warn!("request refused: two session cookies");
+            return (
+                StatusCode::BAD_REQUEST,
+                "Two session cookies were sent: clear this site's cookies and reload.",
+            )
+                .into_response();
+        }
+        CookieSession::One(token) if state.session_key.verify(&token) => {
+            request.extensions_mut().insert(GuestSession(token));
+            return next.run(request).await;
+        }
+        CookieSession::One(_) => tracing::debug!("unsigned session token: a fresh guest session"),
+        CookieSession::Absent => {}
     }
-    let token = match new_token() {
+    let token = match state.session_key.mint() {
         Ok(token) => token,
         Err(e) => {
             // Without randomness we cannot mint a safe token; serve the page without one.
@@ -131,10 +152,9 @@ pub async fn session_layer(
             return next.run(request).await;
         }
     };
-    let behind_https = behind_https(request.headers());
     request.extensions_mut().insert(GuestSession(token.clone()));
     let mut response = next.run(request).await;
-    if let Ok(value) = HeaderValue::from_str(&session_cookie(&token, secure_cookies || behind_https)) {
+    if let Ok(value) = HeaderValue::from_str(&session_cookie(&token, secure)) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
@@ -144,26 +164,26 @@ pub async fn session_layer(
 mod tests {
     use super::*;
 
-    #[test]
-    fn tokens_are_long_random_and_well_formed() {
-        let a = new_token().unwrap();
-        let b = new_token().unwrap();
-        assert_ne!(a, b);
-        assert!(is_well_formed(&a));
-        assert_eq!(a.len() * 4, 256);
+    fn with_cookie(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_str(value).unwrap());
+        headers
     }
 
     #[test]
-    fn malformed_cookies_are_not_sessions() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("tutor_session=../../etc"));
-        assert_eq!(session_from_headers(&headers), None);
-        let token = new_token().unwrap();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_str(&format!("lang=ru; tutor_session={token}")).unwrap(),
-        );
-        assert_eq!(session_from_headers(&headers), Some(GuestSession(token)));
+    fn the_cookie_named_for_the_scheme_is_read_and_two_are_refused() {
+        assert_eq!(cookie_session(&HeaderMap::new(), false), CookieSession::Absent);
+        let plain = with_cookie("lang=ru; tutor_session=abc");
+        assert_eq!(cookie_session(&plain, false), CookieSession::One("abc".into()));
+        // Over https only the __Host- cookie counts: a plain one could be planted.
+        assert_eq!(cookie_session(&plain, true), CookieSession::Absent);
+        let host = with_cookie("__Host-tutor_session=def");
+        assert_eq!(cookie_session(&host, true), CookieSession::One("def".into()));
+        let two = with_cookie("tutor_session=abc; tutor_session=evil");
+        assert_eq!(cookie_session(&two, false), CookieSession::Several);
+        let mut split = with_cookie("tutor_session=abc");
+        split.append(header::COOKIE, HeaderValue::from_static("tutor_session=evil"));
+        assert_eq!(cookie_session(&split, false), CookieSession::Several);
     }
 
     #[test]
@@ -185,7 +205,10 @@ mod tests {
     #[test]
     fn cookie_flags() {
         let c = session_cookie("abc", false);
+        assert!(c.starts_with("tutor_session=abc;"));
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax") && !c.contains("Secure"));
-        assert!(session_cookie("abc", true).ends_with("; Secure"));
+        let secure = session_cookie("abc", true);
+        assert!(secure.starts_with("__Host-tutor_session=abc;") && secure.contains("; Secure"));
+        assert!(secure.contains("Path=/") && !secure.contains("Domain"));
     }
 }

@@ -59,7 +59,7 @@ async fn main() {
     println!("backend: {backend}");
 
     // Seed: one conversation of 1,000 messages (about 300 characters each).
-    let reader_token = tutor_chat::auth::new_token().unwrap();
+    let reader_token = state.session_key.mint().unwrap();
     let reader = db.ensure_user(&reader_token).await.unwrap();
     let long = db.create_conversation(&reader, "a long conversation").await.unwrap();
     let started = Instant::now();
@@ -73,7 +73,7 @@ async fn main() {
     println!("seeded 1,000 messages in {:.1} s", started.elapsed().as_secs_f64());
 
     // Seed: one user with 10,000 conversations.
-    let busy_token = tutor_chat::auth::new_token().unwrap();
+    let busy_token = state.session_key.mint().unwrap();
     let busy = db.ensure_user(&busy_token).await.unwrap();
     let started = Instant::now();
     for i in 0..10_000 {
@@ -129,7 +129,7 @@ async fn main() {
     println!("response sizes: load {} bytes (50 messages), list {} bytes (30 items)", sizes.0, sizes.1);
 
     // Writes for one 200-token answer at 20 tokens/s.
-    let token = tutor_chat::auth::new_token().unwrap();
+    let token = state.session_key.mint().unwrap();
     db.ensure_user(&token).await.unwrap();
     let mut request = format!("ws://{addr}/ws/chat").into_client_request().unwrap();
     request

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
 use axum::extract::State;
+use axum::Extension;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::{Sink, SinkExt, Stream, StreamExt};
@@ -20,7 +21,7 @@ use tracing::Instrument;
 
 use super::ask::{start_answer, AskError};
 use super::live::{self, Follower, LiveAnswer, Published};
-use crate::auth::{origin_allowed, session_from_headers, GuestSession};
+use crate::auth::{origin_allowed, GuestSession};
 use crate::db::StoreError;
 use crate::protocol::{parse_client_frame, ClientFrame, ErrorCode, ServerFrame, PROTOCOL_VERSION};
 use crate::state::AppState;
@@ -30,21 +31,23 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_TOO_BIG: u16 = 1009;
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 
+/// The upgrade to `/ws/chat` (and `/ws/chat/{anything}`: the path segment is ignored,
+/// identity is the session). Its session is the one the session layer verified, or a
+/// fresh guest session whose cookie the upgrade response sets — so a client written as
+/// in the course lesson, with no cookie, works.
 pub async fn ws_handler(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
+    session: Option<Extension<GuestSession>>,
     headers: HeaderMap,
 ) -> Response {
     if !origin_allowed(&headers, &state.settings.allowed_origins) {
         tracing::warn!(origin = ?headers.get(header::ORIGIN), "websocket refused: foreign origin");
         return (StatusCode::FORBIDDEN, "This origin may not open the chat socket.").into_response();
     }
-    let Some(session) = session_from_headers(&headers) else {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "No session: load the chat page first, it sets the session cookie.",
-        )
-            .into_response();
+    let Some(Extension(session)) = session else {
+        // Only when no token could be minted (no randomness): nothing to be done.
+        return (StatusCode::SERVICE_UNAVAILABLE, "No session could be made; try again.").into_response();
     };
     let settings = state.settings.clone();
     // A place among this user's open sockets, held until the socket ends.

@@ -117,7 +117,7 @@ async fn a_frame_over_the_hard_limit_closes_with_1009() {
 }
 
 #[tokio::test]
-async fn foreign_origin_and_missing_session_are_refused() {
+async fn a_foreign_origin_is_refused_and_a_missing_session_is_made() {
     let app = spawn_app_with(|s| s.allowed_origins = vec!["https://course.example".into()]).await;
     let cookie = app.session_cookie().await;
     let refused = app
@@ -134,13 +134,10 @@ async fn foreign_origin_and_missing_session_are_refused() {
         .try_connect(Some(&cookie), Some("https://course.example"))
         .await
         .is_ok());
+    // No cookie from the page's own origin: a fresh guest session (issue #10/#14),
+    // not a refusal; `sessions.rs` checks the cookie it sets.
     let origin = format!("http://{}", app.addr);
-    match app.try_connect(None, Some(&origin)).await.unwrap_err() {
-        tokio_tungstenite::tungstenite::Error::Http(response) => {
-            assert_eq!(response.status(), 401)
-        }
-        other => panic!("expected HTTP 401, got {other}"),
-    }
+    assert!(app.try_connect(None, Some(&origin)).await.is_ok());
 }
 
 #[tokio::test]

@@ -81,8 +81,13 @@ async fn test_settings(fake_addr: SocketAddr) -> Settings {
     settings.lessons_dir = lessons_dir();
     // Many tests ask more than ten questions a minute; the limit has its own tests.
     settings.questions_per_minute = 0;
+    // Instances sharing a database share the secret that signs sessions, as a
+    // deployment's do (a secret kept in the data folder has its own test).
+    settings.session_secret = Some(SESSION_SECRET.into());
     settings
 }
+
+pub const SESSION_SECRET: &str = "the test deployment's session secret";
 
 /// Each app gets its own data folder (its lesson index lives there).
 pub fn fresh_data_dir() -> std::path::PathBuf {

@@ -10,6 +10,7 @@ mod lessons;
 mod limits;
 mod pages;
 mod resume;
+mod sessions;
 mod shutdown;
 mod soak;
 mod storage;

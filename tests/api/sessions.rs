@@ -1,0 +1,242 @@
+//! Sessions are the deployment's own (issue #10): only a token this deployment signed
+//! names a session, so a forged cookie buys nothing but a fresh guest; two session
+//! cookies are refused; an expired account session carries on as a guest; stale
+//! sessions and idle guests are cleaned up; a client with no cookie at all (the
+//! course lesson's) gets a guest session on the WebSocket upgrade itself.
+
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+use crate::helpers::*;
+
+/// A token of the right shape that this deployment never signed.
+fn forged_token() -> String {
+    (0..128).map(|i| b"0123456789abcdef"[(i * 7 + 3) % 16] as char).collect()
+}
+
+#[tokio::test]
+async fn a_forged_token_is_no_session_and_reads_nothing() {
+    let app = spawn_app().await;
+    let mut student = app.student().await;
+    ask_in(&mut student.ws, "[tokens=2] my own question", None).await;
+
+    // A page load with a forged cookie gets a fresh session cookie instead.
+    let forged = format!("tutor_session={}", forged_token());
+    let response = app.http.get(format!("http://{}/", app.addr)).header("cookie", &forged).send().await.unwrap();
+    let issued = new_session_cookie(response.headers()).expect("a fresh session for a forged cookie");
+    assert_ne!(issued, forged);
+
+    // Asking with the forged cookie works, as a new guest under a new cookie...
+    let (mut ws, response) = tokio_tungstenite::connect_async({
+        let mut request = format!("ws://{}/ws/chat", app.addr).into_client_request().unwrap();
+        request.headers_mut().insert("cookie", HeaderValue::from_str(&forged).unwrap());
+        request
+    })
+    .await
+    .unwrap();
+    let guest_cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .find(|c| c.starts_with("tutor_session="))
+        .expect("the upgrade sets the fresh guest's cookie");
+    assert!(matches!(next_frame(&mut ws).await, ServerFrame::Hello { .. }));
+    let asked = ask_in(&mut ws, "[tokens=2] asked under a forged cookie", None).await;
+    assert_eq!(app.list(&guest_cookie).await.items[0].id, asked.conversation_id);
+
+    // ...and the forged cookie itself never becomes a session: it lists nothing, not
+    // the question just asked under it, nor anyone else's.
+    assert!(app.list(&forged).await.items.is_empty());
+    assert!(app.load(&forged, &asked.conversation_id).await.is_err());
+    let user = app.state.db.find_user(&forged_token()).await.unwrap();
+    assert_eq!(user, None, "no session row was stored for a token we never issued");
+}
+
+#[tokio::test]
+async fn two_session_cookies_are_refused() {
+    let app = spawn_app().await;
+    let mine = app.session_cookie().await;
+    let other = app.session_cookie().await;
+    for target in ["/", "/api/history/list"] {
+        let response = app
+            .http
+            .post(format!("http://{}{target}", app.addr))
+            .header("cookie", format!("{mine}; {other}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{target}");
+    }
+    // One of them alone is fine.
+    assert!(app.list(&mine).await.items.is_empty());
+}
+
+#[tokio::test]
+async fn over_https_the_cookie_is_host_prefixed_and_a_plain_one_is_ignored() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .get(format!("http://{}/", app.addr))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    let set = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("__Host-tutor_session="))
+        .expect("a __Host- cookie over https");
+    assert!(set.contains("; Secure") && set.contains("Path=/") && !set.contains("Domain"), "{set}");
+    let host_cookie = set.split(';').next().unwrap().to_string();
+    // The __Host- cookie names the session; a plain one beside it (planted by a
+    // neighbouring subdomain, say) is not read.
+    let planted = app.session_cookie().await;
+    let again = app
+        .http
+        .get(format!("http://{}/", app.addr))
+        .header("x-forwarded-proto", "https")
+        .header("cookie", format!("{planted}; {host_cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    assert!(again.headers().get("set-cookie").is_none(), "the __Host- session was kept");
+}
+
+#[tokio::test]
+async fn an_expired_account_session_asks_again_as_a_guest() {
+    let app = spawn_app().await;
+    let guest = app.session_cookie().await;
+    let (_, cookie, _) = app
+        .account_form(&guest, "signup", &[("username", "gina"), ("password", "gina's password")])
+        .await;
+    let cookie = cookie.unwrap();
+    let mut ws = app.socket(&cookie).await;
+    let before = ask_in(&mut ws, "[tokens=2] asked while signed in", None).await;
+    drop(ws);
+    expire_session(&app, &cookie).await;
+
+    let mut ws = app.socket(&cookie).await;
+    let after = ask_in(&mut ws, "[tokens=2] asked after the session expired", None).await;
+    assert_eq!(after.end.map(|(_, reason)| reason), Some(EndReason::Complete), "not `internal`");
+    assert_ne!(after.conversation_id, before.conversation_id);
+    // A guest now: the account's conversation is not theirs to see.
+    assert_eq!(app.whoami(&cookie).await, None);
+    let listed: Vec<String> = app.list(&cookie).await.items.into_iter().map(|c| c.id).collect();
+    assert_eq!(listed, vec![after.conversation_id]);
+}
+
+#[tokio::test]
+async fn the_cleanup_deletes_expired_sessions_and_idle_guests_only() {
+    let app = spawn_app().await;
+    let db = &app.state.db;
+    // An idle guest with a conversation, an active guest, an account with an expired
+    // session.
+    let mut idle = app.student().await;
+    ask_in(&mut idle.ws, "[tokens=2] long ago", None).await;
+    let mut active = app.student().await;
+    let kept = ask_in(&mut active.ws, "[tokens=2] recently", None).await;
+    let (_, account_cookie, _) = app
+        .account_form(&app.session_cookie().await, "signup", &[("username", "hal"), ("password", "hal's password")])
+        .await;
+    let account_cookie = account_cookie.unwrap();
+    expire_session(&app, &account_cookie).await;
+
+    // Ninety-one days later (the default is 90 idle days) for the idle guest only.
+    let idle_user = db.find_user(token_of(&idle.cookie)).await.unwrap().unwrap();
+    let long_ago = now_ms() - 91 * 86_400_000;
+    let pool = pool(&app).await;
+    sqlx::query("UPDATE users SET created_at = $1 WHERE id = $2").bind(long_ago).bind(&idle_user).execute(&pool).await.unwrap();
+    sqlx::query("UPDATE conversations SET updated_at = $1 WHERE user_id = $2").bind(long_ago).bind(&idle_user).execute(&pool).await.unwrap();
+
+    let gone = db.delete_stale_sessions(now_ms(), 90).await.unwrap();
+    assert_eq!((gone.sessions, gone.guests), (1, 1));
+    assert_eq!(db.find_user(token_of(&idle.cookie)).await.unwrap(), None);
+    assert!(app.list(&idle.cookie).await.items.is_empty());
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE id = $1").bind(&idle_user).fetch_one(&pool).await.unwrap();
+    assert_eq!(left, 0, "the idle guest's user row went with its session");
+    assert_eq!(app.list(&active.cookie).await.items[0].id, kept.conversation_id);
+    assert!(db.account_by_name("hal").await.unwrap().is_some(), "accounts stay; only their session went");
+    // Nothing else is stale.
+    assert_eq!(db.delete_stale_sessions(now_ms(), 90).await.unwrap().guests, 0);
+}
+
+#[tokio::test]
+async fn a_client_written_as_in_the_course_lesson_works_without_a_cookie() {
+    let app = spawn_app().await;
+    // No cookie, any path segment, the untyped `{"question": ...}` frame.
+    let (mut ws, response) = tokio_tungstenite::connect_async(format!("ws://{}/ws/chat/student-1", app.addr))
+        .await
+        .unwrap();
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .map(str::to_string)
+        .expect("the upgrade starts a guest session and sets its cookie");
+    assert!(matches!(next_frame(&mut ws).await, ServerFrame::Hello { .. }));
+    send_json(&mut ws, serde_json::json!({"question": "[tokens=3] hello"})).await;
+    let answer = read_answer(&mut ws).await;
+    assert_eq!(answer.chunks.len(), 3);
+    assert_eq!(answer.end.map(|(_, reason)| reason), Some(EndReason::Complete));
+    // The path segment is not an identity: the session is, and it has the conversation.
+    assert_eq!(app.list(&cookie).await.items[0].id, answer.conversation_id);
+}
+
+#[tokio::test]
+async fn without_a_setting_the_secret_is_kept_in_the_data_folder_and_survives_a_restart() {
+    let data_dir = fresh_data_dir();
+    let first = spawn_app_with(|s| {
+        s.session_secret = None;
+        s.data_dir = data_dir.clone();
+    })
+    .await;
+    let mut student = first.student().await;
+    let asked = ask_in(&mut student.ws, "[tokens=2] before the restart", None).await;
+    let secret = data_dir.join("session-secret");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only the server may read the secret");
+    }
+    // The same data folder and database after a restart: the cookie still works.
+    let database_url = first.state.settings.database_url.clone();
+    let restarted = spawn_app_with(|s| {
+        s.session_secret = None;
+        s.data_dir = data_dir.clone();
+        s.database_url = database_url.clone();
+    })
+    .await;
+    assert_eq!(restarted.list(&student.cookie).await.items[0].id, asked.conversation_id);
+    // A deployment with another secret does not accept it.
+    let stranger = spawn_app_with(|s| {
+        s.session_secret = Some("another deployment".into());
+        s.database_url = database_url;
+    })
+    .await;
+    assert!(stranger.list(&student.cookie).await.items.is_empty());
+}
+
+fn token_of(cookie: &str) -> &str {
+    cookie.split_once('=').map(|(_, token)| token).unwrap()
+}
+
+async fn pool(app: &TestApp) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = app.state.settings.database_url.clone().unwrap();
+    sqlx::AnyPool::connect(&url).await.unwrap()
+}
+
+async fn expire_session(app: &TestApp, cookie: &str) {
+    sqlx::query("UPDATE sessions SET expires_at = $1 WHERE token_hash = $2")
+        .bind(now_ms() - 1)
+        .bind(hash_token(token_of(cookie)))
+        .execute(&pool(app).await)
+        .await
+        .unwrap();
+}
