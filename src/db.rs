@@ -160,6 +160,77 @@ impl Db {
     }
 }
 
+/// Per-address budgets: which kind of event a row counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressEvent {
+    SignUp,
+    NewGuest,
+    Question,
+}
+
+impl AddressEvent {
+    fn as_str(self) -> &'static str {
+        match self {
+            AddressEvent::SignUp => "signup",
+            AddressEvent::NewGuest => "guest",
+            AddressEvent::Question => "question",
+        }
+    }
+}
+
+/// Takes one event from an address's budget of `limit` per `window_ms`, inside the
+/// caller's write transaction (so a refused request stores nothing else either).
+/// `Ok(None)`: taken; `Ok(Some(s))`: the budget is spent, free again in `s` seconds.
+/// On PostgreSQL the address's budget is locked first (an advisory lock for the
+/// transaction), so parallel requests cannot all see the last free place; SQLite's
+/// write transactions are serialised already.
+pub(crate) async fn take_address_event(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    address: &str,
+    event: AddressEvent,
+    limit: u32,
+    window_ms: i64,
+    now: i64,
+) -> Result<Option<u64>, sqlx::Error> {
+    use sqlx::Row;
+    if limit == 0 {
+        return Ok(None);
+    }
+    let kind = event.as_str();
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("{kind}:{address}"))
+            .execute(&mut *conn)
+            .await?;
+    }
+    // Old events of this address and kind are pruned as they fall out of the window.
+    sqlx::query("DELETE FROM address_events WHERE address = $1 AND kind = $2 AND at <= $3")
+        .bind(address)
+        .bind(kind)
+        .bind(now - window_ms)
+        .execute(&mut *conn)
+        .await?;
+    let rows = sqlx::query("SELECT at FROM address_events WHERE address = $1 AND kind = $2 ORDER BY at DESC LIMIT $3")
+        .bind(address)
+        .bind(kind)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+    if rows.len() >= limit as usize {
+        let oldest: i64 = rows[rows.len() - 1].try_get(0)?;
+        let free_in_ms = (oldest + window_ms - now).max(1);
+        return Ok(Some(((free_in_ms + 999) / 1000) as u64));
+    }
+    sqlx::query("INSERT INTO address_events (address, kind, at) VALUES ($1, $2, $3)")
+        .bind(address)
+        .bind(kind)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(None)
+}
+
 /// What a client may be told when the database fails: never the database's text.
 impl From<StoreError> for AppError {
     fn from(error: StoreError) -> Self {

@@ -19,6 +19,9 @@ pub struct AppError {
     pub code: ErrorCode,
     /// English, for logs, curl and tests; never parsed.
     pub message: String,
+    /// Seconds until trying again makes sense (`busy`, budgets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl AppError {
@@ -26,7 +29,13 @@ impl AppError {
         AppError {
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// An error whose message is the code's own English text.

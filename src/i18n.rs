@@ -118,6 +118,7 @@ pub struct Strings {
     pub err_username_taken: &'static str,
     pub err_wrong_credentials: &'static str,
     pub err_too_many_attempts: &'static str,
+    pub err_too_many_sign_ups: &'static str,
     pub err_invalid_title: &'static str,
     pub retry_in: &'static str,
     pub new_chat: &'static str,
@@ -171,6 +172,7 @@ impl Strings {
             ErrorCode::UsernameTaken => self.err_username_taken,
             ErrorCode::WrongCredentials => self.err_wrong_credentials,
             ErrorCode::TooManyAttempts => self.err_too_many_attempts,
+            ErrorCode::TooManySignUps => self.err_too_many_sign_ups,
             ErrorCode::InvalidTitle => self.err_invalid_title,
         }
     }
@@ -214,6 +216,7 @@ pub static EN: Strings = Strings {
     err_username_taken: "That username is taken.",
     err_wrong_credentials: "Wrong username or password.",
     err_too_many_attempts: "Too many failed sign-ins. Wait 15 minutes and try again.",
+    err_too_many_sign_ups: "Too many accounts were created from this network just now. Try again later.",
     err_invalid_title: "A title has 1 to 120 characters.",
     retry_in: "Try again in",
     new_chat: "New chat",
@@ -284,6 +287,7 @@ pub static RU: Strings = Strings {
     err_username_taken: "Это имя уже занято.",
     err_wrong_credentials: "Неверное имя пользователя или пароль.",
     err_too_many_attempts: "Слишком много неудачных попыток входа. Подождите 15 минут и попробуйте снова.",
+    err_too_many_sign_ups: "Из этой сети только что создано слишком много аккаунтов. Попробуйте позже.",
     err_invalid_title: "Название: от 1 до 120 символов.",
     retry_in: "Повторите через",
     new_chat: "Новый чат",

@@ -1,7 +1,10 @@
 //! Networking helpers every listener and request handler of ours shares: Nagle off,
 //! the shutdown signal, and what a request says about how it reached us.
 
+use std::net::IpAddr;
+
 use axum::http::HeaderMap;
+use ipnet::IpNet;
 
 /// Streaming is many tiny writes; with Nagle's algorithm each one can wait for the
 /// peer's delayed ACK (about 40 ms). Every listener of ours turns it off.
@@ -48,6 +51,46 @@ pub fn behind_https(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 
+/// The address a request is counted under for per-address budgets: the peer's, or —
+/// when the peer is one of our trusted proxies — the nearest address in
+/// `X-Forwarded-For` that is not a trusted proxy itself (anyone can write that header;
+/// only a proxy we trust appends to it truthfully). IPv6 clients are keyed by their /64:
+/// one home or phone network hands its devices many addresses of the same /64.
+pub fn client_key(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> String {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let mut client = canonical(peer);
+    if is_trusted(&client) {
+        let forwarded: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+            .map(canonical)
+            .collect();
+        for hop in forwarded.iter().rev() {
+            client = *hop;
+            if !is_trusted(hop) {
+                break;
+            }
+        }
+    }
+    match client {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => IpNet::new(IpAddr::V6(v6), 64)
+            .map(|net| net.trunc().to_string())
+            .unwrap_or_else(|_| v6.to_string()),
+    }
+}
+
+/// An IPv4 client seen through an IPv6 socket (`::ffff:1.2.3.4`) is that IPv4 client.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +103,26 @@ mod tests {
         assert!(behind_https(&headers));
         headers.insert("x-forwarded-proto", "http".parse().unwrap());
         assert!(!behind_https(&headers));
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.0.0.2".parse().unwrap());
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.9".parse().unwrap();
+        // Through our proxies: the nearest untrusted hop (not the client-written first).
+        assert_eq!(client_key(proxy, &headers, &trusted), "203.0.113.7");
+        // Straight from a client: its header is ignored.
+        assert_eq!(client_key(stranger, &headers, &trusted), "198.51.100.9");
+        assert_eq!(client_key(proxy, &HeaderMap::new(), &trusted), "10.0.0.1");
+        // IPv6 by /64; IPv4 through an IPv6 socket as IPv4.
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a, &HeaderMap::new(), &[]), client_key(b, &HeaderMap::new(), &[]));
+        assert_ne!(client_key(a, &HeaderMap::new(), &[]), client_key(c, &HeaderMap::new(), &[]));
+        assert_eq!(client_key("::ffff:192.0.2.5".parse().unwrap(), &HeaderMap::new(), &[]), "192.0.2.5");
     }
 }

@@ -98,6 +98,8 @@ pub enum ErrorCode {
     WrongCredentials,
     /// Sign-in is throttled after repeated failures.
     TooManyAttempts,
+    /// This address created its hour's budget of accounts.
+    TooManySignUps,
     InvalidTitle,
 }
 
@@ -122,6 +124,7 @@ impl ErrorCode {
             ErrorCode::UsernameTaken => "username_taken",
             ErrorCode::WrongCredentials => "wrong_credentials",
             ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::TooManySignUps => "too_many_sign_ups",
             ErrorCode::InvalidTitle => "invalid_title",
         }
     }

@@ -99,6 +99,15 @@ pub struct Cli {
     /// Guests idle this many days are deleted with their conversations (0: never).
     #[arg(long, env = "TUTOR_GUEST_IDLE_DAYS")]
     pub guest_idle_days: Option<u32>,
+    /// Proxies (CIDRs, comma-separated) whose X-Forwarded-For is believed; from anyone else the peer address counts.
+    #[arg(long, env = "TUTOR_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Accounts one client address may create per hour (0: no limit).
+    #[arg(long, env = "TUTOR_SIGNUPS_PER_HOUR_PER_ADDRESS")]
+    pub signups_per_hour_per_address: Option<u32>,
+    /// Password hashes that may wait for a core; beyond them sign-up and sign-in get `busy`.
+    #[arg(long, env = "TUTOR_PASSWORD_HASH_QUEUE")]
+    pub password_hash_queue: Option<usize>,
 }
 
 /// The same keys as [`Cli`], from the settings file.
@@ -135,6 +144,9 @@ pub struct FileSettings {
     pub shutdown_grace_ms: Option<u64>,
     pub session_secret: Option<String>,
     pub guest_idle_days: Option<u32>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub signups_per_hour_per_address: Option<u32>,
+    pub password_hash_queue: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +189,12 @@ pub struct Settings {
     pub session_secret: Option<String>,
     /// Guests idle this many days are deleted with their conversations (0: never).
     pub guest_idle_days: u32,
+    /// Proxies (CIDRs, comma-separated) whose X-Forwarded-For is believed; from anyone else the peer address counts.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Accounts one client address may create per hour (0: no limit).
+    pub signups_per_hour_per_address: u32,
+    /// Password hashes that may wait for a core; beyond them sign-up and sign-in get `busy`.
+    pub password_hash_queue: usize,
 }
 
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a patient tutor for an online course about \
@@ -200,6 +218,15 @@ pub enum SettingsError {
     Parse { path: PathBuf, message: String },
     #[error("invalid setting: {0}")]
     Invalid(String),
+}
+
+/// A CIDR (`10.0.0.0/8`) or a single address (`127.0.0.1`); anything else is reported
+/// by [`Settings::validate`].
+fn parse_cidr(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 impl Settings {
@@ -240,6 +267,12 @@ impl Settings {
             }
             Err(source) => return Err(SettingsError::Read { path, source }),
         };
+        let proxies = cli.trusted_proxies.iter().chain(file.trusted_proxies.iter()).flatten();
+        if let Some(bad) = proxies.filter(|c| !c.trim().is_empty()).find(|c| parse_cidr(c).is_none()) {
+            return Err(SettingsError::Invalid(format!(
+                "trusted_proxies: {bad:?} is not an address or a CIDR such as 10.0.0.0/8"
+            )));
+        }
         let settings = Settings::resolve(cli, file);
         settings.validate()?;
         Ok(settings)
@@ -319,6 +352,15 @@ impl Settings {
                 .unwrap_or(1000)
                 .max(1),
             shutdown_grace: ms(cli.shutdown_grace_ms, file.shutdown_grace_ms, 20_000),
+            password_hash_queue: cli.password_hash_queue.or(file.password_hash_queue).unwrap_or(32),
+            signups_per_hour_per_address: cli.signups_per_hour_per_address.or(file.signups_per_hour_per_address).unwrap_or(60),
+            trusted_proxies: cli
+                .trusted_proxies
+                .or(file.trusted_proxies)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|c| parse_cidr(c))
+                .collect(),
             guest_idle_days: cli.guest_idle_days.or(file.guest_idle_days).unwrap_or(90),
             session_secret: non_empty(cli.session_secret.or(file.session_secret)),
         }

@@ -9,6 +9,7 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use tokio::sync::{watch, Semaphore};
 
+use crate::account::hashing::PasswordHashing;
 use crate::chat::limits::Connections;
 use crate::chat::live::LiveAnswers;
 use crate::db::{database_url, Db, StoreError};
@@ -43,6 +44,8 @@ pub struct AppState {
     pub connections: Arc<Connections>,
     /// Signs the session tokens this deployment issues (docs/security.md).
     pub session_key: Arc<TokenKey>,
+    /// argon2id, one hash per core at once (`password_hash_queue` more may wait).
+    pub password_hashing: Arc<PasswordHashing>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +95,7 @@ impl AppState {
         }
         tracing::info!(backend = ?db.backend(), "history database ready");
         let db = Arc::new(db);
+        let settings_queue = settings.password_hash_queue;
         spawn_cleanup(db.clone(), settings.guest_idle_days);
         Ok(AppState {
             leptos_options,
@@ -106,6 +110,7 @@ impl AppState {
             answer_slots,
             connections: Arc::new(Connections::default()),
             session_key,
+            password_hashing: Arc::new(PasswordHashing::new(settings_queue)),
         })
     }
 }

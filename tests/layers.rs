@@ -40,6 +40,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "history",
             "history::store",
             "account::store",
+            "account::hashing",
             "chat::store",
             "chat::live",
             "chat::limits",

@@ -9,6 +9,8 @@ use leptos::prelude::*;
 use crate::error::AppError;
 
 #[cfg(feature = "ssr")]
+pub mod hashing;
+#[cfg(feature = "ssr")]
 pub mod store;
 pub mod view;
 
@@ -26,22 +28,24 @@ pub fn valid_username(name: &str) -> bool {
 #[cfg(feature = "ssr")]
 mod ssr {
     use std::net::SocketAddr;
-    use std::sync::OnceLock;
 
-    use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-    use argon2::Argon2;
     use axum::extract::ConnectInfo;
     use axum::http::{header, HeaderValue};
     use leptos::prelude::*;
 
+    use super::hashing::HashError;
+    use super::{valid_username, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
     use crate::error::AppError;
     use crate::protocol::ErrorCode;
     use crate::state::AppState;
 
-    /// Sign-ins that fail this often in the window stop being tried.
+    /// Sign-ins that fail this often in the window stop being tried: per name from one
+    /// address (a stranger elsewhere cannot lock a student out), and per address.
     pub const FAILURES_PER_NAME: i64 = 5;
     pub const FAILURES_PER_ADDRESS: i64 = 30;
     pub const FAILURE_WINDOW_MS: i64 = 15 * 60_000;
+    /// A refused hash can be tried again this soon.
+    const HASH_BUSY_RETRY_S: u64 = 2;
 
     /// A failure whose detail stays in the log.
     pub fn generic(error: impl std::fmt::Display) -> AppError {
@@ -53,14 +57,37 @@ mod ssr {
         AppError::code(ErrorCode::WrongCredentials)
     }
 
+    pub fn hash_error(error: HashError) -> AppError {
+        match error {
+            HashError::Busy => AppError::code(ErrorCode::Busy).retry_after(HASH_BUSY_RETRY_S),
+            HashError::Failed(detail) => generic(detail),
+        }
+    }
+
+    /// Sign-up and sign-in take names and passwords of bounded length, checked before
+    /// anything is hashed or stored.
+    pub fn check_credentials(username: &str, password: &str) -> Result<(), AppError> {
+        if !valid_username(username) {
+            return Err(AppError::code(ErrorCode::InvalidUsername));
+        }
+        let chars = password.chars().count();
+        if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars) {
+            return Err(AppError::code(ErrorCode::InvalidPassword));
+        }
+        Ok(())
+    }
+
     pub fn parts() -> Option<axum::http::request::Parts> {
         use_context::<axum::http::request::Parts>()
     }
 
-    pub fn client_address() -> String {
-        parts()
-            .and_then(|p| p.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()))
-            .unwrap_or_else(|| "unknown".into())
+    /// The address this request is counted under (`net::client_key`).
+    pub fn client_address(state: &AppState) -> String {
+        let Some(parts) = parts() else { return "unknown".into() };
+        match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+            Some(peer) => crate::net::client_key(peer.0.ip(), &parts.headers, &state.settings.trusted_proxies),
+            None => "unknown".into(),
+        }
     }
 
     /// Sets the new session cookie on the response, Secure when served over https.
@@ -76,47 +103,6 @@ mod ssr {
         }
     }
 
-    pub async fn hash_password(password: String) -> Result<String, AppError> {
-        tokio::task::spawn_blocking(move || {
-            let mut salt = [0u8; 16];
-            getrandom::fill(&mut salt).map_err(|e| e.to_string())?;
-            let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
-            Argon2::default()
-                .hash_password(password.as_bytes(), &salt)
-                .map(|hash| hash.to_string())
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(generic)?
-        .map_err(generic)
-    }
-
-    /// Verifies off the runtime. With no account, a dummy hash is verified anyway,
-    /// so the answer takes as long whether the name exists or not.
-    pub async fn verify_password(password: String, hash: Option<String>) -> bool {
-        static DUMMY: OnceLock<String> = OnceLock::new();
-        tokio::task::spawn_blocking(move || {
-            let exists = hash.is_some();
-            let hash = hash.unwrap_or_else(|| {
-                DUMMY
-                    .get_or_init(|| {
-                        let salt = SaltString::encode_b64(b"tutor-chat-dummy").expect("constant salt");
-                        Argon2::default()
-                            .hash_password(b"not a password", &salt)
-                            .map(|h| h.to_string())
-                            .unwrap_or_default()
-                    })
-                    .clone()
-            });
-            let ok = PasswordHash::new(&hash)
-                .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-                .unwrap_or(false);
-            ok && exists
-        })
-        .await
-        .unwrap_or(false)
-    }
-
     /// After sign-in/up/out: a plain form (JavaScript off) goes to the chat.
     pub fn back_to_chat() {
         leptos_axum::redirect("/");
@@ -128,16 +114,14 @@ pub async fn sign_up(username: String, password: String) -> Result<(), AppError>
     use crate::protocol::ErrorCode;
     crate::auth::check_same_origin()?;
     let username = username.trim().to_string();
-    if !valid_username(&username) {
-        return Err(AppError::code(ErrorCode::InvalidUsername));
-    }
-    let chars = password.chars().count();
-    if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars) {
-        return Err(AppError::code(ErrorCode::InvalidPassword));
-    }
+    ssr::check_credentials(&username, &password)?;
     let state = crate::state::app_state()?;
     let session = crate::auth::require_session()?;
-    let hash = ssr::hash_password(password).await?;
+    let address = ssr::client_address(&state);
+    if let Some(retry_after) = state.db.take_signup(&address, state.settings.signups_per_hour_per_address).await? {
+        return Err(AppError::code(ErrorCode::TooManySignUps).retry_after(retry_after));
+    }
+    let hash = state.password_hashing.hash(password).await.map_err(ssr::hash_error)?;
     let token = state.session_key.mint().map_err(ssr::generic)?;
     match state.db.create_account(&session.0, &username, &hash, &token).await {
         Ok(()) => {}
@@ -153,27 +137,29 @@ pub async fn sign_up(username: String, password: String) -> Result<(), AppError>
 pub async fn sign_in(username: String, password: String) -> Result<(), AppError> {
     use crate::protocol::ErrorCode;
     crate::auth::check_same_origin()?;
+    let username = username.trim().to_string();
+    ssr::check_credentials(&username, &password)?;
     let state = crate::state::app_state()?;
-    let key = username.trim().to_lowercase();
-    let name_key = format!("u:{key}");
-    let address_key = format!("ip:{}", ssr::client_address());
+    let key = username.to_lowercase();
+    let address = ssr::client_address(&state);
+    let name_key = format!("u:{key}|ip:{address}");
+    let address_key = format!("ip:{address}");
     let since = crate::db::now_ms() - ssr::FAILURE_WINDOW_MS;
-    let by_name = state.db.login_failures(&name_key, since).await?;
-    let by_address = state.db.login_failures(&address_key, since).await?;
-    if by_name >= ssr::FAILURES_PER_NAME || by_address >= ssr::FAILURES_PER_ADDRESS {
+    let limits = (ssr::FAILURES_PER_NAME, ssr::FAILURES_PER_ADDRESS);
+    let Some(attempt) = state.db.reserve_sign_in(&name_key, &address_key, since, limits).await? else {
         return Err(AppError::code(ErrorCode::TooManyAttempts));
-    }
+    };
     let account = state.db.account_by_name(&key).await?;
     let (user_id, hash) = match account {
         Some((id, hash)) => (Some(id), Some(hash)),
         None => (None, None),
     };
-    if !ssr::verify_password(password, hash).await {
-        state.db.record_login_failure(&[name_key, address_key]).await?;
+    // A refused or failed verification keeps its reservation: it counts as a failure.
+    if !state.password_hashing.verify(password, hash).await.map_err(ssr::hash_error)? {
         return Err(ssr::wrong_credentials());
     }
     let user_id = user_id.ok_or_else(ssr::wrong_credentials)?;
-    state.db.clear_login_failures(&name_key).await?;
+    state.db.sign_in_succeeded(&attempt, &name_key).await?;
     let session = crate::auth::require_session()?;
     let token = state.session_key.mint().map_err(ssr::generic)?;
     state.db.sign_in(&session.0, &user_id, &token).await?;

@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use crate::db::{new_id, now_ms, Db, StoreError};
+use crate::db::{new_id, now_ms, take_address_event, AddressEvent, Backend, Db, StoreError};
 
 /// How long an account's session lasts unused; it slides while used.
 pub const ACCOUNT_SESSION_MS: i64 = 30 * DAY_MS;
@@ -162,23 +162,48 @@ impl Db {
         Ok(())
     }
 
-    /// Failed sign-ins per key since `since` (Unix ms).
-    pub async fn login_failures(&self, key: &str, since: i64) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) FROM login_failures WHERE key = $1 AND at > $2")
-            .bind(key)
-            .bind(since)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?)
-    }
-
-    pub async fn record_login_failure(&self, keys: &[String]) -> Result<(), StoreError> {
+    /// Reserves a sign-in attempt as a failure before its password is verified: the
+    /// count and the reservation are one step, so parallel guesses cannot all pass the
+    /// count. Refused when `name_key` has `per_name` failures, or `address_key` has
+    /// `per_address`, since `since`. A success takes its reservation back
+    /// ([`Db::sign_in_succeeded`]).
+    pub async fn reserve_sign_in(
+        &self,
+        name_key: &str,
+        address_key: &str,
+        since: i64,
+        (per_name, per_address): (i64, i64),
+    ) -> Result<Option<String>, StoreError> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        for key in keys {
-            sqlx::query("INSERT INTO login_failures (key, at) VALUES ($1, $2)")
+        if self.backend == Backend::Postgres {
+            // In one order, so two attempts never wait on each other's second lock.
+            let mut keys = [name_key, address_key];
+            keys.sort_unstable();
+            for key in keys {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(format!("login:{key}"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        for (key, limit) in [(name_key, per_name), (address_key, per_address)] {
+            let failures: i64 = sqlx::query("SELECT COUNT(*) FROM login_failures WHERE key = $1 AND at > $2")
+                .bind(key)
+                .bind(since)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+            if failures >= limit {
+                return Ok(None);
+            }
+        }
+        let attempt = new_id();
+        for key in [name_key, address_key] {
+            sqlx::query("INSERT INTO login_failures (key, at, attempt_id) VALUES ($1, $2, $3)")
                 .bind(key)
                 .bind(now)
+                .bind(&attempt)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -188,15 +213,30 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        Ok(Some(attempt))
+    }
+
+    /// A sign-in that verified: its reservation goes, and so do the earlier failures
+    /// for the name from this address.
+    pub async fn sign_in_succeeded(&self, attempt: &str, name_key: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM login_failures WHERE attempt_id = $1 OR key = $2")
+            .bind(attempt)
+            .bind(name_key)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    pub async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM login_failures WHERE key = $1")
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Takes a sign-up from the address's hourly budget; `Some(seconds)` when spent.
+    pub async fn take_signup(&self, address: &str, per_hour: u32) -> Result<Option<u64>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let refused =
+            take_address_event(&mut tx, self.backend, address, AddressEvent::SignUp, per_hour, 3_600_000, now_ms())
+                .await?;
+        tx.commit().await?;
+        Ok(refused)
     }
 
     /// The session's user, created with its first question (page views create nothing).

@@ -107,8 +107,7 @@ impl Db {
                     .bind(id)
                     .bind(user_id)
                     .fetch_optional(&mut *tx)
-                    .await
-                    ?
+                    .await?
                     .is_some();
                 if !owned {
                     return Err(BeginError::NotFound);
@@ -120,8 +119,7 @@ impl Db {
                     .bind(user_id)
                     .fetch_one(&mut *tx)
                     .await
-                    .and_then(|row| row.try_get(0))
-                    ?;
+                    .and_then(|row| row.try_get(0))?;
                 if kept >= i64::from(max_conversations) {
                     return Err(BeginError::TooManyConversations { limit: max_conversations });
                 }
@@ -135,7 +133,7 @@ impl Db {
                 .bind(crate::history::title_from_question(question))
                 .bind(now)
                 .execute(&mut *tx)
-            .await?;
+                .await?;
                 writes += 1;
                 id
             }

@@ -2,6 +2,7 @@
 //! server, driven over real HTTP and WebSocket connections. One module per capability;
 //! `helpers` holds the harness they share.
 
+mod abuse;
 mod accounts;
 mod chat;
 mod helpers;

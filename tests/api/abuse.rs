@@ -1,0 +1,152 @@
+//! A script cannot spend the course's budget or a student's account (issue #10):
+//! parallel password guesses verify at most the limit, a lockout is per name *and*
+//! address, password hashing is bounded, sign-ups are budgeted per address, and
+//! oversized input is refused before anything is hashed or stored.
+
+use crate::helpers::*;
+
+/// Calls a server function as a client behind our trusted proxy at `client`.
+async fn call_as(app: &TestApp, client: &str, cookie: &str, endpoint: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let response = app
+        .http
+        .post(format!("http://{}/api/{endpoint}", app.addr))
+        .header("cookie", cookie)
+        .header("origin", format!("http://{}", app.addr))
+        .header("x-forwarded-for", client)
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+fn code_of(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("not an error body: {body}"))
+}
+
+async fn sign_up(app: &TestApp, name: &str, password: &str) {
+    let cookie = app.session_cookie().await;
+    let (status, body) = app.call(&cookie, "account/signup", &[("username", name), ("password", password)]).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn parallel_wrong_sign_ins_for_one_name_verify_at_most_the_limit() {
+    let app = spawn_app().await;
+    sign_up(&app, "ivy", "ivy's real password").await;
+    let verified_before = app.state.password_hashing.verifications();
+    let cookie = app.session_cookie().await;
+    let guesses = (0..60).map(|i| {
+        let (app, cookie) = (&app, cookie.clone());
+        async move {
+            let guess = format!("guess number {i}");
+            app.call(&cookie, "account/signin", &[("username", "ivy"), ("password", &guess)]).await
+        }
+    });
+    let answers = futures::future::join_all(guesses).await;
+    let verified = app.state.password_hashing.verifications() - verified_before;
+    assert!(verified <= 5, "{verified} passwords verified for one name in parallel; the limit is 5");
+    let codes: Vec<String> = answers.iter().map(|(_, body)| code_of(body)).collect();
+    let refused = codes.iter().filter(|c| *c == "too_many_attempts").count();
+    assert!(refused >= 55, "{codes:?}");
+    assert!(codes.iter().all(|c| c == "too_many_attempts" || c == "wrong_credentials"), "{codes:?}");
+}
+
+#[tokio::test]
+async fn a_stranger_elsewhere_cannot_lock_a_student_out() {
+    let app = spawn_app_with(|s| s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+    sign_up(&app, "jules", "jules's password").await;
+    let stranger = app.session_cookie().await;
+    for i in 0..6 {
+        let (_, body) = call_as(
+            &app,
+            "203.0.113.5",
+            &stranger,
+            "account/signin",
+            &[("username", "jules"), ("password", &format!("wrong password {i}"))],
+        )
+        .await;
+        let expected = if i < 5 { "wrong_credentials" } else { "too_many_attempts" };
+        assert_eq!(code_of(&body), expected, "attempt {i}");
+    }
+    // The student, from their own address, signs in.
+    let student = app.session_cookie().await;
+    let (status, body) = call_as(
+        &app,
+        "198.51.100.7",
+        &student,
+        "account/signin",
+        &[("username", "jules"), ("password", "jules's password")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn password_hashing_is_bounded_and_the_excess_is_told_busy() {
+    let app = spawn_app_with(|s| {
+        s.password_hash_queue = 4;
+        s.signups_per_hour_per_address = 0;
+    })
+    .await;
+    let cookies: Vec<String> =
+        futures::future::join_all((0..60).map(|_| app.session_cookie())).await;
+    let sign_ups = cookies.iter().enumerate().map(|(i, cookie)| {
+        let app = &app;
+        async move {
+            let name = format!("student{i}");
+            app.call(cookie, "account/signup", &[("username", name.as_str()), ("password", "a long enough password")]).await
+        }
+    });
+    let answers = futures::future::join_all(sign_ups).await;
+    let ok = answers.iter().filter(|(status, _)| *status == 200).count();
+    let busy: Vec<&String> = answers.iter().filter(|(status, _)| *status != 200).map(|(_, body)| body).collect();
+    assert!(ok >= 1, "some sign-ups went through");
+    assert!(!busy.is_empty(), "60 at once with 2 cores and a queue of 4: the excess is refused");
+    for body in &busy {
+        assert_eq!(code_of(body), "busy", "{body}");
+        let retry: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert!(retry["retry_after"].as_u64().is_some_and(|s| s > 0), "{body}");
+    }
+    let (peak, cores) = app.state.password_hashing.peak_running();
+    assert!(peak <= cores, "{peak} hashes ran at once on {cores} cores");
+    // The refused ones stored nothing.
+    assert_eq!(app.state.db.account_by_name(&format!("student{}", 59)).await.unwrap().is_some(), answers[59].0 == 200);
+}
+
+#[tokio::test]
+async fn sign_ups_are_budgeted_per_address() {
+    let app = spawn_app_with(|s| s.signups_per_hour_per_address = 2).await;
+    sign_up(&app, "kim", "kim's password").await;
+    sign_up(&app, "lee", "lee's password").await;
+    let cookie = app.session_cookie().await;
+    let (status, body) = app.call(&cookie, "account/signup", &[("username", "max"), ("password", "max's password")]).await;
+    assert_ne!(status, 200);
+    assert_eq!(code_of(&body), "too_many_sign_ups");
+    let retry: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(retry["retry_after"].as_u64().is_some_and(|s| (1..=3600).contains(&s)), "{body}");
+    assert!(app.state.db.account_by_name("max").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_megabyte_username_is_refused_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let cookie = app.session_cookie().await;
+    let huge = "a".repeat(1024 * 1024);
+    let verified_before = app.state.password_hashing.verifications();
+    for endpoint in ["account/signin", "account/signup"] {
+        let (status, body) = app.call(&cookie, endpoint, &[("username", &huge), ("password", "whatever it is")]).await;
+        assert_ne!(status, 200);
+        assert_eq!(code_of(&body), "invalid_username", "{endpoint}");
+    }
+    let (_, body) = app.call(&cookie, "account/signin", &[("username", "nina"), ("password", &"p".repeat(100_000))]).await;
+    assert_eq!(code_of(&body), "invalid_password");
+    assert_eq!(app.state.password_hashing.verifications(), verified_before, "nothing was hashed");
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(app.state.settings.database_url.as_deref().unwrap()).await.unwrap();
+    let failures: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_failures").fetch_one(&pool).await.unwrap();
+    assert_eq!(failures, 0, "no attempt was recorded for refused input");
+}
