@@ -108,6 +108,9 @@ pub struct Cli {
     /// Password hashes that may wait for a core; beyond them sign-up and sign-in get `busy`.
     #[arg(long, env = "TUTOR_PASSWORD_HASH_QUEUE")]
     pub password_hash_queue: Option<usize>,
+    /// Most tokens one answer may have (sent as `max_tokens` with every model request).
+    #[arg(long, env = "TUTOR_MAX_TOKENS")]
+    pub max_tokens: Option<u32>,
 }
 
 /// The same keys as [`Cli`], from the settings file.
@@ -147,6 +150,7 @@ pub struct FileSettings {
     pub trusted_proxies: Option<Vec<String>>,
     pub signups_per_hour_per_address: Option<u32>,
     pub password_hash_queue: Option<usize>,
+    pub max_tokens: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +164,8 @@ pub struct UpstreamSettings {
     pub first_token_timeout: Duration,
     pub token_gap_timeout: Duration,
     pub total_timeout: Duration,
+    /// Sent as `max_tokens` with every request.
+    pub max_tokens: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -301,6 +307,7 @@ impl Settings {
                 ),
                 token_gap_timeout: ms(cli.token_gap_timeout_ms, file.token_gap_timeout_ms, 30_000),
                 total_timeout: ms(cli.total_timeout_ms, file.total_timeout_ms, 300_000),
+                max_tokens: cli.max_tokens.or(file.max_tokens).unwrap_or(1024).max(1),
             },
             max_frame_bytes: cli.max_frame_bytes.or(file.max_frame_bytes).unwrap_or(16 * 1024),
             hard_frame_bytes: cli

@@ -62,6 +62,8 @@ pub struct RecordedRequest {
     /// Exactly the content the fake sent, concatenated, updated as it streams.
     pub answer: String,
     pub completed: bool,
+    /// The request's `max_tokens`; the fake stops there with `finish_reason: length`.
+    pub max_tokens: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -78,6 +80,8 @@ struct CompletionRequest {
     stream: bool,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -315,6 +319,7 @@ async fn completions(
         authorization,
         answer: String::new(),
         completed: false,
+        max_tokens: request.max_tokens,
     });
 
     let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
@@ -324,7 +329,10 @@ async fn completions(
     // token, as a real server's write loop (a spawned writer and a channel would be
     // two, and this server shares the machine with what it measures).
     let body = async_stream::stream! {
-        let tokens = directives.tokens.unwrap_or(config.tokens);
+        let wanted = directives.tokens.unwrap_or(config.tokens);
+        // A model stops at the request's max_tokens, and says why.
+        let cut_by_max = request.max_tokens.is_some_and(|max| wanted > max as usize);
+        let tokens = request.max_tokens.map_or(wanted, |max| wanted.min(max as usize));
         let delay = directives.delay.unwrap_or(config.delay);
         let first_delay = directives.first_delay.unwrap_or(match directives.fault.as_deref() {
             Some("slow") => Duration::from_secs(5),
@@ -400,7 +408,7 @@ async fn completions(
                 yield Ok(frame(serde_json::json!({"content": content}), None));
             }
         }
-        let finish = if directives.finish_length { "length" } else { "stop" };
+        let finish = if directives.finish_length || cut_by_max { "length" } else { "stop" };
         yield Ok(frame(serde_json::json!({}), Some(finish)));
         lock(&entry).completed = true;
         if include_usage {

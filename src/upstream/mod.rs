@@ -135,6 +135,8 @@ impl UpstreamClient {
             "messages": messages,
             "stream": true,
             "stream_options": { "include_usage": true },
+            // Every request is bounded: one answer cannot spend the course's budget.
+            "max_tokens": self.settings.max_tokens,
         });
         let mut request = self
             .http

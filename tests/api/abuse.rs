@@ -150,3 +150,13 @@ async fn a_megabyte_username_is_refused_and_nothing_is_stored() {
     let failures: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_failures").fetch_one(&pool).await.unwrap();
     assert_eq!(failures, 0, "no attempt was recorded for refused input");
 }
+
+#[tokio::test]
+async fn every_model_request_is_bounded_by_max_tokens() {
+    let app = spawn_app_with(|s| s.upstream.max_tokens = 5).await;
+    let mut student = app.student().await;
+    let answer = ask_in(&mut student.ws, "[tokens=40] a very long answer, please", None).await;
+    assert_eq!(app.last_request().max_tokens, Some(5));
+    assert_eq!(answer.chunks.len(), 5);
+    assert_eq!(answer.end.map(|(_, reason)| reason), Some(EndReason::Length));
+}
