@@ -11,3 +11,6 @@ CREATE TABLE address_events (
     at       BIGINT NOT NULL
 );
 CREATE INDEX address_events_lookup ON address_events (address, kind, at);
+
+-- The course's daily token budget sums today's finished answers.
+CREATE INDEX messages_finished_at ON messages (finished_at);

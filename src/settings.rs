@@ -111,6 +111,18 @@ pub struct Cli {
     /// Most tokens one answer may have (sent as `max_tokens` with every model request).
     #[arg(long, env = "TUTOR_MAX_TOKENS")]
     pub max_tokens: Option<u32>,
+    /// New guests (first questions of new sessions) one client address may start per hour (0: no limit).
+    #[arg(long, env = "TUTOR_NEW_GUESTS_PER_HOUR_PER_ADDRESS")]
+    pub new_guests_per_hour_per_address: Option<u32>,
+    /// Questions per minute from one client address, all its sessions together (0: no limit).
+    #[arg(long, env = "TUTOR_QUESTIONS_PER_MINUTE_PER_ADDRESS")]
+    pub questions_per_minute_per_address: Option<u32>,
+    /// Answers one client address may have streaming at once on this instance (0: no limit).
+    #[arg(long, env = "TUTOR_ANSWERS_AT_ONCE_PER_ADDRESS")]
+    pub answers_at_once_per_address: Option<usize>,
+    /// Model tokens the whole course may use per day (UTC); when spent, answers come from the lessons (0: no budget).
+    #[arg(long, env = "TUTOR_DAILY_TOKEN_BUDGET")]
+    pub daily_token_budget: Option<u64>,
 }
 
 /// The same keys as [`Cli`], from the settings file.
@@ -151,6 +163,10 @@ pub struct FileSettings {
     pub signups_per_hour_per_address: Option<u32>,
     pub password_hash_queue: Option<usize>,
     pub max_tokens: Option<u32>,
+    pub new_guests_per_hour_per_address: Option<u32>,
+    pub questions_per_minute_per_address: Option<u32>,
+    pub answers_at_once_per_address: Option<usize>,
+    pub daily_token_budget: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -201,6 +217,14 @@ pub struct Settings {
     pub signups_per_hour_per_address: u32,
     /// Password hashes that may wait for a core; beyond them sign-up and sign-in get `busy`.
     pub password_hash_queue: usize,
+    /// New guests (first questions of new sessions) one client address may start per hour (0: no limit).
+    pub new_guests_per_hour_per_address: u32,
+    /// Questions per minute from one client address, all its sessions together (0: no limit).
+    pub questions_per_minute_per_address: u32,
+    /// Answers one client address may have streaming at once on this instance (0: no limit).
+    pub answers_at_once_per_address: usize,
+    /// Model tokens the whole course may use per day (UTC); when spent, answers come from the lessons (0: no budget).
+    pub daily_token_budget: u64,
 }
 
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a patient tutor for an online course about \
@@ -359,6 +383,10 @@ impl Settings {
                 .unwrap_or(1000)
                 .max(1),
             shutdown_grace: ms(cli.shutdown_grace_ms, file.shutdown_grace_ms, 20_000),
+            daily_token_budget: cli.daily_token_budget.or(file.daily_token_budget).unwrap_or(0),
+            answers_at_once_per_address: cli.answers_at_once_per_address.or(file.answers_at_once_per_address).unwrap_or(60),
+            questions_per_minute_per_address: cli.questions_per_minute_per_address.or(file.questions_per_minute_per_address).unwrap_or(300),
+            new_guests_per_hour_per_address: cli.new_guests_per_hour_per_address.or(file.new_guests_per_hour_per_address).unwrap_or(200),
             password_hash_queue: cli.password_hash_queue.or(file.password_hash_queue).unwrap_or(32),
             signups_per_hour_per_address: cli.signups_per_hour_per_address.or(file.signups_per_hour_per_address).unwrap_or(60),
             trusted_proxies: cli

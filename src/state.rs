@@ -42,6 +42,9 @@ pub struct AppState {
     pub answer_slots: Arc<Semaphore>,
     /// Open chat sockets per user (`max_connections_per_user`).
     pub connections: Arc<Connections>,
+    /// Answers streaming per client address (`answers_at_once_per_address`).
+    #[from_ref(skip)]
+    pub answers_per_address: Arc<Connections>,
     /// Signs the session tokens this deployment issues (docs/security.md).
     pub session_key: Arc<TokenKey>,
     /// argon2id, one hash per core at once (`password_hash_queue` more may wait).
@@ -109,6 +112,7 @@ impl AppState {
             instance_id: instance_id.into(),
             answer_slots,
             connections: Arc::new(Connections::default()),
+            answers_per_address: Arc::new(Connections::default()),
             session_key,
             password_hashing: Arc::new(PasswordHashing::new(settings_queue)),
         })

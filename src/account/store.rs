@@ -240,13 +240,22 @@ impl Db {
     }
 
     /// The session's user, created with its first question (page views create nothing).
-    pub async fn ensure_user(&self, token: &str) -> Result<String, StoreError> {
+    /// A new guest is taken from the client address's hourly budget of new guests
+    /// (`guests_per_hour`, 0: none), so a script with a fresh cookie per question runs
+    /// out of fresh students.
+    pub async fn ensure_user(&self, token: &str, address: &str, guests_per_hour: u32) -> Result<String, GuestError> {
         if let Some(user) = self.find_user(token).await? {
             return Ok(user);
         }
         let user_id = new_id();
         let now = now_ms();
         let mut tx = self.begin_write().await?;
+        let refused =
+            take_address_event(&mut tx, self.backend, address, AddressEvent::NewGuest, guests_per_hour, 3_600_000, now)
+                .await?;
+        if let Some(retry_after) = refused {
+            return Err(GuestError::TooMany { retry_after });
+        }
         // An account's session that expired names nobody now: the browser carries on
         // as a fresh guest under the same (signed) token.
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1 AND expires_at IS NOT NULL AND expires_at <= $2")
@@ -272,10 +281,10 @@ impl Db {
         if inserted == 0 {
             // Another tab of the same browser won the race: use its user.
             tx.rollback().await?;
-            return self
+            return Ok(self
                 .find_user(token)
                 .await?
-                .ok_or_else(|| StoreError::Sqlx(sqlx::Error::RowNotFound));
+                .ok_or(StoreError::Sqlx(sqlx::Error::RowNotFound))?);
         }
         tx.commit().await?;
         self.wrote();
@@ -292,6 +301,22 @@ pub enum AccountError {
     Taken,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Why a session got no user.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    /// The address started its hour's budget of new guests.
+    #[error("too many new guests from this address")]
+    TooMany { retry_after: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for GuestError {
+    fn from(error: sqlx::Error) -> Self {
+        GuestError::Store(error.into())
+    }
 }
 
 impl From<sqlx::Error> for AccountError {

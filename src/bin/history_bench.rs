@@ -60,7 +60,7 @@ async fn main() {
 
     // Seed: one conversation of 1,000 messages (about 300 characters each).
     let reader_token = state.session_key.mint().unwrap();
-    let reader = db.ensure_user(&reader_token).await.unwrap();
+    let reader = db.ensure_user(&reader_token, "bench", 0).await.unwrap();
     let long = db.create_conversation(&reader, "a long conversation").await.unwrap();
     let started = Instant::now();
     let text = "A WebSocket keeps one connection open so the server can push tokens. ".repeat(4);
@@ -74,7 +74,7 @@ async fn main() {
 
     // Seed: one user with 10,000 conversations.
     let busy_token = state.session_key.mint().unwrap();
-    let busy = db.ensure_user(&busy_token).await.unwrap();
+    let busy = db.ensure_user(&busy_token, "bench", 0).await.unwrap();
     let started = Instant::now();
     for i in 0..10_000 {
         db.create_conversation(&busy, &format!("conversation {i}")).await.unwrap();
@@ -130,7 +130,7 @@ async fn main() {
 
     // Writes for one 200-token answer at 20 tokens/s.
     let token = state.session_key.mint().unwrap();
-    db.ensure_user(&token).await.unwrap();
+    db.ensure_user(&token, "bench", 0).await.unwrap();
     let mut request = format!("ws://{addr}/ws/chat").into_client_request().unwrap();
     request
         .headers_mut()

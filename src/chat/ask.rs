@@ -6,9 +6,12 @@
 
 use std::time::Duration;
 
-use super::live::Follower;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use super::live::{AnswerPlaces, Follower};
 use super::prompt::model_messages;
 use super::store::{BeginError, NewAnswer};
+use crate::account::store::GuestError;
 use crate::auth::GuestSession;
 use crate::db::StoreError;
 use crate::history::MessageStatus;
@@ -30,6 +33,12 @@ const RETRIEVAL_EARLIER_TURNS: u32 = 2;
 pub enum AskError {
     /// Every answer slot of this instance is taken.
     Busy,
+    /// The client address has its cap of answers streaming at once.
+    AddressBusy,
+    /// The client address started its hour's budget of new guests.
+    TooManyGuests { retry_after: u64 },
+    /// The client address asked its budget of questions this minute.
+    AddressRateLimited { retry_after: u64 },
     NotFound,
     TooManyConversations { limit: u32 },
     RateLimited { retry_after: u64, per_minute: u32 },
@@ -50,29 +59,50 @@ pub struct Started {
     pub follower: Follower,
 }
 
-/// Starts answering `question`. `user_id` is the session's user once known (the
-/// first question creates it), remembered by the caller across questions.
+/// Who is asking: the session, its user once known (the first question creates it,
+/// and the caller remembers it across questions), and the client address it is
+/// counted under.
+pub struct Asker<'a> {
+    pub session: &'a GuestSession,
+    pub user_id: &'a mut Option<String>,
+    pub address: &'a str,
+}
+
+/// Starts answering `question`.
 pub async fn start_answer(
     state: &AppState,
-    session: &GuestSession,
-    user_id: &mut Option<String>,
+    asker: Asker<'_>,
     question: String,
     conversation_id: Option<String>,
 ) -> Result<Started, AskError> {
-    let user = match user_id {
+    let settings = &state.settings;
+    let user = match asker.user_id {
         Some(user) => user.clone(),
         None => {
-            let user = state.db.ensure_user(&session.0).await?;
-            *user_id = Some(user.clone());
+            let guests_per_hour = settings.new_guests_per_hour_per_address;
+            let user = match state.db.ensure_user(&asker.session.0, asker.address, guests_per_hour).await {
+                Ok(user) => user,
+                Err(GuestError::TooMany { retry_after }) => return Err(AskError::TooManyGuests { retry_after }),
+                Err(GuestError::Store(error)) => return Err(AskError::Store(error)),
+            };
+            *asker.user_id = Some(user.clone());
             user
         }
     };
-    // A place among the answers this instance streams at once, held by the answer's
-    // task; without one the question is refused before anything is stored.
+    // Places among the answers this instance streams at once, and among the address's,
+    // held by the answer's task; without them the question is refused before anything
+    // is stored.
     let Ok(slot) = state.answer_slots.clone().try_acquire_owned() else {
         return Err(AskError::Busy);
     };
-    let settings = &state.settings;
+    let per_address = match settings.answers_at_once_per_address {
+        0 => None,
+        cap => match state.answers_per_address.try_open(asker.address, cap) {
+            Some(place) => Some(place),
+            None => return Err(AskError::AddressBusy),
+        },
+    };
+    let places = AnswerPlaces { slot, per_address };
     let hits = retrieve(state, &question, conversation_id.as_deref(), &user).await;
     let sources = excerpts::sources_from(&hits);
     let sources_json = sources_json(&sources);
@@ -87,6 +117,8 @@ pub async fn start_answer(
             sources_json: sources_json.as_deref(),
             questions_per_minute: settings.questions_per_minute,
             max_conversations: settings.max_conversations_per_user,
+            address: asker.address,
+            questions_per_minute_per_address: settings.questions_per_minute_per_address,
         })
         .await
         .map_err(|error| match error {
@@ -96,12 +128,16 @@ pub async fn start_answer(
                 retry_after,
                 per_minute: settings.questions_per_minute,
             },
+            BeginError::AddressRateLimited { retry_after } => AskError::AddressRateLimited { retry_after },
             BeginError::Store(error) => AskError::Store(error),
         })?;
 
     let answer_id = begun.answer_id;
     let opened = if state.lesson_mode {
         let answer = excerpts::excerpt_answer(&question, &hits);
+        Ok(AnswerStream::local(excerpts::words(&answer), LESSON_MODE_WORD_GAP))
+    } else if daily_budget_spent(state).await {
+        let answer = excerpts::budget_spent_answer(&question, &hits);
         Ok(AnswerStream::local(excerpts::words(&answer), LESSON_MODE_WORD_GAP))
     } else {
         let system_prompt = &state.upstream.settings().system_prompt;
@@ -126,8 +162,33 @@ pub async fn start_answer(
         context_truncated: begun.context_truncated,
         sources,
     };
-    let follower = state.live.start(answer_id, user, stream, slot);
+    let follower = state.live.start(answer_id, user, stream, places);
     Ok(Started { start, follower })
+}
+
+/// True when the course's model tokens for today (UTC) are spent
+/// (`daily_token_budget`; 0: no budget). Said in the log once a day.
+async fn daily_budget_spent(state: &AppState) -> bool {
+    const DAY_MS: i64 = 86_400_000;
+    static WARNED_FOR_DAY: AtomicI64 = AtomicI64::new(-1);
+    let budget = state.settings.daily_token_budget;
+    if budget == 0 {
+        return false;
+    }
+    let today = crate::db::now_ms() / DAY_MS;
+    let used = match state.db.tokens_used_since(today * DAY_MS).await {
+        Ok(used) => used,
+        Err(error) => {
+            // Unknown is not spent: a failed count does not stop the course's tutor.
+            tracing::warn!(%error, "cannot count today's model tokens");
+            return false;
+        }
+    };
+    let spent = used >= budget;
+    if spent && WARNED_FOR_DAY.swap(today, Ordering::Relaxed) != today {
+        tracing::warn!(used, budget, "daily token budget spent: answering from the lessons until midnight UTC");
+    }
+    spent
 }
 
 fn sources_json(sources: &[Source]) -> Option<String> {

@@ -28,6 +28,13 @@ const FOLLOWER_BUFFER: usize = 64;
 /// (text copies, bound arguments, SQLite's dirty pages).
 const MAX_ROWS_PER_COMMIT: usize = 16;
 
+/// What an answer holds while it streams: a place among the instance's answers and,
+/// when that cap is on, one among its client address's.
+pub struct AnswerPlaces {
+    pub slot: tokio::sync::OwnedSemaphorePermit,
+    pub per_address: Option<super::limits::ConnectionGuard>,
+}
+
 /// The answers this instance is streaming, by message id.
 pub struct LiveAnswers {
     answers: Mutex<HashMap<String, Arc<LiveAnswer>>>,
@@ -121,7 +128,7 @@ impl LiveAnswers {
         message_id: String,
         user_id: String,
         stream: AnswerStream,
-        slot: tokio::sync::OwnedSemaphorePermit,
+        places: AnswerPlaces,
     ) -> Follower {
         let (frames, receiver) = broadcast::channel(FOLLOWER_BUFFER);
         let answer = Arc::new(LiveAnswer {
@@ -147,8 +154,8 @@ impl LiveAnswers {
                     answers.remove(&task_answer.message_id);
                     registry.running.send_replace(answers.len());
                 }
-                // The server-wide answer slot is free again.
-                drop(slot);
+                // The answer's places (server-wide, per address) are free again.
+                drop(places);
             }
             .in_current_span(),
         );

@@ -10,7 +10,9 @@
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::Extension;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,10 +21,11 @@ use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::ask::{start_answer, AskError};
+use super::ask::{start_answer, AskError, Asker};
 use super::live::{self, Follower, LiveAnswer, Published};
 use crate::auth::{origin_allowed, GuestSession};
 use crate::db::StoreError;
+use crate::net::client_key;
 use crate::protocol::{parse_client_frame, ClientFrame, ErrorCode, ServerFrame, PROTOCOL_VERSION};
 use crate::state::AppState;
 
@@ -39,6 +42,7 @@ pub async fn ws_handler(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
     session: Option<Extension<GuestSession>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Response {
     if !origin_allowed(&headers, &state.settings.allowed_origins) {
@@ -50,6 +54,10 @@ pub async fn ws_handler(
         return (StatusCode::SERVICE_UNAVAILABLE, "No session could be made; try again.").into_response();
     };
     let settings = state.settings.clone();
+    let address = match peer {
+        Some(Extension(ConnectInfo(peer))) => client_key(peer.ip(), &headers, &settings.trusted_proxies),
+        None => "unknown".to_string(),
+    };
     // A place among this user's open sockets, held until the socket ends.
     let Some(place) = state
         .connections
@@ -70,13 +78,14 @@ pub async fn ws_handler(
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
         .on_upgrade(move |socket| async move {
             let (sink, stream) = socket.split();
-            handle_socket(sink, stream, state, session).await;
+            handle_socket(sink, stream, state, session, address).await;
             drop(place);
         })
 }
 
 /// Runs one connection until the peer leaves, goes silent, or the server stops.
-pub async fn handle_socket<S, R>(sink: S, stream: R, state: AppState, session: GuestSession)
+/// `address` is the client address it is counted under (`net::client_key`).
+pub async fn handle_socket<S, R>(sink: S, stream: R, state: AppState, session: GuestSession, address: String)
 where
     S: Sink<Message> + Unpin,
     S::Error: std::fmt::Display,
@@ -88,6 +97,7 @@ where
         sink,
         state,
         session,
+        address,
         following: None,
         user_id: None,
         shutdown,
@@ -107,6 +117,8 @@ struct Connection<S> {
     /// A handle on the server's shared state (settings, store, live answers).
     state: AppState,
     session: GuestSession,
+    /// The client address its questions count against.
+    address: String,
     /// The answer whose frames this socket relays, while there is one.
     following: Option<Follower>,
     /// The session's user, once looked up or created (the first question makes it).
@@ -293,8 +305,12 @@ where
                     };
                     return self.send(&busy).await;
                 }
-                let started =
-                    start_answer(&self.state, &self.session, &mut self.user_id, question, conversation_id).await;
+                let asker = Asker {
+                    session: &self.session,
+                    user_id: &mut self.user_id,
+                    address: &self.address,
+                };
+                let started = start_answer(&self.state, asker, question, conversation_id).await;
                 let reply = match started {
                     Ok(started) => {
                         self.following = Some(started.follower);
@@ -362,6 +378,26 @@ fn ask_error_frame(error: AskError) -> ServerFrame {
             message: "The tutor is answering many students right now; ask again in a few seconds.".into(),
             message_id: None,
             retry_after: Some(5),
+        },
+        AskError::AddressBusy => ServerFrame::Error {
+            code: ErrorCode::Busy,
+            message: "Many answers are streaming for your network right now; ask again in a few seconds.".into(),
+            message_id: None,
+            retry_after: Some(5),
+        },
+        AskError::TooManyGuests { retry_after } => ServerFrame::Error {
+            code: ErrorCode::RateLimited,
+            message: format!(
+                "Too many new students started from your network this hour; you can ask in {retry_after} s (signing in helps)."
+            ),
+            message_id: None,
+            retry_after: Some(retry_after),
+        },
+        AskError::AddressRateLimited { retry_after } => ServerFrame::Error {
+            code: ErrorCode::RateLimited,
+            message: format!("Too many questions from your network this minute; you can ask again in {retry_after} s."),
+            message_id: None,
+            retry_after: Some(retry_after),
         },
         AskError::NotFound => ServerFrame::error(ErrorCode::NotFound, "no such conversation"),
         AskError::TooManyConversations { limit } => ServerFrame::error(
@@ -464,7 +500,7 @@ mod tests {
         let (client_tx, server_rx) = mpsc::unbounded::<Result<Message, axum::Error>>();
         let (server_tx, client_rx) = mpsc::unbounded::<Message>();
         let session = GuestSession("0".repeat(64));
-        let task = tokio::spawn(handle_socket(server_tx, server_rx, state, session));
+        let task = tokio::spawn(handle_socket(server_tx, server_rx, state, session, "127.0.0.1".into()));
         (client_tx, client_rx, task)
     }
 

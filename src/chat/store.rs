@@ -4,7 +4,9 @@
 
 use sqlx::Row;
 
-use crate::db::{new_id, now_ms, retry_position_race, Backend, Db, PositionRace, StoreError};
+use crate::db::{
+    new_id, now_ms, retry_position_race, take_address_event, AddressEvent, Backend, Db, PositionRace, StoreError,
+};
 use crate::history::store::{insert_message, next_position};
 use crate::history::{MessageRole, MessageStatus};
 use crate::protocol::{ErrorCode, Usage};
@@ -51,6 +53,19 @@ impl Db {
         Ok(())
     }
 
+    /// Model tokens (prompt and completion) of the answers finished since `since`.
+    pub async fn tokens_used_since(&self, since: i64) -> Result<u64, StoreError> {
+        let used: i64 = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), 0) AS BIGINT) \
+             FROM messages WHERE finished_at >= $1",
+        )
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        Ok(used.max(0) as u64)
+    }
+
     /// Everything a question needs before the model is called, in one write
     /// transaction: the conversation (found for this user, or created), its earlier
     /// turns within the budget, the question, and the answer's row (`streaming`).
@@ -93,12 +108,30 @@ impl Db {
             sources_json,
             questions_per_minute,
             max_conversations,
+            address,
+            questions_per_minute_per_address,
         } = *new;
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let mut writes = 3;
         if questions_per_minute > 0 {
             self.take_question_quota(&mut tx, user_id, questions_per_minute, now).await?;
+            writes += 1;
+        }
+        if questions_per_minute_per_address > 0 {
+            let refused = take_address_event(
+                &mut tx,
+                self.backend,
+                address,
+                AddressEvent::Question,
+                questions_per_minute_per_address,
+                60_000,
+                now,
+            )
+            .await?;
+            if let Some(retry_after) = refused {
+                return Err(BeginError::AddressRateLimited { retry_after });
+            }
             writes += 1;
         }
         let conversation_id = match conversation_id {
@@ -327,6 +360,10 @@ pub struct NewAnswer<'a> {
     pub sources_json: Option<&'a str>,
     /// 0: no limit.
     pub questions_per_minute: u32,
+    /// The client address the question came from, and its budget per minute (all of
+    /// its sessions together; 0: no limit).
+    pub address: &'a str,
+    pub questions_per_minute_per_address: u32,
     pub max_conversations: u32,
 }
 
@@ -349,6 +386,9 @@ pub enum BeginError {
     /// in `retry_after` seconds.
     #[error("too many questions")]
     RateLimited { retry_after: u64 },
+    /// The client address asked its budget of questions in the last minute.
+    #[error("too many questions from this address")]
+    AddressRateLimited { retry_after: u64 },
     /// The user keeps as many conversations as allowed; a new one is refused.
     #[error("too many conversations")]
     TooManyConversations { limit: u32 },

@@ -45,6 +45,19 @@ pub fn prompt_with_sources(hits: &[Hit]) -> Option<String> {
     Some(prompt)
 }
 
+/// The answer when the course's daily model budget is spent: a note saying so, then
+/// lesson mode's excerpts. In the question's language.
+pub fn budget_spent_answer(question: &str, hits: &[Hit]) -> String {
+    let note = if crate::i18n::is_russian(question) {
+        "*Дневной бюджет курса на языковую модель исчерпан: до полуночи (UTC) ответы \
+         составляются из уроков.*\n\n"
+    } else {
+        "*The course's daily budget for the language model is spent: until midnight (UTC), \
+         answers are made from the lessons.*\n\n"
+    };
+    format!("{note}{}", excerpt_answer(question, hits))
+}
+
 /// Lesson mode's answer, in Markdown: a note saying what it is, then each source's
 /// best passage, quoted, under its cited title. In the question's language.
 pub fn excerpt_answer(question: &str, hits: &[Hit]) -> String {

@@ -160,3 +160,87 @@ async fn every_model_request_is_bounded_by_max_tokens() {
     assert_eq!(answer.chunks.len(), 5);
     assert_eq!(answer.end.map(|(_, reason)| reason), Some(EndReason::Length));
 }
+
+/// A token of the right shape this deployment never signed, different for each `i`.
+fn forged(i: usize) -> String {
+    format!("tutor_session={:0>128}", format!("{i:x}"))
+}
+
+#[tokio::test]
+async fn fresh_forged_cookies_do_not_buy_fresh_budgets() {
+    let app = spawn_app_with(|s| s.new_guests_per_hour_per_address = 10).await;
+    let mut answered = 0;
+    let mut refused = 0;
+    for i in 0..30 {
+        let mut ws = app.socket(&forged(i)).await;
+        let answer = ask_in(&mut ws, "[tokens=2] one more free question?", None).await;
+        match answer.error {
+            None => answered += 1,
+            Some((ErrorCode::RateLimited, Some(retry_after))) => {
+                assert!((1..=3600).contains(&retry_after));
+                refused += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((answered, refused), (10, 20));
+    assert_eq!(app.fake.requests().len(), 10, "refused questions cost no model call");
+}
+
+#[tokio::test]
+async fn questions_are_budgeted_per_address_across_sessions() {
+    let app = spawn_app_with(|s| s.questions_per_minute_per_address = 5).await;
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        let mut student = app.student().await;
+        for _ in 0..2 {
+            outcomes.push(ask_in(&mut student.ws, "[tokens=2] hello", None).await.error.map(|e| e.0));
+        }
+    }
+    assert_eq!(outcomes.iter().filter(|o| o.is_none()).count(), 5, "{outcomes:?}");
+    assert_eq!(outcomes.last().cloned().flatten(), Some(ErrorCode::RateLimited));
+    assert_eq!(app.fake.requests().len(), 5);
+}
+
+#[tokio::test]
+async fn answers_streaming_at_once_are_capped_per_address() {
+    let app = spawn_app_with(|s| s.answers_at_once_per_address = 2).await;
+    let mut streaming = Vec::new();
+    for _ in 0..2 {
+        let mut student = app.student().await;
+        send_json(&mut student.ws, serde_json::json!({"question": "[tokens=20] [delay=100] slow"})).await;
+        let ServerFrame::Start { message_id, .. } = next_frame(&mut student.ws).await else {
+            panic!("the answer did not start")
+        };
+        streaming.push((student, message_id));
+    }
+    let mut third = app.student().await;
+    let refused = ask_in(&mut third.ws, "[tokens=2] me too", None).await;
+    assert_eq!(refused.error.map(|e| e.0), Some(ErrorCode::Busy));
+    // When one of them ends, the address has a place again.
+    let (first_student, first_id) = &mut streaming[0];
+    let first = read_rest(&mut first_student.ws, first_id.clone()).await;
+    assert!(first.end.is_some());
+    let answered = ask_in(&mut third.ws, "[tokens=2] now?", None).await;
+    assert_eq!(answered.end.map(|(_, reason)| reason), Some(EndReason::Complete));
+}
+
+#[tokio::test]
+async fn a_spent_daily_token_budget_answers_from_the_lessons() {
+    // The test model reports 10 prompt tokens + one per completion token.
+    let app = spawn_app_with(|s| s.daily_token_budget = 30).await;
+    let mut student = app.student().await;
+    for _ in 0..2 {
+        let answer = ask_in(&mut student.ws, "[tokens=8] What is a WebSocket?", None).await;
+        assert_eq!(answer.end.map(|(_, reason)| reason), Some(EndReason::Complete));
+    }
+    let calls = app.fake.requests().len();
+    assert_eq!(calls, 2);
+    // 36 tokens used of 30: the next answer is made from the lessons, with a note.
+    let answer = ask_in(&mut student.ws, "How does a WebSocket connection stay open?", None).await;
+    assert_eq!(answer.end.map(|(_, reason)| reason), Some(EndReason::Complete));
+    assert_eq!(app.fake.requests().len(), calls, "no model call once the budget is spent");
+    let text = answer.text();
+    assert!(text.starts_with("*The course's daily budget for the language model is spent"), "{text}");
+    assert!(!answer.sources.is_empty(), "the lessons' sources come with it");
+}

@@ -79,8 +79,13 @@ async fn test_settings(fake_addr: SocketAddr) -> Settings {
     settings.upstream.first_token_timeout = Duration::from_millis(1500);
     settings.data_dir = fresh_data_dir();
     settings.lessons_dir = lessons_dir();
-    // Many tests ask more than ten questions a minute; the limit has its own tests.
+    // Many tests ask more than ten questions a minute, from one address (this one) as
+    // many students; the limits have their own tests.
     settings.questions_per_minute = 0;
+    settings.new_guests_per_hour_per_address = 0;
+    settings.questions_per_minute_per_address = 0;
+    settings.answers_at_once_per_address = 0;
+    settings.signups_per_hour_per_address = 0;
     // Instances sharing a database share the secret that signs sessions, as a
     // deployment's do (a secret kept in the data folder has its own test).
     settings.session_secret = Some(SESSION_SECRET.into());
