@@ -119,6 +119,7 @@ pub struct Strings {
     pub err_wrong_credentials: &'static str,
     pub err_too_many_attempts: &'static str,
     pub err_too_many_sign_ups: &'static str,
+    pub err_session_ended: &'static str,
     pub err_invalid_title: &'static str,
     pub retry_in: &'static str,
     pub new_chat: &'static str,
@@ -173,6 +174,7 @@ impl Strings {
             ErrorCode::WrongCredentials => self.err_wrong_credentials,
             ErrorCode::TooManyAttempts => self.err_too_many_attempts,
             ErrorCode::TooManySignUps => self.err_too_many_sign_ups,
+            ErrorCode::SessionEnded => self.err_session_ended,
             ErrorCode::InvalidTitle => self.err_invalid_title,
         }
     }
@@ -217,6 +219,7 @@ pub static EN: Strings = Strings {
     err_wrong_credentials: "Wrong username or password.",
     err_too_many_attempts: "Too many failed sign-ins. Wait 15 minutes and try again.",
     err_too_many_sign_ups: "Too many accounts were created from this network just now. Try again later.",
+    err_session_ended: "You signed out (or your session ended): reload the page to continue.",
     err_invalid_title: "A title has 1 to 120 characters.",
     retry_in: "Try again in",
     new_chat: "New chat",
@@ -288,6 +291,7 @@ pub static RU: Strings = Strings {
     err_wrong_credentials: "Неверное имя пользователя или пароль.",
     err_too_many_attempts: "Слишком много неудачных попыток входа. Подождите 15 минут и попробуйте снова.",
     err_too_many_sign_ups: "Из этой сети только что создано слишком много аккаунтов. Попробуйте позже.",
+    err_session_ended: "Вы вышли из аккаунта (или сессия истекла): перезагрузите страницу.",
     err_invalid_title: "Название: от 1 до 120 символов.",
     retry_in: "Повторите через",
     new_chat: "Новый чат",

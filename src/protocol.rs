@@ -100,6 +100,8 @@ pub enum ErrorCode {
     TooManyAttempts,
     /// This address created its hour's budget of accounts.
     TooManySignUps,
+    /// The socket's session was signed out or expired; reconnect.
+    SessionEnded,
     InvalidTitle,
 }
 
@@ -125,6 +127,7 @@ impl ErrorCode {
             ErrorCode::WrongCredentials => "wrong_credentials",
             ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::TooManySignUps => "too_many_sign_ups",
+            ErrorCode::SessionEnded => "session_ended",
             ErrorCode::InvalidTitle => "invalid_title",
         }
     }

@@ -174,6 +174,9 @@ pub async fn sign_out() -> Result<(), AppError> {
     let state = crate::state::app_state()?;
     if let Some(session) = crate::auth::current_session() {
         state.db.sign_out(&session.0).await?;
+        // This instance's sockets of the session end now; on other instances their
+        // next question finds the session gone (`session_ended`).
+        state.connections.revoke(&session.0);
     }
     // A fresh guest session for this browser from now on.
     let token = state.session_key.mint().map_err(ssr::generic)?;

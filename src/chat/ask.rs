@@ -39,6 +39,8 @@ pub enum AskError {
     TooManyGuests { retry_after: u64 },
     /// The client address asked its budget of questions this minute.
     AddressRateLimited { retry_after: u64 },
+    /// The session no longer names the user this socket asked as (signed out, expired).
+    SessionEnded,
     NotFound,
     TooManyConversations { limit: u32 },
     RateLimited { retry_after: u64, per_minute: u32 },
@@ -119,6 +121,7 @@ pub async fn start_answer(
             max_conversations: settings.max_conversations_per_user,
             address: asker.address,
             questions_per_minute_per_address: settings.questions_per_minute_per_address,
+            session_token: &asker.session.0,
         })
         .await
         .map_err(|error| match error {
@@ -129,6 +132,7 @@ pub async fn start_answer(
                 per_minute: settings.questions_per_minute,
             },
             BeginError::AddressRateLimited { retry_after } => AskError::AddressRateLimited { retry_after },
+            BeginError::SessionEnded => AskError::SessionEnded,
             BeginError::Store(error) => AskError::Store(error),
         })?;
 

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 /// Open chat sockets, per session, on this instance.
 pub struct Connections {
-    open: Mutex<HashMap<String, usize>>,
+    open: Mutex<HashMap<String, Open>>,
     /// All sockets together: shutdown waits on it instead of polling.
     total: watch::Sender<usize>,
 }
@@ -22,6 +22,12 @@ impl Default for Connections {
     }
 }
 
+/// The sockets of one key, and the signal that ends them all (a sign-out).
+struct Open {
+    count: usize,
+    revoked: watch::Sender<bool>,
+}
+
 /// Held by a socket for its lifetime; dropping it frees the place.
 pub struct ConnectionGuard {
     connections: Arc<Connections>,
@@ -32,16 +38,37 @@ impl Connections {
     /// A place for one more socket of `key`, unless it already has `cap`.
     pub fn try_open(self: &Arc<Self>, key: &str, cap: usize) -> Option<ConnectionGuard> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let count = open.entry(key.to_string()).or_insert(0);
-        if *count >= cap {
+        let entry = open.entry(key.to_string()).or_insert_with(|| Open {
+            count: 0,
+            revoked: watch::channel(false).0,
+        });
+        if entry.count >= cap {
             return None;
         }
-        *count += 1;
+        entry.count += 1;
         self.total.send_modify(|total| *total += 1);
         Some(ConnectionGuard {
             connections: self.clone(),
             key: key.to_string(),
         })
+    }
+
+    /// Fires when the key's sockets must end (its session was signed out); a key with
+    /// no open socket gets a receiver that never fires.
+    pub fn revocation(&self, key: &str) -> watch::Receiver<bool> {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        match open.get(key) {
+            Some(entry) => entry.revoked.subscribe(),
+            None => watch::channel(false).1,
+        }
+    }
+
+    /// Ends every open socket of `key` on this instance.
+    pub fn revoke(&self, key: &str) {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = open.get(key) {
+            entry.revoked.send_replace(true);
+        }
     }
 
     /// Sockets open on this instance, all users together.
@@ -60,9 +87,9 @@ impl Connections {
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         let mut open = self.connections.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = open.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
+        if let Some(entry) = open.get_mut(&self.key) {
+            entry.count -= 1;
+            if entry.count == 0 {
                 open.remove(&self.key);
             }
             self.connections.total.send_modify(|total| *total -= 1);

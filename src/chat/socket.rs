@@ -31,6 +31,7 @@ use crate::state::AppState;
 
 /// Close codes (RFC 6455).
 const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 
@@ -93,6 +94,7 @@ where
 {
     let span = tracing::info_span!("ws", session = session.log_label());
     let shutdown = state.shutdown.subscribe();
+    let revoked = state.connections.revocation(&session.0);
     let connection = Connection {
         sink,
         state,
@@ -101,6 +103,7 @@ where
         following: None,
         user_id: None,
         shutdown,
+        revoked,
     };
     connection.run(stream).instrument(span).await
 }
@@ -124,6 +127,8 @@ struct Connection<S> {
     /// The session's user, once looked up or created (the first question makes it).
     user_id: Option<String>,
     shutdown: watch::Receiver<bool>,
+    /// Fires when this socket's session is signed out on this instance.
+    revoked: watch::Receiver<bool>,
 }
 
 impl<S> Connection<S>
@@ -151,6 +156,8 @@ where
         // registration on the shutdown signal.
         let shutdown_begun = shutdown_begun(self.shutdown.clone());
         tokio::pin!(shutdown_begun);
+        let session_ended = shutdown_begun_at(self.revoked.clone());
+        tokio::pin!(session_ended);
         let mut shutting_down = false;
 
         loop {
@@ -178,6 +185,12 @@ where
                     } else {
                         Step::Continue
                     }
+                }
+                _ = &mut session_ended => {
+                    tracing::info!("closing: the session was signed out");
+                    let _ = self.send(&session_ended_frame()).await;
+                    let _ = self.sink.send(close(CLOSE_POLICY, "session ended")).await;
+                    Step::Close
                 }
                 _ = ping.tick() => {
                     if last_seen.elapsed() >= settings.idle_timeout {
@@ -325,16 +338,17 @@ where
 
     /// Follows an answer again: live from this instance's feed, else as stored.
     async fn resume(&mut self, message_id: String) -> Step {
-        let user = match &self.user_id {
-            Some(user) => Some(user.clone()),
-            None => match self.state.db.find_user(&self.session.0).await {
-                Ok(found) => {
-                    self.user_id.clone_from(&found);
-                    found
-                }
-                Err(error) => return self.send(&lookup_error(error)).await,
-            },
+        // Looked up every time: a session signed out elsewhere resumes nothing of its
+        // former account's.
+        let user = match self.state.db.find_user(&self.session.0).await {
+            Ok(found) => found,
+            Err(error) => return self.send(&lookup_error(error)).await,
         };
+        if self.user_id.is_some() && user != self.user_id {
+            self.user_id = None;
+            return self.send(&session_ended_frame()).await;
+        }
+        self.user_id.clone_from(&user);
         let Some(user) = user else {
             return self.send(&live::not_found(&message_id)).await;
         };
@@ -399,6 +413,7 @@ fn ask_error_frame(error: AskError) -> ServerFrame {
             message_id: None,
             retry_after: Some(retry_after),
         },
+        AskError::SessionEnded => session_ended_frame(),
         AskError::NotFound => ServerFrame::error(ErrorCode::NotFound, "no such conversation"),
         AskError::TooManyConversations { limit } => ServerFrame::error(
             ErrorCode::LimitReached,
@@ -434,11 +449,24 @@ fn lookup_error(error: StoreError) -> ServerFrame {
 }
 
 /// Resolves once the server begins to shut down.
-async fn shutdown_begun(mut shutdown: watch::Receiver<bool>) {
-    if shutdown.wait_for(|stopping| *stopping).await.is_err() {
-        // The server state is gone without a shutdown: nothing to wait for.
+async fn shutdown_begun(shutdown: watch::Receiver<bool>) {
+    shutdown_begun_at(shutdown).await
+}
+
+/// Resolves once a flag turns true; never, if its sender is gone first.
+async fn shutdown_begun_at(mut flag: watch::Receiver<bool>) {
+    if flag.wait_for(|set| *set).await.is_err() {
         std::future::pending::<()>().await;
     }
+}
+
+/// Told to a socket whose session ended: signed out (here or on another instance) or
+/// expired. The client reconnects with the cookie it has now.
+fn session_ended_frame() -> ServerFrame {
+    ServerFrame::error(
+        ErrorCode::SessionEnded,
+        "This session was signed out; reconnect to continue with your current session.",
+    )
 }
 
 /// The next frame of the answer this socket follows; never resolves without one.

@@ -7,6 +7,7 @@ use sqlx::Row;
 use crate::db::{
     new_id, now_ms, retry_position_race, take_address_event, AddressEvent, Backend, Db, PositionRace, StoreError,
 };
+use crate::account::store::hash_token;
 use crate::history::store::{insert_message, next_position};
 use crate::history::{MessageRole, MessageStatus};
 use crate::protocol::{ErrorCode, Usage};
@@ -110,9 +111,21 @@ impl Db {
             max_conversations,
             address,
             questions_per_minute_per_address,
+            session_token,
         } = *new;
         let now = now_ms();
         let mut tx = self.begin_write().await?;
+        let current = sqlx::query(
+            "SELECT 1 FROM sessions WHERE token_hash = $1 AND user_id = $2 AND (expires_at IS NULL OR expires_at > $3)",
+        )
+        .bind(hash_token(session_token))
+        .bind(user_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if current.is_none() {
+            return Err(BeginError::SessionEnded);
+        }
         let mut writes = 3;
         if questions_per_minute > 0 {
             self.take_question_quota(&mut tx, user_id, questions_per_minute, now).await?;
@@ -364,6 +377,8 @@ pub struct NewAnswer<'a> {
     /// its sessions together; 0: no limit).
     pub address: &'a str,
     pub questions_per_minute_per_address: u32,
+    /// The asking session: it must still name `user_id` (not signed out, not expired).
+    pub session_token: &'a str,
     pub max_conversations: u32,
 }
 
@@ -386,6 +401,10 @@ pub enum BeginError {
     /// in `retry_after` seconds.
     #[error("too many questions")]
     RateLimited { retry_after: u64 },
+    /// The session no longer names this user: signed out (perhaps on another
+    /// instance) or expired.
+    #[error("session ended")]
+    SessionEnded,
     /// The client address asked its budget of questions in the last minute.
     #[error("too many questions from this address")]
     AddressRateLimited { retry_after: u64 },

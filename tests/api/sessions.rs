@@ -240,3 +240,42 @@ async fn expire_session(app: &TestApp, cookie: &str) {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn signing_out_ends_the_sessions_sockets_here_and_elsewhere() {
+    let app = spawn_app().await;
+    let guest = app.session_cookie().await;
+    let (_, cookie, _) = app
+        .account_form(&guest, "signup", &[("username", "olga"), ("password", "olga's password")])
+        .await;
+    let cookie = cookie.unwrap();
+    let mut here = app.socket(&cookie).await;
+    let asked = ask_in(&mut here, "[tokens=2] before signing out", None).await;
+    // A second instance on the same database, with a socket of the same session.
+    let database_url = app.state.settings.database_url.clone();
+    let other = spawn_app_with(|s| s.database_url = database_url).await;
+    let mut elsewhere = other.socket(&cookie).await;
+    assert_eq!(ask_in(&mut elsewhere, "[tokens=2] from the other instance", None).await.error, None);
+
+    let (status, body) = app.call(&cookie, "account/signout", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    // This instance's socket is told and closed at once.
+    let told = tokio::time::timeout(std::time::Duration::from_secs(5), next_frame(&mut here)).await.unwrap();
+    assert!(matches!(told, ServerFrame::Error { code: ErrorCode::SessionEnded, .. }), "{told:?}");
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), next_message(&mut here)).await.unwrap() {
+            tokio_tungstenite::tungstenite::Message::Close(Some(frame)) => {
+                assert_eq!(u16::from(frame.code), 1008);
+                break;
+            }
+            _ => continue,
+        }
+    }
+    // The other instance's socket asks and resumes nothing more as the account.
+    let calls = other.fake.requests().len();
+    let refused = ask_in(&mut elsewhere, "[tokens=2] after signing out", None).await;
+    assert_eq!(refused.error.map(|e| e.0), Some(ErrorCode::SessionEnded));
+    assert_eq!(other.fake.requests().len(), calls, "no model call");
+    send_json(&mut elsewhere, serde_json::json!({"type": "resume", "message_id": asked.message_id})).await;
+    assert!(matches!(next_frame(&mut elsewhere).await, ServerFrame::Error { code: ErrorCode::SessionEnded, .. }));
+}
