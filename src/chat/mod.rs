@@ -1,7 +1,6 @@
 //! The chat capability: the page (rendered on the server, hydrated in the browser),
 //! the browser's socket client, and the server's socket route.
 
-#[cfg(feature = "hydrate")]
 pub mod client;
 #[cfg(feature = "ssr")]
 pub mod limits;
