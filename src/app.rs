@@ -1,5 +1,6 @@
-//! The document shell and the router. What differs between the server and the
-//! browser is behind [`crate::platform`].
+//! The document shell and the router. Both read the same in both builds: what
+//! differs between the server and the browser is behind [`crate::platform`] and the
+//! chat's [`ChatClient`].
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -7,6 +8,7 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
 use crate::account::view::{SignInPage, SignUpPage};
+use crate::chat::client::ChatClient;
 use crate::chat::state::ChatUi;
 use crate::chat::view::{ChatPage, Hydrated};
 use crate::history::view::Sidebar;
@@ -45,12 +47,13 @@ pub fn App() -> impl IntoView {
     let ui = ChatUi::new();
     provide_context(ui);
     provide_context(ui.page_state());
+    let client = ChatClient::new(ui);
+    provide_context(client);
     let hydrated = Hydrated(RwSignal::new(false));
     provide_context(hydrated);
     Effect::new(move |_| {
         hydrated.0.set(true);
-        #[cfg(feature = "hydrate")]
-        crate::chat::client::start(ui);
+        client.start();
     });
     view! {
         <Stylesheet id="leptos" href="/pkg/tutor-chat.css" />

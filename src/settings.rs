@@ -123,6 +123,9 @@ pub struct Cli {
     /// Model tokens the whole course may use per day (UTC); when spent, answers come from the lessons (0: no budget).
     #[arg(long, env = "TUTOR_DAILY_TOKEN_BUDGET")]
     pub daily_token_budget: Option<u64>,
+    /// Client frames a socket may send per second beyond a burst of twice as many; faster ones wait.
+    #[arg(long, env = "TUTOR_FRAMES_PER_SECOND_PER_SOCKET")]
+    pub frames_per_second_per_socket: Option<u32>,
 }
 
 /// The same keys as [`Cli`], from the settings file.
@@ -167,6 +170,7 @@ pub struct FileSettings {
     pub questions_per_minute_per_address: Option<u32>,
     pub answers_at_once_per_address: Option<usize>,
     pub daily_token_budget: Option<u64>,
+    pub frames_per_second_per_socket: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -225,6 +229,8 @@ pub struct Settings {
     pub answers_at_once_per_address: usize,
     /// Model tokens the whole course may use per day (UTC); when spent, answers come from the lessons (0: no budget).
     pub daily_token_budget: u64,
+    /// Client frames a socket may send per second beyond a burst of twice as many; faster ones wait.
+    pub frames_per_second_per_socket: u32,
 }
 
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a patient tutor for an online course about \
@@ -383,6 +389,7 @@ impl Settings {
                 .unwrap_or(1000)
                 .max(1),
             shutdown_grace: ms(cli.shutdown_grace_ms, file.shutdown_grace_ms, 20_000),
+            frames_per_second_per_socket: cli.frames_per_second_per_socket.or(file.frames_per_second_per_socket).unwrap_or(10).max(1),
             daily_token_budget: cli.daily_token_budget.or(file.daily_token_budget).unwrap_or(0),
             answers_at_once_per_address: cli.answers_at_once_per_address.or(file.answers_at_once_per_address).unwrap_or(60),
             questions_per_minute_per_address: cli.questions_per_minute_per_address.or(file.questions_per_minute_per_address).unwrap_or(300),

@@ -24,6 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "settings",
             "net",
             "digest",
+            "throttle",
         ],
     ),
     (
@@ -63,6 +64,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "chat::socket",
             "chat::state",
             "chat::client",
+            "chat::client::browser",
+            "chat::client::server",
             "chat::view",
             "proptests",
         ],

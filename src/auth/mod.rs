@@ -70,7 +70,11 @@ pub fn is_secure(headers: &HeaderMap, secure_cookies: bool) -> bool {
 /// page on another site must not ride on the student's cookie. Requests without
 /// `Origin` are not from a browser page on another site (browsers add it to every
 /// cross-origin POST and upgrade) and carry no victim's cookie, so they pass.
-pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+///
+/// When the request came over https (the `secure_cookies` setting, or a proxy saying
+/// so), the page's own origin must be `https://` too: a plain-http page on the same
+/// host name is another origin.
+pub fn origin_allowed(headers: &HeaderMap, allowed: &[String], secure_cookies: bool) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
@@ -81,9 +85,11 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
         return true;
     }
-    let authority = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
+    let authority = if is_secure(headers, secure_cookies) {
+        origin.strip_prefix("https://")
+    } else {
+        origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"))
+    };
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
 }
@@ -100,10 +106,10 @@ pub fn check_same_origin() -> Result<(), AppError> {
     let Some(parts) = leptos::prelude::use_context::<axum::http::request::Parts>() else {
         return Ok(()); // called during server rendering, not over HTTP
     };
-    let allowed = leptos::prelude::use_context::<crate::state::AppState>()
-        .map(|s| s.settings.allowed_origins.clone())
+    let (allowed, secure) = leptos::prelude::use_context::<crate::state::AppState>()
+        .map(|s| (s.settings.allowed_origins.clone(), s.settings.secure_cookies))
         .unwrap_or_default();
-    if origin_allowed(&parts.headers, &allowed) {
+    if origin_allowed(&parts.headers, &allowed, secure) {
         Ok(())
     } else {
         tracing::warn!(origin = ?parts.headers.get(header::ORIGIN), "server function refused: foreign origin");
@@ -190,16 +196,24 @@ mod tests {
     fn origin_rules() {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, "127.0.0.1:3000".parse().unwrap());
-        assert!(origin_allowed(&h, &[]), "no Origin: not a browser");
+        assert!(origin_allowed(&h, &[], false), "no Origin: not a browser");
         h.insert(header::ORIGIN, "http://127.0.0.1:3000".parse().unwrap());
-        assert!(origin_allowed(&h, &[]));
+        assert!(origin_allowed(&h, &[], false));
         h.insert(header::ORIGIN, "http://evil.example".parse().unwrap());
-        assert!(!origin_allowed(&h, &[]));
-        assert!(origin_allowed(&h, &["http://evil.example".to_string()]));
+        assert!(!origin_allowed(&h, &[], false));
+        assert!(origin_allowed(&h, &["http://evil.example".to_string()], false));
         h.insert(header::ORIGIN, "null".parse().unwrap());
-        assert!(!origin_allowed(&h, &[]));
+        assert!(!origin_allowed(&h, &[], false));
         h.insert(header::ORIGIN, "http://127.0.0.1:3000.evil.example".parse().unwrap());
-        assert!(!origin_allowed(&h, &[]));
+        assert!(!origin_allowed(&h, &[], false));
+        // Over https the scheme must match too.
+        h.insert(header::ORIGIN, "http://127.0.0.1:3000".parse().unwrap());
+        assert!(!origin_allowed(&h, &[], true));
+        h.insert(header::ORIGIN, "https://127.0.0.1:3000".parse().unwrap());
+        assert!(origin_allowed(&h, &[], true));
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        h.insert(header::ORIGIN, "http://127.0.0.1:3000".parse().unwrap());
+        assert!(!origin_allowed(&h, &[], false), "a proxy said https");
     }
 
     #[test]

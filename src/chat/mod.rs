@@ -4,7 +4,6 @@
 
 #[cfg(feature = "ssr")]
 pub mod ask;
-#[cfg(feature = "hydrate")]
 pub mod client;
 #[cfg(feature = "ssr")]
 pub mod limits;

@@ -28,6 +28,7 @@ use crate::db::StoreError;
 use crate::net::client_key;
 use crate::protocol::{parse_client_frame, ClientFrame, ErrorCode, ServerFrame, PROTOCOL_VERSION};
 use crate::state::AppState;
+use crate::throttle::Bucket;
 
 /// Close codes (RFC 6455).
 const CLOSE_GOING_AWAY: u16 = 1001;
@@ -46,7 +47,7 @@ pub async fn ws_handler(
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Response {
-    if !origin_allowed(&headers, &state.settings.allowed_origins) {
+    if !origin_allowed(&headers, &state.settings.allowed_origins, state.settings.secure_cookies) {
         tracing::warn!(origin = ?headers.get(header::ORIGIN), "websocket refused: foreign origin");
         return (StatusCode::FORBIDDEN, "This origin may not open the chat socket.").into_response();
     }
@@ -150,6 +151,8 @@ where
             return;
         }
         let mut last_seen = Instant::now();
+        let rate = settings.frames_per_second_per_socket;
+        let mut frames = Bucket::new(rate.saturating_mul(2), rate, Instant::now());
         let mut ping = tokio::time::interval_at(Instant::now() + settings.ping_interval, settings.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // One future for the socket's life: a frame sent does not cost a waiter
@@ -172,6 +175,13 @@ where
                     }
                     Some(Ok(message)) => {
                         last_seen = Instant::now();
+                        if matches!(message, Message::Text(_) | Message::Binary(_)) {
+                            // Faster than a person: wait here, before any parsing or query.
+                            let wait = frames.take(last_seen);
+                            if !wait.is_zero() {
+                                tokio::time::sleep(wait).await;
+                            }
+                        }
                         self.on_message(message).await
                     }
                 },

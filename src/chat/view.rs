@@ -1,10 +1,14 @@
 //! The chat page. Rendered complete on the server; after hydration an Effect starts
-//! the socket client, and from then on frames drive the signals in [`ChatUi`].
+//! the socket client, and from then on frames drive the signals in [`ChatUi`]. The
+//! page reads the same in both builds: the socket is behind [`ChatClient`], whose
+//! server twin does nothing, and the address bar and the language cookie behind
+//! [`crate::platform`].
 
 use leptos::prelude::*;
 
 use leptos_router::hooks::use_params_map;
 
+use super::client::ChatClient;
 use super::state::{ChatItem, ChatUi, ConnState, ItemStatus, Role};
 use crate::history::api::load_conversation;
 use crate::history::{ConversationView, MessageRole, MessageStatus, StoredMessage};
@@ -12,11 +16,7 @@ use crate::i18n::Lang;
 use crate::lessons::view::{AnswerText, SourceList};
 use crate::page::MESSAGES_ID;
 use crate::platform;
-use crate::protocol::ErrorCode;
-
-/// Pixels from the bottom that still count as "at the bottom" for autoscroll.
-#[cfg(feature = "hydrate")]
-const FOLLOW_SLACK_PX: i32 = 48;
+use crate::protocol::{ClientFrame, ErrorCode};
 
 /// Set from an Effect once the page is hydrated (tests wait for it before clicking).
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +27,7 @@ pub fn ChatPage() -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
     let t = move || lang.get().t();
     let ui = expect_context::<ChatUi>();
+    let client = expect_context::<ChatClient>();
     let hydrated = expect_context::<Hydrated>().0;
     let draft = RwSignal::new(String::new());
     let lesson_mode = platform::lesson_mode();
@@ -69,22 +70,17 @@ pub fn ChatPage() -> impl IntoView {
         if ui.conn.get_untracked() != ConnState::Connected || ui.ask_again_in.get_untracked() > 0 {
             return; // the draft stays; the hint under the input says why
         }
-        #[cfg(feature = "hydrate")]
-        {
-            let frame = crate::protocol::ClientFrame::Ask {
-                question: question.clone(),
-                conversation_id: ui.conversation_id.get_untracked(),
-            };
-            if !super::client::send(&frame) {
-                return;
-            }
-            ui.begin_question(question);
-            draft.set(String::new());
-            ui.follow.set(true);
-            super::client::scroll_to_latest(true);
+        let frame = ClientFrame::Ask {
+            question: question.clone(),
+            conversation_id: ui.conversation_id.get_untracked(),
+        };
+        if !client.send(&frame) {
+            return;
         }
-        #[cfg(not(feature = "hydrate"))]
-        let _ = question;
+        ui.begin_question(question);
+        draft.set(String::new());
+        ui.follow.set(true);
+        client.scroll_to_latest(true);
     };
 
     let on_keydown = move |ev: leptos::ev::KeyboardEvent| {
@@ -94,25 +90,17 @@ pub fn ChatPage() -> impl IntoView {
         }
     };
     let stop = move |_| {
-        #[cfg(feature = "hydrate")]
-        super::client::send(&crate::protocol::ClientFrame::Stop);
+        client.send(&ClientFrame::Stop);
     };
     let switch_lang = move |_| {
         let next = lang.get_untracked().other();
         lang.set(next);
         platform::remember_lang(next);
     };
-    let on_scroll = move |_| {
-        #[cfg(feature = "hydrate")]
-        if let Some(el) = leptos::prelude::document().get_element_by_id(MESSAGES_ID) {
-            let gap = el.scroll_height() - el.scroll_top() - el.client_height();
-            ui.follow.set(gap <= FOLLOW_SLACK_PX);
-        }
-    };
+    let on_scroll = move |_| client.follow_if_at_bottom();
     let jump = move |_| {
         ui.follow.set(true);
-        #[cfg(feature = "hydrate")]
-        super::client::scroll_to_latest(true);
+        client.scroll_to_latest(true);
     };
 
     let conn_label = move || {
@@ -263,13 +251,13 @@ fn History(view: ConversationView) -> impl IntoView {
     };
     let live_tail = streaming.map(|stored| {
         let ui = expect_context::<ChatUi>();
+        let client = expect_context::<ChatClient>();
         let item = ChatItem::new(ADOPTED_KEY, Role::Tutor, stored.content, ItemStatus::Streaming);
         item.sources.set(stored.sources);
         let message_id = stored.id;
         Effect::new(move |_| {
             ui.adopt(item, message_id.clone());
-            #[cfg(feature = "hydrate")]
-            super::client::resume_if_connected();
+            client.resume_if_connected();
         });
         view! { <Message item=item /> }
     });

@@ -1,15 +1,17 @@
 //! The server's twin of the platform helpers: it reads the request and sets the
 //! response; what only a browser can do (the address bar, cookies from script, page
-//! loads) does nothing here.
+//! loads) does nothing here. A build with neither `ssr` nor `hydrate` (`cargo check`
+//! alone, an editor) has no request: there the two request helpers answer the defaults.
 
-use axum::http::{header, StatusCode};
 use leptos::prelude::*;
 
 use crate::i18n::Lang;
 use crate::page::LessonMode;
 
 /// The page language, from the request: the `lang` cookie, then Accept-Language.
+#[cfg(feature = "ssr")]
 pub fn page_lang() -> Lang {
+    use axum::http::header;
     let parts = use_context::<axum::http::request::Parts>();
     let header_str = |name| {
         parts
@@ -20,6 +22,11 @@ pub fn page_lang() -> Lang {
     Lang::negotiate(header_str(header::COOKIE), header_str(header::ACCEPT_LANGUAGE))
 }
 
+#[cfg(not(feature = "ssr"))]
+pub fn page_lang() -> Lang {
+    Lang::default()
+}
+
 /// Whether answers are lesson excerpts: the router provides it (pages rendered
 /// without it, such as the fallback's 404, say no).
 pub fn lesson_mode() -> bool {
@@ -27,11 +34,15 @@ pub fn lesson_mode() -> bool {
 }
 
 /// Answers the request being rendered with 404.
+#[cfg(feature = "ssr")]
 pub fn set_status_not_found() {
     if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-        response.set_status(StatusCode::NOT_FOUND);
+        response.set_status(axum::http::StatusCode::NOT_FOUND);
     }
 }
+
+#[cfg(not(feature = "ssr"))]
+pub fn set_status_not_found() {}
 
 /// The address bar is the browser's.
 pub fn show_url(_path: &str) {}

@@ -244,3 +244,21 @@ async fn a_spent_daily_token_budget_answers_from_the_lessons() {
     assert!(text.starts_with("*The course's daily budget for the language model is spent"), "{text}");
     assert!(!answer.sources.is_empty(), "the lessons' sources come with it");
 }
+
+#[tokio::test]
+async fn a_socket_sending_faster_than_a_person_is_slowed() {
+    let app = spawn_app_with(|s| s.frames_per_second_per_socket = 20).await;
+    let mut ws = app.connect().await;
+    let started = std::time::Instant::now();
+    // A burst of 40, then 20 a second: 100 pings take at least (100 - 40) / 20 = 3 s.
+    for t in 0..100 {
+        send_json(&mut ws, serde_json::json!({"type": "ping", "t": t})).await;
+    }
+    for _ in 0..100 {
+        assert!(matches!(next_frame(&mut ws).await, ServerFrame::Pong { .. }));
+    }
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_millis(2_500), "100 frames answered in {took:?}");
+    // Slowed, not dropped: the socket still works.
+    assert_eq!(ask(&mut ws, "[tokens=2] still here").await.error, None);
+}

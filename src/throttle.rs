@@ -1,0 +1,63 @@
+//! A token bucket that slows a client down rather than refusing it: each frame or
+//! call takes a token; when none is left the caller waits until one has refilled.
+//! A person never notices (the burst covers a reconnect's few frames); a script
+//! sending as fast as it can is held to the refill rate before any database work.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub struct Bucket {
+    tokens: f64,
+    capacity: f64,
+    per_second: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    /// Full at the start: `capacity` at once, then `per_second`.
+    pub fn new(capacity: u32, per_second: u32, now: Instant) -> Bucket {
+        Bucket {
+            tokens: f64::from(capacity.max(1)),
+            capacity: f64::from(capacity.max(1)),
+            per_second: f64::from(per_second.max(1)),
+            last: now,
+        }
+    }
+
+    /// Takes a token; returns how long the caller must wait before going on (zero
+    /// when a token was there).
+    pub fn take(&mut self, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity) - 1.0;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.per_second)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_free_then_the_rate_holds() {
+        let start = Instant::now();
+        let mut bucket = Bucket::new(3, 2, start);
+        for _ in 0..3 {
+            assert_eq!(bucket.take(start), Duration::ZERO);
+        }
+        // The fourth at once waits half a second (2 a second); the fifth a second.
+        assert_eq!(bucket.take(start), Duration::from_millis(500));
+        assert_eq!(bucket.take(start), Duration::from_millis(1000));
+        // After a long pause the bucket is full again, never fuller.
+        let later = start + Duration::from_secs(60);
+        for _ in 0..3 {
+            assert_eq!(bucket.take(later), Duration::ZERO);
+        }
+        assert!(bucket.take(later) > Duration::ZERO);
+    }
+}
