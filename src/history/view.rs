@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 
 use super::api::{delete_conversation, list_conversations, rename_conversation};
-use super::ConversationSummary;
+use super::{ConversationSummary, MAX_TITLE_CHARS};
 use crate::i18n::Lang;
 use crate::page::PageState;
 use crate::platform;
@@ -130,7 +130,7 @@ fn ConversationLink(conversation: ConversationSummary) -> impl IntoView {
                         let save = save.clone();
                         move |ev| save(event_target_value(&ev))
                     }
-                    maxlength="120"
+                    maxlength=MAX_TITLE_CHARS.to_string()
                     aria-label=move || t().rename
                 />
             </Show>
