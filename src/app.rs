@@ -20,6 +20,7 @@ use crate::platform;
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     let lang = platform::page_lang();
     let lesson_mode = if platform::lesson_mode() { "true" } else { "false" };
+    platform::send_page_policy(options.env == leptos::config::Env::DEV);
     view! {
         <!DOCTYPE html>
         <html lang=lang.code() data-lesson-mode=lesson_mode>

@@ -62,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::session_layer))
+        .layer(middleware::map_response(crate::net::security_headers))
         .with_state(state)
 }
 

@@ -17,6 +17,10 @@ export async function ready(page: Page) {
 export function watchForTrouble(page: Page): string[] {
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  // The page's Content-Security-Policy refusing something of ours is a bug too.
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) errors.push(m.text());
+  });
   page.on('dialog', (d) => {
     errors.push(`unexpected dialog: ${d.message()}`);
     void d.dismiss();

@@ -58,3 +58,6 @@ pub fn remember_lang(lang: Lang) {
 pub fn load_page(path: &str) {
     let _ = window().location().set_href(path);
 }
+
+/// The policy travels with the server's response; the browser has nothing to send.
+pub fn send_page_policy(_dev: bool) {}

@@ -44,6 +44,29 @@ pub fn set_status_not_found() {
 #[cfg(not(feature = "ssr"))]
 pub fn set_status_not_found() {}
 
+/// Sends the page's Content-Security-Policy: only our own scripts run — the
+/// hydration script by the nonce Leptos put on it, the rest from our origin — and no
+/// page may frame this one. `dev` lets `cargo leptos watch`'s reload socket through.
+#[cfg(feature = "ssr")]
+pub fn send_page_policy(dev: bool) {
+    let (Some(nonce), Some(response)) = (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>())
+    else {
+        return;
+    };
+    let reload = if dev { " ws: wss:" } else { "" };
+    let policy = format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
+         img-src 'self' data:; connect-src 'self'{reload}; object-src 'none'; base-uri 'none'; \
+         form-action 'self'; frame-ancestors 'none'"
+    );
+    if let Ok(value) = axum::http::HeaderValue::from_str(&policy) {
+        response.insert_header(axum::http::header::CONTENT_SECURITY_POLICY, value);
+    }
+}
+
+#[cfg(not(feature = "ssr"))]
+pub fn send_page_policy(_dev: bool) {}
+
 /// The address bar is the browser's.
 pub fn show_url(_path: &str) {}
 

@@ -5,6 +5,7 @@
 mod abuse;
 mod accounts;
 mod chat;
+mod headers;
 mod helpers;
 mod history;
 mod lessons;
