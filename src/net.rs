@@ -20,6 +20,99 @@ pub fn without_nagle(
     listener.tap_io(set_nodelay as fn(&mut tokio::net::TcpStream))
 }
 
+/// How the accept loop treats slow and greedy clients.
+#[derive(Debug, Clone)]
+pub struct ServeLimits {
+    /// A request's headers must arrive within this long.
+    pub header_read_timeout: std::time::Duration,
+    /// Open HTTP connections per client address (0: no limit); these are exempt.
+    pub connections_per_address: usize,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and
+/// lets open requests finish. Like `axum::serve`, plus: Nagle off, a header-read
+/// timeout (hyper's, which needs a timer axum does not set), and a cap on the
+/// connections one address holds open. Peer addresses reach handlers as
+/// `ConnectInfo<SocketAddr>`. A WebSocket leaves the accept loop's count once upgraded:
+/// sockets have caps of their own (per session).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: ServeLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use tower::ServiceExt;
+
+    let open: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let ip = canonical(peer.ip());
+        let capped = limits.connections_per_address > 0 && !limits.trusted_proxies.iter().any(|n| n.contains(&ip));
+        if capped {
+            let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
+            let count = open.entry(ip).or_insert(0);
+            if *count >= limits.connections_per_address {
+                tracing::debug!(%ip, "connection refused: too many open from this address");
+                continue; // dropping the stream closes it
+            }
+            *count += 1;
+        }
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: axum::http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(request.map(axum::body::Body::new))
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        let open = open.clone();
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::trace!(%error, "connection ended with an error");
+            }
+            if capped {
+                let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(count) = open.get_mut(&ip) {
+                    *count -= 1;
+                    if *count == 0 {
+                        open.remove(&ip);
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -12,7 +12,7 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::time::Instant;
 
 use crate::app::{shell, App};
-use crate::net::{shutdown_signal, without_nagle};
+use crate::net::{serve, shutdown_signal, ServeLimits};
 use crate::settings::Settings;
 use crate::state::{AppState, StateError};
 
@@ -93,19 +93,26 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     tracing::info!("Tutor Chat listening on http://{local}");
     let grace = state.settings.shutdown_grace;
     let signalled = state.clone();
-    // Peer addresses reach handlers (sign-in throttling per address).
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(without_nagle(listener), app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Sockets with no answer to finish close now (1001: clients reconnect
-            // elsewhere); the others close when their answer ends.
-            signalled.shutdown.send_replace(true);
-        })
+    let shutdown = async move {
+        shutdown_signal().await;
+        // Sockets with no answer to finish close now (1001: clients reconnect
+        // elsewhere); the others close when their answer ends.
+        signalled.shutdown.send_replace(true);
+    };
+    serve(listener, app, serve_limits(&state.settings), shutdown)
         .await
         .map_err(StartError::Serve)?;
     finish_answers(&state, grace).await;
     Ok(())
+}
+
+/// The accept loop's limits, from the settings.
+pub fn serve_limits(settings: &Settings) -> ServeLimits {
+    ServeLimits {
+        header_read_timeout: settings.header_read_timeout,
+        connections_per_address: settings.connections_per_address,
+        trusted_proxies: settings.trusted_proxies.clone(),
+    }
 }
 
 /// Shutdown: running answers get `grace` to finish; the rest end now, stored as

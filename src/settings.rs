@@ -126,6 +126,12 @@ pub struct Cli {
     /// Client frames a socket may send per second beyond a burst of twice as many; faster ones wait.
     #[arg(long, env = "TUTOR_FRAMES_PER_SECOND_PER_SOCKET")]
     pub frames_per_second_per_socket: Option<u32>,
+    /// A client must send a request's headers within this long, or the connection is closed.
+    #[arg(long, env = "TUTOR_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Open HTTP connections one client address may hold (trusted proxies exempt; 0: no limit).
+    #[arg(long, env = "TUTOR_CONNECTIONS_PER_ADDRESS")]
+    pub connections_per_address: Option<usize>,
 }
 
 /// The same keys as [`Cli`], from the settings file.
@@ -171,6 +177,8 @@ pub struct FileSettings {
     pub answers_at_once_per_address: Option<usize>,
     pub daily_token_budget: Option<u64>,
     pub frames_per_second_per_socket: Option<u32>,
+    pub header_read_timeout_ms: Option<u64>,
+    pub connections_per_address: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -231,6 +239,10 @@ pub struct Settings {
     pub daily_token_budget: u64,
     /// Client frames a socket may send per second beyond a burst of twice as many; faster ones wait.
     pub frames_per_second_per_socket: u32,
+    /// A client must send a request's headers within this long, or the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Open HTTP connections one client address may hold (trusted proxies exempt; 0: no limit).
+    pub connections_per_address: usize,
 }
 
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a patient tutor for an online course about \
@@ -389,6 +401,8 @@ impl Settings {
                 .unwrap_or(1000)
                 .max(1),
             shutdown_grace: ms(cli.shutdown_grace_ms, file.shutdown_grace_ms, 20_000),
+            connections_per_address: cli.connections_per_address.or(file.connections_per_address).unwrap_or(256),
+            header_read_timeout: ms(cli.header_read_timeout_ms, file.header_read_timeout_ms, 10_000),
             frames_per_second_per_socket: cli.frames_per_second_per_socket.or(file.frames_per_second_per_socket).unwrap_or(10).max(1),
             daily_token_budget: cli.daily_token_budget.or(file.daily_token_budget).unwrap_or(0),
             answers_at_once_per_address: cli.answers_at_once_per_address.or(file.answers_at_once_per_address).unwrap_or(60),

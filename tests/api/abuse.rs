@@ -262,3 +262,54 @@ async fn a_socket_sending_faster_than_a_person_is_slowed() {
     // Slowed, not dropped: the socket still works.
     assert_eq!(ask(&mut ws, "[tokens=2] still here").await.error, None);
 }
+
+/// Reads until the server closes the connection; false if it is still open after 10 s.
+async fn closed_by_server(tcp: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 4096];
+    let closing = async {
+        loop {
+            match tcp.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), closing).await.is_ok()
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_headers_is_closed() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(|s| s.header_read_timeout = std::time::Duration::from_millis(500)).await;
+    let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    // Half a request, then nothing: a slowloris holding a connection open.
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").await.unwrap();
+    assert!(closed_by_server(&mut tcp).await, "the slow client was never cut off");
+    // A normal request on a new connection is served.
+    let ok = app.http.get(format!("http://{}/healthz", app.addr)).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test]
+async fn one_address_holds_a_bounded_number_of_connections() {
+    let app = spawn_app_with(|s| s.connections_per_address = 3).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio::net::TcpStream::connect(app.addr).await.unwrap());
+    }
+    let mut fourth = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    assert!(closed_by_server(&mut fourth).await, "a fourth connection was kept");
+    // One closes: there is room again.
+    drop(held.pop());
+    let mut served = false;
+    for _ in 0..50 {
+        let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+        if let Ok(response) = client.get(format!("http://{}/healthz", app.addr)).send().await {
+            served = response.status() == 200;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(served, "no room after a connection closed");
+}

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use tutor_chat::net::without_nagle;
+use tutor_chat::net::serve;
 use tutor_chat::state::AppState;
 
 pub use tutor_chat::account::store::{hash_token, ACCOUNT_SESSION_MS};
@@ -23,7 +23,7 @@ pub use tutor_chat::db::{now_ms, Db};
 pub use tutor_chat::history::{ConversationPage, ConversationView, MessageRole, MessageStatus};
 pub use tutor_chat::lessons::Source;
 pub use tutor_chat::protocol::{EndReason, ErrorCode, ServerFrame};
-pub use tutor_chat::server::{build_app, leptos_options};
+pub use tutor_chat::server::{build_app, leptos_options, serve_limits};
 pub use tutor_chat::settings::Settings;
 pub use tutor_chat::upstream::fake::{FakeConfig, FakeUpstream, RecordedMessage, RecordedRequest};
 
@@ -86,6 +86,7 @@ async fn test_settings(fake_addr: SocketAddr) -> Settings {
     settings.questions_per_minute_per_address = 0;
     settings.answers_at_once_per_address = 0;
     settings.signups_per_hour_per_address = 0;
+    settings.connections_per_address = 0;
     // Instances sharing a database share the secret that signs sessions, as a
     // deployment's do (a secret kept in the data folder has its own test).
     settings.session_secret = Some(SESSION_SECRET.into());
@@ -134,9 +135,10 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let mut options = leptos_options().unwrap();
     options.site_addr = addr;
     let (app, state) = build_app(settings, options).await.unwrap();
+    // The accept loop the binary runs (header timeout, connections per address).
+    let limits = serve_limits(&state.settings);
     tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(without_nagle(listener), app).await.unwrap();
+        serve(listener, app, limits, std::future::pending()).await.unwrap();
     });
     TestApp {
         addr,
@@ -290,6 +292,15 @@ impl TestApp {
         let status = response.status().as_u16();
         let cookie = new_session_cookie(response.headers());
         (status, cookie, response.text().await.unwrap())
+    }
+
+    /// A new account, signed up from a fresh browser; returns its session cookie.
+    pub async fn signed_up(&self, username: &str, password: &str) -> String {
+        let guest = self.session_cookie().await;
+        let (_, cookie, body) = self
+            .account_form(&guest, "signup", &[("username", username), ("password", password)])
+            .await;
+        cookie.unwrap_or_else(|| panic!("sign-up of {username} failed: {body}"))
     }
 
     pub async fn whoami(&self, cookie: &str) -> Option<String> {

@@ -109,11 +109,7 @@ async fn over_https_the_cookie_is_host_prefixed_and_a_plain_one_is_ignored() {
 #[tokio::test]
 async fn an_expired_account_session_asks_again_as_a_guest() {
     let app = spawn_app().await;
-    let guest = app.session_cookie().await;
-    let (_, cookie, _) = app
-        .account_form(&guest, "signup", &[("username", "gina"), ("password", "gina's password")])
-        .await;
-    let cookie = cookie.unwrap();
+    let cookie = app.signed_up("gina", "gina's password").await;
     let mut ws = app.socket(&cookie).await;
     let before = ask_in(&mut ws, "[tokens=2] asked while signed in", None).await;
     drop(ws);
@@ -139,10 +135,7 @@ async fn the_cleanup_deletes_expired_sessions_and_idle_guests_only() {
     ask_in(&mut idle.ws, "[tokens=2] long ago", None).await;
     let mut active = app.student().await;
     let kept = ask_in(&mut active.ws, "[tokens=2] recently", None).await;
-    let (_, account_cookie, _) = app
-        .account_form(&app.session_cookie().await, "signup", &[("username", "hal"), ("password", "hal's password")])
-        .await;
-    let account_cookie = account_cookie.unwrap();
+    let account_cookie = app.signed_up("hal", "hal's password").await;
     expire_session(&app, &account_cookie).await;
 
     // Ninety-one days later (the default is 90 idle days) for the idle guest only.
@@ -244,11 +237,7 @@ async fn expire_session(app: &TestApp, cookie: &str) {
 #[tokio::test]
 async fn signing_out_ends_the_sessions_sockets_here_and_elsewhere() {
     let app = spawn_app().await;
-    let guest = app.session_cookie().await;
-    let (_, cookie, _) = app
-        .account_form(&guest, "signup", &[("username", "olga"), ("password", "olga's password")])
-        .await;
-    let cookie = cookie.unwrap();
+    let cookie = app.signed_up("olga", "olga's password").await;
     let mut here = app.socket(&cookie).await;
     let asked = ask_in(&mut here, "[tokens=2] before signing out", None).await;
     // A second instance on the same database, with a socket of the same session.
