@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
             move || shell(shell_options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::auth::throttle_calls))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::session_layer))
         .layer(middleware::map_response(crate::net::security_headers))
         .with_state(state)

@@ -132,6 +132,9 @@ pub struct Cli {
     /// Open HTTP connections one client address may hold (trusted proxies exempt; 0: no limit).
     #[arg(long, env = "TUTOR_CONNECTIONS_PER_ADDRESS")]
     pub connections_per_address: Option<usize>,
+    /// Server-function calls one client address may make per second beyond a burst of four times as many; faster ones wait.
+    #[arg(long, env = "TUTOR_CALLS_PER_SECOND_PER_ADDRESS")]
+    pub calls_per_second_per_address: Option<u32>,
 }
 
 /// The same keys as [`Cli`], from the settings file.
@@ -179,6 +182,7 @@ pub struct FileSettings {
     pub frames_per_second_per_socket: Option<u32>,
     pub header_read_timeout_ms: Option<u64>,
     pub connections_per_address: Option<usize>,
+    pub calls_per_second_per_address: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -243,6 +247,8 @@ pub struct Settings {
     pub header_read_timeout: Duration,
     /// Open HTTP connections one client address may hold (trusted proxies exempt; 0: no limit).
     pub connections_per_address: usize,
+    /// Server-function calls one client address may make per second beyond a burst of four times as many; faster ones wait.
+    pub calls_per_second_per_address: u32,
 }
 
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a patient tutor for an online course about \
@@ -401,6 +407,7 @@ impl Settings {
                 .unwrap_or(1000)
                 .max(1),
             shutdown_grace: ms(cli.shutdown_grace_ms, file.shutdown_grace_ms, 20_000),
+            calls_per_second_per_address: cli.calls_per_second_per_address.or(file.calls_per_second_per_address).unwrap_or(20),
             connections_per_address: cli.connections_per_address.or(file.connections_per_address).unwrap_or(256),
             header_read_timeout: ms(cli.header_read_timeout_ms, file.header_read_timeout_ms, 10_000),
             frames_per_second_per_socket: cli.frames_per_second_per_socket.or(file.frames_per_second_per_socket).unwrap_or(10).max(1),

@@ -18,6 +18,7 @@ use crate::error::AppError;
 use crate::lessons::index::{IndexError, LessonIndex};
 use crate::protocol::ErrorCode;
 use crate::settings::{Settings, DEFAULT_BASE_URL};
+use crate::throttle::Buckets;
 use crate::upstream::UpstreamClient;
 
 #[derive(Clone, FromRef)]
@@ -49,6 +50,8 @@ pub struct AppState {
     pub session_key: Arc<TokenKey>,
     /// argon2id, one hash per core at once (`password_hash_queue` more may wait).
     pub password_hashing: Arc<PasswordHashing>,
+    /// Server-function calls per client address (`calls_per_second_per_address`).
+    pub call_buckets: Arc<Buckets>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +102,7 @@ impl AppState {
         tracing::info!(backend = ?db.backend(), "history database ready");
         let db = Arc::new(db);
         let settings_queue = settings.password_hash_queue;
+        let calls_per_second = settings.calls_per_second_per_address;
         spawn_cleanup(db.clone(), settings.guest_idle_days);
         Ok(AppState {
             leptos_options,
@@ -115,6 +119,7 @@ impl AppState {
             answers_per_address: Arc::new(Connections::default()),
             session_key,
             password_hashing: Arc::new(PasswordHashing::new(settings_queue)),
+            call_buckets: Arc::new(Buckets::new(calls_per_second.saturating_mul(4), calls_per_second)),
         })
     }
 }

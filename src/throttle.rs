@@ -39,6 +39,47 @@ impl Bucket {
     }
 }
 
+/// Buckets by key (a client address), made on first use and forgotten once full
+/// again, so the map holds only the clients that are busy right now.
+pub struct Buckets {
+    buckets: std::sync::Mutex<std::collections::HashMap<String, Bucket>>,
+    capacity: u32,
+    per_second: u32,
+}
+
+/// Past this many keys, full buckets are dropped (a full one is the same as none).
+const PRUNE_ABOVE: usize = 10_000;
+
+impl Buckets {
+    pub fn new(capacity: u32, per_second: u32) -> Buckets {
+        Buckets {
+            buckets: std::sync::Mutex::default(),
+            capacity,
+            per_second,
+        }
+    }
+
+    /// Takes a token for `key`; how long to wait first.
+    pub fn take(&self, key: &str, now: Instant) -> Duration {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > PRUNE_ABOVE {
+            buckets.retain(|_, bucket| bucket.refilled(now) < bucket.capacity);
+        }
+        buckets
+            .entry(key.to_string())
+            .or_insert_with(|| Bucket::new(self.capacity, self.per_second, now))
+            .take(now)
+    }
+}
+
+impl Bucket {
+    /// The tokens the bucket would hold at `now`.
+    fn refilled(&self, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        (self.tokens + elapsed * self.per_second).min(self.capacity)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,6 +166,39 @@ pub async fn session_layer(State(state): State<AppState>, mut request: Request, 
     response
 }
 
+/// Server functions (`/api/…`) called faster than a person could from one client
+/// address wait their turn before any work is done; a call that would wait more than
+/// a few seconds is refused with 429 and `Retry-After` instead of held.
+pub async fn throttle_calls(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    const LONGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+    if state.settings.calls_per_second_per_address == 0 || !request.uri().path().starts_with("/api/") {
+        return next.run(request).await;
+    }
+    let address = match peer {
+        Some(axum::Extension(axum::extract::ConnectInfo(peer))) => {
+            crate::net::client_key(peer.ip(), request.headers(), &state.settings.trusted_proxies)
+        }
+        None => "unknown".into(),
+    };
+    let wait = state.call_buckets.take(&address, tokio::time::Instant::now());
+    if wait > LONGEST_WAIT {
+        let mut refused = (StatusCode::TOO_MANY_REQUESTS, "Too many requests; slow down.").into_response();
+        if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            refused.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return refused;
+    }
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+    next.run(request).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

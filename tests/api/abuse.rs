@@ -313,3 +313,18 @@ async fn one_address_holds_a_bounded_number_of_connections() {
     }
     assert!(served, "no room after a connection closed");
 }
+
+#[tokio::test]
+async fn server_functions_called_faster_than_a_person_are_slowed() {
+    let app = spawn_app_with(|s| s.calls_per_second_per_address = 10).await;
+    let cookie = app.session_cookie().await;
+    let started = std::time::Instant::now();
+    // A burst of 40, then 10 a second: 60 calls take at least (60 - 40) / 10 = 2 s.
+    for _ in 0..60 {
+        assert!(app.list(&cookie).await.items.is_empty());
+    }
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_millis(1_500), "60 calls served in {took:?}");
+    // Pages are not server functions: not slowed by it.
+    assert_eq!(app.http.get(format!("http://{}/healthz", app.addr)).send().await.unwrap().status(), 200);
+}

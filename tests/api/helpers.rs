@@ -87,6 +87,7 @@ async fn test_settings(fake_addr: SocketAddr) -> Settings {
     settings.answers_at_once_per_address = 0;
     settings.signups_per_hour_per_address = 0;
     settings.connections_per_address = 0;
+    settings.calls_per_second_per_address = 0;
     // Instances sharing a database share the secret that signs sessions, as a
     // deployment's do (a secret kept in the data folder has its own test).
     settings.session_secret = Some(SESSION_SECRET.into());
