@@ -13,6 +13,8 @@ use crate::chat::state::ChatUi;
 use crate::chat::view::{ChatPage, Hydrated};
 use crate::history::view::Sidebar;
 use crate::lessons::view::{LessonList, LessonView};
+use crate::not_found::NotFound;
+use crate::teacher::view::TeachPage;
 use crate::platform;
 
 /// The document around [`App`], rendered on the server only. `<html>` carries the
@@ -74,6 +76,8 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("lessons") view=LessonList ssr=SsrMode::InOrder />
                     <Route path=StaticSegment("signin") view=SignInPage ssr=SsrMode::InOrder />
                     <Route path=StaticSegment("signup") view=SignUpPage ssr=SsrMode::InOrder />
+                    // Async: the 404 for anyone but the teacher is decided before the first byte.
+                    <Route path=StaticSegment("teach") view=TeachPage ssr=SsrMode::Async />
                     <Route
                         path=(StaticSegment("lessons"), ParamSegment("slug"))
                         view=LessonView
@@ -85,13 +89,3 @@ pub fn App() -> impl IntoView {
     }
 }
 
-#[component]
-fn NotFound() -> impl IntoView {
-    platform::set_status_not_found();
-    view! {
-        <div class="not-found">
-            <h1>"404"</h1>
-            <p><a href="/">"Tutor Chat"</a></p>
-        </div>
-    }
-}

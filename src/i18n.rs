@@ -150,6 +150,12 @@ pub struct Strings {
     pub have_account: &'static str,
     pub no_account: &'static str,
     pub sign_up_hint: &'static str,
+    pub teach_title: &'static str,
+    pub teach_period: &'static str,
+    pub teach_per_day: &'static str,
+    pub teach_day: &'static str,
+    pub teach_questions: &'static str,
+    pub teach_students: &'static str,
 }
 
 impl Strings {
@@ -250,6 +256,12 @@ pub static EN: Strings = Strings {
     have_account: "Already have an account? Sign in",
     no_account: "No account yet? Sign up",
     sign_up_hint: "Your conversations in this browser move into the new account.",
+    teach_title: "Your course",
+    teach_period: "Last {days} days",
+    teach_per_day: "Questions and students per day",
+    teach_day: "Day",
+    teach_questions: "questions",
+    teach_students: "students",
 };
 
 pub static RU: Strings = Strings {
@@ -322,6 +334,12 @@ pub static RU: Strings = Strings {
     have_account: "Уже есть аккаунт? Войти",
     no_account: "Ещё нет аккаунта? Зарегистрироваться",
     sign_up_hint: "Беседы из этого браузера перейдут в новый аккаунт.",
+    teach_title: "Ваш курс",
+    teach_period: "Последние {days} дн.",
+    teach_per_day: "Вопросы и студенты по дням",
+    teach_day: "День",
+    teach_questions: "вопросов",
+    teach_students: "студентов",
 };
 
 #[cfg(test)]

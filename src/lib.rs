@@ -30,6 +30,8 @@ pub mod lessons;
 pub mod history;
 pub mod chat;
 pub mod account;
+pub mod teacher;
+pub mod not_found;
 #[cfg(feature = "ssr")]
 pub mod auth;
 

@@ -1,5 +1,6 @@
 //! The Tutor Chat server binary. `tutor-chat` serves the app;
 //! `tutor-chat index` brings the lesson index in step with the lessons folder;
+//! `tutor-chat teacher add|remove NAME` gives the course its teacher;
 //! `tutor-chat fake-upstream` serves the OpenAI-compatible test server (a dev tool).
 
 #[cfg(feature = "ssr")]
@@ -27,6 +28,18 @@ async fn main() -> std::process::ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+
+    if std::env::args().nth(1).as_deref() == Some("teacher") {
+        let rest: Vec<String> = std::env::args().skip(2).collect();
+        let settings = match tutor_chat::settings::Settings::load_from(tutor_chat::settings::Cli::parse_from(["tutor-chat teacher"])) {
+            Ok(settings) => settings,
+            Err(error) => {
+                eprintln!("tutor-chat teacher: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        return tutor_chat::teacher::command::run_teacher_command(&settings, &rest).await;
     }
 
     if std::env::args().nth(1).as_deref() == Some("index") {

@@ -16,4 +16,5 @@ mod sessions;
 mod shutdown;
 mod soak;
 mod storage;
+mod teachers;
 mod upstream;

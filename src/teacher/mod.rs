@@ -1,0 +1,65 @@
+//! The teacher side (issue #11): the course's teacher is an account with the teacher
+//! role (`tutor-chat teacher add NAME`), signs in at the same `/signin`, and has pages
+//! and server functions no one else can reach — a student or a guest gets exactly
+//! what a missing page gives. This first part: the role, the command, and the course
+//! overview at `/teach` (questions and active students per day).
+
+use serde::{Deserialize, Serialize};
+
+pub mod api;
+#[cfg(feature = "ssr")]
+pub mod command;
+#[cfg(feature = "ssr")]
+pub mod store;
+pub mod view;
+
+/// Days the overview covers by default, and at most.
+pub const DEFAULT_DAYS: u32 = 30;
+pub const MAX_DAYS: u32 = 366;
+
+/// One UTC day of the course.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayCount {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    pub questions: i64,
+    /// Students (guests and accounts) who asked that day.
+    pub students: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overview {
+    pub days: u32,
+    /// Oldest first; days without a question are left out.
+    pub per_day: Vec<DayCount>,
+    pub questions: i64,
+    pub students: i64,
+}
+
+/// The civil date (UTC) of a day counted from 1970-01-01 (Howard Hinnant's algorithm).
+pub fn date_of_day(days_since_epoch: i64) -> String {
+    let z = days_since_epoch + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_since_the_epoch_are_calendar_dates() {
+        assert_eq!(date_of_day(0), "1970-01-01");
+        assert_eq!(date_of_day(59), "1970-03-01");
+        assert_eq!(date_of_day(11_016), "2000-02-29");
+        assert_eq!(date_of_day(20_784), "2026-11-27");
+        assert_eq!(date_of_day(-1), "1969-12-31");
+    }
+}

@@ -1,0 +1,154 @@
+//! Teachers (issue #11, part 1): the `teacher` command makes one, they sign in at the
+//! same `/signin`, and every teacher page and server function refuses a student or a
+//! guest exactly as a missing page or someone else's conversation is refused.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::helpers::*;
+
+/// Runs `tutor-chat teacher ARGS` against the app's database, with `stdin` piped in.
+fn teacher_command(app: &TestApp, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tutor-chat"))
+        .arg("teacher")
+        .args(args)
+        .env("DATABASE_URL", app.state.settings.database_url.as_deref().unwrap())
+        .env("TUTOR_DATA_DIR", &app.state.settings.data_dir)
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+async fn sign_in(app: &TestApp, username: &str, password: &str) -> String {
+    let (status, cookie, body) = app
+        .account_form(&app.session_cookie().await, "signin", &[("username", username), ("password", password)])
+        .await;
+    assert!((300..400).contains(&status), "sign-in of {username}: {status} {body}");
+    cookie.expect("a session for the teacher")
+}
+
+/// Every page and server function only a teacher may use.
+const TEACHER_PAGES: &[&str] = &["/teach"];
+const TEACHER_CALLS: &[(&str, &[(&str, &str)])] = &[("teach/overview", &[("days", "30")])];
+
+#[tokio::test]
+async fn the_command_creates_promotes_and_demotes_teachers() {
+    let app = spawn_app().await;
+    // A new account with a piped password.
+    let (ok, out, err) = teacher_command(&app, &["add", "Ms_Petrova"], "a teacher's password\n");
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("created the teacher account Ms_Petrova"), "{out}");
+    let cookie = sign_in(&app, "ms_petrova", "a teacher's password").await;
+    assert_eq!(app.whoami(&cookie).await.as_deref(), Some("Ms_Petrova"));
+    assert!(app.state.db.is_teacher(&app.state.db.find_user(token_of(&cookie)).await.unwrap().unwrap()).await.unwrap());
+
+    // No password piped: one is generated and printed once, and it works.
+    let (ok, out, err) = teacher_command(&app, &["add", "mr_smith"], "");
+    assert!(ok, "{out}{err}");
+    let password = out
+        .lines()
+        .find_map(|line| line.split("(shown this once): ").nth(1))
+        .unwrap_or_else(|| panic!("no password printed: {out}"))
+        .trim()
+        .to_string();
+    sign_in(&app, "mr_smith", &password).await;
+
+    // An existing student is promoted, keeping their password and conversations.
+    let student = app.signed_up("vera", "vera's own password").await;
+    let (ok, out, _) = teacher_command(&app, &["add", "vera"], "");
+    assert!(ok && out.contains("vera is a teacher now"), "{out}");
+    assert!(!out.contains("shown this once"), "a promotion generates no password: {out}");
+    let vera = sign_in(&app, "vera", "vera's own password").await;
+    let (status, _) = app.call(&vera, "teach/overview", &[("days", "30")]).await;
+    assert_eq!(status, 200);
+    drop(student);
+
+    // Removed: a student again, refused like anyone else.
+    let (ok, out, _) = teacher_command(&app, &["remove", "vera"], "");
+    assert!(ok && out.contains("vera is a student now"), "{out}");
+    let (status, body) = app.call(&vera, "teach/overview", &[("days", "30")]).await;
+    assert_ne!(status, 200, "{body}");
+    assert!(body.contains("\"not_found\""), "{body}");
+
+    // Refused input: no such teacher, a bad name, a short password, a bad action.
+    assert!(!teacher_command(&app, &["remove", "nobody"], "").0);
+    assert!(!teacher_command(&app, &["add", "<script>"], "").0);
+    assert!(!teacher_command(&app, &["add", "short_pw"], "short\n").0);
+    assert!(app.state.db.account_by_name("short_pw").await.unwrap().is_none());
+    assert!(!teacher_command(&app, &["promote", "vera"], "").0);
+}
+
+#[tokio::test]
+async fn every_teacher_endpoint_refuses_students_and_guests_as_if_it_did_not_exist() {
+    let app = spawn_app().await;
+    assert!(teacher_command(&app, &["add", "teacher_t"], "the teacher's password\n").0);
+    let teacher = sign_in(&app, "teacher_t", "the teacher's password").await;
+    let mut student = app.student().await;
+    ask_in(&mut student.ws, "[tokens=2] a student's question", None).await;
+    let account = app.signed_up("sam", "sam's password").await;
+    let guest = app.session_cookie().await;
+
+    for (who, cookie) in [("a guest", &guest), ("a student", &student.cookie), ("an account", &account)] {
+        // What a page that does not exist looks like to them.
+        let missing = app.http.get(format!("http://{}/no-such-page", app.addr)).header("cookie", cookie.as_str()).send().await.unwrap();
+        assert_eq!(missing.status(), 404);
+        let missing_body = missing.text().await.unwrap();
+        for page in TEACHER_PAGES {
+            let response = app.http.get(format!("http://{}{page}", app.addr)).header("cookie", cookie.as_str()).send().await.unwrap();
+            assert_eq!(response.status(), 404, "{who} on {page}");
+            let body = response.text().await.unwrap();
+            // The document is the 404 page's; only the hydration data after it differs,
+            // by a resource that says `not_found` and nothing about the page.
+            assert_eq!(document(&body), document(&missing_body), "{who} on {page}: not the 404 page");
+            assert!(!body.contains("teach-") && !body.contains("per_day"), "{who} on {page}: {body}");
+        }
+        for (endpoint, form) in TEACHER_CALLS {
+            let (status, body) = app.call(cookie, endpoint, form).await;
+            assert_ne!(status, 200, "{who} on {endpoint}");
+            assert!(body.contains("\"not_found\""), "{who} on {endpoint}: {body}");
+        }
+    }
+    // The teacher gets them, with the course's numbers.
+    for page in TEACHER_PAGES {
+        let response = app.http.get(format!("http://{}{page}", app.addr)).header("cookie", &teacher).send().await.unwrap();
+        assert_eq!(response.status(), 200, "the teacher on {page}");
+        assert!(response.text().await.unwrap().contains("teach-days"));
+    }
+    let (status, body) = app.call(&teacher, "teach/overview", &[("days", "30")]).await;
+    assert_eq!(status, 200, "{body}");
+    let overview: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(overview["questions"], 1, "{body}");
+    assert_eq!(overview["students"], 1, "{body}");
+    assert_eq!(overview["per_day"].as_array().unwrap().len(), 1, "{body}");
+}
+
+fn token_of(cookie: &str) -> &str {
+    cookie.split_once('=').map(|(_, token)| token).unwrap()
+}
+
+/// The HTML document of a response (up to `</html>`) with its per-response values
+/// (nonces, and the crossorigin attributes Leptos fills with the nonce) blanked.
+fn document(html: &str) -> String {
+    let html = &html[..html.find("</html>").map_or(html.len(), |end| end + 7)];
+    let mut out = String::new();
+    let mut rest = html;
+    loop {
+        let next = ["nonce=\"", "crossorigin=\""].iter().filter_map(|attr| rest.find(attr).map(|at| (at, attr.len()))).min();
+        let Some((at, len)) = next else { break };
+        out.push_str(&rest[..at + len]);
+        rest = &rest[at + len..];
+        rest = &rest[rest.find('"').unwrap_or(rest.len())..];
+    }
+    out.push_str(rest);
+    out
+}
