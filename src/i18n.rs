@@ -156,6 +156,16 @@ pub struct Strings {
     pub teach_day: &'static str,
     pub teach_questions: &'static str,
     pub teach_students: &'static str,
+    pub feedback_helpful: &'static str,
+    pub feedback_not_helpful: &'static str,
+    pub feedback_why: &'static str,
+    pub feedback_wrong: &'static str,
+    pub feedback_unclear: &'static str,
+    pub feedback_off_topic: &'static str,
+    pub feedback_too_long: &'static str,
+    pub feedback_comment: &'static str,
+    pub feedback_send: &'static str,
+    pub err_comment_too_long: &'static str,
 }
 
 impl Strings {
@@ -181,6 +191,7 @@ impl Strings {
             ErrorCode::TooManyAttempts => self.err_too_many_attempts,
             ErrorCode::TooManySignUps => self.err_too_many_sign_ups,
             ErrorCode::SessionEnded => self.err_session_ended,
+            ErrorCode::CommentTooLong => self.err_comment_too_long,
             ErrorCode::InvalidTitle => self.err_invalid_title,
         }
     }
@@ -262,6 +273,16 @@ pub static EN: Strings = Strings {
     teach_day: "Day",
     teach_questions: "questions",
     teach_students: "students",
+    feedback_helpful: "Helpful",
+    feedback_not_helpful: "Not helpful",
+    feedback_why: "What was wrong with it?",
+    feedback_wrong: "Wrong",
+    feedback_unclear: "Unclear",
+    feedback_off_topic: "Off topic",
+    feedback_too_long: "Too long",
+    feedback_comment: "A comment for your teacher (optional)",
+    feedback_send: "Send",
+    err_comment_too_long: "A comment has at most 500 characters.",
 };
 
 pub static RU: Strings = Strings {
@@ -340,6 +361,16 @@ pub static RU: Strings = Strings {
     teach_day: "День",
     teach_questions: "вопросов",
     teach_students: "студентов",
+    feedback_helpful: "Полезно",
+    feedback_not_helpful: "Не помогло",
+    feedback_why: "Что не так с ответом?",
+    feedback_wrong: "Неверно",
+    feedback_unclear: "Непонятно",
+    feedback_off_topic: "Не по теме",
+    feedback_too_long: "Слишком длинно",
+    feedback_comment: "Комментарий для преподавателя (необязательно)",
+    feedback_send: "Отправить",
+    err_comment_too_long: "Комментарий — не больше 500 символов.",
 };
 
 #[cfg(test)]

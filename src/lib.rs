@@ -27,6 +27,7 @@ pub mod upstream;
 
 // Capabilities: each folder owns its SQL, server functions and components.
 pub mod lessons;
+pub mod feedback;
 pub mod history;
 pub mod chat;
 pub mod account;

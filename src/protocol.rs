@@ -102,6 +102,8 @@ pub enum ErrorCode {
     TooManySignUps,
     /// The socket's session was signed out or expired; reconnect.
     SessionEnded,
+    /// A rating's comment is over 500 characters.
+    CommentTooLong,
     InvalidTitle,
 }
 
@@ -128,6 +130,7 @@ impl ErrorCode {
             ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::TooManySignUps => "too_many_sign_ups",
             ErrorCode::SessionEnded => "session_ended",
+            ErrorCode::CommentTooLong => "comment_too_long",
             ErrorCode::InvalidTitle => "invalid_title",
         }
     }

@@ -64,6 +64,8 @@ pub struct ChatItem {
     pub context_truncated: RwSignal<bool>,
     /// The lesson sections this answer may cite.
     pub sources: RwSignal<Vec<crate::lessons::Source>>,
+    /// The answer's id once the server named it (`start`): what a rating refers to.
+    pub message_id: RwSignal<Option<String>>,
 }
 
 impl ChatItem {
@@ -76,6 +78,7 @@ impl ChatItem {
             error: RwSignal::new(None),
             context_truncated: RwSignal::new(false),
             sources: RwSignal::new(Vec::new()),
+            message_id: RwSignal::new(None),
         }
     }
 }
@@ -240,6 +243,7 @@ impl ChatUi {
                 if let Some(item) = self.pending_item() {
                     item.context_truncated.set(context_truncated);
                     item.sources.set(sources);
+                    item.message_id.set(Some(message_id.clone()));
                 }
                 if self.conversation_id.get_untracked().as_deref() != Some(conversation_id.as_str()) {
                     self.conversation_id.set(Some(conversation_id));

@@ -12,6 +12,7 @@ use super::client::ChatClient;
 use super::state::{ChatItem, ChatUi, ConnState, ItemStatus, Role};
 use crate::history::api::load_conversation;
 use crate::history::{ConversationView, MessageRole, MessageStatus, StoredMessage};
+use crate::feedback::view::FeedbackBar;
 use crate::i18n::Lang;
 use crate::lessons::view::{AnswerText, SourceList};
 use crate::page::MESSAGES_ID;
@@ -288,8 +289,10 @@ fn StoredMessageView(message: StoredMessage) -> impl IntoView {
     };
     let status = message.status;
     let error_code = message.error_code;
+    let rateable = !is_student && matches!(status, MessageStatus::Complete | MessageStatus::Stopped);
+    let feedback = rateable.then(|| view! { <FeedbackBar message_id=message.id.clone() initial=message.feedback.clone() /> });
     view! {
-        <article class=class data-status=status.as_str() data-message-id=message.id.clone()>
+        <article class=class data-status=status.as_str() data-message-id=message.id.clone() id=message.id.clone()>
             <div class="msg-who">{move || if is_student { t().you } else { t().tutor }}</div>
             <div class="msg-body">
                 {if is_student {
@@ -312,6 +315,7 @@ fn StoredMessageView(message: StoredMessage) -> impl IntoView {
                 }
                 MessageStatus::Complete => None,
             }}
+            {feedback}
         </article>
     }
     .into_any()
@@ -373,6 +377,13 @@ fn Message(item: ChatItem) -> impl IntoView {
                 <p class="context-note">{move || t().context_note}</p>
             </Show>
             {error_text}
+            {move || {
+                let finished = matches!(item.status.get(), ItemStatus::Complete | ItemStatus::Stopped);
+                match (who, finished, item.message_id.get()) {
+                    (Role::Tutor, true, Some(id)) => Some(view! { <FeedbackBar message_id=id initial=None /> }),
+                    _ => None,
+                }
+            }}
         </article>
     }
 }

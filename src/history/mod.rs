@@ -70,6 +70,9 @@ pub struct StoredMessage {
     /// The lesson sections an answer cited (empty for questions).
     #[serde(default)]
     pub sources: Vec<Source>,
+    /// The student's rating of an answer, if they gave one.
+    #[serde(default)]
+    pub feedback: Option<crate::feedback::Feedback>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

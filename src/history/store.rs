@@ -110,9 +110,11 @@ impl Db {
             return Ok(None);
         };
         let rows = sqlx::query(
-            "SELECT id, position, role, content, status, error_code, created_at, sources \
-             FROM messages WHERE conversation_id = $1 AND position < $2 \
-             ORDER BY position DESC LIMIT $3",
+            "SELECT m.id, m.position, m.role, m.content, m.status, m.error_code, m.created_at, m.sources, \
+             f.rating, f.reasons, f.comment \
+             FROM messages m LEFT JOIN feedback f ON f.message_id = m.id \
+             WHERE m.conversation_id = $1 AND m.position < $2 \
+             ORDER BY m.position DESC LIMIT $3",
         )
         .bind(conversation_id)
         .bind(before.unwrap_or(i64::MAX))
@@ -172,6 +174,10 @@ impl Db {
         if !owned {
             return Ok(false);
         }
+        sqlx::query("DELETE FROM feedback WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = $1)")
+            .bind(conversation_id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM messages WHERE conversation_id = $1")
             .bind(conversation_id)
             .execute(&mut *tx)
@@ -231,6 +237,7 @@ impl Db {
             error_code: None,
             created_at: now,
             sources: Vec::new(),
+            feedback: None,
         })
     }
 }
@@ -304,5 +311,13 @@ pub(crate) fn message_from_row(row: &AnyRow) -> Result<StoredMessage, sqlx::Erro
             .try_get::<Option<String>, _>(7)?
             .and_then(|json| serde_json::from_str(&json).ok())
             .unwrap_or_default(),
+        feedback: match row.try_get::<Option<String>, _>(8)? {
+            Some(rating) => crate::feedback::Feedback::from_columns(
+                &rating,
+                &row.try_get::<Option<String>, _>(9)?.unwrap_or_default(),
+                row.try_get::<Option<String>, _>(10)?.unwrap_or_default(),
+            ),
+            None => None,
+        },
     })
 }

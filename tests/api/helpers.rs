@@ -20,6 +20,7 @@ use tutor_chat::state::AppState;
 
 pub use tutor_chat::account::store::{hash_token, ACCOUNT_SESSION_MS};
 pub use tutor_chat::db::{now_ms, Db};
+pub use tutor_chat::feedback::Feedback;
 pub use tutor_chat::history::{ConversationPage, ConversationView, MessageRole, MessageStatus};
 pub use tutor_chat::lessons::Source;
 pub use tutor_chat::protocol::{EndReason, ErrorCode, ServerFrame};

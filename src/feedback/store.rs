@@ -1,0 +1,50 @@
+//! Ratings' SQL. A rating is accepted only for a finished answer in one of the
+//! student's own conversations; anyone else's answer is "not found".
+
+use sqlx::Row;
+
+use super::Feedback;
+use crate::db::{now_ms, Db, StoreError};
+
+impl Db {
+    /// Sets (or, with `None`, withdraws) the student's rating of an answer. Returns the
+    /// answer's conversation, or `None` when the answer is not a finished answer of
+    /// this user's.
+    pub async fn rate_answer(
+        &self,
+        user_id: &str,
+        message_id: &str,
+        feedback: Option<&Feedback>,
+    ) -> Result<Option<String>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let conversation = sqlx::query(
+            "SELECT c.id FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.id = $1 AND c.user_id = $2 AND m.role = 'assistant' AND m.status <> 'streaming'",
+        )
+        .bind(message_id)
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(conversation) = conversation else { return Ok(None) };
+        let conversation: String = conversation.try_get(0)?;
+        sqlx::query("DELETE FROM feedback WHERE message_id = $1")
+            .bind(message_id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(feedback) = feedback {
+            sqlx::query(
+                "INSERT INTO feedback (message_id, rating, reasons, comment, updated_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(message_id)
+            .bind(feedback.rating.as_str())
+            .bind(feedback.reasons_text())
+            .bind(&feedback.comment)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.wrote();
+        Ok(Some(conversation))
+    }
+}
