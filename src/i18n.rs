@@ -166,6 +166,14 @@ pub struct Strings {
     pub feedback_comment: &'static str,
     pub feedback_send: &'static str,
     pub err_comment_too_long: &'static str,
+    pub err_instructions_too_long: &'static str,
+    pub instructions_title: &'static str,
+    pub instructions_hint: &'static str,
+    pub instructions_scope: &'static str,
+    pub instructions_course: &'static str,
+    pub instructions_save: &'static str,
+    pub instructions_changes: &'static str,
+    pub instructions_cleared: &'static str,
 }
 
 impl Strings {
@@ -192,6 +200,7 @@ impl Strings {
             ErrorCode::TooManySignUps => self.err_too_many_sign_ups,
             ErrorCode::SessionEnded => self.err_session_ended,
             ErrorCode::CommentTooLong => self.err_comment_too_long,
+            ErrorCode::InstructionsTooLong => self.err_instructions_too_long,
             ErrorCode::InvalidTitle => self.err_invalid_title,
         }
     }
@@ -283,6 +292,14 @@ pub static EN: Strings = Strings {
     feedback_comment: "A comment for your teacher (optional)",
     feedback_send: "Send",
     err_comment_too_long: "A comment has at most 500 characters.",
+    err_instructions_too_long: "Instructions have at most 2000 characters, a lesson note at most 1000.",
+    instructions_title: "Instructions for the tutor",
+    instructions_hint: "Added to what the model is told for every question (course) or when that lesson's sections are its sources (lesson). Lesson mode, with no model, does not use them.",
+    instructions_scope: "For",
+    instructions_course: "the whole course",
+    instructions_save: "Save",
+    instructions_changes: "Latest changes",
+    instructions_cleared: "(cleared)",
 };
 
 pub static RU: Strings = Strings {
@@ -371,6 +388,14 @@ pub static RU: Strings = Strings {
     feedback_comment: "Комментарий для преподавателя (необязательно)",
     feedback_send: "Отправить",
     err_comment_too_long: "Комментарий — не больше 500 символов.",
+    err_instructions_too_long: "Инструкции — не больше 2000 символов, заметка к уроку — не больше 1000.",
+    instructions_title: "Инструкции для тьютора",
+    instructions_hint: "Добавляются к тому, что получает модель с каждым вопросом (курс) или когда разделы урока служат источниками (урок). В режиме уроков, без модели, не используются.",
+    instructions_scope: "Для",
+    instructions_course: "всего курса",
+    instructions_save: "Сохранить",
+    instructions_changes: "Последние изменения",
+    instructions_cleared: "(очищено)",
 };
 
 #[cfg(test)]

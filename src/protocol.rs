@@ -104,6 +104,8 @@ pub enum ErrorCode {
     SessionEnded,
     /// A rating's comment is over 500 characters.
     CommentTooLong,
+    /// The teacher's instructions or a lesson note are over their length.
+    InstructionsTooLong,
     InvalidTitle,
 }
 
@@ -131,6 +133,7 @@ impl ErrorCode {
             ErrorCode::TooManySignUps => "too_many_sign_ups",
             ErrorCode::SessionEnded => "session_ended",
             ErrorCode::CommentTooLong => "comment_too_long",
+            ErrorCode::InstructionsTooLong => "instructions_too_long",
             ErrorCode::InvalidTitle => "invalid_title",
         }
     }

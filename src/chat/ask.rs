@@ -19,6 +19,7 @@ use crate::lessons::excerpts;
 use crate::lessons::index::Hit;
 use crate::protocol::{ServerFrame, Source};
 use crate::state::AppState;
+use crate::teacher::TutorNotes;
 use crate::upstream::{AnswerStream, UpstreamError};
 
 /// Lesson mode's pace: quick enough to read as it comes, slow enough to see it stream.
@@ -145,9 +146,10 @@ pub async fn start_answer(
         Ok(AnswerStream::local(excerpts::words(&answer), LESSON_MODE_WORD_GAP))
     } else {
         let system_prompt = &state.upstream.settings().system_prompt;
+        let notes = tutor_notes(state, &hits).await;
         state
             .upstream
-            .stream_chat(&model_messages(system_prompt, begun.turns, &hits, question))
+            .stream_chat(&model_messages(system_prompt, &notes, begun.turns, &hits, question))
     };
     let stream = match opened {
         Ok(stream) => stream,
@@ -193,6 +195,18 @@ async fn daily_budget_spent(state: &AppState) -> bool {
         tracing::warn!(used, budget, "daily token budget spent: answering from the lessons until midnight UTC");
     }
     spent
+}
+
+/// The teacher's instructions in force, with the notes on the sources' lessons. A
+/// failure to read them means an answer without them, never no answer.
+async fn tutor_notes(state: &AppState, hits: &[Hit]) -> TutorNotes {
+    let mut lessons: Vec<String> = hits.iter().map(|hit| hit.slug.clone()).collect();
+    lessons.sort_unstable();
+    lessons.dedup();
+    state.db.tutor_notes(&lessons).await.unwrap_or_else(|error| {
+        tracing::warn!(%error, "cannot read the teacher's instructions; answering without them");
+        TutorNotes::default()
+    })
 }
 
 fn sources_json(sources: &[Source]) -> Option<String> {

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use super::Overview;
+use super::{Instructions, Overview};
 use crate::error::AppError;
 
 #[cfg(feature = "ssr")]
@@ -12,15 +12,21 @@ pub mod ssr {
     use crate::protocol::ErrorCode;
     use crate::state::AppState;
 
-    /// The state, if the caller is a teacher; `not_found` for everyone else.
-    pub async fn require_teacher() -> Result<AppState, AppError> {
+    /// The teacher calling, with the state.
+    pub struct Teacher {
+        pub state: AppState,
+        pub username: String,
+    }
+
+    /// The caller, if a teacher; `not_found` for everyone else.
+    pub async fn require_teacher() -> Result<Teacher, AppError> {
         let state = crate::state::app_state()?;
         crate::auth::check_same_origin()?;
         let not_found = || AppError::new(ErrorCode::NotFound, "Not found.");
         let session = crate::auth::current_session().ok_or_else(not_found)?;
-        let user = state.db.find_user(&session.0).await?.ok_or_else(not_found)?;
+        let (user, username) = state.db.account_of(&session.0).await?.ok_or_else(not_found)?;
         if state.db.is_teacher(&user).await? {
-            Ok(state)
+            Ok(Teacher { state, username })
         } else {
             Err(not_found())
         }
@@ -32,7 +38,7 @@ pub mod ssr {
 pub async fn teach_overview(days: u32) -> Result<Overview, AppError> {
     use super::{date_of_day, DayCount, MAX_DAYS};
     const DAY_MS: i64 = 86_400_000;
-    let state = ssr::require_teacher().await?;
+    let state = ssr::require_teacher().await?.state;
     let days = days.clamp(1, MAX_DAYS);
     let today = crate::db::now_ms() / DAY_MS;
     let since = (today - i64::from(days) + 1) * DAY_MS;
@@ -50,4 +56,34 @@ pub async fn teach_overview(days: u32) -> Result<Overview, AppError> {
         questions,
         students,
     })
+}
+
+/// The instructions in force and the latest changes.
+#[server(endpoint = "teach/instructions")]
+pub async fn teach_instructions() -> Result<Instructions, AppError> {
+    const CHANGES_SHOWN: u32 = 20;
+    let teacher = ssr::require_teacher().await?;
+    let (current, changes) = teacher.state.db.all_instructions(CHANGES_SHOWN).await?;
+    Ok(Instructions { current, changes })
+}
+
+/// Sets the course-wide instructions (`lesson` empty) or a lesson's note; an empty
+/// text clears them. Takes effect for the next question.
+#[server(endpoint = "teach/set_instructions")]
+pub async fn set_instructions(lesson: String, text: String) -> Result<Instructions, AppError> {
+    use super::{MAX_INSTRUCTIONS_CHARS, MAX_LESSON_NOTE_CHARS};
+    use crate::protocol::ErrorCode;
+    let teacher = ssr::require_teacher().await?;
+    let lesson = lesson.trim().to_string();
+    let text = text.trim().to_string();
+    let limit = if lesson.is_empty() { MAX_INSTRUCTIONS_CHARS } else { MAX_LESSON_NOTE_CHARS };
+    if text.chars().count() > limit {
+        return Err(AppError::new(ErrorCode::InstructionsTooLong, format!("At most {limit} characters.")));
+    }
+    if !lesson.is_empty() && teacher.state.lessons.lesson(&lesson).is_none() {
+        return Err(AppError::new(ErrorCode::NotFound, "No such lesson."));
+    }
+    teacher.state.db.set_instructions(&lesson, &text, &teacher.username).await?;
+    tracing::info!(teacher = %teacher.username, scope = %lesson, chars = text.chars().count(), "tutor instructions changed");
+    teach_instructions().await
 }

@@ -36,6 +36,38 @@ pub struct Overview {
     pub students: i64,
 }
 
+/// The longest course-wide instructions, and the longest note on one lesson.
+pub const MAX_INSTRUCTIONS_CHARS: usize = 2000;
+pub const MAX_LESSON_NOTE_CHARS: usize = 1000;
+
+/// What the teacher asks of the tutor right now: course-wide instructions (added to
+/// the model's system prompt) and notes on lessons (given with that lesson's sections
+/// when they are retrieved). Lesson mode, with no model, has no use for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TutorNotes {
+    pub course: Option<String>,
+    /// `(lesson slug, note)`.
+    pub lessons: Vec<(String, String)>,
+}
+
+/// One change to the instructions: who, when, what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstructionChange {
+    /// Empty for the course-wide instructions, else the lesson's slug.
+    pub scope: String,
+    pub text: String,
+    pub changed_by: String,
+    /// Unix milliseconds.
+    pub changed_at: i64,
+}
+
+/// The instructions in force and the latest changes, for the teacher's page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instructions {
+    pub current: TutorNotes,
+    pub changes: Vec<InstructionChange>,
+}
+
 /// The civil date (UTC) of a day counted from 1970-01-01 (Howard Hinnant's algorithm).
 pub fn date_of_day(days_since_epoch: i64) -> String {
     let z = days_since_epoch + 719_468;

@@ -2,6 +2,7 @@
 
 use sqlx::Row;
 
+use super::{InstructionChange, TutorNotes};
 use crate::db::{new_id, now_ms, Db, StoreError};
 
 pub const TEACHER_ROLE: &str = "teacher";
@@ -104,5 +105,97 @@ impl Db {
         .fetch_one(&self.pool)
         .await?;
         Ok((per_day, total.try_get(0)?, total.try_get(1)?))
+    }
+
+    /// Records new instructions for `scope` ('' = the course, else a lesson slug); an
+    /// empty text clears them. The earlier versions stay, with who wrote them.
+    pub async fn set_instructions(&self, scope: &str, text: &str, changed_by: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        // Strictly later than the scope's last change, so "the newest" is never a tie.
+        let last: Option<i64> = sqlx::query("SELECT MAX(changed_at) FROM tutor_instructions WHERE scope = $1")
+            .bind(scope)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let at = last.map_or(now_ms(), |last| now_ms().max(last + 1));
+        sqlx::query(
+            "INSERT INTO tutor_instructions (id, scope, text, changed_by, changed_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(new_id())
+        .bind(scope)
+        .bind(text)
+        .bind(changed_by)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.wrote();
+        Ok(())
+    }
+
+    /// The instructions in force for a question whose sources come from `lessons`:
+    /// the course's, and the notes on those lessons (one query).
+    pub async fn tutor_notes(&self, lessons: &[String]) -> Result<TutorNotes, StoreError> {
+        let placeholders: Vec<String> = (0..=lessons.len()).map(|i| format!("${}", i + 1)).collect();
+        let sql = format!(
+            "SELECT t.scope, t.text FROM tutor_instructions t WHERE t.scope IN ({}) \
+             AND t.changed_at = (SELECT MAX(changed_at) FROM tutor_instructions u WHERE u.scope = t.scope) \
+             ORDER BY t.scope",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind("");
+        for lesson in lessons {
+            query = query.bind(lesson.as_str());
+        }
+        let mut notes = TutorNotes::default();
+        for row in query.fetch_all(&self.pool).await? {
+            let (scope, text): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            if text.is_empty() {
+                continue;
+            }
+            if scope.is_empty() {
+                notes.course = Some(text);
+            } else {
+                notes.lessons.push((scope, text));
+            }
+        }
+        Ok(notes)
+    }
+
+    /// Every scope's instructions in force, and the latest `limit` changes.
+    pub async fn all_instructions(&self, limit: u32) -> Result<(TutorNotes, Vec<InstructionChange>), StoreError> {
+        let current = sqlx::query(
+            "SELECT t.scope, t.text FROM tutor_instructions t \
+             WHERE t.changed_at = (SELECT MAX(changed_at) FROM tutor_instructions u WHERE u.scope = t.scope) \
+             ORDER BY t.scope",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut notes = TutorNotes::default();
+        for row in current {
+            let (scope, text): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            match (scope.is_empty(), text.is_empty()) {
+                (_, true) => {}
+                (true, false) => notes.course = Some(text),
+                (false, false) => notes.lessons.push((scope, text)),
+            }
+        }
+        let changes = sqlx::query(
+            "SELECT scope, text, changed_by, changed_at FROM tutor_instructions ORDER BY changed_at DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(InstructionChange {
+                scope: row.try_get(0)?,
+                text: row.try_get(1)?,
+                changed_by: row.try_get(2)?,
+                changed_at: row.try_get(3)?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok((notes, changes))
     }
 }

@@ -2,8 +2,9 @@
 
 use leptos::prelude::*;
 
-use super::api::teach_overview;
-use super::DEFAULT_DAYS;
+use super::api::{teach_instructions, teach_overview, SetInstructions};
+use super::{Instructions, DEFAULT_DAYS, MAX_INSTRUCTIONS_CHARS};
+use crate::lessons::list_lessons;
 use crate::i18n::Lang;
 use crate::not_found::NotFound;
 use crate::protocol::ErrorCode;
@@ -53,6 +54,7 @@ pub fn TeachPage() -> impl IntoView {
                                         .collect_view()}
                                 </tbody>
                             </table>
+                            <InstructionsPanel />
                         </div>
                     }
                     .into_any(),
@@ -64,5 +66,87 @@ pub fn TeachPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+/// What the teacher tells the tutor: one form for the course or a lesson, what is in
+/// force, and who changed what when.
+#[component]
+fn InstructionsPanel() -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let t = move || lang.get().t();
+    let save = ServerAction::<SetInstructions>::new();
+    let instructions = Resource::new(move || save.version().get(), |_| teach_instructions());
+    let lessons = Resource::new(|| (), |_| list_lessons());
+    view! {
+        <section class="teach-instructions" aria-labelledby="instructions-title">
+            <h2 id="instructions-title">{move || t().instructions_title}</h2>
+            <p class="account-hint">{move || t().instructions_hint}</p>
+            <ActionForm action=save attr:class="instructions-form">
+                <label>
+                    {move || t().instructions_scope} " "
+                    <select name="lesson">
+                        <option value="">{move || t().instructions_course}</option>
+                        <Suspense>
+                            {move || Suspend::new(async move {
+                                lessons
+                                    .await
+                                    .unwrap_or_default()
+                                    .into_iter()
+                                    .map(|lesson| view! { <option value=lesson.slug.clone()>{lesson.title}</option> })
+                                    .collect_view()
+                            })}
+                        </Suspense>
+                    </select>
+                </label>
+                <textarea name="text" maxlength=MAX_INSTRUCTIONS_CHARS.to_string() aria-label=move || t().instructions_title></textarea>
+                <button type="submit" class="send">{move || t().instructions_save}</button>
+            </ActionForm>
+            {move || {
+                save.value().get().and_then(Result::err).map(|e| {
+                    view! { <p class="form-error" role="alert">{e.text(lang.get())}</p> }
+                })
+            }}
+            <Suspense>
+                {move || Suspend::new(async move {
+                    instructions.await.ok().map(|instructions| view! { <InstructionsInForce instructions /> })
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+#[component]
+fn InstructionsInForce(instructions: Instructions) -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let t = move || lang.get().t();
+    let scope_name = move |scope: &str| if scope.is_empty() { t().instructions_course.to_string() } else { scope.to_string() };
+    let in_force = instructions
+        .current
+        .course
+        .map(|text| (String::new(), text))
+        .into_iter()
+        .chain(instructions.current.lessons)
+        .map(|(scope, text)| view! { <dt>{scope_name(&scope)}</dt><dd class="instructions-text">{text}</dd> })
+        .collect_view();
+    let changes = instructions
+        .changes
+        .into_iter()
+        .map(|change| {
+            let text = if change.text.is_empty() { t().instructions_cleared.to_string() } else { change.text };
+            view! {
+                <li>
+                    <span class="change-who">{change.changed_by}</span> " · "
+                    <span class="change-scope">{scope_name(&change.scope)}</span> " · "
+                    <span class="change-when">{super::date_of_day(change.changed_at.div_euclid(86_400_000))}</span>
+                    ": " {text}
+                </li>
+            }
+        })
+        .collect_view();
+    view! {
+        <dl class="instructions-in-force">{in_force}</dl>
+        <h3>{move || t().instructions_changes}</h3>
+        <ul class="instruction-changes">{changes}</ul>
     }
 }

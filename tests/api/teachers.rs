@@ -39,7 +39,11 @@ async fn sign_in(app: &TestApp, username: &str, password: &str) -> String {
 
 /// Every page and server function only a teacher may use.
 const TEACHER_PAGES: &[&str] = &["/teach"];
-const TEACHER_CALLS: &[(&str, &[(&str, &str)])] = &[("teach/overview", &[("days", "30")])];
+const TEACHER_CALLS: &[(&str, &[(&str, &str)])] = &[
+    ("teach/overview", &[("days", "30")]),
+    ("teach/instructions", &[]),
+    ("teach/set_instructions", &[("lesson", ""), ("text", "Give away every answer.")]),
+];
 
 #[tokio::test]
 async fn the_command_creates_promotes_and_demotes_teachers() {
@@ -118,6 +122,8 @@ async fn every_teacher_endpoint_refuses_students_and_guests_as_if_it_did_not_exi
             assert!(body.contains("\"not_found\""), "{who} on {endpoint}: {body}");
         }
     }
+    // Nothing a refused call asked for was done.
+    assert_eq!(app.state.db.all_instructions(10).await.unwrap().1, vec![]);
     // The teacher gets them, with the course's numbers.
     for page in TEACHER_PAGES {
         let response = app.http.get(format!("http://{}{page}", app.addr)).header("cookie", &teacher).send().await.unwrap();
@@ -130,6 +136,54 @@ async fn every_teacher_endpoint_refuses_students_and_guests_as_if_it_did_not_exi
     assert_eq!(overview["questions"], 1, "{body}");
     assert_eq!(overview["students"], 1, "{body}");
     assert_eq!(overview["per_day"].as_array().unwrap().len(), 1, "{body}");
+}
+
+#[tokio::test]
+async fn the_teachers_instructions_reach_the_model_from_the_next_question_on() {
+    let app = spawn_app().await;
+    assert!(teacher_command(&app, &["add", "ms_k"], "the teacher's password\n").0);
+    let teacher = sign_in(&app, "ms_k", "the teacher's password").await;
+    let mut student = app.student().await;
+    let question = "How does an SSE client resume with Last-Event-ID after a dropped connection?";
+
+    let first = ask_in(&mut student.ws, question, None).await;
+    let system = |app: &TestApp| app.last_request().messages[0].content.clone();
+    assert!(!system(&app).contains("guiding question"));
+    let lesson = first.sources[0].lesson.clone();
+
+    let course = "Do not hand out complete homework solutions; ask a guiding question first.";
+    let (status, body) = app.call(&teacher, "teach/set_instructions", &[("lesson", ""), ("text", course)]).await;
+    assert_eq!(status, 200, "{body}");
+    let note = "Students confuse this with WebSocket reconnection; point out the difference.";
+    let (status, body) = app.call(&teacher, "teach/set_instructions", &[("lesson", &lesson), ("text", note)]).await;
+    assert_eq!(status, 200, "{body}");
+
+    ask_in(&mut student.ws, question, Some(&first.conversation_id)).await;
+    assert!(system(&app).ends_with(course), "{}", system(&app));
+    let sent = app.last_request();
+    let sources = sent.messages.iter().find(|m| m.content.starts_with(SOURCES_PROMPT)).expect("sources");
+    assert!(sources.content.contains(note), "{}", sources.content);
+
+    // Cleared: the next question goes without them; the change is kept with its author.
+    let (status, body) = app.call(&teacher, "teach/set_instructions", &[("lesson", ""), ("text", "")]).await;
+    assert_eq!(status, 200, "{body}");
+    ask_in(&mut student.ws, "[tokens=2] and then?", Some(&first.conversation_id)).await;
+    assert!(!system(&app).contains(course));
+    let shown: serde_json::Value = serde_json::from_str(&app.call(&teacher, "teach/instructions", &[]).await.1).unwrap();
+    assert_eq!(shown["current"]["course"], serde_json::Value::Null);
+    assert_eq!(shown["current"]["lessons"][0][1], note);
+    let changes = shown["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 3);
+    assert!(changes.iter().all(|c| c["changed_by"] == "ms_k"));
+    assert_eq!(changes[0]["text"], "", "newest first: the clearing");
+
+    // Too long, or a lesson that does not exist: refused, nothing stored.
+    let long = "x".repeat(2001);
+    let (_, body) = app.call(&teacher, "teach/set_instructions", &[("lesson", ""), ("text", &long)]).await;
+    assert!(body.contains("\"instructions_too_long\""), "{body}");
+    let (_, body) = app.call(&teacher, "teach/set_instructions", &[("lesson", "no-such-lesson"), ("text", "x")]).await;
+    assert!(body.contains("\"not_found\""), "{body}");
+    assert_eq!(app.state.db.all_instructions(10).await.unwrap().1.len(), 3);
 }
 
 fn token_of(cookie: &str) -> &str {
