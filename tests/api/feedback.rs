@@ -95,16 +95,7 @@ async fn the_rating_form_works_without_javascript() {
     let location = response.headers().get("location").unwrap().to_str().unwrap().to_string();
     assert_eq!(location, format!("/c/{}#{}", answer.conversation_id, answer.message_id));
     // The conversation's page shows the rating, its reason ticked and the comment.
-    let html = app
-        .http
-        .get(format!("http://{}/c/{}", app.addr, answer.conversation_id))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.page(&s.cookie, &format!("/c/{}", answer.conversation_id)).await;
     assert!(html.contains(r#"data-rating="down""#), "{html}");
     assert!(html.contains(r#"name="unclear" value="on" checked"#), "the reason is ticked");
     assert!(html.contains("lost me"), "the comment is shown");

@@ -296,6 +296,19 @@ impl TestApp {
         (status, cookie, response.text().await.unwrap())
     }
 
+    /// The HTML of a page, as this browser gets it.
+    pub async fn page(&self, cookie: &str, path: &str) -> String {
+        self.http
+            .get(format!("http://{}{path}", self.addr))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// A new account, signed up from a fresh browser; returns its session cookie.
     pub async fn signed_up(&self, username: &str, password: &str) -> String {
         let guest = self.session_cookie().await;

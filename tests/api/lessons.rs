@@ -103,16 +103,7 @@ async fn retrieved_sections_go_to_the_model_as_numbered_sources_and_come_back_wi
     assert!(follow_up.sources.iter().any(|s| s.lesson == "05-rate-limiting-en"), "{:?}", follow_up.sources);
 
     // The server renders the answer's citations and source links into the page.
-    let html = app
-        .http
-        .get(format!("http://{}/c/{}", app.addr, answer.conversation_id))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.page(&s.cookie, &format!("/c/{}", answer.conversation_id)).await;
     assert!(html.contains(r#"href="/lessons/05-rate-limiting-en#token-bucket""#), "source link in the page");
     assert!(html.contains(r#"class="cite""#), "[1] became a citation link");
     assert!(!html.contains(r#"data-n="7""#), "a made-up [7] is no link");
