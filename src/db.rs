@@ -231,6 +231,21 @@ pub(crate) async fn take_address_event(
     Ok(None)
 }
 
+impl Db {
+    /// Deletes budget events older than the longest window (an hour): an address seen
+    /// once would otherwise keep its rows for ever.
+    pub async fn prune_address_events(&self, now: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM address_events WHERE at <= $1")
+            .bind(now - LONGEST_BUDGET_WINDOW_MS)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+}
+
+/// The longest window a per-address budget counts over.
+const LONGEST_BUDGET_WINDOW_MS: i64 = 3_600_000;
+
 /// What a client may be told when the database fails: never the database's text.
 impl From<StoreError> for AppError {
     fn from(error: StoreError) -> Self {

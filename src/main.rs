@@ -31,15 +31,28 @@ async fn main() -> std::process::ExitCode {
     }
 
     if std::env::args().nth(1).as_deref() == Some("teacher") {
-        let rest: Vec<String> = std::env::args().skip(2).collect();
-        let settings = match tutor_chat::settings::Settings::load_from(tutor_chat::settings::Cli::parse_from(["tutor-chat teacher"])) {
+        // `teacher [FLAGS] add|remove NAME`: the flags are the server's (--config,
+        // --database-url, --data-dir), so the account lands where the server looks.
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        let split = args.iter().position(|a| a == "add" || a == "remove").unwrap_or(args.len());
+        let (flags, rest) = args.split_at(split);
+        let cli = match tutor_chat::settings::Cli::try_parse_from(
+            std::iter::once("tutor-chat teacher".to_string()).chain(flags.iter().cloned()),
+        ) {
+            Ok(cli) => cli,
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::from(2);
+            }
+        };
+        let settings = match tutor_chat::settings::Settings::load_from(cli) {
             Ok(settings) => settings,
             Err(error) => {
                 eprintln!("tutor-chat teacher: {error}");
                 return ExitCode::FAILURE;
             }
         };
-        return tutor_chat::teacher::command::run_teacher_command(&settings, &rest).await;
+        return tutor_chat::teacher::command::run_teacher_command(&settings, rest).await;
     }
 
     if std::env::args().nth(1).as_deref() == Some("index") {

@@ -50,9 +50,12 @@ pub async fn serve(
     use hyper_util::server::conn::auto::Builder;
     use tower::ServiceExt;
 
-    let open: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let open: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = Builder::new(TokioExecutor::new());
+    // HTTP/1 only: the auto builder's HTTP/2 sniffing reads the first bytes with no
+    // timeout (a silent client would hold its connection forever), and a proxy in
+    // front speaks HTTP/2 to browsers where that is wanted.
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -73,9 +76,11 @@ pub async fn serve(
         };
         let ip = canonical(peer.ip());
         let capped = limits.connections_per_address > 0 && !limits.trusted_proxies.iter().any(|n| n.contains(&ip));
+        // Counted like budgets: an IPv6 client by its /64.
+        let key = client_key(ip, &HeaderMap::new(), &[]);
         if capped {
             let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
-            let count = open.entry(ip).or_insert(0);
+            let count = open.entry(key.clone()).or_insert(0);
             if *count >= limits.connections_per_address {
                 tracing::debug!(%ip, "connection refused: too many open from this address");
                 continue; // dropping the stream closes it
@@ -90,19 +95,26 @@ pub async fn serve(
             request.extensions_mut().insert(ConnectInfo(peer));
             app.clone().oneshot(request.map(axum::body::Body::new))
         });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
         let open = open.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let first_byte_within = limits.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::trace!(%error, "connection ended with an error");
+            // hyper's header timer starts with the first byte; a client that connects
+            // and says nothing is cut off here instead.
+            let mut first = [0u8; 1];
+            if matches!(tokio::time::timeout(first_byte_within, stream.peek(&mut first)).await, Ok(Ok(1..))) {
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                if let Err(error) = watcher.watch(connection.into_owned()).await {
+                    tracing::trace!(%error, "connection ended with an error");
+                }
             }
             if capped {
                 let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(count) = open.get_mut(&ip) {
+                if let Some(count) = open.get_mut(&key) {
                     *count -= 1;
                     if *count == 0 {
-                        open.remove(&ip);
+                        open.remove(&key);
                     }
                 }
             }
@@ -147,6 +159,14 @@ pub async fn security_headers(mut response: axum::response::Response) -> axum::r
     response
 }
 
+/// The address a request is counted under, from what the accept loop put on it.
+pub fn request_client_key(extensions: &axum::http::Extensions, headers: &HeaderMap, trusted: &[IpNet]) -> String {
+    match extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+        Some(peer) => client_key(peer.0.ip(), headers, trusted),
+        None => "unknown".into(),
+    }
+}
+
 /// True when a proxy in front of us says the browser came over https, so cookies
 /// must be `Secure` even though our own listener speaks plain HTTP.
 pub fn behind_https(headers: &HeaderMap) -> bool {
@@ -164,17 +184,18 @@ pub fn client_key(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Strin
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     let mut client = canonical(peer);
     if is_trusted(&client) {
-        let forwarded: Vec<IpAddr> = headers
+        let hops: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-            .map(canonical)
             .collect();
-        for hop in forwarded.iter().rev() {
-            client = *hop;
-            if !is_trusted(hop) {
+        // From the nearest hop outwards; a hop we cannot read ends the walk there,
+        // so what a client wrote further left is never reached.
+        for hop in hops.iter().rev() {
+            let Ok(ip) = hop.trim().parse::<IpAddr>().map(canonical) else { break };
+            client = ip;
+            if !is_trusted(&ip) {
                 break;
             }
         }
@@ -218,6 +239,10 @@ mod tests {
         let stranger: IpAddr = "198.51.100.9".parse().unwrap();
         // Through our proxies: the nearest untrusted hop (not the client-written first).
         assert_eq!(client_key(proxy, &headers, &trusted), "203.0.113.7");
+        // A hop that is not an address stops the walk: nothing left of it is believed.
+        let mut odd = HeaderMap::new();
+        odd.insert("x-forwarded-for", "6.6.6.6, unknown, 10.0.0.2".parse().unwrap());
+        assert_eq!(client_key(proxy, &odd, &trusted), "10.0.0.2");
         // Straight from a client: its header is ignored.
         assert_eq!(client_key(stranger, &headers, &trusted), "198.51.100.9");
         assert_eq!(client_key(proxy, &HeaderMap::new(), &trusted), "10.0.0.1");

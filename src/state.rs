@@ -46,6 +46,10 @@ pub struct AppState {
     /// Answers streaming per client address (`answers_at_once_per_address`).
     #[from_ref(skip)]
     pub answers_per_address: Arc<Connections>,
+    /// Open chat sockets per client address (`connections_per_address`): a session
+    /// is free to make, so the per-session cap alone does not bound one address.
+    #[from_ref(skip)]
+    pub sockets_per_address: Arc<Connections>,
     /// Signs the session tokens this deployment issues (docs/security.md).
     pub session_key: Arc<TokenKey>,
     /// argon2id, one hash per core at once (`password_hash_queue` more may wait).
@@ -117,6 +121,7 @@ impl AppState {
             answer_slots,
             connections: Arc::new(Connections::default()),
             answers_per_address: Arc::new(Connections::default()),
+            sockets_per_address: Arc::new(Connections::default()),
             session_key,
             password_hashing: Arc::new(PasswordHashing::new(settings_queue)),
             call_buckets: Arc::new(Buckets::new(calls_per_second.saturating_mul(4), calls_per_second)),
@@ -143,6 +148,14 @@ fn session_key(settings: &Settings) -> Result<TokenKey, StateError> {
     };
     match std::fs::read_to_string(&path) {
         Ok(secret) if !secret.trim().is_empty() => Ok(TokenKey::from_secret(secret.trim().as_bytes())),
+        // Another instance may have created it a moment ago and still be writing it.
+        Ok(_) if recent(&path) => {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            match std::fs::read_to_string(&path) {
+                Ok(secret) if !secret.trim().is_empty() => Ok(TokenKey::from_secret(secret.trim().as_bytes())),
+                _ => Err(failed(std::io::Error::other("the file is empty"))),
+            }
+        }
         Ok(_) => Err(failed(std::io::Error::other(
             "the file is empty: delete it (every session then starts over) or set session_secret",
         ))),
@@ -159,6 +172,15 @@ fn session_key(settings: &Settings) -> Result<TokenKey, StateError> {
         }
         Err(source) => Err(failed(source)),
     }
+}
+
+/// Modified in the last few seconds.
+fn recent(path: &std::path::Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|at| at.elapsed().ok())
+        .is_some_and(|age| age < std::time::Duration::from_secs(5))
 }
 
 /// Writes a file only its owner can read (on Unix).
@@ -183,6 +205,9 @@ fn spawn_cleanup(db: Arc<Db>, guest_idle_days: u32) {
             tick.tick().await;
             // The state is gone (a test's app dropped): so is the cleanup.
             let Some(db) = weak.upgrade() else { return };
+            if let Err(error) = db.prune_address_events(crate::db::now_ms()).await {
+                tracing::warn!(%error, "address budget cleanup failed; tried again in an hour");
+            }
             match db.delete_stale_sessions(crate::db::now_ms(), guest_idle_days).await {
                 Ok(gone) if gone.sessions + gone.guests > 0 => {
                     tracing::info!(sessions = gone.sessions, guests = gone.guests, "stale sessions deleted")

@@ -25,6 +25,17 @@ impl Bucket {
         }
     }
 
+    /// Takes a token unless the wait for it would be longer than `longest`: then
+    /// nothing is taken (a refused caller does not push the others back) and `None`.
+    pub fn take_within(&mut self, now: Instant, longest: Duration) -> Option<Duration> {
+        let wait = self.take(now);
+        if wait > longest {
+            self.tokens += 1.0;
+            return None;
+        }
+        Some(wait)
+    }
+
     /// Takes a token; returns how long the caller must wait before going on (zero
     /// when a token was there).
     pub fn take(&mut self, now: Instant) -> Duration {
@@ -42,9 +53,17 @@ impl Bucket {
 /// Buckets by key (a client address), made on first use and forgotten once full
 /// again, so the map holds only the clients that are busy right now.
 pub struct Buckets {
-    buckets: std::sync::Mutex<std::collections::HashMap<String, Bucket>>,
+    buckets: std::sync::Mutex<Keyed>,
     capacity: u32,
     per_second: u32,
+}
+
+#[derive(Default)]
+struct Keyed {
+    by_key: std::collections::HashMap<String, Bucket>,
+    /// Pruned again when the map grows past this: twice what was left last time, so
+    /// many busy clients do not make every call scan them all.
+    prune_above: usize,
 }
 
 /// Past this many keys, full buckets are dropped (a full one is the same as none).
@@ -59,16 +78,19 @@ impl Buckets {
         }
     }
 
-    /// Takes a token for `key`; how long to wait first.
-    pub fn take(&self, key: &str, now: Instant) -> Duration {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() > PRUNE_ABOVE {
-            buckets.retain(|_, bucket| bucket.refilled(now) < bucket.capacity);
+    /// Takes a token for `key` unless the wait would be over `longest`
+    /// ([`Bucket::take_within`]).
+    pub fn take_within(&self, key: &str, now: Instant, longest: Duration) -> Option<Duration> {
+        let mut keyed = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if keyed.by_key.len() > keyed.prune_above.max(PRUNE_ABOVE) {
+            keyed.by_key.retain(|_, bucket| bucket.refilled(now) < bucket.capacity);
+            keyed.prune_above = keyed.by_key.len() * 2;
         }
-        buckets
+        keyed
+            .by_key
             .entry(key.to_string())
             .or_insert_with(|| Bucket::new(self.capacity, self.per_second, now))
-            .take(now)
+            .take_within(now, longest)
     }
 }
 
@@ -100,5 +122,17 @@ mod tests {
             assert_eq!(bucket.take(later), Duration::ZERO);
         }
         assert!(bucket.take(later) > Duration::ZERO);
+    }
+
+    #[test]
+    fn a_refused_take_costs_nothing() {
+        let start = Instant::now();
+        let mut bucket = Bucket::new(1, 1, start);
+        assert_eq!(bucket.take_within(start, Duration::from_secs(5)), Some(Duration::ZERO));
+        for _ in 0..1000 {
+            assert_eq!(bucket.take_within(start, Duration::from_millis(500)), None);
+        }
+        // The flood did not push the next caller back: one second, as before it.
+        assert_eq!(bucket.take_within(start, Duration::from_secs(5)), Some(Duration::from_secs(1)));
     }
 }

@@ -8,7 +8,9 @@ use std::sync::OnceLock;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
@@ -19,26 +21,36 @@ pub enum HashError {
 }
 
 pub struct PasswordHashing {
-    cores: Semaphore,
+    cores: Arc<Semaphore>,
     cores_total: usize,
     waiting: AtomicUsize,
     max_waiting: usize,
-    running: AtomicUsize,
+    running: Arc<AtomicUsize>,
     /// The most hashes that ever ran at once, and the verifications run (for tests and
     /// docs/security.md).
     peak_running: AtomicUsize,
     verifications: AtomicU64,
 }
 
-/// Releases a core and counts the hash as finished.
-struct Running<'a> {
-    hashing: &'a PasswordHashing,
-    _permit: SemaphorePermit<'a>,
+/// A core, held by the hash's blocking work itself: a request that goes away does not
+/// free it while argon2 still runs.
+struct Running {
+    running: Arc<AtomicUsize>,
+    _permit: OwnedSemaphorePermit,
 }
 
-impl Drop for Running<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
-        self.hashing.running.fetch_sub(1, Ordering::AcqRel);
+        self.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A place in the queue, given back however the wait ends (a dropped request too).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -47,41 +59,42 @@ impl PasswordHashing {
     pub fn new(max_waiting: usize) -> PasswordHashing {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         PasswordHashing {
-            cores: Semaphore::new(cores),
+            cores: Arc::new(Semaphore::new(cores)),
             cores_total: cores,
             waiting: AtomicUsize::new(0),
             max_waiting,
-            running: AtomicUsize::new(0),
+            running: Arc::new(AtomicUsize::new(0)),
             peak_running: AtomicUsize::new(0),
             verifications: AtomicU64::new(0),
         }
     }
 
-    async fn core(&self) -> Result<Running<'_>, HashError> {
-        let permit = match self.cores.try_acquire() {
+    async fn core(&self) -> Result<Running, HashError> {
+        let permit = match self.cores.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
+                let waiting = Waiting(&self.waiting);
                 if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
-                    self.waiting.fetch_sub(1, Ordering::AcqRel);
                     return Err(HashError::Busy);
                 }
-                let acquired = self.cores.acquire().await;
-                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                let acquired = self.cores.clone().acquire_owned().await;
+                drop(waiting);
                 acquired.map_err(|e| HashError::Failed(e.to_string()))?
             }
         };
         let now = self.running.fetch_add(1, Ordering::AcqRel) + 1;
         self.peak_running.fetch_max(now, Ordering::AcqRel);
         Ok(Running {
-            hashing: self,
+            running: self.running.clone(),
             _permit: permit,
         })
     }
 
     /// An argon2id hash (PHC string) of a new password.
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        let _core = self.core().await?;
+        let core = self.core().await?;
         tokio::task::spawn_blocking(move || {
+            let _core = core;
             let mut salt = [0u8; 16];
             getrandom::fill(&mut salt).map_err(|e| e.to_string())?;
             let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
@@ -99,9 +112,10 @@ impl PasswordHashing {
     /// verified anyway, so the answer takes as long whether the name exists or not.
     pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, HashError> {
         static DUMMY: OnceLock<String> = OnceLock::new();
-        let _core = self.core().await?;
+        let core = self.core().await?;
         self.verifications.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || {
+            let _core = core;
             let exists = hash.is_some();
             let hash = hash.unwrap_or_else(|| {
                 DUMMY

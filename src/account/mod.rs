@@ -27,9 +27,6 @@ pub fn valid_username(name: &str) -> bool {
 
 #[cfg(feature = "ssr")]
 mod ssr {
-    use std::net::SocketAddr;
-
-    use axum::extract::ConnectInfo;
     use axum::http::{header, HeaderValue};
     use leptos::prelude::*;
 
@@ -84,16 +81,15 @@ mod ssr {
     /// The address this request is counted under (`net::client_key`).
     pub fn client_address(state: &AppState) -> String {
         let Some(parts) = parts() else { return "unknown".into() };
-        match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-            Some(peer) => crate::net::client_key(peer.0.ip(), &parts.headers, &state.settings.trusted_proxies),
-            None => "unknown".into(),
-        }
+        crate::net::request_client_key(&parts.extensions, &parts.headers, &state.settings.trusted_proxies)
     }
 
     /// Sets the new session cookie on the response, Secure when served over https.
     pub fn set_session_cookie(state: &AppState, token: &str) {
-        let secure = parts().is_some_and(|p| crate::auth::is_secure(&p.headers, state.settings.secure_cookies))
-            || state.settings.secure_cookies;
+        let secure = match parts() {
+            Some(parts) => crate::auth::is_secure(&parts.headers, state.settings.secure_cookies),
+            None => state.settings.secure_cookies,
+        };
         let cookie = crate::auth::session_cookie(token, secure);
         if let (Some(response), Ok(value)) = (
             use_context::<leptos_axum::ResponseOptions>(),

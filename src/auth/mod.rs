@@ -160,8 +160,18 @@ pub async fn session_layer(State(state): State<AppState>, mut request: Request, 
     };
     request.extensions_mut().insert(GuestSession(token.clone()));
     let mut response = next.run(request).await;
-    if let Ok(value) = HeaderValue::from_str(&session_cookie(&token, secure)) {
-        response.headers_mut().append(header::SET_COOKIE, value);
+    // A sign-in or sign-up in this very request set the session it made: that one
+    // stands (a browser keeps the last Set-Cookie of a name).
+    let name = if secure { SECURE_SESSION_COOKIE } else { SESSION_COOKIE };
+    let already_set = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|c| c.starts_with(name) && c[name.len()..].starts_with('=')));
+    if !already_set {
+        if let Ok(value) = HeaderValue::from_str(&session_cookie(&token, secure)) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
     }
     response
 }
@@ -169,30 +179,18 @@ pub async fn session_layer(State(state): State<AppState>, mut request: Request, 
 /// Server functions (`/api/…`) called faster than a person could from one client
 /// address wait their turn before any work is done; a call that would wait more than
 /// a few seconds is refused with 429 and `Retry-After` instead of held.
-pub async fn throttle_calls(
-    State(state): State<AppState>,
-    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn throttle_calls(State(state): State<AppState>, request: Request, next: Next) -> Response {
     const LONGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
     if state.settings.calls_per_second_per_address == 0 || !request.uri().path().starts_with("/api/") {
         return next.run(request).await;
     }
-    let address = match peer {
-        Some(axum::Extension(axum::extract::ConnectInfo(peer))) => {
-            crate::net::client_key(peer.ip(), request.headers(), &state.settings.trusted_proxies)
-        }
-        None => "unknown".into(),
-    };
-    let wait = state.call_buckets.take(&address, tokio::time::Instant::now());
-    if wait > LONGEST_WAIT {
+    let address =
+        crate::net::request_client_key(request.extensions(), request.headers(), &state.settings.trusted_proxies);
+    let Some(wait) = state.call_buckets.take_within(&address, tokio::time::Instant::now(), LONGEST_WAIT) else {
         let mut refused = (StatusCode::TOO_MANY_REQUESTS, "Too many requests; slow down.").into_response();
-        if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            refused.headers_mut().insert(header::RETRY_AFTER, value);
-        }
+        refused.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         return refused;
-    }
+    };
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
     }

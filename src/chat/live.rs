@@ -357,8 +357,10 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
             },
         }
     };
-    drop(stream); // ends the upstream request before the final write
     let text = lock(&answer.state).text.clone();
+    // Counted even when the model's own count never came (stopped, cut, failed).
+    let usage = usage.or_else(|| stream.usage_or_estimate(text.chars().count()));
+    drop(stream); // ends the upstream request before the final write
     let finish = AnswerWrite::Finish {
         message_id: id.clone(),
         content: text,

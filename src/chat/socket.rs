@@ -60,6 +60,17 @@ pub async fn ws_handler(
         Some(Extension(ConnectInfo(peer))) => client_key(peer.ip(), &headers, &settings.trusted_proxies),
         None => "unknown".to_string(),
     };
+    // A place among the address's open sockets, held until the socket ends.
+    let address_place = match settings.connections_per_address {
+        0 => None,
+        cap => match state.sockets_per_address.try_open(&address, cap) {
+            Some(place) => Some(place),
+            None => {
+                return (StatusCode::TOO_MANY_REQUESTS, "Too many chat sockets are open from your network.")
+                    .into_response()
+            }
+        },
+    };
     // A place among this user's open sockets, held until the socket ends.
     let Some(place) = state
         .connections
@@ -82,6 +93,7 @@ pub async fn ws_handler(
             let (sink, stream) = socket.split();
             handle_socket(sink, stream, state, session, address).await;
             drop(place);
+            drop(address_place);
         })
 }
 

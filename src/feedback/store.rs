@@ -27,21 +27,28 @@ impl Db {
         .await?;
         let Some(conversation) = conversation else { return Ok(None) };
         let conversation: String = conversation.try_get(0)?;
-        sqlx::query("DELETE FROM feedback WHERE message_id = $1")
-            .bind(message_id)
-            .execute(&mut *tx)
-            .await?;
-        if let Some(feedback) = feedback {
-            sqlx::query(
-                "INSERT INTO feedback (message_id, rating, reasons, comment, updated_at) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(message_id)
-            .bind(feedback.rating.as_str())
-            .bind(feedback.reasons_text())
-            .bind(&feedback.comment)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
+        match feedback {
+            // One statement either way: two tabs rating at once cannot collide.
+            Some(feedback) => {
+                sqlx::query(
+                    "INSERT INTO feedback (message_id, rating, reasons, comment, updated_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (message_id) DO UPDATE SET rating = excluded.rating, reasons = excluded.reasons, \
+                     comment = excluded.comment, updated_at = excluded.updated_at",
+                )
+                .bind(message_id)
+                .bind(feedback.rating.as_str())
+                .bind(feedback.reasons_text())
+                .bind(&feedback.comment)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM feedback WHERE message_id = $1")
+                    .bind(message_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         self.wrote();

@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use super::{InstructionChange, TutorNotes};
-use crate::db::{new_id, now_ms, Db, StoreError};
+use crate::db::{new_id, now_ms, Backend, Db, StoreError};
 
 pub const TEACHER_ROLE: &str = "teacher";
 const DAY_MS: i64 = 86_400_000;
@@ -111,6 +111,13 @@ impl Db {
     /// empty text clears them. The earlier versions stay, with who wrote them.
     pub async fn set_instructions(&self, scope: &str, text: &str, changed_by: &str) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            // Two saves of one scope at once would read the same last change.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(format!("instructions:{scope}"))
+                .execute(&mut *tx)
+                .await?;
+        }
         // Strictly later than the scope's last change, so "the newest" is never a tie.
         let last: Option<i64> = sqlx::query("SELECT MAX(changed_at) FROM tutor_instructions WHERE scope = $1")
             .bind(scope)

@@ -163,6 +163,7 @@ impl UpstreamClient {
             finish_reason: None,
             usage: None,
             finished: false,
+            prompt_chars: messages.iter().map(|m| m.content.chars().count()).sum(),
         })))
     }
 }
@@ -221,6 +222,24 @@ impl AnswerStream {
             Inner::Local(_) => None,
         }
     }
+
+    /// What the model reported, or — for an answer stopped, cut or failed before the
+    /// model's final usage chunk — an estimate (about four characters a token), so the
+    /// course's token budget counts every model call. None for our own text (lesson
+    /// mode), which costs no tokens.
+    pub fn usage_or_estimate(&self, answer_chars: usize) -> Option<Usage> {
+        const CHARS_PER_TOKEN: usize = 4;
+        match &self.0 {
+            Inner::Sse(sse) => sse.usage().or_else(|| {
+                let tokens = |chars: usize| u32::try_from(chars.div_ceil(CHARS_PER_TOKEN)).unwrap_or(u32::MAX);
+                Some(Usage {
+                    prompt_tokens: tokens(sse.prompt_chars),
+                    completion_tokens: tokens(answer_chars),
+                })
+            }),
+            Inner::Local(_) => None,
+        }
+    }
 }
 
 struct SseStream {
@@ -238,6 +257,8 @@ struct SseStream {
     finish_reason: Option<String>,
     usage: Option<Usage>,
     finished: bool,
+    /// Characters sent to the model, for an estimate when it reports no usage.
+    prompt_chars: usize,
 }
 
 impl SseStream {

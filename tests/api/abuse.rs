@@ -289,6 +289,9 @@ async fn a_client_trickling_its_headers_is_closed() {
     // Half a request, then nothing: a slowloris holding a connection open.
     tcp.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").await.unwrap();
     assert!(closed_by_server(&mut tcp).await, "the slow client was never cut off");
+    // One that connects and says nothing at all is cut off too.
+    let mut silent = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    assert!(closed_by_server(&mut silent).await, "the silent client was never cut off");
     // A normal request on a new connection is served.
     let ok = app.http.get(format!("http://{}/healthz", app.addr)).send().await.unwrap();
     assert_eq!(ok.status(), 200);
@@ -330,4 +333,55 @@ async fn server_functions_called_faster_than_a_person_are_slowed() {
     assert!(took >= std::time::Duration::from_millis(1_500), "60 calls served in {took:?}");
     // Pages are not server functions: not slowed by it.
     assert_eq!(app.http.get(format!("http://{}/healthz", app.addr)).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn one_address_holds_a_bounded_number_of_chat_sockets() {
+    // A session is free to make, so sockets are counted per address as well.
+    let app = spawn_app_with(|s| s.connections_per_address = 2).await;
+    let origin = format!("http://{}", app.addr);
+    let first = app.try_connect(None, Some(&origin)).await.unwrap();
+    let second = app.try_connect(None, Some(&origin)).await.unwrap();
+    match app.try_connect(None, Some(&origin)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 429),
+        other => panic!("a third socket from one address: {:?}", other.map(|_| ())),
+    }
+    drop((first, second));
+    let mut reopened = None;
+    for _ in 0..50 {
+        if let Ok(ws) = app.try_connect(None, Some(&origin)).await {
+            reopened = Some(ws);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(reopened.is_some(), "a closed socket frees its place");
+}
+
+#[tokio::test]
+async fn a_stopped_answer_still_counts_against_the_daily_budget() {
+    // No usage chunk comes for a stopped answer: its tokens are estimated (the system
+    // prompt alone is well over 30 tokens), so the budget is reached all the same.
+    let app = spawn_app_with(|s| s.daily_token_budget = 30).await;
+    let mut student = app.student().await;
+    send_json(&mut student.ws, serde_json::json!({"question": "[tokens=50] [delay=50] a long one"})).await;
+    let ServerFrame::Start { message_id, .. } = next_frame(&mut student.ws).await else { panic!("no start") };
+    assert!(matches!(next_frame(&mut student.ws).await, ServerFrame::Chunk { .. }));
+    send_json(&mut student.ws, serde_json::json!({"type": "stop"})).await;
+    let stopped = read_rest(&mut student.ws, message_id).await;
+    assert_eq!(stopped.end.map(|(_, reason)| reason), Some(EndReason::Stopped));
+    let calls = app.fake.requests().len();
+    let next = ask(&mut student.ws, "How does a WebSocket connection stay open?").await;
+    assert_eq!(app.fake.requests().len(), calls, "the budget was spent by the stopped answer");
+    assert!(next.text().starts_with("*The course's daily budget"), "{}", next.text());
+}
+
+#[tokio::test]
+async fn old_budget_events_are_pruned() {
+    let app = spawn_app_with(|s| s.questions_per_minute_per_address = 100).await;
+    let mut student = app.student().await;
+    ask(&mut student.ws, "[tokens=2] one").await;
+    let db = &app.state.db;
+    assert_eq!(db.prune_address_events(now_ms()).await.unwrap(), 0, "a fresh event stays");
+    assert_eq!(db.prune_address_events(now_ms() + 2 * 3_600_000).await.unwrap(), 1, "an hour-old one goes");
 }

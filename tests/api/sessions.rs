@@ -215,6 +215,33 @@ async fn without_a_setting_the_secret_is_kept_in_the_data_folder_and_survives_a_
     assert!(stranger.list(&student.cookie).await.items.is_empty());
 }
 
+#[tokio::test]
+async fn a_sign_in_that_is_a_browsers_first_request_keeps_its_account_cookie() {
+    // No cookie yet: the session layer makes a guest for the request, and the sign-in
+    // replaces it. The browser must be left with the account's cookie, not the guest's.
+    let app = spawn_app().await;
+    app.signed_up("una", "una's password").await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let response = client
+        .post(format!("http://{}/api/account/signin", app.addr))
+        .header("origin", format!("http://{}", app.addr))
+        .header("accept", "text/html")
+        .form(&[("username", "una"), ("password", "una's password")])
+        .send()
+        .await
+        .unwrap();
+    let cookies: Vec<&str> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|c| c.starts_with("tutor_session="))
+        .collect();
+    assert_eq!(cookies.len(), 1, "one session cookie: {cookies:?}");
+    let cookie = cookies[0].split(';').next().unwrap().to_string();
+    assert_eq!(app.whoami(&cookie).await.as_deref(), Some("una"));
+}
+
 fn token_of(cookie: &str) -> &str {
     cookie.split_once('=').map(|(_, token)| token).unwrap()
 }

@@ -84,6 +84,19 @@ async fn the_command_creates_promotes_and_demotes_teachers() {
     assert_ne!(status, 200, "{body}");
     assert!(body.contains("\"not_found\""), "{body}");
 
+    // The server's own flags say where the database is (no environment needed).
+    let output = Command::new(env!("CARGO_BIN_EXE_tutor-chat"))
+        .args(["teacher", "--database-url", app.state.settings.database_url.as_deref().unwrap(), "--data-dir"])
+        .arg(&app.state.settings.data_dir)
+        .args(["add", "dr_flags"])
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(app.state.db.account_by_name("dr_flags").await.unwrap().is_some());
+
     // Refused input: no such teacher, a bad name, a short password, a bad action.
     assert!(!teacher_command(&app, &["remove", "nobody"], "").0);
     assert!(!teacher_command(&app, &["add", "<script>"], "").0);
