@@ -43,7 +43,11 @@ pub async fn teach_overview(days: u32) -> Result<Overview, AppError> {
     let today = crate::db::now_ms() / DAY_MS;
     let since = (today - i64::from(days) + 1) * DAY_MS;
     let (per_day, questions, students) = state.db.questions_per_day(since).await?;
+    let endings = state.db.answer_endings(since).await?;
+    let ratings = state.db.rating_summary(since).await?;
     Ok(Overview {
+        endings,
+        ratings,
         days,
         per_day: per_day
             .into_iter()

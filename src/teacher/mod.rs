@@ -34,6 +34,21 @@ pub struct Overview {
     pub per_day: Vec<DayCount>,
     pub questions: i64,
     pub students: i64,
+    /// How the period's answers ended: `(status, count)`, most first.
+    #[serde(default)]
+    pub endings: Vec<(String, i64)>,
+    /// What students said of the period's answers.
+    #[serde(default)]
+    pub ratings: RatingSummary,
+}
+
+/// 👍 and 👎 over a period, and how often each reason was given with a 👎.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RatingSummary {
+    pub up: i64,
+    pub down: i64,
+    /// `(reason, count)` in the order of `feedback::Reason::ALL`.
+    pub reasons: Vec<(String, i64)>,
 }
 
 /// The longest course-wide instructions, and the longest note on one lesson.

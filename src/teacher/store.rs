@@ -2,7 +2,8 @@
 
 use sqlx::Row;
 
-use super::{InstructionChange, TutorNotes};
+use super::{InstructionChange, RatingSummary, TutorNotes};
+use crate::feedback::{Feedback, Rating, Reason};
 use crate::db::{new_id, now_ms, Backend, Db, StoreError};
 
 pub const TEACHER_ROLE: &str = "teacher";
@@ -105,6 +106,50 @@ impl Db {
         .fetch_one(&self.pool)
         .await?;
         Ok((per_day, total.try_get(0)?, total.try_get(1)?))
+    }
+
+    /// How the answers asked since `since` ended: `(status, count)`, most first.
+    pub async fn answer_endings(&self, since: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM messages WHERE role = 'assistant' AND created_at >= $1 \
+             GROUP BY status ORDER BY n DESC, status",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?)
+    }
+
+    /// The ratings of answers asked since `since`.
+    pub async fn rating_summary(&self, since: i64) -> Result<RatingSummary, StoreError> {
+        let rows = sqlx::query(
+            "SELECT f.rating, f.reasons FROM feedback f JOIN messages m ON m.id = f.message_id \
+             WHERE m.created_at >= $1",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut summary = RatingSummary {
+            reasons: Reason::ALL.iter().map(|r| (r.as_str().to_string(), 0)).collect(),
+            ..RatingSummary::default()
+        };
+        for row in &rows {
+            let (rating, reasons): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            let Some(feedback) = Feedback::from_columns(&rating, &reasons, String::new()) else { continue };
+            match feedback.rating {
+                Rating::Up => summary.up += 1,
+                Rating::Down => summary.down += 1,
+            }
+            for reason in feedback.reasons {
+                if let Some(slot) = summary.reasons.iter_mut().find(|(name, _)| name == reason.as_str()) {
+                    slot.1 += 1;
+                }
+            }
+        }
+        Ok(summary)
     }
 
     /// Records new instructions for `scope` ('' = the course, else a lesson slug); an

@@ -54,6 +54,35 @@ pub fn TeachPage() -> impl IntoView {
                                         .collect_view()}
                                 </tbody>
                             </table>
+                            <table class="teach-endings">
+                                <caption>{move || t().teach_endings}</caption>
+                                <tbody>
+                                    {overview
+                                        .endings
+                                        .into_iter()
+                                        .map(|(status, count)| {
+                                            let label = status.clone();
+                                            view! { <tr data-status=status><th scope="row">{label}</th><td>{count}</td></tr> }
+                                        })
+                                        .collect_view()}
+                                </tbody>
+                            </table>
+                            <table class="teach-ratings">
+                                <caption>{move || t().teach_ratings}</caption>
+                                <tbody>
+                                    <tr data-rating="up"><th scope="row">"👍"</th><td>{overview.ratings.up}</td></tr>
+                                    <tr data-rating="down"><th scope="row">"👎"</th><td>{overview.ratings.down}</td></tr>
+                                    {overview
+                                        .ratings
+                                        .reasons
+                                        .into_iter()
+                                        .map(|(reason, count)| {
+                                            let label = reason.clone();
+                                            view! { <tr data-reason=reason><th scope="row">"👎 · " {label}</th><td>{count}</td></tr> }
+                                        })
+                                        .collect_view()}
+                                </tbody>
+                            </table>
                             <InstructionsPanel />
                         </div>
                     }

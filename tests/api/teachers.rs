@@ -199,6 +199,43 @@ async fn the_teachers_instructions_reach_the_model_from_the_next_question_on() {
     assert_eq!(app.state.db.all_instructions(10).await.unwrap().1.len(), 3);
 }
 
+#[tokio::test]
+async fn the_overview_counts_how_answers_ended_and_what_students_said() {
+    let app = spawn_app().await;
+    assert!(teacher_command(&app, &["add", "mx_r"], "the teacher's password\n").0);
+    let teacher = sign_in(&app, "mx_r", "the teacher's password").await;
+    let mut student = app.student().await;
+    let liked = ask(&mut student.ws, "[tokens=2] one").await;
+    let disliked = ask(&mut student.ws, "[tokens=2] two").await;
+    // A third, stopped after its first chunk.
+    send_json(&mut student.ws, serde_json::json!({"question": "[tokens=50] [delay=40] three"})).await;
+    let ServerFrame::Start { message_id, .. } = next_frame(&mut student.ws).await else { panic!("no start") };
+    assert!(matches!(next_frame(&mut student.ws).await, ServerFrame::Chunk { .. }));
+    send_json(&mut student.ws, serde_json::json!({"type": "stop"})).await;
+    read_rest(&mut student.ws, message_id).await;
+    for form in [
+        vec![("message_id", liked.message_id.as_str()), ("rating", "up")],
+        vec![("message_id", disliked.message_id.as_str()), ("rating", "down"), ("wrong", "on"), ("unclear", "on")],
+    ] {
+        let (status, body) = app.call(&student.cookie, "feedback/rate", &form).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = app.call(&teacher, "teach/overview", &[("days", "7")]).await;
+    assert_eq!(status, 200, "{body}");
+    let overview: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(overview["questions"], 3);
+    assert_eq!(overview["endings"], serde_json::json!([["complete", 2], ["stopped", 1]]));
+    assert_eq!(overview["ratings"]["up"], 1);
+    assert_eq!(overview["ratings"]["down"], 1);
+    assert_eq!(
+        overview["ratings"]["reasons"],
+        serde_json::json!([["wrong", 1], ["unclear", 1], ["off_topic", 0], ["too_long", 0]])
+    );
+    // The page shows them.
+    let html = app.page(&teacher, "/teach").await;
+    assert!(html.contains(r#"data-status="stopped""#) && html.contains(r#"data-reason="unclear""#), "{html}");
+}
+
 fn token_of(cookie: &str) -> &str {
     cookie.split_once('=').map(|(_, token)| token).unwrap()
 }
