@@ -243,6 +243,9 @@ impl Db {
     }
 }
 
+/// A day in Unix milliseconds, for every day-sized window and UTC-day count.
+pub const DAY_MS: i64 = 86_400_000;
+
 /// The longest window a per-address budget counts over.
 const LONGEST_BUDGET_WINDOW_MS: i64 = 3_600_000;
 

@@ -4,13 +4,12 @@
 
 use sqlx::Row;
 
-use crate::db::{new_id, now_ms, take_address_event, AddressEvent, Backend, Db, StoreError};
+use crate::db::{new_id, now_ms, take_address_event, AddressEvent, Backend, Db, StoreError, DAY_MS};
 
 /// How long an account's session lasts unused; it slides while used.
 pub const ACCOUNT_SESSION_MS: i64 = 30 * DAY_MS;
 /// Failed sign-ins are kept this long at most.
 const LOGIN_FAILURE_KEEP_MS: i64 = DAY_MS;
-const DAY_MS: i64 = 24 * 3_600_000;
 
 /// The form a session token is stored in.
 pub fn hash_token(token: &str) -> String {
@@ -292,8 +291,6 @@ impl Db {
         Ok(user_id)
     }
 }
-
-/// An account session lives this long unused; using it slides the expiry.
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {

@@ -175,14 +175,13 @@ pub async fn start_answer(
 /// True when the course's model tokens for today (UTC) are spent
 /// (`daily_token_budget`; 0: no budget). Said in the log once a day.
 async fn daily_budget_spent(state: &AppState) -> bool {
-    const DAY_MS: i64 = 86_400_000;
     static WARNED_FOR_DAY: AtomicI64 = AtomicI64::new(-1);
     let budget = state.settings.daily_token_budget;
     if budget == 0 {
         return false;
     }
-    let today = crate::db::now_ms() / DAY_MS;
-    let used = match state.db.tokens_used_since(today * DAY_MS).await {
+    let today = crate::db::now_ms() / crate::db::DAY_MS;
+    let used = match state.db.tokens_used_since(today * crate::db::DAY_MS).await {
         Ok(used) => used,
         Err(error) => {
             // Unknown is not spent: a failed count does not stop the course's tutor.

@@ -169,9 +169,9 @@ where
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // One future for the socket's life: a frame sent does not cost a waiter
         // registration on the shutdown signal.
-        let shutdown_begun = shutdown_begun(self.shutdown.clone());
+        let shutdown_begun = flag_set(self.shutdown.clone());
         tokio::pin!(shutdown_begun);
-        let session_ended = shutdown_begun_at(self.revoked.clone());
+        let session_ended = flag_set(self.revoked.clone());
         tokio::pin!(session_ended);
         let mut shutting_down = false;
 
@@ -470,13 +470,9 @@ fn lookup_error(error: StoreError) -> ServerFrame {
     ServerFrame::error(ErrorCode::Internal, "That answer cannot be looked up right now.")
 }
 
-/// Resolves once the server begins to shut down.
-async fn shutdown_begun(shutdown: watch::Receiver<bool>) {
-    shutdown_begun_at(shutdown).await
-}
-
-/// Resolves once a flag turns true; never, if its sender is gone first.
-async fn shutdown_begun_at(mut flag: watch::Receiver<bool>) {
+/// Resolves once a flag (the server's shutdown, the session's revocation) turns
+/// true; never, if its sender is gone first.
+async fn flag_set(mut flag: watch::Receiver<bool>) {
     if flag.wait_for(|set| *set).await.is_err() {
         std::future::pending::<()>().await;
     }

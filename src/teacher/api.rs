@@ -37,7 +37,7 @@ pub mod ssr {
 #[server(endpoint = "teach/overview")]
 pub async fn teach_overview(days: u32) -> Result<Overview, AppError> {
     use super::{date_of_day, DayCount, MAX_DAYS};
-    const DAY_MS: i64 = 86_400_000;
+    use crate::db::DAY_MS;
     let state = ssr::require_teacher().await?.state;
     let days = days.clamp(1, MAX_DAYS);
     let today = crate::db::now_ms() / DAY_MS;

@@ -83,6 +83,11 @@ pub struct Instructions {
     pub changes: Vec<InstructionChange>,
 }
 
+/// The civil date (UTC) of a moment in Unix milliseconds.
+pub fn date_of_ms(unix_ms: i64) -> String {
+    date_of_day(unix_ms.div_euclid(86_400_000))
+}
+
 /// The civil date (UTC) of a day counted from 1970-01-01 (Howard Hinnant's algorithm).
 pub fn date_of_day(days_since_epoch: i64) -> String {
     let z = days_since_epoch + 719_468;

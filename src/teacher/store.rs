@@ -4,10 +4,9 @@ use sqlx::Row;
 
 use super::{InstructionChange, RatingSummary, TutorNotes};
 use crate::feedback::{Feedback, Rating, Reason};
-use crate::db::{new_id, now_ms, Backend, Db, StoreError};
+use crate::db::{new_id, now_ms, Backend, Db, StoreError, DAY_MS};
 
 pub const TEACHER_ROLE: &str = "teacher";
-const DAY_MS: i64 = 86_400_000;
 
 /// What `teacher add` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

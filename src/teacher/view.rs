@@ -167,7 +167,7 @@ fn InstructionsInForce(instructions: Instructions) -> impl IntoView {
                 <li>
                     <span class="change-who">{change.changed_by}</span> " · "
                     <span class="change-scope">{scope_name(&change.scope)}</span> " · "
-                    <span class="change-when">{super::date_of_day(change.changed_at.div_euclid(86_400_000))}</span>
+                    <span class="change-when">{super::date_of_ms(change.changed_at)}</span>
                     ": " {text}
                 </li>
             }
