@@ -262,11 +262,20 @@ impl Db {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO users (id, created_at) VALUES ($1, $2)")
-            .bind(&user_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        if self.backend == Backend::Postgres {
+            // Two guests created at once would read the same highest number.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('users.guest_no'))")
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO users (id, created_at, guest_no) \
+             SELECT $1, $2, COALESCE(MAX(guest_no), 0) + 1 FROM users",
+        )
+        .bind(&user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         let inserted = sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (token_hash) DO NOTHING",
@@ -365,6 +374,7 @@ impl Db {
                 for statement in [
                     "DELETE FROM feedback WHERE message_id IN (SELECT m.id FROM messages m \
                      JOIN conversations c ON c.id = m.conversation_id WHERE c.user_id = $1)",
+                    "DELETE FROM escalations WHERE conversation_id IN (SELECT id FROM conversations WHERE user_id = $1)",
                     "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE user_id = $1)",
                     "DELETE FROM conversations WHERE user_id = $1",
                     "DELETE FROM question_events WHERE user_id = $1",

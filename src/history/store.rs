@@ -178,6 +178,10 @@ impl Db {
             .bind(conversation_id)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM escalations WHERE conversation_id = $1")
+            .bind(conversation_id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM messages WHERE conversation_id = $1")
             .bind(conversation_id)
             .execute(&mut *tx)

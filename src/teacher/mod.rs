@@ -83,6 +83,31 @@ pub struct Instructions {
     pub changes: Vec<InstructionChange>,
 }
 
+/// How a teacher sees a student: an account by its username, a guest by the stable
+/// number it got when it was created ("Guest 17").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StudentName {
+    Account(String),
+    Guest(i64),
+}
+
+impl StudentName {
+    /// From the `users` columns `username` and `guest_no`.
+    pub fn from_columns(username: Option<String>, guest_no: Option<i64>) -> StudentName {
+        match username {
+            Some(name) => StudentName::Account(name),
+            None => StudentName::Guest(guest_no.unwrap_or(0)),
+        }
+    }
+
+    pub fn label(&self, strings: &crate::i18n::Strings) -> String {
+        match self {
+            StudentName::Account(name) => name.clone(),
+            StudentName::Guest(n) => strings.teach_guest.replace("{n}", &n.to_string()),
+        }
+    }
+}
+
 /// The civil date (UTC) of a moment in Unix milliseconds.
 pub fn date_of_ms(unix_ms: i64) -> String {
     date_of_day(unix_ms.div_euclid(86_400_000))

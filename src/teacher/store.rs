@@ -15,6 +15,21 @@ pub enum TeacherAdded {
     Promoted,
 }
 
+/// An SQL condition on a conversation aliased `c`: may a teacher read its text? Only
+/// where its student shared it — asked the teacher about it, or rated one of its
+/// answers 👎 with "share this conversation" ticked — unless the course's setting
+/// `teachers_read_all_conversations` opens them all. Everything else, teachers see
+/// only as numbers.
+pub fn readable_by_teachers(read_all: bool) -> &'static str {
+    if read_all {
+        "(1 = 1)"
+    } else {
+        "(EXISTS (SELECT 1 FROM escalations e WHERE e.conversation_id = c.id) \
+          OR EXISTS (SELECT 1 FROM feedback f JOIN messages fm ON fm.id = f.message_id \
+                     WHERE fm.conversation_id = c.id AND f.shared = 1 AND f.rating = 'down'))"
+    }
+}
+
 impl Db {
     /// Makes `username` a teacher: promotes the account, or creates it with
     /// `password_hash`. A given hash also replaces an existing account's password.

@@ -1,0 +1,31 @@
+-- Issue #11. "Ask my teacher": a student sends a conversation to the teacher, from one
+-- of its answers, with an optional note. 'open' until the teacher replies ('answered':
+-- the reply is a message of role 'teacher' in the conversation) or resolves it without
+-- a reply ('resolved').
+CREATE TABLE escalations (
+    id               TEXT PRIMARY KEY,
+    conversation_id  TEXT NOT NULL REFERENCES conversations (id),
+    message_id       TEXT NOT NULL,
+    note             TEXT NOT NULL DEFAULT '',
+    status           TEXT NOT NULL,
+    created_at       BIGINT NOT NULL,
+    closed_at        BIGINT,
+    closed_by        TEXT,
+    reply_id         TEXT
+);
+-- The teacher's queue: open first, oldest first.
+CREATE INDEX escalations_queue ON escalations (status, created_at);
+CREATE INDEX escalations_conversation ON escalations (conversation_id);
+
+-- A 👎 may come with "share this conversation with my teacher" (1) ticked.
+ALTER TABLE feedback ADD COLUMN shared BIGINT NOT NULL DEFAULT 0;
+
+-- Teachers see guests as "Guest 17": a number given when the guest is created, in
+-- order of arrival, never reused while the guest exists.
+ALTER TABLE users ADD COLUMN guest_no BIGINT;
+UPDATE users SET guest_no = (
+    SELECT COUNT(*) FROM users earlier
+    WHERE earlier.created_at < users.created_at
+       OR (earlier.created_at = users.created_at AND earlier.id <= users.id)
+);
+CREATE UNIQUE INDEX users_guest_no ON users (guest_no);
