@@ -16,6 +16,8 @@ CREATE TABLE escalations (
 -- The teacher's queue: open first, oldest first.
 CREATE INDEX escalations_queue ON escalations (status, created_at);
 CREATE INDEX escalations_conversation ON escalations (conversation_id);
+-- One request per answer: asking again about it shows where the first one stands.
+CREATE UNIQUE INDEX escalations_message ON escalations (message_id);
 
 -- A 👎 may come with "share this conversation with my teacher" (1) ticked.
 ALTER TABLE feedback ADD COLUMN shared BIGINT NOT NULL DEFAULT 0;

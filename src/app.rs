@@ -14,6 +14,7 @@ use crate::chat::view::{ChatPage, Hydrated};
 use crate::history::view::Sidebar;
 use crate::lessons::view::{LessonList, LessonView};
 use crate::not_found::NotFound;
+use crate::escalation::view::{QueuePage, TeacherConversationPage};
 use crate::teacher::view::TeachPage;
 use crate::platform;
 
@@ -22,10 +23,11 @@ use crate::platform;
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     let lang = platform::page_lang();
     let lesson_mode = if platform::lesson_mode() { "true" } else { "false" };
+    let teachers_read_all = if platform::teachers_read_all() { "true" } else { "false" };
     platform::send_page_policy(options.env == leptos::config::Env::DEV);
     view! {
         <!DOCTYPE html>
-        <html lang=lang.code() data-lesson-mode=lesson_mode>
+        <html lang=lang.code() data-lesson-mode=lesson_mode data-teachers-read-all=teachers_read_all>
             <head>
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
@@ -78,6 +80,12 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("signup") view=SignUpPage ssr=SsrMode::InOrder />
                     // Async: the 404 for anyone but the teacher is decided before the first byte.
                     <Route path=StaticSegment("teach") view=TeachPage ssr=SsrMode::Async />
+                    <Route path=(StaticSegment("teach"), StaticSegment("queue")) view=QueuePage ssr=SsrMode::Async />
+                    <Route
+                        path=(StaticSegment("teach"), StaticSegment("c"), ParamSegment("id"))
+                        view=TeacherConversationPage
+                        ssr=SsrMode::Async
+                    />
                     <Route
                         path=(StaticSegment("lessons"), ParamSegment("slug"))
                         view=LessonView

@@ -13,6 +13,11 @@ pub const MESSAGES_ID: &str = "messages";
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LessonMode(pub bool);
 
+/// Whether the course's teachers may read every conversation (else only what students
+/// shared); the page says which under the input. Carried like [`LessonMode`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TeachersReadAll(pub bool);
+
 /// The conversation on screen and the list of conversations, as the sidebar sees them.
 /// The signals belong to the chat state; showing another conversation goes through it,
 /// because the live messages of the one on screen must go too.

@@ -107,6 +107,8 @@ pub enum ErrorCode {
     /// The teacher's instructions or a lesson note are over their length.
     InstructionsTooLong,
     InvalidTitle,
+    /// A teacher's reply is empty or over its length.
+    InvalidReply,
 }
 
 impl ErrorCode {
@@ -135,6 +137,7 @@ impl ErrorCode {
             ErrorCode::CommentTooLong => "comment_too_long",
             ErrorCode::InstructionsTooLong => "instructions_too_long",
             ErrorCode::InvalidTitle => "invalid_title",
+            ErrorCode::InvalidReply => "invalid_reply",
         }
     }
 }
@@ -186,6 +189,20 @@ pub enum ServerFrame {
     Pong {
         #[serde(default)]
         t: f64,
+    },
+    /// The course's teacher replied to a question the student sent them ("ask my
+    /// teacher"). Sent to every open socket of the student on this instance; the page
+    /// shows it when that conversation is on screen. History has it too.
+    TeacherReply {
+        conversation_id: String,
+        /// The reply's own message id.
+        message_id: String,
+        /// The answer the student asked the teacher about.
+        asked_about: String,
+        /// Markdown, shown with the same safe renderer as answers.
+        content: String,
+        /// Unix milliseconds.
+        created_at: i64,
     },
     /// The whole text of an answer so far, in reply to `resume`; chunks with a
     /// greater `seq` follow while `live`. A finished answer comes with its `status`.

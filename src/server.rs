@@ -57,6 +57,9 @@ pub fn router(state: AppState) -> Router {
             move || {
                 provide_context(context_state.clone());
                 provide_context(crate::page::LessonMode(context_state.lesson_mode));
+                provide_context(crate::page::TeachersReadAll(
+                    context_state.settings.teachers_read_all_conversations,
+                ));
             },
             move || shell(shell_options.clone()),
         )

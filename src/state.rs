@@ -37,6 +37,8 @@ pub struct AppState {
     pub db: Arc<Db>,
     /// Answers being streamed by this instance; they outlive their sockets.
     pub live: Arc<LiveAnswers>,
+    /// Frames for a student's open sockets that no answer carries (a teacher's reply).
+    pub notices: Arc<crate::chat::notices::Notices>,
     /// Marks the answers this instance streams, for crash recovery (docs/storage.md).
     pub instance_id: Arc<str>,
     /// One permit per answer streamed at once (`max_concurrent_answers`).
@@ -116,6 +118,7 @@ impl AppState {
             lessons,
             shutdown: Arc::new(watch::channel(false).0),
             live: LiveAnswers::new(db.clone()),
+            notices: Arc::default(),
             db,
             instance_id: instance_id.into(),
             answer_slots,

@@ -96,6 +96,18 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String], secure_cookies: b
 
 /// The session of the request a server function is serving: the one the middleware
 /// verified (or just minted) for it.
+/// True when a server function was posted by a plain HTML form (no JavaScript): the
+/// browser wants a page back, so the function redirects to one.
+pub fn from_plain_form() -> bool {
+    leptos::prelude::use_context::<axum::http::request::Parts>().is_some_and(|parts| {
+        parts
+            .headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"))
+    })
+}
+
 pub fn current_session() -> Option<GuestSession> {
     let parts = leptos::prelude::use_context::<axum::http::request::Parts>()?;
     parts.extensions.get::<GuestSession>().cloned()

@@ -10,6 +10,8 @@ pub mod limits;
 #[cfg(feature = "ssr")]
 pub mod live;
 #[cfg(feature = "ssr")]
+pub mod notices;
+#[cfg(feature = "ssr")]
 pub mod prompt;
 #[cfg(feature = "ssr")]
 pub mod socket;

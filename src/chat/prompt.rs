@@ -27,6 +27,7 @@ pub fn model_messages(
     messages.extend(turns.into_iter().map(|(role, content)| match role {
         MessageRole::User => ChatMessage::user(content),
         MessageRole::Assistant => ChatMessage::assistant(content),
+        MessageRole::Teacher => ChatMessage::system(format!("The course's teacher replied to the student:\n{content}")),
     }));
     if let Some(mut sources) = prompt_with_sources(hits) {
         for (lesson, note) in &notes.lessons {

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
@@ -23,6 +23,7 @@ use tracing::Instrument;
 
 use super::ask::{start_answer, AskError, Asker};
 use super::live::{self, Follower, LiveAnswer, Published};
+use super::notices::Subscription;
 use crate::auth::{origin_allowed, GuestSession};
 use crate::db::StoreError;
 use crate::net::client_key;
@@ -115,6 +116,7 @@ where
         address,
         following: None,
         user_id: None,
+        notices: None,
         shutdown,
         revoked,
     };
@@ -139,6 +141,8 @@ struct Connection<S> {
     following: Option<Follower>,
     /// The session's user, once looked up or created (the first question makes it).
     user_id: Option<String>,
+    /// The user's notices (a teacher's reply), once the user is known.
+    notices: Option<Subscription>,
     shutdown: watch::Receiver<bool>,
     /// Fires when this socket's session is signed out on this instance.
     revoked: watch::Receiver<bool>,
@@ -162,6 +166,12 @@ where
         if let Step::Close = self.send(&hello).await {
             return;
         }
+        // A student who has asked before hears their teacher's replies on this socket.
+        match self.state.db.find_user(&self.session.0).await {
+            Ok(user) => self.user_id = user,
+            Err(error) => tracing::warn!(%error, "cannot look up the socket's user; notices start with a question"),
+        }
+        self.follow_notices();
         let mut last_seen = Instant::now();
         let rate = settings.frames_per_second_per_socket;
         let mut frames = Bucket::new(rate.saturating_mul(2), rate, Instant::now());
@@ -198,6 +208,18 @@ where
                     }
                 },
                 followed = next_followed(&mut self.following) => self.on_followed(followed).await,
+                notice = next_notice(&mut self.notices) => match notice {
+                    Ok(json) => match self.sink.send(Message::Text(json)).await {
+                        Ok(()) => Step::Continue,
+                        Err(_) => Step::Close,
+                    },
+                    // Missed notices are in history; the feed goes on.
+                    Err(broadcast::error::RecvError::Lagged(_)) => Step::Continue,
+                    Err(broadcast::error::RecvError::Closed) => {
+                        self.notices = None;
+                        Step::Continue
+                    }
+                },
                 _ = &mut shutdown_begun, if !shutting_down => {
                     shutting_down = true;
                     // An answer being followed is finished first (within the grace period).
@@ -346,6 +368,7 @@ where
                     address: &self.address,
                 };
                 let started = start_answer(&self.state, asker, question, conversation_id).await;
+                self.follow_notices();
                 let reply = match started {
                     Ok(started) => {
                         self.following = Some(started.follower);
@@ -368,9 +391,11 @@ where
         };
         if self.user_id.is_some() && user != self.user_id {
             self.user_id = None;
+            self.notices = None;
             return self.send(&session_ended_frame()).await;
         }
         self.user_id.clone_from(&user);
+        self.follow_notices();
         let Some(user) = user else {
             return self.send(&live::not_found(&message_id)).await;
         };
@@ -392,6 +417,18 @@ where
             Err(error) => lookup_error(error),
         };
         self.send(&reply).await
+    }
+
+    /// Subscribes to the user's notices once the user is known (and again if the
+    /// socket's user changed).
+    fn follow_notices(&mut self) {
+        match &self.user_id {
+            Some(user) if self.notices.as_ref().is_none_or(|n| n.user() != user) => {
+                self.notices = Some(self.state.notices.subscribe(user));
+            }
+            Some(_) => {}
+            None => self.notices = None,
+        }
     }
 
     async fn send(&mut self, frame: &ServerFrame) -> Step {
@@ -491,6 +528,14 @@ fn session_ended_frame() -> ServerFrame {
 async fn next_followed(answer: &mut Option<Follower>) -> Result<Published, broadcast::error::RecvError> {
     match answer {
         Some(following) => following.frames.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next notice for the socket's user; never resolves while there is no feed.
+async fn next_notice(notices: &mut Option<Subscription>) -> Result<Utf8Bytes, broadcast::error::RecvError> {
+    match notices {
+        Some(subscription) => subscription.frames.recv().await,
         None => std::future::pending().await,
     }
 }

@@ -29,6 +29,8 @@ impl ConnState {
 pub enum Role {
     Student,
     Tutor,
+    /// The course's teacher, replying to a question the student sent them.
+    Teacher,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +105,8 @@ pub struct ChatUi {
     pub follow: RwSignal<bool>,
     /// Seconds until the rate limit lets this student ask again (0: now).
     pub ask_again_in: RwSignal<u64>,
+    /// Answers the teacher replied about since the page loaded (their ids).
+    pub teacher_replied: RwSignal<Vec<String>>,
     /// A stored answer still being written (found after a reload) that this page follows.
     adopted: RwSignal<Option<ChatItem>>,
     next_key: RwSignal<u64>,
@@ -124,6 +128,7 @@ impl ChatUi {
             sidebar_version: RwSignal::new(0),
             follow: RwSignal::new(true),
             ask_again_in: RwSignal::new(0),
+            teacher_replied: RwSignal::new(Vec::new()),
             adopted: RwSignal::new(None),
             next_key: RwSignal::new(1),
         }
@@ -320,6 +325,18 @@ impl ChatUi {
                     self.fail_pending(error);
                 } else if let Some(last) = self.items.with_untracked(|i| i.last().copied()) {
                     last.error.set(Some(error));
+                }
+            }
+            ServerFrame::TeacherReply {
+                conversation_id,
+                asked_about,
+                content,
+                ..
+            } => {
+                self.teacher_replied.update(|ids| ids.push(asked_about));
+                self.bump_sidebar();
+                if self.conversation_id.get_untracked().as_deref() == Some(conversation_id.as_str()) {
+                    self.push(Role::Teacher, content, ItemStatus::Complete);
                 }
             }
             ServerFrame::Snapshot {

@@ -460,7 +460,7 @@ async fn context_turns_in(
         truncated = true;
     }
     // The model needs a conversation that starts with the student.
-    while turns.last().is_some_and(|(role, _)| *role == MessageRole::Assistant) {
+    while turns.last().is_some_and(|(role, _)| *role != MessageRole::User) {
         turns.pop();
         truncated = true;
     }

@@ -12,6 +12,7 @@ use super::client::ChatClient;
 use super::state::{ChatItem, ChatUi, ConnState, ItemStatus, Role};
 use crate::history::api::load_conversation;
 use crate::history::{ConversationView, MessageRole, MessageStatus, StoredMessage};
+use crate::escalation::view::AskTeacher;
 use crate::feedback::view::FeedbackBar;
 use crate::i18n::Lang;
 use crate::lessons::view::{AnswerText, SourceList};
@@ -32,6 +33,7 @@ pub fn ChatPage() -> impl IntoView {
     let hydrated = expect_context::<Hydrated>().0;
     let draft = RwSignal::new(String::new());
     let lesson_mode = platform::lesson_mode();
+    let teachers_read_all = platform::teachers_read_all();
 
     // The conversation in the address: `/c/{id}`, or none on `/` (a new chat).
     let params = use_params_map();
@@ -198,6 +200,9 @@ pub fn ChatPage() -> impl IntoView {
                     <button type="button" class="stop" on:click=stop>{move || t().stop}</button>
                 </Show>
             </form>
+            <p class="privacy-note" data-read-all=teachers_read_all.to_string()>
+                {move || if teachers_read_all { t().privacy_read_all } else { t().privacy_shared_only }}
+            </p>
             <p class="composer-hint" data-wait=move || ui.ask_again_in.get()>
                 {move || {
                     let wait = ui.ask_again_in.get();
@@ -283,17 +288,26 @@ const ADOPTED_KEY: u64 = u64::MAX;
 fn StoredMessageView(message: StoredMessage) -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
     let t = move || lang.get().t();
-    let (class, is_student) = match message.role {
+    let role = message.role;
+    let (class, is_student) = match role {
         MessageRole::User => ("msg msg-student msg-stored", true),
         MessageRole::Assistant => ("msg msg-tutor msg-stored", false),
+        MessageRole::Teacher => ("msg msg-teacher msg-stored", false),
     };
     let status = message.status;
     let error_code = message.error_code;
-    let rateable = !is_student && matches!(status, MessageStatus::Complete | MessageStatus::Stopped);
-    let feedback = rateable.then(|| view! { <FeedbackBar message_id=message.id.clone() initial=message.feedback.clone() /> });
+    let rateable = role == MessageRole::Assistant && matches!(status, MessageStatus::Complete | MessageStatus::Stopped);
+    let feedback = rateable.then(|| view! {
+        <FeedbackBar message_id=message.id.clone() initial=message.feedback.clone() />
+        <AskTeacher message_id=message.id.clone() initial=message.teacher_request />
+    });
     view! {
         <article class=class data-status=status.as_str() data-message-id=message.id.clone() id=message.id.clone()>
-            <div class="msg-who">{move || if is_student { t().you } else { t().tutor }}</div>
+            <div class="msg-who">{move || match role {
+                MessageRole::User => t().you,
+                MessageRole::Assistant => t().tutor,
+                MessageRole::Teacher => t().teacher,
+            }}</div>
             <div class="msg-body">
                 {if is_student {
                     view! { <span class="msg-text">{message.content}</span> }.into_any()
@@ -328,6 +342,7 @@ fn Message(item: ChatItem) -> impl IntoView {
     let (class, who) = match item.role {
         Role::Student => ("msg msg-student", Role::Student),
         Role::Tutor => ("msg msg-tutor", Role::Tutor),
+        Role::Teacher => ("msg msg-teacher", Role::Teacher),
     };
     let status = move || match item.status.get() {
         ItemStatus::Waiting => "waiting",
@@ -355,12 +370,12 @@ fn Message(item: ChatItem) -> impl IntoView {
     view! {
         <article class=class data-status=status>
             <div class="msg-who">
-                {move || match who { Role::Student => t().you, Role::Tutor => t().tutor }}
+                {move || match who { Role::Student => t().you, Role::Tutor => t().tutor, Role::Teacher => t().teacher }}
             </div>
             <div class="msg-body">
                 {match who {
                     Role::Student => view! { <span class="msg-text">{move || item.text.get()}</span> }.into_any(),
-                    Role::Tutor => view! { <AnswerText text=item.text sources=item.sources /> }.into_any(),
+                    Role::Tutor | Role::Teacher => view! { <AnswerText text=item.text sources=item.sources /> }.into_any(),
                 }}
                 <Show when=live>
                     <span class="cursor" aria-hidden="true"></span>
@@ -380,7 +395,10 @@ fn Message(item: ChatItem) -> impl IntoView {
             {move || {
                 let finished = matches!(item.status.get(), ItemStatus::Complete | ItemStatus::Stopped);
                 match (who, finished, item.message_id.get()) {
-                    (Role::Tutor, true, Some(id)) => Some(view! { <FeedbackBar message_id=id initial=None /> }),
+                    (Role::Tutor, true, Some(id)) => Some(view! {
+                        <FeedbackBar message_id=id.clone() initial=None />
+                        <AskTeacher message_id=id initial=None />
+                    }),
                     _ => None,
                 }
             }}

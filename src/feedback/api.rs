@@ -17,6 +17,7 @@ pub async fn rate_answer(
     off_topic: Option<String>,
     too_long: Option<String>,
     comment: Option<String>,
+    share: Option<String>,
 ) -> Result<Option<Feedback>, AppError> {
     use super::{Rating, Reason, MAX_COMMENT_CHARS};
     use crate::protocol::ErrorCode;
@@ -38,7 +39,7 @@ pub async fn rate_answer(
                     (ticked.into_iter().filter(|(_, on)| on.is_some()).map(|(r, _)| r).collect(), comment)
                 }
             };
-            Some(Feedback { rating, reasons, comment })
+            Some(Feedback { rating, reasons, comment, share: false }.shared(share.is_some()))
         }
     };
     let state = crate::state::app_state()?;
@@ -51,14 +52,7 @@ pub async fn rate_answer(
         .await?
         .ok_or_else(not_found)?;
     // A plain form (no JavaScript) goes back to the conversation, now showing the rating.
-    let from_a_form = use_context::<axum::http::request::Parts>().is_some_and(|parts| {
-        parts
-            .headers
-            .get(axum::http::header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|accept| accept.contains("text/html"))
-    });
-    if from_a_form {
+    if crate::auth::from_plain_form() {
         leptos_axum::redirect(&format!("/c/{conversation}#{message_id}"));
     }
     Ok(feedback)

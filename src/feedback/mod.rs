@@ -72,6 +72,9 @@ pub struct Feedback {
     pub reasons: Vec<Reason>,
     #[serde(default)]
     pub comment: String,
+    /// With a 👎: the student shares the conversation with their teacher.
+    #[serde(default)]
+    pub share: bool,
 }
 
 impl Feedback {
@@ -86,7 +89,14 @@ impl Feedback {
             rating: Rating::parse(rating)?,
             reasons: reasons.split(',').filter_map(Reason::parse).collect(),
             comment,
+            share: false,
         })
+    }
+
+    /// The same rating, shared with the teacher or not (only a 👎 can be).
+    pub fn shared(mut self, share: bool) -> Feedback {
+        self.share = share && self.rating == Rating::Down;
+        self
     }
 }
 
@@ -100,6 +110,7 @@ mod tests {
             rating: Rating::Down,
             reasons: vec![Reason::Wrong, Reason::TooLong],
             comment: "the formula is off".into(),
+            share: false,
         };
         let again = Feedback::from_columns("down", &feedback.reasons_text(), feedback.comment.clone()).unwrap();
         assert_eq!(again, feedback);

@@ -31,15 +31,17 @@ impl Db {
             // One statement either way: two tabs rating at once cannot collide.
             Some(feedback) => {
                 sqlx::query(
-                    "INSERT INTO feedback (message_id, rating, reasons, comment, updated_at) VALUES ($1, $2, $3, $4, $5) \
+                    "INSERT INTO feedback (message_id, rating, reasons, comment, updated_at, shared) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
                      ON CONFLICT (message_id) DO UPDATE SET rating = excluded.rating, reasons = excluded.reasons, \
-                     comment = excluded.comment, updated_at = excluded.updated_at",
+                     comment = excluded.comment, updated_at = excluded.updated_at, shared = excluded.shared",
                 )
                 .bind(message_id)
                 .bind(feedback.rating.as_str())
                 .bind(feedback.reasons_text())
                 .bind(&feedback.comment)
                 .bind(now_ms())
+                .bind(i64::from(feedback.share && feedback.rating == super::Rating::Down))
                 .execute(&mut *tx)
                 .await?;
             }

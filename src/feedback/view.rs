@@ -68,6 +68,10 @@ pub fn FeedbackBar(message_id: String, initial: Option<Feedback>) -> impl IntoVi
                             })
                             .collect_view()}
                     </fieldset>
+                    <label class="feedback-share">
+                        <input type="checkbox" name="share" value="on" checked=move || current.get().is_some_and(|f| f.share) />
+                        {move || t().feedback_share}
+                    </label>
                     <textarea
                         name="comment"
                         maxlength=MAX_COMMENT_CHARS.to_string()

@@ -37,6 +37,8 @@ pub struct ConversationPage {
 pub enum MessageRole {
     User,
     Assistant,
+    /// The course's teacher, replying to a question the student sent them.
+    Teacher,
 }
 
 impl MessageRole {
@@ -44,13 +46,46 @@ impl MessageRole {
         match self {
             MessageRole::User => "user",
             MessageRole::Assistant => "assistant",
+            MessageRole::Teacher => "teacher",
         }
     }
     pub fn parse(s: &str) -> MessageRole {
-        if s == "user" {
-            MessageRole::User
-        } else {
-            MessageRole::Assistant
+        match s {
+            "user" => MessageRole::User,
+            "teacher" => MessageRole::Teacher,
+            _ => MessageRole::Assistant,
+        }
+    }
+}
+
+/// Where a question the student sent their teacher ("ask my teacher") stands. The same
+/// words in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeacherRequest {
+    /// Sent; the teacher has not replied yet.
+    Open,
+    /// The teacher replied (the reply is a message of the conversation).
+    Answered,
+    /// The teacher closed it without a reply.
+    Resolved,
+}
+
+impl TeacherRequest {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TeacherRequest::Open => "open",
+            TeacherRequest::Answered => "answered",
+            TeacherRequest::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TeacherRequest> {
+        match s {
+            "open" => Some(TeacherRequest::Open),
+            "answered" => Some(TeacherRequest::Answered),
+            "resolved" => Some(TeacherRequest::Resolved),
+            _ => None,
         }
     }
 }
@@ -73,6 +108,9 @@ pub struct StoredMessage {
     /// The student's rating of an answer, if they gave one.
     #[serde(default)]
     pub feedback: Option<crate::feedback::Feedback>,
+    /// Whether the student asked the teacher about this answer, and how that stands.
+    #[serde(default)]
+    pub teacher_request: Option<TeacherRequest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::{
     ConversationPage, ConversationSummary, ConversationView, MessageRole, MessageStatus,
-    StoredMessage,
+    StoredMessage, TeacherRequest,
 };
 use crate::db::{new_id, now_ms, retry_position_race, Db, StoreError};
 
@@ -111,8 +111,9 @@ impl Db {
         };
         let rows = sqlx::query(
             "SELECT m.id, m.position, m.role, m.content, m.status, m.error_code, m.created_at, m.sources, \
-             f.rating, f.reasons, f.comment \
+             f.rating, f.reasons, f.comment, f.shared, e.status \
              FROM messages m LEFT JOIN feedback f ON f.message_id = m.id \
+             LEFT JOIN escalations e ON e.message_id = m.id \
              WHERE m.conversation_id = $1 AND m.position < $2 \
              ORDER BY m.position DESC LIMIT $3",
         )
@@ -242,6 +243,7 @@ impl Db {
             created_at: now,
             sources: Vec::new(),
             feedback: None,
+            teacher_request: None,
         })
     }
 }
@@ -320,8 +322,10 @@ pub(crate) fn message_from_row(row: &AnyRow) -> Result<StoredMessage, sqlx::Erro
                 &rating,
                 &row.try_get::<Option<String>, _>(9)?.unwrap_or_default(),
                 row.try_get::<Option<String>, _>(10)?.unwrap_or_default(),
-            ),
+            )
+            .map(|feedback| feedback.shared(row.try_get::<Option<i64>, _>(11).ok().flatten() == Some(1))),
             None => None,
         },
+        teacher_request: row.try_get::<Option<String>, _>(12)?.as_deref().and_then(TeacherRequest::parse),
     })
 }

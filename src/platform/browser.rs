@@ -24,6 +24,12 @@ pub fn lesson_mode() -> bool {
     html_attribute("data-lesson-mode").is_some_and(|v| v == "true")
 }
 
+/// Whether teachers read every conversation, from the `data-teachers-read-all` the
+/// server rendered on `<html>`.
+pub fn teachers_read_all() -> bool {
+    html_attribute("data-teachers-read-all").is_some_and(|v| v == "true")
+}
+
 /// The status was the server's to set; in the browser there is none.
 pub fn set_status_not_found() {}
 

@@ -6,7 +6,7 @@
 use leptos::prelude::*;
 
 use crate::i18n::Lang;
-use crate::page::LessonMode;
+use crate::page::{LessonMode, TeachersReadAll};
 
 /// The page language, from the request: the `lang` cookie, then Accept-Language.
 #[cfg(feature = "ssr")]
@@ -31,6 +31,11 @@ pub fn page_lang() -> Lang {
 /// without it, such as the fallback's 404, say no).
 pub fn lesson_mode() -> bool {
     use_context::<LessonMode>().is_some_and(|mode| mode.0)
+}
+
+/// Whether teachers read every conversation: the router provides it.
+pub fn teachers_read_all() -> bool {
+    use_context::<TeachersReadAll>().is_some_and(|read_all| read_all.0)
 }
 
 /// Answers the request being rendered with 404.

@@ -20,7 +20,10 @@ pub fn TeachPage() -> impl IntoView {
                 match overview.await {
                     Ok(overview) => view! {
                         <div class="lesson-page teach-page">
-                            <nav class="lesson-nav"><a href="/">{move || t().back_to_chat}</a></nav>
+                            <nav class="lesson-nav">
+                                <a href="/">{move || t().back_to_chat}</a> " · "
+                                <a href="/teach/queue" class="queue-link">{move || t().queue_title}</a>
+                            </nav>
                             <h1>{move || t().teach_title}</h1>
                             <p class="teach-summary">
                                 {move || t().teach_period.replace("{days}", &overview.days.to_string())}

@@ -21,7 +21,7 @@ use tutor_chat::state::AppState;
 pub use tutor_chat::account::store::{hash_token, ACCOUNT_SESSION_MS};
 pub use tutor_chat::db::{now_ms, Db};
 pub use tutor_chat::feedback::Feedback;
-pub use tutor_chat::history::{ConversationPage, ConversationView, MessageRole, MessageStatus};
+pub use tutor_chat::history::{ConversationPage, ConversationView, MessageRole, MessageStatus, TeacherRequest};
 pub use tutor_chat::lessons::Source;
 pub use tutor_chat::protocol::{EndReason, ErrorCode, ServerFrame};
 pub use tutor_chat::server::{build_app, leptos_options, serve_limits};
@@ -453,4 +453,43 @@ pub fn without_sources(sent: &RecordedRequest) -> Vec<&RecordedMessage> {
         .iter()
         .filter(|m| !(m.role == "system" && m.content.starts_with(SOURCES_PROMPT)))
         .collect()
+}
+
+// ---- teachers ----
+
+/// Runs `tutor-chat teacher ARGS` against the app's database, with `stdin` piped in.
+pub fn teacher_command(app: &TestApp, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tutor-chat"))
+        .arg("teacher")
+        .args(args)
+        .env("DATABASE_URL", app.state.settings.database_url.as_deref().unwrap())
+        .env("TUTOR_DATA_DIR", &app.state.settings.data_dir)
+        .env("RUST_LOG", "off")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+pub async fn sign_in(app: &TestApp, username: &str, password: &str) -> String {
+    let (status, cookie, body) = app
+        .account_form(&app.session_cookie().await, "signin", &[("username", username), ("password", password)])
+        .await;
+    assert!((300..400).contains(&status), "sign-in of {username}: {status} {body}");
+    cookie.expect("a session for the teacher")
+}
+
+/// A teacher account made by the command, signed in; returns its session cookie.
+pub async fn teacher(app: &TestApp, username: &str) -> String {
+    let (ok, out, err) = teacher_command(app, &["add", username], "the teacher's password\n");
+    assert!(ok, "{out}{err}");
+    sign_in(app, username, "the teacher's password").await
 }

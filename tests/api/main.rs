@@ -5,6 +5,7 @@
 mod abuse;
 mod accounts;
 mod chat;
+mod escalations;
 mod feedback;
 mod headers;
 mod helpers;

@@ -1,0 +1,90 @@
+//! Frames for a student that no answer of theirs carries — a teacher's reply — sent
+//! to every socket the student has open on this instance. A socket subscribes for
+//! its user; the entry goes when its last socket does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::broadcast;
+
+use crate::protocol::ServerFrame;
+
+/// Notices a slow socket may fall behind on before it misses some (history has them).
+const NOTICE_BUFFER: usize = 16;
+
+#[derive(Default)]
+pub struct Notices {
+    by_user: Mutex<HashMap<String, broadcast::Sender<Utf8Bytes>>>,
+}
+
+/// A socket's feed of its user's notices.
+pub struct Subscription {
+    pub frames: broadcast::Receiver<Utf8Bytes>,
+    user: String,
+    notices: Arc<Notices>,
+}
+
+impl Notices {
+    pub fn subscribe(self: &Arc<Self>, user: &str) -> Subscription {
+        let mut by_user = self.by_user.lock().unwrap_or_else(|p| p.into_inner());
+        let frames = by_user
+            .entry(user.to_string())
+            .or_insert_with(|| broadcast::channel(NOTICE_BUFFER).0)
+            .subscribe();
+        Subscription { frames, user: user.to_string(), notices: self.clone() }
+    }
+
+    /// Sends a frame to the user's open sockets here; returns how many there were.
+    pub fn publish(&self, user: &str, frame: &ServerFrame) -> usize {
+        let by_user = self.by_user.lock().unwrap_or_else(|p| p.into_inner());
+        match by_user.get(user) {
+            Some(sender) => sender.send(frame.to_json().into()).unwrap_or(0),
+            None => 0,
+        }
+    }
+
+    /// Users with a socket subscribed (for tests: entries do not pile up).
+    pub fn users(&self) -> usize {
+        self.by_user.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+impl Subscription {
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut by_user = self.notices.by_user.lock().unwrap_or_else(|p| p.into_inner());
+        // This subscription's receiver is still alive here: it is the last when it is 1.
+        if by_user.get(&self.user).is_some_and(|sender| sender.receiver_count() <= 1) {
+            by_user.remove(&self.user);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_socket_of_the_user_gets_it_and_the_entry_goes_with_the_last() {
+        let notices = Arc::new(Notices::default());
+        let mut first = notices.subscribe("ann");
+        let mut second = notices.subscribe("ann");
+        let other = notices.subscribe("bob");
+        let frame = ServerFrame::Pong { t: 1.0 };
+        assert_eq!(notices.publish("ann", &frame), 2);
+        assert_eq!(first.frames.recv().await.unwrap().as_str(), frame.to_json());
+        assert_eq!(second.frames.recv().await.unwrap().as_str(), frame.to_json());
+        assert_eq!(notices.publish("carol", &frame), 0);
+        drop(first);
+        assert_eq!(notices.users(), 2);
+        drop(second);
+        drop(other);
+        assert_eq!(notices.users(), 0);
+    }
+}

@@ -1,0 +1,59 @@
+//! "Ask my teacher" (issue #11): from any answer a student sends the conversation to
+//! the course's teacher with an optional note. Teachers work through a queue (open
+//! first, oldest first), read the conversation, and reply in Markdown or resolve it
+//! without a reply. The reply is a message of the conversation (role `teacher`): in
+//! history and the server-rendered page, and live on the student's open sockets.
+
+use serde::{Deserialize, Serialize};
+
+use crate::history::{StoredMessage, TeacherRequest};
+use crate::teacher::StudentName;
+
+pub mod api;
+#[cfg(feature = "ssr")]
+pub mod store;
+pub mod view;
+
+/// The longest note a student adds to a request, and the longest reply.
+pub const MAX_NOTE_CHARS: usize = 500;
+pub const MAX_REPLY_CHARS: usize = 8000;
+/// Requests the queue page lists at once.
+pub const QUEUE_PAGE: u32 = 100;
+
+/// One request as the teacher sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: String,
+    pub conversation_id: String,
+    pub title: String,
+    pub student: StudentName,
+    /// The answer the student asked about, and the question it answered.
+    pub asked_about: String,
+    pub question: String,
+    pub note: String,
+    pub status: TeacherRequest,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// When the teacher first replied or resolved it.
+    pub closed_at: Option<i64>,
+}
+
+/// The teacher's queue: open requests first, oldest first; then the latest closed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queue {
+    pub requests: Vec<Request>,
+    pub open: i64,
+    pub answered: i64,
+    pub resolved: i64,
+}
+
+/// A conversation as its teacher reads it (read-only), with the requests about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeacherView {
+    pub id: String,
+    pub title: String,
+    pub student: StudentName,
+    /// Oldest first.
+    pub messages: Vec<StoredMessage>,
+    pub requests: Vec<Request>,
+}

@@ -1,0 +1,237 @@
+//! Requests to the teacher, their SQL. A student can ask only about a finished answer
+//! of their own; a teacher reads a conversation only where `readable_by_teachers`
+//! allows (a request makes its conversation readable).
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{Queue, Request, TeacherView};
+use crate::db::{new_id, now_ms, retry_position_race, Db, StoreError};
+use crate::history::store::{insert_message, message_from_row, next_position};
+use crate::history::{MessageRole, MessageStatus, StoredMessage, TeacherRequest};
+use crate::teacher::store::readable_by_teachers;
+use crate::teacher::StudentName;
+
+/// Messages of a conversation a teacher reads at once (the newest).
+const TEACHER_READ_LIMIT: i64 = 500;
+
+/// The columns of a [`Request`], for a query joining `escalations e`, `conversations c`
+/// and `users u`; the asked-about answer's question is the student message before it.
+const REQUEST_COLUMNS: &str = "e.id, e.conversation_id, c.title, u.username, u.guest_no, e.message_id, \
+     COALESCE((SELECT q.content FROM messages q JOIN messages a ON a.id = e.message_id \
+               WHERE q.conversation_id = a.conversation_id AND q.role = 'user' AND q.position < a.position \
+               ORDER BY q.position DESC LIMIT 1), ''), \
+     e.note, e.status, e.created_at, e.closed_at";
+
+/// A teacher's reply, stored: whose conversation it went to, and the message.
+pub struct StoredReply {
+    pub student: String,
+    pub conversation_id: String,
+    pub asked_about: String,
+    pub message: StoredMessage,
+}
+
+impl Db {
+    /// Sends the answer's conversation to the teacher. Asking again about the same
+    /// answer changes nothing and tells where the first request stands. Returns the
+    /// conversation and that state; `None`: not a finished answer of this user's.
+    pub async fn ask_teacher(
+        &self,
+        user_id: &str,
+        message_id: &str,
+        note: &str,
+    ) -> Result<Option<(String, TeacherRequest)>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let conversation = sqlx::query(
+            "SELECT c.id FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.id = $1 AND c.user_id = $2 AND m.role = 'assistant' AND m.status <> 'streaming'",
+        )
+        .bind(message_id)
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(conversation) = conversation else { return Ok(None) };
+        let conversation: String = conversation.try_get(0)?;
+        sqlx::query(
+            "INSERT INTO escalations (id, conversation_id, message_id, note, status, created_at) \
+             VALUES ($1, $2, $3, $4, 'open', $5) ON CONFLICT (message_id) DO NOTHING",
+        )
+        .bind(new_id())
+        .bind(&conversation)
+        .bind(message_id)
+        .bind(note)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        let status: String = sqlx::query("SELECT status FROM escalations WHERE message_id = $1")
+            .bind(message_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        tx.commit().await?;
+        self.wrote();
+        Ok(TeacherRequest::parse(&status).map(|status| (conversation, status)))
+    }
+
+    /// Open requests, oldest first, then the most recently closed; with counts.
+    pub async fn teacher_queue(&self, limit: u32) -> Result<Queue, StoreError> {
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} FROM escalations e \
+             JOIN conversations c ON c.id = e.conversation_id JOIN users u ON u.id = c.user_id \
+             ORDER BY CASE WHEN e.status = 'open' THEN 0 ELSE 1 END, \
+                      CASE WHEN e.status = 'open' THEN e.created_at ELSE -e.closed_at END, e.id \
+             LIMIT $1"
+        );
+        let requests = sqlx::query(&sql)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(request_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut queue = Queue { requests, ..Queue::default() };
+        for row in sqlx::query("SELECT status, COUNT(*) FROM escalations GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let (status, count): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+            match TeacherRequest::parse(&status) {
+                Some(TeacherRequest::Open) => queue.open = count,
+                Some(TeacherRequest::Answered) => queue.answered = count,
+                Some(TeacherRequest::Resolved) => queue.resolved = count,
+                None => {}
+            }
+        }
+        Ok(queue)
+    }
+
+    /// A conversation for a teacher to read, if the privacy rule lets them.
+    pub async fn conversation_for_teacher(&self, conversation_id: &str, read_all: bool) -> Result<Option<TeacherView>, StoreError> {
+        let sql = format!(
+            "SELECT c.id, c.title, u.username, u.guest_no FROM conversations c JOIN users u ON u.id = c.user_id \
+             WHERE c.id = $1 AND {}",
+            readable_by_teachers(read_all)
+        );
+        let Some(row) = sqlx::query(&sql).bind(conversation_id).fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        let (id, title): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        let student = StudentName::from_columns(row.try_get(2)?, row.try_get(3)?);
+        let mut messages = sqlx::query(
+            "SELECT m.id, m.position, m.role, m.content, m.status, m.error_code, m.created_at, m.sources, \
+             f.rating, f.reasons, f.comment, f.shared, e.status \
+             FROM messages m LEFT JOIN feedback f ON f.message_id = m.id \
+             LEFT JOIN escalations e ON e.message_id = m.id \
+             WHERE m.conversation_id = $1 ORDER BY m.position DESC LIMIT $2",
+        )
+        .bind(&id)
+        .bind(TEACHER_READ_LIMIT)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(message_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        messages.reverse();
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} FROM escalations e \
+             JOIN conversations c ON c.id = e.conversation_id JOIN users u ON u.id = c.user_id \
+             WHERE e.conversation_id = $1 ORDER BY e.created_at"
+        );
+        let requests = sqlx::query(&sql)
+            .bind(&id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(request_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(TeacherView { id, title, student, messages, requests }))
+    }
+
+    /// Stores the teacher's reply at the end of the request's conversation and marks
+    /// the request answered. A later reply to the same request adds another message;
+    /// the time to the first one is kept. `None`: no such request.
+    pub async fn reply_to_request(&self, request_id: &str, teacher: &str, text: &str) -> Result<Option<StoredReply>, StoreError> {
+        retry_position_race(|| self.try_reply(request_id, teacher, text)).await
+    }
+
+    async fn try_reply(&self, request_id: &str, teacher: &str, text: &str) -> Result<Option<StoredReply>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let found = sqlx::query(
+            "SELECT e.conversation_id, e.message_id, c.user_id FROM escalations e \
+             JOIN conversations c ON c.id = e.conversation_id WHERE e.id = $1",
+        )
+        .bind(request_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(found) = found else { return Ok(None) };
+        let (conversation_id, asked_about, student): (String, String, String) =
+            (found.try_get(0)?, found.try_get(1)?, found.try_get(2)?);
+        let now = now_ms();
+        let id = new_id();
+        let position = next_position(&mut tx, &conversation_id).await?;
+        insert_message(
+            &mut tx, &id, &conversation_id, position, MessageRole::Teacher, text, MessageStatus::Complete, None, None, now,
+        )
+        .await?;
+        sqlx::query(
+            "UPDATE escalations SET status = 'answered', reply_id = $1, closed_by = $2, \
+             closed_at = COALESCE(closed_at, $3) WHERE id = $4",
+        )
+        .bind(&id)
+        .bind(teacher)
+        .bind(now)
+        .bind(request_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&conversation_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.wrote_n(3);
+        let message = StoredMessage {
+            id,
+            position,
+            role: MessageRole::Teacher,
+            content: text.to_string(),
+            status: MessageStatus::Complete,
+            error_code: None,
+            created_at: now,
+            sources: Vec::new(),
+            feedback: None,
+            teacher_request: None,
+        };
+        Ok(Some(StoredReply { student, conversation_id, asked_about, message }))
+    }
+
+    /// Closes an open request without a reply; false when there is no open request.
+    pub async fn resolve_request(&self, request_id: &str, teacher: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE escalations SET status = 'resolved', closed_by = $1, closed_at = $2 WHERE id = $3 AND status = 'open'",
+        )
+        .bind(teacher)
+        .bind(now_ms())
+        .bind(request_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        self.wrote();
+        Ok(done == 1)
+    }
+}
+
+fn request_from_row(row: &AnyRow) -> Result<Request, sqlx::Error> {
+    Ok(Request {
+        id: row.try_get(0)?,
+        conversation_id: row.try_get(1)?,
+        title: row.try_get(2)?,
+        student: StudentName::from_columns(row.try_get(3)?, row.try_get(4)?),
+        asked_about: row.try_get(5)?,
+        question: row.try_get(6)?,
+        note: row.try_get(7)?,
+        status: TeacherRequest::parse(&row.try_get::<String, _>(8)?).unwrap_or(TeacherRequest::Open),
+        created_at: row.try_get(9)?,
+        closed_at: row.try_get(10)?,
+    })
+}

@@ -1,0 +1,275 @@
+//! "Ask my teacher" on the page: the student's form under an answer and where the
+//! request stands; the teacher's queue (`/teach/queue`) and the read-only conversation
+//! with its reply form (`/teach/c/{id}`). Forms work without JavaScript too.
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+
+use super::api::{teach_conversation, teach_queue, AskTeacher as AskTeacherFn, TeachReply, TeachResolve};
+use super::{Request, TeacherView, MAX_NOTE_CHARS, MAX_REPLY_CHARS};
+use crate::chat::state::ChatUi;
+use crate::history::{MessageRole, StoredMessage, TeacherRequest};
+use crate::i18n::Lang;
+use crate::lessons::view::{AnswerText, SourceList};
+use crate::not_found::NotFound;
+use crate::protocol::ErrorCode;
+use crate::teacher::date_time_of_ms;
+
+/// Under a finished answer: "Ask my teacher" with an optional note, or where the
+/// request about this answer stands. A reply arriving on the socket turns it to
+/// "answered" without a reload.
+#[component]
+pub fn AskTeacher(message_id: String, initial: Option<TeacherRequest>) -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let t = move || lang.get().t();
+    let action = ServerAction::<AskTeacherFn>::new();
+    let status = RwSignal::new(initial);
+    Effect::new(move |_| {
+        if let Some(Ok(sent)) = action.value().get() {
+            status.set(Some(sent));
+        }
+    });
+    let replied_live = {
+        let ui = use_context::<ChatUi>();
+        let id = message_id.clone();
+        move || ui.is_some_and(|ui| ui.teacher_replied.with(|ids| ids.contains(&id)))
+    };
+    let shown = move || if replied_live() { Some(TeacherRequest::Answered) } else { status.get() };
+    let id = StoredValue::new(message_id);
+    view! {
+        {move || match shown() {
+            Some(request) => {
+                let text = match request {
+                    TeacherRequest::Open => t().ask_teacher_sent,
+                    TeacherRequest::Answered => t().ask_teacher_answered,
+                    TeacherRequest::Resolved => t().ask_teacher_resolved,
+                };
+                view! { <p class="teacher-request" data-status=request.as_str() role="status">{text}</p> }.into_any()
+            }
+            None => view! {
+                <details class="ask-teacher">
+                    <summary>{move || t().ask_teacher}</summary>
+                    <ActionForm action=action attr:class="ask-teacher-form">
+                        <input type="hidden" name="message_id" value=id.get_value() />
+                        <textarea
+                            name="note"
+                            maxlength=MAX_NOTE_CHARS.to_string()
+                            placeholder=move || t().ask_teacher_note
+                            aria-label=move || t().ask_teacher_note
+                        ></textarea>
+                        <button type="submit" class="ask-teacher-send">{move || t().ask_teacher_send}</button>
+                    </ActionForm>
+                    {move || {
+                        action.value().get().and_then(Result::err).map(|e| {
+                            view! { <p class="form-error" role="alert">{e.text(lang.get())}</p> }
+                        })
+                    }}
+                </details>
+            }
+            .into_any(),
+        }}
+    }
+}
+
+/// `/teach/queue`: the students' requests, open ones first and oldest first.
+#[component]
+pub fn QueuePage() -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let t = move || lang.get().t();
+    let queue = Resource::new(|| (), |_| teach_queue());
+    view! {
+        <Suspense>
+            {move || Suspend::new(async move {
+                match queue.await {
+                    Ok(queue) => view! {
+                        <div class="lesson-page teach-page">
+                            <nav class="lesson-nav">
+                                <a href="/teach">{move || t().teach_title}</a>
+                            </nav>
+                            <h1>{move || t().queue_title}</h1>
+                            <p class="teach-summary queue-counts">
+                                <span class="queue-open">{queue.open}</span> " " {move || t().queue_open} " · "
+                                <span class="queue-answered">{queue.answered}</span> " " {move || t().queue_answered} " · "
+                                <span class="queue-resolved">{queue.resolved}</span> " " {move || t().queue_resolved}
+                            </p>
+                            {if queue.requests.is_empty() {
+                                view! { <p class="queue-empty">{move || t().queue_empty}</p> }.into_any()
+                            } else {
+                                view! {
+                                    <ol class="queue">
+                                        {queue.requests.into_iter().map(|request| view! { <QueueRow request /> }).collect_view()}
+                                    </ol>
+                                }
+                                .into_any()
+                            }}
+                        </div>
+                    }
+                    .into_any(),
+                    Err(error) if error.code == ErrorCode::NotFound => view! { <NotFound /> }.into_any(),
+                    Err(error) => view! { <p class="history-error" role="alert">{error.text(lang.get_untracked())}</p> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn QueueRow(request: Request) -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let t = move || lang.get().t();
+    let student = request.student.clone();
+    let href = format!("/teach/c/{}#request-{}", request.conversation_id, request.id);
+    view! {
+        <li class="queue-item" data-status=request.status.as_str() data-request-id=request.id.clone()>
+            <a href=href class="queue-open-link">
+                <span class="queue-student">{move || student.label(t())}</span>
+                " · "
+                <span class="queue-title">{request.title}</span>
+            </a>
+            <span class="queue-when">{date_time_of_ms(request.created_at)}</span>
+            <span class="queue-state">{move || request_state_label(t(), request.status)}</span>
+            <p class="queue-question">{request.question}</p>
+            {(!request.note.is_empty()).then(|| view! { <p class="queue-note">{request.note}</p> })}
+        </li>
+    }
+}
+
+fn request_state_label(t: &crate::i18n::Strings, status: TeacherRequest) -> &'static str {
+    match status {
+        TeacherRequest::Open => t.queue_state_open,
+        TeacherRequest::Answered => t.queue_answered,
+        TeacherRequest::Resolved => t.queue_resolved,
+    }
+}
+
+/// `/teach/c/{id}`: a conversation its student shared (or any, if the course's setting
+/// says so), read-only, with a reply form for each request about it.
+#[component]
+pub fn TeacherConversationPage() -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let reply = ServerAction::<TeachReply>::new();
+    let resolve = ServerAction::<TeachResolve>::new();
+    let conversation = Resource::new(
+        move || (id(), reply.version().get(), resolve.version().get()),
+        |(id, _, _)| teach_conversation(id),
+    );
+    view! {
+        <Suspense>
+            {move || Suspend::new(async move {
+                match conversation.await {
+                    Ok(view) => view! { <TeacherConversation view reply resolve /> }.into_any(),
+                    Err(error) if error.code == ErrorCode::NotFound => view! { <NotFound /> }.into_any(),
+                    Err(error) => view! { <p class="history-error" role="alert">{error.text(lang.get_untracked())}</p> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn TeacherConversation(
+    view: TeacherView,
+    reply: ServerAction<TeachReply>,
+    resolve: ServerAction<TeachResolve>,
+) -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let t = move || lang.get().t();
+    let student = view.student.clone();
+    let conversation_id = view.id.clone();
+    let requests = view
+        .requests
+        .into_iter()
+        .map(|request| {
+            let open = request.status == TeacherRequest::Open;
+            let (request_id, conversation) = (request.id.clone(), conversation_id.clone());
+            let resolve_form = open.then(|| {
+                let (request_id, conversation) = (request_id.clone(), conversation.clone());
+                view! {
+                    <ActionForm action=resolve attr:class="resolve-form">
+                        <input type="hidden" name="request_id" value=request_id />
+                        <input type="hidden" name="conversation_id" value=conversation />
+                        <button type="submit" class="resolve">{move || t().queue_resolve}</button>
+                    </ActionForm>
+                }
+            });
+            view! {
+                <section class="teacher-request-card" id=format!("request-{}", request.id) data-status=request.status.as_str()>
+                    <h2>{move || t().queue_request} " · " {date_time_of_ms(request.created_at)} " · " {move || request_state_label(t(), request.status)}</h2>
+                    <p class="queue-question">{request.question.clone()}</p>
+                    {(!request.note.is_empty()).then(|| view! { <p class="queue-note">{request.note.clone()}</p> })}
+                    <ActionForm action=reply attr:class="reply-form">
+                        <input type="hidden" name="request_id" value=request_id />
+                        <textarea
+                            name="text"
+                            required
+                            maxlength=MAX_REPLY_CHARS.to_string()
+                            placeholder=move || t().queue_reply_hint
+                            aria-label=move || t().queue_reply_hint
+                        ></textarea>
+                        <button type="submit" class="send reply-send">{move || t().queue_reply}</button>
+                    </ActionForm>
+                    {resolve_form}
+                </section>
+            }
+        })
+        .collect_view();
+    view! {
+        <div class="lesson-page teach-page teacher-conversation">
+            <nav class="lesson-nav">
+                <a href="/teach">{move || t().teach_title}</a> " · " <a href="/teach/queue">{move || t().queue_title}</a>
+            </nav>
+            <h1>{view.title}</h1>
+            <p class="teach-summary conversation-student">{move || student.label(t())}</p>
+            <div class="messages teacher-read">
+                {view.messages.into_iter().map(|message| view! { <ReadOnlyMessage message /> }).collect_view()}
+            </div>
+            {move || {
+                reply.value().get().and_then(Result::err).or_else(|| resolve.value().get().and_then(Result::err)).map(|e| {
+                    view! { <p class="form-error" role="alert">{e.text(lang.get())}</p> }
+                })
+            }}
+            {requests}
+        </div>
+    }
+}
+
+/// A message as the teacher reads it: who wrote it, the text, the sources, the rating.
+#[component]
+fn ReadOnlyMessage(message: StoredMessage) -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let t = move || lang.get().t();
+    let role = message.role;
+    let class = match role {
+        MessageRole::User => "msg msg-student msg-stored",
+        MessageRole::Assistant => "msg msg-tutor msg-stored",
+        MessageRole::Teacher => "msg msg-teacher msg-stored",
+    };
+    let who = move || match role {
+        MessageRole::User => t().teach_student,
+        MessageRole::Assistant => t().tutor,
+        MessageRole::Teacher => t().teacher,
+    };
+    let rating = message.feedback.map(|feedback| {
+        let reasons = feedback.reasons.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
+        let mark = match feedback.rating {
+            crate::feedback::Rating::Up => "👍",
+            crate::feedback::Rating::Down => "👎",
+        };
+        view! { <p class="msg-rating" data-rating=feedback.rating.as_str()>{mark} " " {reasons} " " {feedback.comment}</p> }
+    });
+    view! {
+        <article class=class data-status=message.status.as_str() data-message-id=message.id.clone()>
+            <div class="msg-who">{who}</div>
+            <div class="msg-body">
+                {match role {
+                    MessageRole::User => view! { <span class="msg-text">{message.content}</span> }.into_any(),
+                    _ => view! { <AnswerText text=Signal::stored(message.content) sources=Signal::stored(message.sources.clone()) /> }.into_any(),
+                }}
+            </div>
+            <SourceList sources=Signal::stored(message.sources) />
+            {rating}
+        </article>
+    }
+}

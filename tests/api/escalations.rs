@@ -1,0 +1,231 @@
+//! "Ask my teacher" (issue #11): a student sends a conversation to the teacher, the
+//! teacher finds it in the queue, reads it and replies; the reply reaches the
+//! student's open sockets and stays in history. And what a teacher may read at all.
+
+use crate::helpers::*;
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|_| serde_json::Value::String(body.to_string()))
+}
+
+async fn ask_teacher(app: &TestApp, cookie: &str, message_id: &str, note: &str) -> (u16, serde_json::Value) {
+    let (status, body) = app.call(cookie, "ask_teacher", &[("message_id", message_id), ("note", note)]).await;
+    (status, json(&body))
+}
+
+async fn queue(app: &TestApp, teacher: &str) -> serde_json::Value {
+    let (status, body) = app.call(teacher, "teach/queue", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    json(&body)
+}
+
+/// The next frame that is not part of an answer: what a student's idle socket hears.
+async fn next_notice(ws: &mut Ws) -> ServerFrame {
+    next_frame(ws).await
+}
+
+#[tokio::test]
+async fn a_question_for_the_teacher_goes_to_the_queue_and_the_reply_comes_back_live_and_stays() {
+    let app = spawn_app().await;
+    let teacher = teacher(&app, "ms_ivanova").await;
+    let mut student = app.student().await;
+    let answer = ask_in(&mut student.ws, "[tokens=4] how do I resume a stream?", None).await;
+    let conversation = answer.conversation_id.clone();
+
+    let (status, body) = ask_teacher(&app, &student.cookie, &answer.message_id, "  I still don't get Last-Event-ID.  ").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, "open");
+    // Asking again about the same answer changes nothing.
+    let (_, again) = ask_teacher(&app, &student.cookie, &answer.message_id, "another note").await;
+    assert_eq!(again, "open");
+
+    // The queue: one open request, with the student's pseudonym, the question and the note.
+    let listed = queue(&app, &teacher).await;
+    assert_eq!((listed["open"].as_i64(), listed["answered"].as_i64()), (Some(1), Some(0)), "{listed}");
+    let request = &listed["requests"][0];
+    assert_eq!(request["status"], "open");
+    assert_eq!(request["question"], "[tokens=4] how do I resume a stream?");
+    assert_eq!(request["note"], "I still don't get Last-Event-ID.");
+    assert_eq!(request["conversation_id"], conversation.as_str());
+    assert!(request["student"]["Guest"].as_i64().is_some_and(|n| n >= 1), "a guest is a number: {request}");
+    let request_id = request["id"].as_str().unwrap().to_string();
+
+    // The teacher reads the conversation, and its page.
+    let (status, body) = app.call(&teacher, "teach/conversation", &[("id", &conversation)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["messages"].as_array().unwrap().len(), 2, "{body}");
+    let page = app.page(&teacher, &format!("/teach/c/{conversation}")).await;
+    assert!(page.contains("reply-form") && page.contains("I still don't get Last-Event-ID."), "{page}");
+
+    // A second tab of the student, and another student, are connected while the teacher replies.
+    let mut second_tab = app.socket(&student.cookie).await;
+    let mut other = app.student().await;
+    ask_in(&mut other.ws, "[tokens=2] unrelated", None).await;
+    let reply = "Send the **last id** you saw; the server resumes after it.";
+    let (status, body) = app.call(&teacher, "teach/reply", &[("request_id", &request_id), ("text", reply)]).await;
+    assert_eq!(status, 200, "{body}");
+    for ws in [&mut student.ws, &mut second_tab] {
+        match next_notice(ws).await {
+            ServerFrame::TeacherReply { conversation_id, asked_about, content, .. } => {
+                assert_eq!(conversation_id, conversation);
+                assert_eq!(asked_about, answer.message_id);
+                assert_eq!(content, reply);
+            }
+            other => panic!("expected the teacher's reply, got {other:?}"),
+        }
+    }
+    // The other student hears nothing: a ping answered shows nothing came before it.
+    send_json(&mut other.ws, serde_json::json!({"type": "ping", "t": 7})).await;
+    assert_eq!(next_frame(&mut other.ws).await, ServerFrame::Pong { t: 7.0 });
+
+    // History: the reply is the conversation's last message, the request answered.
+    let view = app.load(&student.cookie, &conversation).await.unwrap();
+    let last = view.messages.last().unwrap();
+    assert_eq!(last.role, MessageRole::Teacher);
+    assert_eq!(last.content, reply);
+    assert_eq!(view.messages[1].teacher_request, Some(TeacherRequest::Answered));
+    // And the server-rendered page shows it, marked as the teacher's, rendered as Markdown.
+    let page = app.page(&student.cookie, &format!("/c/{conversation}")).await;
+    assert!(page.contains("msg-teacher") && page.contains("<strong>last id</strong>"), "{page}");
+    let listed = queue(&app, &teacher).await;
+    assert_eq!((listed["open"].as_i64(), listed["answered"].as_i64()), (Some(0), Some(1)), "{listed}");
+
+    // The next question in that conversation: the model reads the teacher's reply too.
+    ask_in(&mut student.ws, "[tokens=2] thanks, and then?", Some(&conversation)).await;
+    let sent = app.last_request();
+    assert!(
+        sent.messages.iter().any(|m| m.role == "system" && m.content.contains(reply)),
+        "the teacher's reply is in the model's context: {:?}",
+        sent.messages
+    );
+}
+
+#[tokio::test]
+async fn requests_are_refused_cleanly_and_resolving_closes_one_without_a_reply() {
+    let app = spawn_app().await;
+    let teacher = teacher(&app, "mr_smith").await;
+    let mut owner = app.student().await;
+    let answer = ask_in(&mut owner.ws, "[tokens=2] mine", None).await;
+    let stranger = app.student().await;
+
+    // Someone else's answer, a question, a made-up id: all "not found", nothing queued.
+    let (_, body) = ask_teacher(&app, &stranger.cookie, &answer.message_id, "").await;
+    assert_eq!(body["code"], "not_found");
+    let question = app.load(&owner.cookie, &answer.conversation_id).await.unwrap().messages[0].id.clone();
+    for id in [question.as_str(), "no-such-message"] {
+        let (_, body) = ask_teacher(&app, &owner.cookie, id, "").await;
+        assert_eq!(body["code"], "not_found", "{id}");
+    }
+    let (_, body) = ask_teacher(&app, &owner.cookie, &answer.message_id, &"x".repeat(501)).await;
+    assert_eq!(body["code"], "comment_too_long");
+    assert_eq!(queue(&app, &teacher).await["requests"], serde_json::json!([]));
+
+    let (status, _) = ask_teacher(&app, &owner.cookie, &answer.message_id, "").await;
+    assert_eq!(status, 200);
+    let request_id = queue(&app, &teacher).await["requests"][0]["id"].as_str().unwrap().to_string();
+    // An empty or oversized reply is refused; an unknown request is not found.
+    for text in ["   ", &"y".repeat(8001)] {
+        let (_, body) = app.call(&teacher, "teach/reply", &[("request_id", &request_id), ("text", text)]).await;
+        assert_eq!(json(&body)["code"], "invalid_reply");
+    }
+    let (_, body) = app.call(&teacher, "teach/reply", &[("request_id", "nope"), ("text", "hi")]).await;
+    assert_eq!(json(&body)["code"], "not_found");
+    assert_eq!(app.load(&owner.cookie, &answer.conversation_id).await.unwrap().messages.len(), 2);
+
+    // Resolved without a reply: the student sees it closed; resolving twice is refused.
+    let form = [("request_id", request_id.as_str()), ("conversation_id", answer.conversation_id.as_str())];
+    let (status, body) = app.call(&teacher, "teach/resolve", &form).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = app.call(&teacher, "teach/resolve", &form).await;
+    assert_eq!(json(&body)["code"], "not_found");
+    let view = app.load(&owner.cookie, &answer.conversation_id).await.unwrap();
+    assert_eq!(view.messages[1].teacher_request, Some(TeacherRequest::Resolved));
+    assert_eq!(queue(&app, &teacher).await["resolved"], 1);
+
+    // Deleting the conversation takes its request out of the queue.
+    let (status, body) = app.call(&owner.cookie, "history/delete", &[("id", &answer.conversation_id)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(queue(&app, &teacher).await["requests"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn the_ask_form_works_without_javascript() {
+    let app = spawn_app().await;
+    let mut student = app.student().await;
+    let answer = ask_in(&mut student.ws, "[tokens=2] no script here", None).await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let response = client
+        .post(format!("http://{}/api/ask_teacher", app.addr))
+        .header("cookie", &student.cookie)
+        .header("origin", format!("http://{}", app.addr))
+        .header("accept", "text/html")
+        .form(&[("message_id", answer.message_id.as_str()), ("note", "")])
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_redirection(), "{}", response.status());
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(location, format!("/c/{}#{}", answer.conversation_id, answer.message_id));
+    let page = app.page(&student.cookie, &format!("/c/{}", answer.conversation_id)).await;
+    assert!(page.contains(r#"<p data-status="open" role="status" class="teacher-request">"#), "{page}");
+}
+
+/// Teachers read a conversation's text only where its student shared it, unless the
+/// course opens them all; students are told which, under the input.
+#[tokio::test]
+async fn a_teacher_reads_only_what_students_shared_unless_the_course_opens_all() {
+    let app = spawn_app().await;
+    let teacher = teacher(&app, "t_private").await;
+    let mut student = app.student().await;
+    let private = ask_in(&mut student.ws, "[tokens=2] a private question", None).await;
+    let rated = ask_in(&mut student.ws, "[tokens=2] rated down, not shared", None).await;
+    let shared = ask_in(&mut student.ws, "[tokens=2] rated down and shared", None).await;
+    let asked = ask_in(&mut student.ws, "[tokens=2] asked the teacher", None).await;
+    let rate = |id: &str, share: bool| {
+        let mut form = vec![("message_id", id.to_string()), ("rating", "down".to_string())];
+        if share {
+            form.push(("share", "on".to_string()));
+        }
+        form
+    };
+    for (id, share) in [(&rated.message_id, false), (&shared.message_id, true)] {
+        let form = rate(id, share);
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, body) = app.call(&student.cookie, "feedback/rate", &form).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    ask_teacher(&app, &student.cookie, &asked.message_id, "").await;
+
+    async fn readable(app: &TestApp, teacher: &str, id: &str) -> bool {
+        let (status, body) = app.call(teacher, "teach/conversation", &[("id", id)]).await;
+        if status != 200 {
+            assert_eq!(json(&body)["code"], "not_found", "{body}");
+        }
+        status == 200
+    }
+    assert!(!readable(&app, &teacher, &private.conversation_id).await, "not shared");
+    assert!(!readable(&app, &teacher, &rated.conversation_id).await, "👎 without the box ticked");
+    assert!(readable(&app, &teacher, &shared.conversation_id).await, "👎 shared");
+    assert!(readable(&app, &teacher, &asked.conversation_id).await, "asked the teacher");
+    // A 👍 cannot carry the share box: changing 👎 to 👍 takes the sharing back.
+    let (status, _) =
+        app.call(&student.cookie, "feedback/rate", &[("message_id", &shared.message_id), ("rating", "up"), ("share", "on")]).await;
+    assert_eq!(status, 200);
+    assert!(!readable(&app, &teacher, &shared.conversation_id).await, "shared with a 👎 only");
+    let page = app.page(&student.cookie, "/").await;
+    assert!(page.contains(r#"data-read-all="false""#), "the line under the input says what is shared");
+
+    // The same database, served with every conversation open to teachers.
+    let database_url = app.state.settings.database_url.clone();
+    let open = spawn_app_with(|settings| {
+        settings.database_url = database_url;
+        settings.teachers_read_all_conversations = true;
+    })
+    .await;
+    let teacher_there = sign_in(&open, "t_private", "the teacher's password").await;
+    let (status, body) = open.call(&teacher_there, "teach/conversation", &[("id", &private.conversation_id)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("a private question"));
+    let page = open.page(&open.session_cookie().await, "/").await;
+    assert!(page.contains(r#"data-read-all="true""#), "{page}");
+}
