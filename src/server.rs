@@ -4,14 +4,17 @@
 
 use std::time::Duration;
 
+use axum::extract::{Request, State};
+use axum::http::Uri;
 use axum::routing::get;
-use axum::{middleware, Router};
+use axum::{middleware, Extension, Router};
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::time::Instant;
 
 use crate::app::{shell, App};
+use crate::auth::GuestSession;
 use crate::net::{serve, shutdown_signal, ServeLimits};
 use crate::settings::Settings;
 use crate::state::{AppState, StateError};
@@ -47,7 +50,21 @@ pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let shell_options = state.leptos_options.clone();
     let context_state = state.clone();
+    let not_found = leptos_axum::file_and_error_handler::<AppState, _>(shell);
+    // A teacher's download; anyone else gets what a missing address gets.
+    let export = move |uri: Uri, State(state): State<AppState>, session: Option<Extension<GuestSession>>, request: Request| {
+        let not_found = not_found.clone();
+        async move {
+            let session = session.map(|Extension(session)| session);
+            let headers = request.headers().clone();
+            match crate::teacher::export::export_csv(&state, session.as_ref(), uri.query(), &headers).await {
+                Some(response) => response,
+                None => not_found(uri, State(state), request).await,
+            }
+        }
+    };
     Router::new()
+        .route("/teach/export.csv", get(export))
         .route("/ws/chat", get(crate::chat::socket::ws_handler))
         .route("/ws/chat/{client}", get(crate::chat::socket::ws_handler))
         .route("/healthz", get(|| async { "ok" }))

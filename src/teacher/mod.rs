@@ -10,6 +10,10 @@ pub mod api;
 #[cfg(feature = "ssr")]
 pub mod command;
 #[cfg(feature = "ssr")]
+pub mod csv;
+#[cfg(feature = "ssr")]
+pub mod export;
+#[cfg(feature = "ssr")]
 pub mod store;
 pub mod view;
 

@@ -22,7 +22,10 @@ pub fn TeachPage() -> impl IntoView {
                         <div class="lesson-page teach-page">
                             <nav class="lesson-nav">
                                 <a href="/">{move || t().back_to_chat}</a> " · "
-                                <a href="/teach/queue" class="queue-link">{move || t().queue_title}</a>
+                                <a href="/teach/queue" class="queue-link">{move || t().queue_title}</a> " · "
+                                <a href=format!("/teach/export.csv?days={}", overview.days) class="export-link" download>
+                                    {move || t().teach_export}
+                                </a>
                             </nav>
                             <h1>{move || t().teach_title}</h1>
                             <p class="teach-summary">

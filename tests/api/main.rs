@@ -6,6 +6,7 @@ mod abuse;
 mod accounts;
 mod chat;
 mod escalations;
+mod export;
 mod feedback;
 mod headers;
 mod helpers;

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use crate::helpers::*;
 
 /// Every page and server function only a teacher may use.
-const TEACHER_PAGES: &[&str] = &["/teach", "/teach/queue", "/teach/c/any-conversation"];
+const TEACHER_PAGES: &[&str] = &["/teach", "/teach/queue", "/teach/c/any-conversation", "/teach/export.csv?days=7"];
 const TEACHER_CALLS: &[(&str, &[(&str, &str)])] = &[
     ("teach/overview", &[("days", "30")]),
     ("teach/queue", &[]),

@@ -1,0 +1,96 @@
+//! The CSV of a period's questions (issue #11, part 8), downloaded by a teacher: a
+//! header row, a row per question with the student's pseudonym, the question only where
+//! it was shared, the lessons cited, how the answer ended, the rating and the tokens.
+
+use crate::helpers::*;
+
+/// Splits the CSV the way a spreadsheet does (quoted fields, doubled quotes, CRLF).
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', true) => quoted = false,
+            ('"', false) if field.is_empty() => quoted = true,
+            (',', false) => row.push(std::mem::take(&mut field)),
+            ('\r', false) => {}
+            ('\n', false) => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (c, _) => field.push(c),
+        }
+    }
+    rows
+}
+
+async fn download(app: &TestApp, cookie: &str, query: &str) -> (u16, String, String) {
+    let response = app
+        .http
+        .get(format!("http://{}/teach/export.csv{query}", app.addr))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let kind = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    (status, kind, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_teacher_downloads_the_periods_questions_with_only_shared_text() {
+    let app = spawn_app().await;
+    let teacher = teacher(&app, "t_export").await;
+    let mut guest = app.student().await;
+    let first = ask_in(&mut guest.ws, "[tokens=3] How does the server-sent events reconnection work?", None).await;
+    let second = ask_in(&mut guest.ws, "[tokens=2] private, \"quoted\" thought", None).await;
+    let account = app.signed_up("olga", "olga's password").await;
+    let mut olga = app.socket(&account).await;
+    let third = ask_in(&mut olga, "[tokens=4] что такое WebSocket, \"и\" зачем?\nВторая строка.", None).await;
+    // Shared: the first by a 👎 with the box ticked, the third by asking the teacher.
+    let (status, body) = app
+        .call(&guest.cookie, "feedback/rate", &[("message_id", &first.message_id), ("rating", "down"), ("share", "on")])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    app.call(&guest.cookie, "feedback/rate", &[("message_id", &second.message_id), ("rating", "up")]).await;
+    let (status, body) = app.call(&account, "ask_teacher", &[("message_id", &third.message_id)]).await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, kind, csv) = download(&app, &teacher, "?days=7").await;
+    assert_eq!(status, 200, "{csv}");
+    assert_eq!(kind, "text/csv; charset=utf-8");
+    assert!(csv.starts_with('\u{feff}'), "a BOM, so spreadsheets read UTF-8");
+    let rows = parse_csv(csv.trim_start_matches('\u{feff}'));
+    assert_eq!(
+        rows[0],
+        ["time_utc", "student", "question", "cited_lessons", "ended", "rating", "prompt_tokens", "completion_tokens", "shared"]
+    );
+    assert_eq!(rows.len(), 4, "a header and three questions: {rows:?}");
+    let guest_name = rows[1][1].clone();
+    assert!(guest_name.starts_with("Guest "), "{guest_name}");
+    assert_eq!(rows[2][1], guest_name, "one guest, one stable pseudonym");
+    assert_eq!(rows[3][1], "olga");
+
+    assert_eq!(rows[1][2], "[tokens=3] How does the server-sent events reconnection work?");
+    let cited: Vec<String> = first.sources.iter().map(|s| s.lesson.clone()).collect();
+    assert!(!cited.is_empty(), "the lessons answer this one");
+    assert!(cited.iter().all(|lesson| rows[1][3].contains(lesson.as_str())), "{:?} vs {cited:?}", rows[1][3]);
+    assert_eq!(&rows[1][4..], ["complete", "down", "10", "3", "yes"]);
+
+    assert_eq!(rows[2][2], "", "not shared: no text");
+    assert_eq!(&rows[2][4..], ["complete", "up", "10", "2", "no"]);
+
+    assert_eq!(rows[3][2], "[tokens=4] что такое WebSocket, \"и\" зачем?\nВторая строка.", "quotes, lines, Cyrillic kept");
+    assert_eq!(&rows[3][5..], ["", "10", "4", "yes"]);
+
+    // A period that is not a number falls back to the default (30 days): the same rows.
+    let (_, _, csv) = download(&app, &teacher, "?days=nonsense").await;
+    assert_eq!(parse_csv(csv.trim_start_matches('\u{feff}')), rows);
+}
