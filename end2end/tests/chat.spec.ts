@@ -16,7 +16,7 @@ test('the page HTML holds the chat before any script runs', async ({ browser, re
   const page = await context.newPage();
   await page.goto(APP + '/');
   await expect(page.locator('h1')).toHaveText('Tutor Chat');
-  await expect(page.locator('textarea')).toBeVisible();
+  await expect(page.locator('.composer textarea')).toBeVisible();
   await expect(page.locator('.conn')).toHaveAttribute('data-state', 'connecting');
   await expect(page.locator('[data-hydrated="false"]')).toHaveCount(1);
   await context.close();
@@ -41,7 +41,7 @@ test('a question streams visibly, the cursor goes at the end, input is locked me
       if (text && w.samples[w.samples.length - 1] !== text) w.samples.push(text);
     }).observe(document.getElementById('messages')!, { subtree: true, childList: true, characterData: true });
   });
-  const input = page.locator('textarea');
+  const input = page.locator('.composer textarea');
   await input.fill('[tokens=20] [delay=80] What does streaming give a student?');
   await input.press('Enter');
 
@@ -67,7 +67,7 @@ test('a question streams visibly, the cursor goes at the end, input is locked me
 
 test('Shift+Enter adds a line, Enter sends', async ({ page }) => {
   await openReady(page);
-  const input = page.locator('textarea');
+  const input = page.locator('.composer textarea');
   await input.fill('[tokens=3] line one');
   await input.press('Shift+Enter');
   await input.pressSequentially('line two');
@@ -80,7 +80,7 @@ test('Shift+Enter adds a line, Enter sends', async ({ page }) => {
 
 test('an upstream error shows inline under the answer, and the next question works', async ({ page }) => {
   const errors = await openReady(page);
-  const input = page.locator('textarea');
+  const input = page.locator('.composer textarea');
   await input.fill('[fault=429] are you there?');
   await input.press('Enter');
   const error = page.locator('.msg-tutor .msg-error');
@@ -95,7 +95,7 @@ test('an upstream error shows inline under the answer, and the next question wor
 
 test('the student can stop an answer', async ({ page }) => {
   await openReady(page);
-  const input = page.locator('textarea');
+  const input = page.locator('.composer textarea');
   await input.fill('[tokens=200] [delay=50] a long answer please');
   await input.press('Enter');
   await expect(page.locator('.msg-tutor')).toHaveAttribute('data-status', 'streaming');
@@ -108,7 +108,7 @@ test('the student can stop an answer', async ({ page }) => {
 test('autoscroll follows the answer and pauses when the student scrolls up', async ({ page }) => {
   await page.setViewportSize({ width: 800, height: 500 });
   await openReady(page);
-  const input = page.locator('textarea');
+  const input = page.locator('.composer textarea');
   await input.fill('[tokens=300] [delay=15] a long answer');
   await input.press('Enter');
   await expect(page.locator('.msg-tutor')).toHaveAttribute('data-status', 'streaming');
@@ -132,11 +132,11 @@ test('autoscroll follows the answer and pauses when the student scrolls up', asy
 test('the language is switchable and remembered', async ({ page }) => {
   await openReady(page);
   await page.locator('button.lang-switch').click();
-  await expect(page.locator('textarea')).toHaveAttribute('placeholder', 'Задайте вопрос по курсу…');
+  await expect(page.locator('.composer textarea')).toHaveAttribute('placeholder', 'Задайте вопрос по курсу…');
   await expect(page.locator('html')).toHaveAttribute('lang', 'ru');
   await page.reload();
   await ready(page);
-  await expect(page.locator('textarea')).toHaveAttribute('placeholder', 'Задайте вопрос по курсу…');
+  await expect(page.locator('.composer textarea')).toHaveAttribute('placeholder', 'Задайте вопрос по курсу…');
   await expect(page.locator('.conn-label')).toHaveText('в сети');
 });
 
@@ -147,7 +147,7 @@ test('stop and restart the server: reconnecting, then connected, and asking work
   await expect(conn).toHaveAttribute('data-state', 'reconnecting');
   await servers.restartApp();
   await expect(conn).toHaveAttribute('data-state', 'connected', { timeout: 30_000 });
-  const input = page.locator('textarea');
+  const input = page.locator('.composer textarea');
   await input.fill('[tokens=5] back again?');
   await input.press('Enter');
   await expect(page.locator('.msg-tutor')).toHaveAttribute('data-status', 'complete');

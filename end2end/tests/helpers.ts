@@ -38,8 +38,8 @@ export async function openReady(page: Page, url = '/'): Promise<string[]> {
 
 /** Types a question and sends it with Enter; does not wait for the answer. */
 export async function send(page: Page, question: string) {
-  await page.locator('textarea').fill(question);
-  await page.locator('textarea').press('Enter');
+  await page.locator('.composer textarea').fill(question);
+  await page.locator('.composer textarea').press('Enter');
 }
 
 /** Asks in the page and waits for the answer to complete; returns the answer's text. */

@@ -104,7 +104,7 @@ test('rename and delete a conversation from the sidebar', async ({ page }) => {
 
 test('reload mid-answer: the answer is still being written, and the page follows it to the end', async ({ page }) => {
   await openReady(page);
-  const input = page.locator('textarea');
+  const input = page.locator('.composer textarea');
   await input.fill('[tokens=60] [delay=60] a long answer to reload in the middle of');
   await input.press('Enter');
   const live = page.locator('.msg-tutor:not(.msg-stored)');
@@ -118,11 +118,11 @@ test('reload mid-answer: the answer is still being written, and the page follows
   // Written on the server while the page was away, and still going.
   await expect(answer).toHaveAttribute('data-status', 'streaming');
   await expect(answer.locator('.cursor')).toBeVisible();
-  await expect(page.locator('textarea')).toBeDisabled();
+  await expect(page.locator('.composer textarea')).toBeDisabled();
   await expect(answer).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });
   await expect(answer.locator('.cursor')).toHaveCount(0);
   const sent = (await upstreamLog()).at(-1)!;
   expect(sent.completed).toBe(true);
   await expect(answer.locator('.msg-text')).toHaveText(sent.answer);
-  await expect(page.locator('textarea')).toBeEnabled();
+  await expect(page.locator('.composer textarea')).toBeEnabled();
 });

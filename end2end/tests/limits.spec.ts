@@ -31,7 +31,7 @@ test('over the rate limit: the question is refused and the page counts down unti
   const first = Number(await hint.getAttribute('data-wait'));
   expect(first).toBeGreaterThan(50);
   await expect.poll(async () => Number(await hint.getAttribute('data-wait'))).toBeLessThan(first);
-  await page.locator('textarea').fill('one more?');
+  await page.locator('.composer textarea').fill('one more?');
   await expect(page.locator('button.send')).toBeDisabled();
 
   // A new tab of the same student is limited too (the count lives on the server).

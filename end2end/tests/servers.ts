@@ -93,6 +93,21 @@ async function startAppWith(
   return child;
 }
 
+/** Makes a teacher account in this run's database (`tutor-chat teacher add`). */
+export async function addTeacher(name: string, password: string): Promise<void> {
+  const child = spawn(binary, ['teacher', 'add', name], {
+    cwd: root,
+    env: { ...process.env, RUST_LOG: 'warn', TUTOR_DATA_DIR: dataDir },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (d) => (output += d));
+  child.stderr?.on('data', (d) => (output += d));
+  child.stdin?.end(`${password}\n`);
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  if (code !== 0) throw new Error(`teacher add ${name} failed (${code}): ${output}`);
+}
+
 export async function stop(child: ChildProcess | undefined): Promise<void> {
   if (!child || child.exitCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -1,0 +1,78 @@
+// The teacher side, as a student and a teacher use it in two browsers at once: a 👎
+// with a reason, shared; "ask my teacher"; the teacher's dashboard, queue and reply;
+// the reply appearing on the student's open page without a reload.
+import { test, expect, type Browser, type Page } from '@playwright/test';
+import { ask, hydrated, openReady, ready } from './helpers';
+import { addTeacher, serversForThisFile } from './servers';
+
+test.describe.configure({ mode: 'serial' });
+
+serversForThisFile();
+
+const TEACHER = 'ms_teacher';
+const PASSWORD = 'a long teacher password';
+
+async function signInAsTeacher(browser: Browser): Promise<Page> {
+  const page = await (await browser.newContext()).newPage();
+  await page.goto('/signin');
+  await hydrated(page);
+  await page.locator('input[name=username]').fill(TEACHER);
+  await page.locator('input[name=password]').fill(PASSWORD);
+  await page.locator('.account-form button[type=submit]').click();
+  await ready(page);
+  return page;
+}
+
+test('a student asks the teacher, the teacher replies, the open page shows it live', async ({ page, browser }, testInfo) => {
+  await addTeacher(TEACHER, PASSWORD);
+  const errors = await openReady(page);
+  await ask(page, '[tokens=5] why does my stream stall under load?');
+  const answer = page.locator('.msg-tutor').last();
+
+  // 👎 with a reason, shared with the teacher.
+  await answer.locator('.rate-down').click();
+  const reasons = answer.locator('.feedback-reasons');
+  await reasons.getByLabel('Wrong').check();
+  await reasons.getByLabel('Share this conversation with my teacher').check();
+  await reasons.locator('.feedback-send').click();
+  await expect(answer.locator('.feedback')).toHaveAttribute('data-rating', 'down');
+  await expect(page.locator('.privacy-note')).toContainText('only if you share it');
+
+  // Ask my teacher, with a note.
+  await answer.locator('.ask-teacher summary').click();
+  await answer.locator('.ask-teacher-form textarea').fill('Is backpressure the reason?');
+  await answer.locator('.ask-teacher-send').click();
+  await expect(answer.locator('.teacher-request')).toHaveAttribute('data-status', 'open');
+
+  // The teacher sees both on the dashboard and in the queue.
+  const teacher = await signInAsTeacher(browser);
+  await teacher.goto('/teach');
+  await hydrated(teacher);
+  await expect(teacher.locator('.teach-ratings [data-rating="down"] td')).toHaveText('1');
+  await teacher.screenshot({ path: testInfo.outputPath('teach-dashboard.png'), fullPage: true });
+  await testInfo.attach('teach-dashboard', { path: testInfo.outputPath('teach-dashboard.png'), contentType: 'image/png' });
+  await teacher.locator('.queue-link').click();
+  await expect(teacher).toHaveURL(/\/teach\/queue$/);
+  const request = teacher.locator('.queue-item[data-status="open"]');
+  await expect(request).toHaveCount(1);
+  await expect(request.locator('.queue-note')).toHaveText('Is backpressure the reason?');
+  await expect(request.locator('.queue-student')).toHaveText(/^Guest \d+$/);
+  await teacher.screenshot({ path: testInfo.outputPath('teach-queue.png'), fullPage: true });
+  await testInfo.attach('teach-queue', { path: testInfo.outputPath('teach-queue.png'), contentType: 'image/png' });
+
+  // The teacher opens the conversation and replies in Markdown.
+  await request.locator('.queue-open-link').click();
+  await hydrated(teacher);
+  await expect(teacher.locator('.teacher-read .msg-rating')).toContainText('wrong');
+  await teacher.locator('.reply-form textarea').fill('Yes: use a **bounded** channel and await the send.');
+  await teacher.locator('.reply-send').click();
+  await expect(teacher.locator('.teacher-read .msg-teacher')).toContainText('bounded');
+
+  // The student's page, never reloaded, shows the reply marked as the teacher's.
+  const reply = page.locator('.msg-teacher');
+  await expect(reply).toContainText('Yes: use a bounded channel');
+  await expect(reply.locator('strong')).toHaveText('bounded');
+  await expect(reply.locator('.msg-who')).toHaveText('Your teacher');
+  await expect(answer.locator('.teacher-request')).toHaveAttribute('data-status', 'answered');
+  expect(errors).toEqual([]);
+});
