@@ -7,7 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 const root = path.resolve(__dirname, '..', '..');
-const binary = path.join(root, 'target', 'release', 'tutor-chat');
+// TUTOR_E2E_BINARY: a developer's quicker debug build (`cargo leptos build`); CI uses release.
+const binary = process.env.TUTOR_E2E_BINARY || path.join(root, 'target', 'release', 'tutor-chat');
 
 export const APP_PORT = 3100;
 export const FAKE_PORT = 3101;
