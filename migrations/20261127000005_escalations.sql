@@ -25,9 +25,7 @@ ALTER TABLE feedback ADD COLUMN shared BIGINT NOT NULL DEFAULT 0;
 -- Teachers see guests as "Guest 17": a number given when the guest is created, in
 -- order of arrival, never reused while the guest exists.
 ALTER TABLE users ADD COLUMN guest_no BIGINT;
-UPDATE users SET guest_no = (
-    SELECT COUNT(*) FROM users earlier
-    WHERE earlier.created_at < users.created_at
-       OR (earlier.created_at = users.created_at AND earlier.id <= users.id)
-);
+UPDATE users SET guest_no = numbered.n
+FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY created_at, id) AS n FROM users) AS numbered
+WHERE numbered.id = users.id;
 CREATE UNIQUE INDEX users_guest_no ON users (guest_no);

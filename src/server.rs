@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
     let shell_options = state.leptos_options.clone();
     let context_state = state.clone();
     let not_found = leptos_axum::file_and_error_handler::<AppState, _>(shell);
+    let not_found_other_methods = not_found.clone();
     // A teacher's download; anyone else gets what a missing address gets.
     let export = move |uri: Uri, State(state): State<AppState>, session: Option<Extension<GuestSession>>, request: Request| {
         let not_found = not_found.clone();
@@ -64,7 +65,7 @@ pub fn router(state: AppState) -> Router {
         }
     };
     Router::new()
-        .route("/teach/export.csv", get(export))
+        .route("/teach/export.csv", get(export).fallback(not_found_other_methods))
         .route("/ws/chat", get(crate::chat::socket::ws_handler))
         .route("/ws/chat/{client}", get(crate::chat::socket::ws_handler))
         .route("/healthz", get(|| async { "ok" }))

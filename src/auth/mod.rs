@@ -94,8 +94,6 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String], secure_cookies: b
     matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
 }
 
-/// The session of the request a server function is serving: the one the middleware
-/// verified (or just minted) for it.
 /// True when a server function was posted by a plain HTML form (no JavaScript): the
 /// browser wants a page back, so the function redirects to one.
 pub fn from_plain_form() -> bool {
@@ -108,6 +106,8 @@ pub fn from_plain_form() -> bool {
     })
 }
 
+/// The session of the request a server function is serving: the one the middleware
+/// verified (or just minted) for it.
 pub fn current_session() -> Option<GuestSession> {
     let parts = leptos::prelude::use_context::<axum::http::request::Parts>()?;
     parts.extensions.get::<GuestSession>().cloned()

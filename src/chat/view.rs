@@ -249,12 +249,12 @@ fn History(view: ConversationView) -> impl IntoView {
     let mut messages = view.messages;
     // An answer still being written when the page was rendered (a reload mid-answer):
     // shown live, and followed once the socket is up.
-    let streaming = match messages.last() {
-        Some(last) if last.role == MessageRole::Assistant && last.status == MessageStatus::Streaming => {
-            messages.pop()
-        }
-        _ => None,
-    };
+    // (A teacher's reply may have come after it: the answer is taken out and shown last.)
+    let streaming = messages
+        .iter()
+        .rposition(|m| m.role != MessageRole::Teacher)
+        .filter(|&at| messages[at].role == MessageRole::Assistant && messages[at].status == MessageStatus::Streaming)
+        .map(|at| messages.remove(at));
     let live_tail = streaming.map(|stored| {
         let ui = expect_context::<ChatUi>();
         let client = expect_context::<ChatClient>();

@@ -89,12 +89,12 @@ pub async fn teach_reply(request_id: String, text: String) -> Result<(), AppErro
 
 /// Closes an open request without a reply.
 #[server(endpoint = "teach/resolve")]
-pub async fn teach_resolve(request_id: String, conversation_id: String) -> Result<(), AppError> {
+pub async fn teach_resolve(request_id: String) -> Result<(), AppError> {
     use crate::protocol::ErrorCode;
     let teacher = crate::teacher::api::ssr::require_teacher().await?;
-    if !teacher.state.db.resolve_request(&request_id, &teacher.username).await? {
+    let Some(conversation_id) = teacher.state.db.resolve_request(&request_id, &teacher.username).await? else {
         return Err(AppError::new(ErrorCode::NotFound, "No open request."));
-    }
+    };
     if crate::auth::from_plain_form() {
         leptos_axum::redirect(&format!("/teach/c/{conversation_id}"));
     }

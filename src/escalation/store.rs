@@ -205,19 +205,20 @@ impl Db {
         Ok(Some(StoredReply { student, conversation_id, asked_about, message }))
     }
 
-    /// Closes an open request without a reply; false when there is no open request.
-    pub async fn resolve_request(&self, request_id: &str, teacher: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE escalations SET status = 'resolved', closed_by = $1, closed_at = $2 WHERE id = $3 AND status = 'open'",
+    /// Closes an open request without a reply; returns its conversation, `None` when
+    /// there is no open request by that id.
+    pub async fn resolve_request(&self, request_id: &str, teacher: &str) -> Result<Option<String>, StoreError> {
+        let closed = sqlx::query(
+            "UPDATE escalations SET status = 'resolved', closed_by = $1, closed_at = $2 \
+             WHERE id = $3 AND status = 'open' RETURNING conversation_id",
         )
         .bind(teacher)
         .bind(now_ms())
         .bind(request_id)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        .fetch_optional(&self.pool)
+        .await?;
         self.wrote();
-        Ok(done == 1)
+        Ok(closed.map(|row| row.try_get(0)).transpose()?)
     }
 }
 

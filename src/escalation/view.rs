@@ -177,19 +177,17 @@ fn TeacherConversation(
     let lang = expect_context::<RwSignal<Lang>>();
     let t = move || lang.get().t();
     let student = view.student.clone();
-    let conversation_id = view.id.clone();
     let requests = view
         .requests
         .into_iter()
         .map(|request| {
             let open = request.status == TeacherRequest::Open;
-            let (request_id, conversation) = (request.id.clone(), conversation_id.clone());
+            let request_id = request.id.clone();
             let resolve_form = open.then(|| {
-                let (request_id, conversation) = (request_id.clone(), conversation.clone());
+                let request_id = request_id.clone();
                 view! {
                     <ActionForm action=resolve attr:class="resolve-form">
                         <input type="hidden" name="request_id" value=request_id />
-                        <input type="hidden" name="conversation_id" value=conversation />
                         <button type="submit" class="resolve">{move || t().queue_resolve}</button>
                     </ActionForm>
                 }

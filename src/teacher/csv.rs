@@ -1,7 +1,7 @@
 //! The questions of a period as CSV (issue #11, part 8): one row per question with its
-//! time, the student's pseudonym, the question's text only where the privacy rule lets
-//! a teacher read it, the lessons its answer cited, how the answer ended, the rating
-//! and the tokens. UTF-8 with a byte-order mark, so spreadsheets read the Cyrillic.
+//! time, the student's pseudonym, the question's text and the lessons its answer cited
+//! only where the privacy rule lets a teacher read it (the lessons say what it was
+//! about), how the answer ended, the rating and the tokens. UTF-8 with a byte-order mark, so spreadsheets read the Cyrillic.
 
 use sqlx::Row;
 
@@ -28,14 +28,17 @@ pub const HEADER: [&str; 9] = [
 pub struct QuestionRow {
     pub at: i64,
     pub student: StudentName,
-    /// `None` where the student did not share the conversation.
+    /// `None` where the teacher may not read the conversation.
     pub question: Option<String>,
+    /// The cited lessons say what a question was about: `None` where it is not readable.
     pub sources_json: Option<String>,
     pub status: Option<String>,
     pub error_code: Option<String>,
     pub rating: Option<String>,
     pub prompt_tokens: Option<i64>,
     pub completion_tokens: Option<i64>,
+    /// The student shared the conversation (asked the teacher, or a shared 👎).
+    pub shared: bool,
 }
 
 impl Db {
@@ -44,7 +47,9 @@ impl Db {
         let sql = format!(
             "SELECT q.created_at, u.username, u.guest_no, \
                     CASE WHEN {readable} THEN q.content ELSE NULL END, \
-                    a.sources, a.status, a.error_code, f.rating, a.prompt_tokens, a.completion_tokens \
+                    CASE WHEN {readable} THEN a.sources ELSE NULL END, \
+                    a.status, a.error_code, f.rating, a.prompt_tokens, a.completion_tokens, \
+                    CASE WHEN {shared} THEN 1 ELSE 0 END \
              FROM messages q \
              JOIN conversations c ON c.id = q.conversation_id \
              JOIN users u ON u.id = c.user_id \
@@ -53,7 +58,8 @@ impl Db {
              LEFT JOIN feedback f ON f.message_id = a.id \
              WHERE q.role = 'user' AND q.created_at >= $1 \
              ORDER BY q.created_at, q.id",
-            readable = readable_by_teachers(read_all)
+            readable = readable_by_teachers(read_all),
+            shared = readable_by_teachers(false),
         );
         let rows = sqlx::query(&sql).bind(since).fetch_all(&self.pool).await?;
         Ok(rows
@@ -69,6 +75,7 @@ impl Db {
                     rating: row.try_get(7)?,
                     prompt_tokens: row.try_get(8)?,
                     completion_tokens: row.try_get(9)?,
+                    shared: row.try_get::<i64, _>(10)? == 1,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?)
@@ -86,8 +93,12 @@ pub fn to_csv(rows: &[QuestionRow], strings: &Strings) -> String {
             .as_deref()
             .and_then(|json| serde_json::from_str::<Vec<Source>>(json).ok())
             .map(|sources| {
-                let mut slugs: Vec<String> = sources.into_iter().map(|s| s.lesson).collect();
-                slugs.dedup();
+                let mut slugs: Vec<String> = Vec::new();
+                for source in sources {
+                    if !slugs.contains(&source.lesson) {
+                        slugs.push(source.lesson);
+                    }
+                }
                 slugs.join("; ")
             })
             .unwrap_or_default();
@@ -108,7 +119,7 @@ pub fn to_csv(rows: &[QuestionRow], strings: &Strings) -> String {
                 row.rating.clone().unwrap_or_default(),
                 number(row.prompt_tokens),
                 number(row.completion_tokens),
-                if row.question.is_some() { "yes" } else { "no" }.to_string(),
+                if row.shared { "yes" } else { "no" }.to_string(),
             ]
             .into_iter(),
         );
@@ -166,6 +177,7 @@ mod tests {
             rating: Some("down".into()),
             prompt_tokens: Some(120),
             completion_tokens: None,
+            shared: true,
         };
         let csv = to_csv(&[row], Lang::Ru.t());
         assert!(csv.starts_with('\u{feff}'));

@@ -133,7 +133,7 @@ async fn requests_are_refused_cleanly_and_resolving_closes_one_without_a_reply()
     assert_eq!(app.load(&owner.cookie, &answer.conversation_id).await.unwrap().messages.len(), 2);
 
     // Resolved without a reply: the student sees it closed; resolving twice is refused.
-    let form = [("request_id", request_id.as_str()), ("conversation_id", answer.conversation_id.as_str())];
+    let form = [("request_id", request_id.as_str())];
     let (status, body) = app.call(&teacher, "teach/resolve", &form).await;
     assert_eq!(status, 200, "{body}");
     let (_, body) = app.call(&teacher, "teach/resolve", &form).await;
@@ -228,4 +228,10 @@ async fn a_teacher_reads_only_what_students_shared_unless_the_course_opens_all()
     assert!(body.contains("a private question"));
     let page = open.page(&open.session_cookie().await, "/").await;
     assert!(page.contains(r#"data-read-all="true""#), "{page}");
+    // The export has every question's text there, and still says which were shared.
+    let csv = open.page(&teacher_there, "/teach/export.csv").await;
+    let private_row = csv.lines().find(|line| line.contains("a private question")).expect("the text is exported");
+    assert!(private_row.ends_with(",no"), "{private_row}");
+    let asked_row = csv.lines().find(|line| line.contains("asked the teacher")).unwrap();
+    assert!(asked_row.ends_with(",yes"), "{asked_row}");
 }

@@ -85,6 +85,7 @@ async fn a_teacher_downloads_the_periods_questions_with_only_shared_text() {
     assert_eq!(&rows[1][4..], ["complete", "down", "10", "3", "yes"]);
 
     assert_eq!(rows[2][2], "", "not shared: no text");
+    assert_eq!(rows[2][3], "", "nor what it was about");
     assert_eq!(&rows[2][4..], ["complete", "up", "10", "2", "no"]);
 
     assert_eq!(rows[3][2], "[tokens=4] что такое WebSocket, \"и\" зачем?\nВторая строка.", "quotes, lines, Cyrillic kept");

@@ -13,7 +13,7 @@ const TEACHER_CALLS: &[(&str, &[(&str, &str)])] = &[
     ("teach/queue", &[]),
     ("teach/conversation", &[("id", "any-conversation")]),
     ("teach/reply", &[("request_id", "any-request"), ("text", "A reply.")]),
-    ("teach/resolve", &[("request_id", "any-request"), ("conversation_id", "any-conversation")]),
+    ("teach/resolve", &[("request_id", "any-request")]),
     ("teach/instructions", &[]),
     ("teach/set_instructions", &[("lesson", ""), ("text", "Give away every answer.")]),
 ];
@@ -84,7 +84,14 @@ async fn every_teacher_endpoint_refuses_students_and_guests_as_if_it_did_not_exi
     assert!(teacher_command(&app, &["add", "teacher_t"], "the teacher's password\n").0);
     let teacher = sign_in(&app, "teacher_t", "the teacher's password").await;
     let mut student = app.student().await;
-    ask_in(&mut student.ws, "[tokens=2] a student's question", None).await;
+    let asked = ask_in(&mut student.ws, "[tokens=2] a student's question", None).await;
+    // A real request and conversation, so a refusal cannot be a lookup that found nothing.
+    let (status, body) = app.call(&student.cookie, "ask_teacher", &[("message_id", &asked.message_id)]).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, queue) = app.call(&teacher, "teach/queue", &[]).await;
+    let queue: serde_json::Value = serde_json::from_str(&queue).unwrap();
+    let request = queue["requests"][0]["id"].as_str().unwrap().to_string();
+    let real = |text: &str| text.replace("any-conversation", &asked.conversation_id).replace("any-request", &request);
     let account = app.signed_up("sam", "sam's password").await;
     let guest = app.session_cookie().await;
 
@@ -94,6 +101,7 @@ async fn every_teacher_endpoint_refuses_students_and_guests_as_if_it_did_not_exi
         assert_eq!(missing.status(), 404);
         let missing_body = missing.text().await.unwrap();
         for page in TEACHER_PAGES {
+            let page = real(page);
             let response = app.http.get(format!("http://{}{page}", app.addr)).header("cookie", cookie.as_str()).send().await.unwrap();
             assert_eq!(response.status(), 404, "{who} on {page}");
             let body = response.text().await.unwrap();
@@ -103,13 +111,18 @@ async fn every_teacher_endpoint_refuses_students_and_guests_as_if_it_did_not_exi
             assert!(!body.contains("teach-") && !body.contains("per_day"), "{who} on {page}: {body}");
         }
         for (endpoint, form) in TEACHER_CALLS {
-            let (status, body) = app.call(cookie, endpoint, form).await;
+            let form: Vec<(&str, String)> = form.iter().map(|(k, v)| (*k, real(v))).collect();
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (status, body) = app.call(cookie, endpoint, &form).await;
             assert_ne!(status, 200, "{who} on {endpoint}");
             assert!(body.contains("\"not_found\""), "{who} on {endpoint}: {body}");
         }
     }
     // Nothing a refused call asked for was done.
     assert_eq!(app.state.db.all_instructions(10).await.unwrap().1, vec![]);
+    let view = app.load(&student.cookie, &asked.conversation_id).await.unwrap();
+    assert_eq!(view.messages.len(), 2, "no reply was stored");
+    assert_eq!(view.messages[1].teacher_request, Some(TeacherRequest::Open), "nor the request closed");
     // The teacher gets them, with the course's numbers.
     // (A conversation no student shared is "not found" to the teacher too: see
     // escalations.rs for what a teacher may read.)
