@@ -135,6 +135,9 @@ pub struct Cli {
     /// Server-function calls one client address may make per second beyond a burst of four times as many; faster ones wait.
     #[arg(long, env = "TUTOR_CALLS_PER_SECOND_PER_ADDRESS")]
     pub calls_per_second_per_address: Option<u32>,
+    /// A question that matches an endorsed FAQ entry closely gets the teacher's answer, without a model call (docs/faq.md).
+    #[arg(long, env = "FAQ_DIRECT_ANSWERS")]
+    pub faq_direct_answers: Option<bool>,
 }
 
 /// The same keys as [`Cli`], from the settings file.
@@ -183,6 +186,7 @@ pub struct FileSettings {
     pub header_read_timeout_ms: Option<u64>,
     pub connections_per_address: Option<usize>,
     pub calls_per_second_per_address: Option<u32>,
+    pub faq_direct_answers: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +253,8 @@ pub struct Settings {
     pub connections_per_address: usize,
     /// Server-function calls one client address may make per second beyond a burst of four times as many; faster ones wait.
     pub calls_per_second_per_address: u32,
+    /// A question that matches an endorsed FAQ entry closely gets the teacher's answer, without a model call (docs/faq.md).
+    pub faq_direct_answers: bool,
 }
 
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a patient tutor for an online course about \
@@ -407,6 +413,7 @@ impl Settings {
                 .unwrap_or(1000)
                 .max(1),
             shutdown_grace: ms(cli.shutdown_grace_ms, file.shutdown_grace_ms, 20_000),
+            faq_direct_answers: cli.faq_direct_answers.or(file.faq_direct_answers).unwrap_or(true),
             calls_per_second_per_address: cli.calls_per_second_per_address.or(file.calls_per_second_per_address).unwrap_or(20),
             connections_per_address: cli.connections_per_address.or(file.connections_per_address).unwrap_or(256),
             header_read_timeout: ms(cli.header_read_timeout_ms, file.header_read_timeout_ms, 10_000),
