@@ -32,6 +32,7 @@ pub mod history;
 pub mod chat;
 pub mod account;
 pub mod teacher;
+pub mod faq;
 pub mod not_found;
 #[cfg(feature = "ssr")]
 pub mod auth;

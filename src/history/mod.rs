@@ -73,6 +73,10 @@ pub struct StoredMessage {
     /// The student's rating of an answer, if they gave one.
     #[serde(default)]
     pub feedback: Option<crate::feedback::Feedback>,
+    /// The course FAQ entry an answer is, when it was the teacher's endorsed answer
+    /// given without the model ("answered by your teacher").
+    #[serde(default)]
+    pub faq_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -111,7 +111,7 @@ impl Db {
         };
         let rows = sqlx::query(
             "SELECT m.id, m.position, m.role, m.content, m.status, m.error_code, m.created_at, m.sources, \
-             f.rating, f.reasons, f.comment \
+             f.rating, f.reasons, f.comment, m.faq_id \
              FROM messages m LEFT JOIN feedback f ON f.message_id = m.id \
              WHERE m.conversation_id = $1 AND m.position < $2 \
              ORDER BY m.position DESC LIMIT $3",
@@ -238,6 +238,7 @@ impl Db {
             created_at: now,
             sources: Vec::new(),
             feedback: None,
+            faq_id: None,
         })
     }
 }
@@ -319,5 +320,7 @@ pub(crate) fn message_from_row(row: &AnyRow) -> Result<StoredMessage, sqlx::Erro
             ),
             None => None,
         },
+        // By name, and absent from queries that do not select it.
+        faq_id: row.try_get::<Option<String>, _>("faq_id").ok().flatten(),
     })
 }

@@ -5,6 +5,7 @@
 mod abuse;
 mod accounts;
 mod chat;
+mod faq;
 mod feedback;
 mod headers;
 mod helpers;
