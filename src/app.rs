@@ -11,6 +11,7 @@ use crate::account::view::{SignInPage, SignUpPage};
 use crate::chat::client::ChatClient;
 use crate::chat::state::ChatUi;
 use crate::chat::view::{ChatPage, Hydrated};
+use crate::faq::view::FaqPage;
 use crate::history::view::Sidebar;
 use crate::lessons::view::{LessonList, LessonView};
 use crate::not_found::NotFound;
@@ -76,6 +77,7 @@ pub fn App() -> impl IntoView {
                         ssr=SsrMode::InOrder
                     />
                     <Route path=StaticSegment("lessons") view=LessonList ssr=SsrMode::InOrder />
+                    <Route path=StaticSegment("faq") view=FaqPage ssr=SsrMode::InOrder />
                     <Route path=StaticSegment("signin") view=SignInPage ssr=SsrMode::InOrder />
                     <Route path=StaticSegment("signup") view=SignUpPage ssr=SsrMode::InOrder />
                     // Async: the 404 for anyone but the teacher is decided before the first byte.

@@ -202,6 +202,24 @@ pub struct Strings {
     pub instructions_save: &'static str,
     pub instructions_changes: &'static str,
     pub instructions_cleared: &'static str,
+    pub err_invalid_faq_text: &'static str,
+    pub faq_badge: &'static str,
+    pub faq_title: &'static str,
+    pub faq_hint: &'static str,
+    pub faq_search_label: &'static str,
+    pub faq_search: &'static str,
+    pub faq_empty: &'static str,
+    pub faq_no_match: &'static str,
+    pub faq_link: &'static str,
+    pub endorse_title: &'static str,
+    pub endorse_question: &'static str,
+    pub endorse_answer: &'static str,
+    pub endorse_save: &'static str,
+    pub endorsed_done: &'static str,
+    pub endorsements_title: &'static str,
+    pub endorsements_hint: &'static str,
+    pub endorsement_withdraw: &'static str,
+    pub endorsed_by: &'static str,
 }
 
 impl Strings {
@@ -231,6 +249,7 @@ impl Strings {
             ErrorCode::InstructionsTooLong => self.err_instructions_too_long,
             ErrorCode::InvalidReply => self.err_invalid_reply,
             ErrorCode::InvalidTitle => self.err_invalid_title,
+            ErrorCode::InvalidFaqText => self.err_invalid_faq_text,
         }
     }
 }
@@ -355,6 +374,24 @@ pub static EN: Strings = Strings {
     instructions_save: "Save",
     instructions_changes: "Latest changes",
     instructions_cleared: "(cleared)",
+    err_invalid_faq_text: "An FAQ question has 1 to 4000 characters, an answer 1 to 20000.",
+    faq_badge: "answered by your teacher",
+    faq_title: "Course FAQ",
+    faq_hint: "Questions the course's teacher has answered. A question like one of these gets the teacher's answer.",
+    faq_search_label: "Search the FAQ",
+    faq_search: "Search",
+    faq_empty: "No answers have been endorsed yet.",
+    faq_no_match: "Nothing in the FAQ matches your search.",
+    faq_link: "FAQ",
+    endorse_title: "Endorse for the course FAQ",
+    endorse_question: "Question",
+    endorse_answer: "Answer",
+    endorse_save: "Endorse",
+    endorsed_done: "Endorsed: it is in the FAQ now.",
+    endorsements_title: "The course FAQ",
+    endorsements_hint: "Endorsed answers. A student's question that matches one closely gets it without the model; a looser match is given to the model as a source. Changes take effect for the next question.",
+    endorsement_withdraw: "Withdraw",
+    endorsed_by: "endorsed by",
 };
 
 pub static RU: Strings = Strings {
@@ -477,6 +514,24 @@ pub static RU: Strings = Strings {
     instructions_save: "Сохранить",
     instructions_changes: "Последние изменения",
     instructions_cleared: "(очищено)",
+    err_invalid_faq_text: "Вопрос FAQ: от 1 до 4000 символов, ответ: от 1 до 20000.",
+    faq_badge: "ответ вашего преподавателя",
+    faq_title: "Частые вопросы курса",
+    faq_hint: "Вопросы, на которые ответил преподаватель курса. На похожий вопрос вы получите ответ преподавателя.",
+    faq_search_label: "Поиск по частым вопросам",
+    faq_search: "Найти",
+    faq_empty: "Одобренных ответов пока нет.",
+    faq_no_match: "По вашему запросу ничего не нашлось.",
+    faq_link: "Частые вопросы",
+    endorse_title: "Одобрить для FAQ курса",
+    endorse_question: "Вопрос",
+    endorse_answer: "Ответ",
+    endorse_save: "Одобрить",
+    endorsed_done: "Одобрено: ответ теперь в FAQ.",
+    endorsements_title: "FAQ курса",
+    endorsements_hint: "Одобренные ответы. Близкий по смыслу вопрос студента получает такой ответ без модели; менее похожий — модель получает его как источник. Изменения действуют со следующего вопроса.",
+    endorsement_withdraw: "Отозвать",
+    endorsed_by: "одобрил(а)",
 };
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ pub mod chat;
 pub mod account;
 pub mod teacher;
 pub mod escalation;
+pub mod faq;
 pub mod not_found;
 #[cfg(feature = "ssr")]
 pub mod auth;

@@ -51,7 +51,8 @@ pub struct Usage {
     pub completion_tokens: u32,
 }
 
-/// A lesson section an answer drew on. The answer cites it as `[n]`.
+/// A lesson section an answer drew on. The answer cites it as `[n]`. An empty
+/// `lesson` names an entry of the course FAQ instead: its page is `/faq#{anchor}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
     pub n: u32,
@@ -65,7 +66,16 @@ pub struct Source {
 
 impl Source {
     pub fn href(&self) -> String {
-        format!("/lessons/{}#{}", self.lesson, self.anchor)
+        if self.lesson.is_empty() {
+            format!("/faq#{}", self.anchor)
+        } else {
+            format!("/lessons/{}#{}", self.lesson, self.anchor)
+        }
+    }
+
+    /// True for an entry of the course FAQ.
+    pub fn is_faq(&self) -> bool {
+        self.lesson.is_empty()
     }
 }
 
@@ -109,6 +119,8 @@ pub enum ErrorCode {
     InvalidTitle,
     /// A teacher's reply is empty or over its length.
     InvalidReply,
+    /// An FAQ entry's question or answer is empty or over its length.
+    InvalidFaqText,
 }
 
 impl ErrorCode {
@@ -138,6 +150,7 @@ impl ErrorCode {
             ErrorCode::InstructionsTooLong => "instructions_too_long",
             ErrorCode::InvalidTitle => "invalid_title",
             ErrorCode::InvalidReply => "invalid_reply",
+            ErrorCode::InvalidFaqText => "invalid_faq_text",
         }
     }
 }
@@ -161,6 +174,10 @@ pub enum ServerFrame {
         /// The lesson sections the answer may cite as `[n]`.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         sources: Vec<Source>,
+        /// Set when the answer is the teacher's endorsed one from the course FAQ (no
+        /// model wrote it): the entry's id, whose page is `/faq#faq-{id}`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        faq_id: Option<String>,
     },
     /// A piece of the answer. `seq` starts at 1 and grows by one per chunk of a message.
     Chunk {
@@ -422,6 +439,14 @@ mod tests {
                     anchor: "the-wire-format".into(),
                     snippet: "Each event is a block of lines…".into(),
                 }],
+                faq_id: None,
+            },
+            ServerFrame::Start {
+                conversation_id: "c".into(),
+                message_id: "m2".into(),
+                context_truncated: false,
+                sources: Vec::new(),
+                faq_id: Some("f1".into()),
             },
             ServerFrame::Chunk {
                 content: "Hello".into(),

@@ -138,6 +138,9 @@ pub struct Cli {
     /// Teachers may read every conversation, not only those a student shared (asked the teacher, or shared with a 👎).
     #[arg(long, env = "TUTOR_TEACHERS_READ_ALL_CONVERSATIONS")]
     pub teachers_read_all_conversations: Option<bool>,
+    /// A question that matches an endorsed FAQ entry closely gets the teacher's answer, without a model call (docs/faq.md).
+    #[arg(long, env = "FAQ_DIRECT_ANSWERS")]
+    pub faq_direct_answers: Option<bool>,
 }
 
 /// The same keys as [`Cli`], from the settings file.
@@ -187,6 +190,7 @@ pub struct FileSettings {
     pub connections_per_address: Option<usize>,
     pub calls_per_second_per_address: Option<u32>,
     pub teachers_read_all_conversations: Option<bool>,
+    pub faq_direct_answers: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -255,6 +259,8 @@ pub struct Settings {
     pub calls_per_second_per_address: u32,
     /// Teachers may read every conversation, not only those a student shared (asked the teacher, or shared with a 👎).
     pub teachers_read_all_conversations: bool,
+    /// A question that matches an endorsed FAQ entry closely gets the teacher's answer, without a model call (docs/faq.md).
+    pub faq_direct_answers: bool,
 }
 
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a patient tutor for an online course about \
@@ -414,6 +420,7 @@ impl Settings {
                 .max(1),
             shutdown_grace: ms(cli.shutdown_grace_ms, file.shutdown_grace_ms, 20_000),
             teachers_read_all_conversations: cli.teachers_read_all_conversations.or(file.teachers_read_all_conversations).unwrap_or(false),
+            faq_direct_answers: cli.faq_direct_answers.or(file.faq_direct_answers).unwrap_or(true),
             calls_per_second_per_address: cli.calls_per_second_per_address.or(file.calls_per_second_per_address).unwrap_or(20),
             connections_per_address: cli.connections_per_address.or(file.connections_per_address).unwrap_or(256),
             header_read_timeout: ms(cli.header_read_timeout_ms, file.header_read_timeout_ms, 10_000),

@@ -15,6 +15,7 @@ use crate::chat::live::LiveAnswers;
 use crate::db::{database_url, Db, StoreError};
 use crate::digest::TokenKey;
 use crate::error::AppError;
+use crate::faq::matcher::FaqIndex;
 use crate::lessons::index::{IndexError, LessonIndex};
 use crate::protocol::ErrorCode;
 use crate::settings::{Settings, DEFAULT_BASE_URL};
@@ -31,6 +32,9 @@ pub struct AppState {
     pub lesson_mode: bool,
     /// The course's lessons, indexed for retrieval; also serves the lesson pages.
     pub lessons: Arc<LessonIndex>,
+    /// The course FAQ's endorsed questions, for matching new ones; reloaded when the
+    /// database's FAQ version moves (docs/faq.md).
+    pub faq: Arc<FaqIndex>,
     /// Flips to `true` when the server shuts down, so open sockets close with 1001
     /// (clients then reconnect) instead of holding the shutdown open.
     pub shutdown: Arc<watch::Sender<bool>>,
@@ -106,6 +110,10 @@ impl AppState {
             tracing::warn!(recovered, "answers cut by an earlier crash marked interrupted");
         }
         tracing::info!(backend = ?db.backend(), "history database ready");
+        let faq = Arc::new(FaqIndex::new());
+        if let Err(error) = faq.refresh(&db).await {
+            tracing::warn!(%error, "course FAQ not loaded; tried again with the next question");
+        }
         let db = Arc::new(db);
         let settings_queue = settings.password_hash_queue;
         let calls_per_second = settings.calls_per_second_per_address;
@@ -116,6 +124,7 @@ impl AppState {
             upstream,
             lesson_mode,
             lessons,
+            faq,
             shutdown: Arc::new(watch::channel(false).0),
             live: LiveAnswers::new(db.clone()),
             notices: Arc::default(),

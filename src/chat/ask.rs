@@ -14,6 +14,7 @@ use super::store::{BeginError, NewAnswer};
 use crate::account::store::GuestError;
 use crate::auth::GuestSession;
 use crate::db::StoreError;
+use crate::faq::matcher::{FaqMatch, DIRECT_ANSWER_THRESHOLD, MAX_FAQ_SOURCES, SOURCE_MIN_SCORE};
 use crate::history::MessageStatus;
 use crate::lessons::excerpts;
 use crate::lessons::index::Hit;
@@ -106,8 +107,22 @@ pub async fn start_answer(
         },
     };
     let places = AnswerPlaces { slot, per_address };
-    let hits = retrieve(state, &question, conversation_id.as_deref(), &user).await;
-    let sources = excerpts::sources_from(&hits);
+    // The course FAQ first: a close match is the answer (no model call); a looser one
+    // is a source beside the lesson sections (docs/faq.md).
+    let faq = faq_matches(state, &question).await;
+    let direct = faq
+        .first()
+        .filter(|best| settings.faq_direct_answers && best.score >= DIRECT_ANSWER_THRESHOLD)
+        .map(|best| best.entry.clone());
+    let (hits, sources) = match &direct {
+        Some(entry) => (Vec::new(), entry.sources.clone()),
+        None => {
+            let mut hits = faq_hits(&question, &faq);
+            hits.extend(retrieve(state, &question, conversation_id.as_deref(), &user).await);
+            let sources = excerpts::sources_from(&hits);
+            (hits, sources)
+        }
+    };
     let sources_json = sources_json(&sources);
     let begun = state
         .db
@@ -138,7 +153,14 @@ pub async fn start_answer(
         })?;
 
     let answer_id = begun.answer_id;
-    let opened = if state.lesson_mode {
+    if let Some(entry) = &direct {
+        if let Err(error) = state.db.mark_faq_answer(&answer_id, &entry.id).await {
+            tracing::warn!(%error, "cannot mark an answer as the FAQ's; it shows without the badge");
+        }
+    }
+    let opened = if let Some(entry) = &direct {
+        Ok(AnswerStream::local(excerpts::words(&entry.answer), LESSON_MODE_WORD_GAP))
+    } else if state.lesson_mode {
         let answer = excerpts::excerpt_answer(&question, &hits);
         Ok(AnswerStream::local(excerpts::words(&answer), LESSON_MODE_WORD_GAP))
     } else if daily_budget_spent(state).await {
@@ -167,6 +189,7 @@ pub async fn start_answer(
         message_id: answer_id.clone(),
         context_truncated: begun.context_truncated,
         sources,
+        faq_id: direct.map(|entry| entry.id),
     };
     let follower = state.live.start(answer_id, user, stream, places);
     Ok(Started { start, follower })
@@ -206,6 +229,33 @@ async fn tutor_notes(state: &AppState, hits: &[Hit]) -> TutorNotes {
         tracing::warn!(%error, "cannot read the teacher's instructions; answering without them");
         TutorNotes::default()
     })
+}
+
+/// The endorsed entries that match the question at all (from `SOURCE_MIN_SCORE`), best
+/// first, after bringing the FAQ in step with the database. A failure to read it means
+/// the FAQ as last read, never no answer.
+async fn faq_matches(state: &AppState, question: &str) -> Vec<FaqMatch> {
+    if let Err(error) = state.faq.refresh(&state.db).await {
+        tracing::warn!(%error, "cannot read the course FAQ; matching against the last one read");
+    }
+    state.faq.matches(question, SOURCE_MIN_SCORE, MAX_FAQ_SOURCES)
+}
+
+/// Endorsed answers as sources for the model, like lesson sections: an empty slug
+/// marks them as the FAQ's (their page is `/faq#{anchor}`).
+fn faq_hits(question: &str, matches: &[FaqMatch]) -> Vec<Hit> {
+    let title = if crate::i18n::is_russian(question) { "FAQ курса" } else { "Course FAQ" };
+    matches
+        .iter()
+        .map(|m| Hit {
+            slug: String::new(),
+            lesson_title: title.to_string(),
+            section: m.entry.question.clone(),
+            anchor: crate::faq::anchor(&m.entry.id),
+            text: format!("The teacher's endorsed answer to \"{}\":\n{}", m.entry.question, m.entry.answer),
+            score: m.score,
+        })
+        .collect()
 }
 
 fn sources_json(sources: &[Source]) -> Option<String> {

@@ -68,6 +68,9 @@ pub struct ChatItem {
     pub sources: RwSignal<Vec<crate::lessons::Source>>,
     /// The answer's id once the server named it (`start`): what a rating refers to.
     pub message_id: RwSignal<Option<String>>,
+    /// The course FAQ entry this answer is, when the teacher's endorsed answer was
+    /// given without the model ("answered by your teacher").
+    pub faq_id: RwSignal<Option<String>>,
 }
 
 impl ChatItem {
@@ -81,6 +84,7 @@ impl ChatItem {
             context_truncated: RwSignal::new(false),
             sources: RwSignal::new(Vec::new()),
             message_id: RwSignal::new(None),
+            faq_id: RwSignal::new(None),
         }
     }
 }
@@ -244,10 +248,12 @@ impl ChatUi {
                 message_id,
                 context_truncated,
                 sources,
+                faq_id,
             } => {
                 if let Some(item) = self.pending_item() {
                     item.context_truncated.set(context_truncated);
                     item.sources.set(sources);
+                    item.faq_id.set(faq_id);
                     item.message_id.set(Some(message_id.clone()));
                 }
                 if self.conversation_id.get_untracked().as_deref() != Some(conversation_id.as_str()) {
@@ -407,6 +413,7 @@ mod tests {
                 message_id: "m1".into(),
                 context_truncated: false,
                 sources: Vec::new(),
+                faq_id: None,
             });
             ui.apply(chunk("Server", 1));
             ui.apply(chunk("-sent", 2));
@@ -488,6 +495,7 @@ mod tests {
                 message_id: "m1".into(),
                 context_truncated: false,
                 sources: Vec::new(),
+                faq_id: None,
             });
             ui.apply(chunk("Hel", 1));
             ui.connection_lost();

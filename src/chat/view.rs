@@ -13,6 +13,7 @@ use super::state::{ChatItem, ChatUi, ConnState, ItemStatus, Role};
 use crate::history::api::load_conversation;
 use crate::history::{ConversationView, MessageRole, MessageStatus, StoredMessage};
 use crate::escalation::view::AskTeacher;
+use crate::faq::view::FaqBadge;
 use crate::feedback::view::FeedbackBar;
 use crate::i18n::Lang;
 use crate::lessons::view::{AnswerText, SourceList};
@@ -134,6 +135,7 @@ pub fn ChatPage() -> impl IntoView {
                         <span class="conn-dot" aria-hidden="true"></span>
                         <span class="conn-label">{conn_label}</span>
                     </span>
+                    <a class="faq-link" href="/faq">{move || t().faq_link}</a>
                     <button type="button" class="lang-switch" on:click=switch_lang>
                         {move || t().switch_to}
                     </button>
@@ -260,6 +262,7 @@ fn History(view: ConversationView) -> impl IntoView {
         let client = expect_context::<ChatClient>();
         let item = ChatItem::new(ADOPTED_KEY, Role::Tutor, stored.content, ItemStatus::Streaming);
         item.sources.set(stored.sources);
+        item.faq_id.set(stored.faq_id);
         let message_id = stored.id;
         Effect::new(move |_| {
             ui.adopt(item, message_id.clone());
@@ -317,6 +320,7 @@ fn StoredMessageView(message: StoredMessage) -> impl IntoView {
                 {(status == MessageStatus::Streaming).then(|| view! { <span class="cursor" aria-hidden="true"></span> })}
             </div>
             <SourceList sources=Signal::stored(message.sources) />
+            <FaqBadge faq_id=Signal::stored(message.faq_id) />
             {match status {
                 MessageStatus::Stopped => Some(view! { <p class="msg-note">{move || t().stopped_note}</p> }.into_any()),
                 MessageStatus::Interrupted => Some(view! { <p class="msg-note">{move || t().interrupted_note}</p> }.into_any()),
@@ -382,6 +386,7 @@ fn Message(item: ChatItem) -> impl IntoView {
                 </Show>
             </div>
             <SourceList sources=item.sources />
+            <FaqBadge faq_id=item.faq_id />
             <Show when=move || item.status.get() == ItemStatus::Stopped>
                 <p class="msg-note">{move || t().stopped_note}</p>
             </Show>

@@ -119,7 +119,7 @@ impl Db {
         let student = StudentName::from_columns(row.try_get(2)?, row.try_get(3)?);
         let mut messages = sqlx::query(
             "SELECT m.id, m.position, m.role, m.content, m.status, m.error_code, m.created_at, m.sources, \
-             f.rating, f.reasons, f.comment, f.shared, e.status \
+             f.rating, f.reasons, f.comment, f.shared, e.status, m.faq_id \
              FROM messages m LEFT JOIN feedback f ON f.message_id = m.id \
              LEFT JOIN escalations e ON e.message_id = m.id \
              WHERE m.conversation_id = $1 ORDER BY m.position DESC LIMIT $2",
@@ -201,6 +201,7 @@ impl Db {
             sources: Vec::new(),
             feedback: None,
             teacher_request: None,
+            faq_id: None,
         };
         Ok(Some(StoredReply { student, conversation_id, asked_about, message }))
     }

@@ -111,6 +111,10 @@ pub struct StoredMessage {
     /// Whether the student asked the teacher about this answer, and how that stands.
     #[serde(default)]
     pub teacher_request: Option<TeacherRequest>,
+    /// The course FAQ entry an answer is, when it was the teacher's endorsed answer
+    /// given without the model ("answered by your teacher").
+    #[serde(default)]
+    pub faq_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,6 +4,7 @@ use leptos::prelude::*;
 
 use super::api::{teach_instructions, teach_overview, SetInstructions};
 use super::{Instructions, DEFAULT_DAYS, MAX_INSTRUCTIONS_CHARS};
+use crate::faq::view::EndorsementsPanel;
 use crate::lessons::list_lessons;
 use crate::i18n::Lang;
 use crate::not_found::NotFound;
@@ -90,6 +91,7 @@ pub fn TeachPage() -> impl IntoView {
                                 </tbody>
                             </table>
                             <InstructionsPanel />
+                            <EndorsementsPanel />
                         </div>
                     }
                     .into_any(),

@@ -20,6 +20,9 @@ use tutor_chat::state::AppState;
 
 pub use tutor_chat::account::store::{hash_token, ACCOUNT_SESSION_MS};
 pub use tutor_chat::db::{now_ms, Db};
+pub use tutor_chat::faq::matcher::{
+    DIRECT_ANSWER_THRESHOLD as FAQ_DIRECT_ANSWER_THRESHOLD, SOURCE_MIN_SCORE as FAQ_SOURCE_MIN_SCORE,
+};
 pub use tutor_chat::feedback::Feedback;
 pub use tutor_chat::history::{ConversationPage, ConversationView, MessageRole, MessageStatus, TeacherRequest};
 pub use tutor_chat::lessons::Source;
@@ -355,6 +358,8 @@ pub async fn send_json(ws: &mut Ws, value: Value) {
 pub struct Answer {
     pub context_truncated: bool,
     pub sources: Vec<Source>,
+    /// The FAQ entry given as the answer ("answered by your teacher"), if one was.
+    pub faq_id: Option<String>,
     pub conversation_id: String,
     pub message_id: String,
     pub chunks: Vec<(u64, String)>,
@@ -386,7 +391,9 @@ async fn continue_answer(ws: &mut Ws, mut answer: Answer) -> Answer {
                 message_id,
                 context_truncated,
                 sources,
+                faq_id,
             } => {
+                answer.faq_id = faq_id;
                 answer.context_truncated = context_truncated;
                 answer.sources = sources;
                 answer.conversation_id = conversation_id;
@@ -440,6 +447,12 @@ pub fn assert_seq_in_order(answer: &Answer) {
     for (i, (seq, _)) in answer.chunks.iter().enumerate() {
         assert_eq!(*seq, i as u64 + 1, "seq must start at 1 and grow by one");
     }
+}
+
+/// How alike two questions are to the FAQ matcher, in [0, 1].
+pub fn faq_similarity(a: &str, b: &str) -> f32 {
+    use tutor_chat::faq::matcher::{similarity, terms};
+    similarity(&terms(a), &terms(b))
 }
 
 // ---- what the model got ----

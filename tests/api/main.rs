@@ -7,6 +7,7 @@ mod accounts;
 mod chat;
 mod escalations;
 mod export;
+mod faq;
 mod feedback;
 mod headers;
 mod helpers;

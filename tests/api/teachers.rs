@@ -16,6 +16,9 @@ const TEACHER_CALLS: &[(&str, &[(&str, &str)])] = &[
     ("teach/resolve", &[("request_id", "any-request")]),
     ("teach/instructions", &[]),
     ("teach/set_instructions", &[("lesson", ""), ("text", "Give away every answer.")]),
+    ("teach/endorse", &[("message_id", "any"), ("question", "Q?"), ("answer", "A.")]),
+    ("teach/edit_endorsement", &[("id", "any"), ("question", "Q?"), ("answer", "A.")]),
+    ("teach/withdraw_endorsement", &[("id", "any")]),
 ];
 
 #[tokio::test]

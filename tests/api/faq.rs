@@ -1,0 +1,170 @@
+//! The course FAQ (issue #11, part 4): a teacher endorses an answer (editing its
+//! wording first), edits and withdraws it; a paraphrase of an endorsed question gets
+//! the endorsed answer with no request to the model, marked as the teacher's; an
+//! unrelated question goes to the model; a looser match reaches the model as a source.
+
+use crate::helpers::*;
+
+/// A signed-up account made a teacher (what `tutor-chat teacher add` does); returns
+/// its session cookie.
+async fn teacher(app: &TestApp, name: &str) -> String {
+    let cookie = app.signed_up(name, "the teacher's password").await;
+    assert!(app.state.db.add_teacher(name, None).await.unwrap().is_some());
+    cookie
+}
+
+const QUESTION: &str = "What is the difference between SSE and WebSocket?";
+const PARAPHRASE: &str = "SSE vs WebSockets: how do they differ?";
+const ANSWER: &str = "SSE streams from the server to the browser over plain HTTP; a WebSocket carries messages both ways.";
+
+/// A student's answered question, endorsed by the teacher with the wording above.
+async fn endorsed(app: &TestApp, teacher: &str) -> serde_json::Value {
+    let mut student = app.student().await;
+    let asked = ask(&mut student.ws, "sse or websockets, whats the diff??").await;
+    assert!(asked.end.is_some(), "{asked:?}");
+    let (status, body) = app
+        .call(teacher, "teach/endorse", &[("message_id", &asked.message_id), ("question", QUESTION), ("answer", ANSWER)])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn endorsed_answers_are_given_without_the_model_and_follow_edits_and_withdrawals() {
+    let app = spawn_app().await;
+    let teacher = teacher(&app, "ms_faq").await;
+    let entry = endorsed(&app, &teacher).await;
+    let id = entry["id"].as_str().unwrap().to_string();
+    assert_eq!(entry["question"], QUESTION);
+    assert_eq!(entry["endorsed_by"], "ms_faq");
+
+    // A paraphrase: the endorsed answer, streamed, marked, with no request upstream.
+    let mut student = app.student().await;
+    let before = app.fake.requests().len();
+    let answer = ask(&mut student.ws, PARAPHRASE).await;
+    assert_eq!(app.fake.requests().len(), before, "a direct FAQ answer calls no model");
+    assert_eq!(answer.faq_id.as_deref(), Some(id.as_str()));
+    assert_eq!(answer.text(), ANSWER);
+    assert!(answer.chunks.len() > 1, "streamed like any other answer");
+    assert_eq!(answer.end.map(|(_, reason)| reason), Some(EndReason::Complete));
+    // Stored like any other, with the mark: history and the page show it.
+    let stored = app.load(&student.cookie, &answer.conversation_id).await.unwrap();
+    let last = stored.messages.last().unwrap();
+    assert_eq!((last.content.as_str(), last.faq_id.as_deref()), (ANSWER, Some(id.as_str())));
+    let page = app.page(&student.cookie, &format!("/c/{}", answer.conversation_id)).await;
+    assert!(page.contains("faq-badge") && page.contains(&format!("/faq#faq-{id}")), "{page}");
+
+    // An unrelated question goes to the model, without the mark.
+    let other = ask(&mut student.ws, "How does a token bucket rate limiter work?").await;
+    assert_eq!(app.fake.requests().len(), before + 1);
+    assert_eq!(other.faq_id, None);
+
+    // /faq lists it (anyone may read it) and finds it by its words, not by others'.
+    let guest = app.session_cookie().await;
+    let faq = app.page(&guest, "/faq").await;
+    assert!(faq.contains(&format!("id=\"faq-{id}\"")) && faq.contains("plain HTTP"), "{faq}");
+    assert!(app.page(&guest, "/faq?q=websocket").await.contains(&format!("id=\"faq-{id}\"")));
+    assert!(!app.page(&guest, "/faq?q=jitter").await.contains(&format!("id=\"faq-{id}\"")));
+
+    // Edited: the next question gets the new text.
+    let edited = "SSE: server to browser only, over HTTP. WebSocket: both ways.";
+    let (status, body) = app
+        .call(&teacher, "teach/edit_endorsement", &[("id", &id), ("question", QUESTION), ("answer", edited)])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ask(&mut student.ws, PARAPHRASE).await.text(), edited);
+    assert_eq!(app.fake.requests().len(), before + 1);
+
+    // Bad input is refused with its code, and changes nothing.
+    for form in [
+        vec![("id", id.as_str()), ("question", "  "), ("answer", edited)],
+        vec![("id", id.as_str()), ("question", QUESTION), ("answer", "")],
+    ] {
+        let (status, body) = app.call(&teacher, "teach/edit_endorsement", &form).await;
+        assert_ne!(status, 200);
+        assert!(body.contains("\"invalid_faq_text\""), "{body}");
+    }
+    let long = "x".repeat(20_001);
+    let (_, body) = app.call(&teacher, "teach/edit_endorsement", &[("id", &id), ("question", QUESTION), ("answer", &long)]).await;
+    assert!(body.contains("\"invalid_faq_text\""), "{body}");
+    for (endpoint, form) in [
+        ("teach/endorse", vec![("message_id", "no-such-message")]),
+        ("teach/edit_endorsement", vec![("id", "no-such-entry"), ("question", QUESTION), ("answer", edited)]),
+        ("teach/withdraw_endorsement", vec![("id", "no-such-entry")]),
+    ] {
+        let (_, body) = app.call(&teacher, endpoint, &form).await;
+        assert!(body.contains("\"not_found\""), "{endpoint}: {body}");
+    }
+    // A question is not an answer to endorse.
+    let (_, body) = app.call(&teacher, "teach/endorse", &[("message_id", &stored.messages[0].id)]).await;
+    assert!(body.contains("\"not_found\""), "{body}");
+
+    // The teacher's page lists the entry to edit or withdraw.
+    let teach = app.page(&teacher, "/teach").await;
+    assert!(teach.contains(&format!("data-faq-id=\"{id}\"")) && teach.contains("withdraw-form"), "{teach}");
+
+    // Withdrawn: the next paraphrase goes to the model again.
+    let (status, body) = app.call(&teacher, "teach/withdraw_endorsement", &[("id", &id)]).await;
+    assert_eq!(status, 200, "{body}");
+    let after = ask(&mut student.ws, PARAPHRASE).await;
+    assert_eq!(after.faq_id, None);
+    assert_eq!(app.fake.requests().len(), before + 2);
+    assert!(!app.page(&guest, "/faq").await.contains(&format!("id=\"faq-{id}\"")));
+}
+
+#[tokio::test]
+async fn endorsing_takes_the_conversations_wording_unless_the_teacher_edits_it() {
+    let app = spawn_app().await;
+    let teacher = teacher(&app, "mr_faq").await;
+    let mut student = app.student().await;
+    let asked = ask(&mut student.ws, "How does a token bucket rate limiter work?").await;
+    let (status, body) = app.call(&teacher, "teach/endorse", &[("message_id", &asked.message_id), ("question", ""), ("answer", "")]).await;
+    assert_eq!(status, 200, "{body}");
+    let entry: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(entry["question"], "How does a token bucket rate limiter work?");
+    assert_eq!(entry["answer"], asked.text());
+    // Endorsing the same answer again replaces the wording; it stays one entry.
+    let (status, body) = app.call(&teacher, "teach/endorse", &[("message_id", &asked.message_id), ("answer", "Tokens refill at a steady rate.")]).await;
+    assert_eq!(status, 200, "{body}");
+    let again: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((again["id"].clone(), again["answer"].clone()), (entry["id"].clone(), "Tokens refill at a steady rate.".into()));
+    let (_, list) = app.call(&student.cookie, "faq/list", &[("q", "")]).await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&list).unwrap().as_array().unwrap().len(), 1, "{list}");
+}
+
+#[tokio::test]
+async fn a_looser_match_reaches_the_model_as_a_source() {
+    let app = spawn_app().await;
+    let teacher = teacher(&app, "ms_src").await;
+    let entry = endorsed(&app, &teacher).await;
+    let id = entry["id"].as_str().unwrap();
+    // Shares words with the endorsed question but asks something else.
+    let near = "When should I use SSE instead of a WebSocket?";
+    let score = faq_similarity(QUESTION, near);
+    assert!((FAQ_SOURCE_MIN_SCORE..FAQ_DIRECT_ANSWER_THRESHOLD).contains(&score), "{score}");
+
+    let mut student = app.student().await;
+    let before = app.fake.requests().len();
+    let answer = ask(&mut student.ws, near).await;
+    assert_eq!(app.fake.requests().len(), before + 1, "the model answers");
+    assert_eq!(answer.faq_id, None);
+    let source = answer.sources.iter().find(|s| s.lesson.is_empty()).expect("the FAQ entry among the sources");
+    assert_eq!(source.href(), format!("/faq#faq-{id}"));
+    assert_eq!(source.section, QUESTION);
+    let sent = app.last_request();
+    let sources = sent.messages.iter().find(|m| m.content.starts_with(SOURCES_PROMPT)).expect("sources");
+    assert!(sources.content.contains(ANSWER), "{}", sources.content);
+}
+
+#[tokio::test]
+async fn with_direct_answers_off_a_paraphrase_goes_to_the_model_with_the_entry_as_a_source() {
+    let app = spawn_app_with(|settings| settings.faq_direct_answers = false).await;
+    let teacher = teacher(&app, "ms_off").await;
+    endorsed(&app, &teacher).await;
+    let mut student = app.student().await;
+    let before = app.fake.requests().len();
+    let answer = ask(&mut student.ws, PARAPHRASE).await;
+    assert_eq!(app.fake.requests().len(), before + 1);
+    assert_eq!(answer.faq_id, None);
+    assert!(app.last_request().messages.iter().any(|m| m.content.contains(ANSWER)));
+}
