@@ -8,7 +8,8 @@ use leptos_router::hooks::use_params_map;
 use super::api::{teach_conversation, teach_queue, AskTeacher as AskTeacherFn, TeachReply, TeachResolve};
 use super::{Request, TeacherView, MAX_NOTE_CHARS, MAX_REPLY_CHARS};
 use crate::chat::state::ChatUi;
-use crate::history::{MessageRole, StoredMessage, TeacherRequest};
+use crate::faq::view::EndorseForm;
+use crate::history::{MessageRole, MessageStatus, StoredMessage, TeacherRequest};
 use crate::i18n::Lang;
 use crate::lessons::view::{AnswerText, SourceList};
 use crate::not_found::NotFound;
@@ -221,7 +222,22 @@ fn TeacherConversation(
             <h1>{view.title}</h1>
             <p class="teach-summary conversation-student">{move || student.label(t())}</p>
             <div class="messages teacher-read">
-                {view.messages.into_iter().map(|message| view! { <ReadOnlyMessage message /> }).collect_view()}
+                {
+                    // Each answer can be endorsed for the FAQ, with the question it answered.
+                    let mut question = String::new();
+                    view.messages
+                        .into_iter()
+                        .map(|message| {
+                            let asked = if message.role == MessageRole::User {
+                                question = message.content.clone();
+                                None
+                            } else {
+                                Some(question.clone())
+                            };
+                            view! { <ReadOnlyMessage message asked /> }
+                        })
+                        .collect_view()
+                }
             </div>
             {move || {
                 reply.value().get().and_then(Result::err).or_else(|| resolve.value().get().and_then(Result::err)).map(|e| {
@@ -235,7 +251,7 @@ fn TeacherConversation(
 
 /// A message as the teacher reads it: who wrote it, the text, the sources, the rating.
 #[component]
-fn ReadOnlyMessage(message: StoredMessage) -> impl IntoView {
+fn ReadOnlyMessage(message: StoredMessage, asked: Option<String>) -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
     let t = move || lang.get().t();
     let role = message.role;
@@ -257,6 +273,10 @@ fn ReadOnlyMessage(message: StoredMessage) -> impl IntoView {
         };
         view! { <p class="msg-rating" data-rating=feedback.rating.as_str()>{mark} " " {reasons} " " {feedback.comment}</p> }
     });
+    let endorsable = role == MessageRole::Assistant && message.status == MessageStatus::Complete;
+    let endorse = endorsable.then(|| {
+        view! { <EndorseForm message_id=message.id.clone() question=asked.unwrap_or_default() answer=message.content.clone() /> }
+    });
     view! {
         <article class=class data-status=message.status.as_str() data-message-id=message.id.clone()>
             <div class="msg-who">{who}</div>
@@ -268,6 +288,7 @@ fn ReadOnlyMessage(message: StoredMessage) -> impl IntoView {
             </div>
             <SourceList sources=Signal::stored(message.sources) />
             {rating}
+            {endorse}
         </article>
     }
 }
