@@ -26,7 +26,7 @@ async function signInAsTeacher(browser: Browser): Promise<Page> {
 test('a student asks the teacher, the teacher replies, the open page shows it live', async ({ page, browser }, testInfo) => {
   await addTeacher(TEACHER, PASSWORD);
   const errors = await openReady(page);
-  await ask(page, '[tokens=5] why does my stream stall under load?');
+  await ask(page, '[tokens=5] What is the difference between SSE and WebSocket?');
   const answer = page.locator('.msg-tutor').last();
 
   // 👎 with a reason, shared with the teacher.
@@ -40,7 +40,7 @@ test('a student asks the teacher, the teacher replies, the open page shows it li
 
   // Ask my teacher, with a note.
   await answer.locator('.ask-teacher summary').click();
-  await answer.locator('.ask-teacher-form textarea').fill('Is backpressure the reason?');
+  await answer.locator('.ask-teacher-form textarea').fill('Which one for a chat?');
   await answer.locator('.ask-teacher-send').click();
   await expect(answer.locator('.teacher-request')).toHaveAttribute('data-status', 'open');
 
@@ -55,7 +55,7 @@ test('a student asks the teacher, the teacher replies, the open page shows it li
   await expect(teacher).toHaveURL(/\/teach\/queue$/);
   const request = teacher.locator('.queue-item[data-status="open"]');
   await expect(request).toHaveCount(1);
-  await expect(request.locator('.queue-note')).toHaveText('Is backpressure the reason?');
+  await expect(request.locator('.queue-note')).toHaveText('Which one for a chat?');
   await expect(request.locator('.queue-student')).toHaveText(/^Guest \d+$/);
   await teacher.screenshot({ path: testInfo.outputPath('teach-queue.png'), fullPage: true });
   await testInfo.attach('teach-queue', { path: testInfo.outputPath('teach-queue.png'), contentType: 'image/png' });
@@ -64,15 +64,37 @@ test('a student asks the teacher, the teacher replies, the open page shows it li
   await request.locator('.queue-open-link').click();
   await hydrated(teacher);
   await expect(teacher.locator('.teacher-read .msg-rating')).toContainText('wrong');
-  await teacher.locator('.reply-form textarea').fill('Yes: use a **bounded** channel and await the send.');
+  await teacher.locator('.reply-form textarea').fill('For a chat: a **WebSocket**, since both sides talk.');
   await teacher.locator('.reply-send').click();
-  await expect(teacher.locator('.teacher-read .msg-teacher')).toContainText('bounded');
+  await expect(teacher.locator('.teacher-read .msg-teacher')).toContainText('both sides talk');
 
   // The student's page, never reloaded, shows the reply marked as the teacher's.
   const reply = page.locator('.msg-teacher');
-  await expect(reply).toContainText('Yes: use a bounded channel');
-  await expect(reply.locator('strong')).toHaveText('bounded');
+  await expect(reply).toContainText('For a chat: a WebSocket, since both sides talk.');
+  await expect(reply.locator('strong')).toHaveText('WebSocket');
   await expect(reply.locator('.msg-who')).toHaveText('Your teacher');
   await expect(answer.locator('.teacher-request')).toHaveAttribute('data-status', 'answered');
   expect(errors).toEqual([]);
+
+  // The teacher endorses the tutor's answer for the course FAQ, rewording it first.
+  const endorsed = teacher.locator('.teacher-read .msg-tutor').first();
+  await endorsed.locator('.endorse summary').click();
+  await endorsed.locator('.endorse-form textarea[name=question]').fill('What is the difference between SSE and WebSocket?');
+  await endorsed
+    .locator('.endorse-form textarea[name=answer]')
+    .fill('SSE streams from the server over plain HTTP; a WebSocket carries messages both ways.');
+  await endorsed.locator('.endorse-form button[type=submit]').click();
+  await expect(endorsed.locator('.form-done')).toBeVisible();
+
+  // A second student's paraphrase gets the endorsed answer, with its badge.
+  const second = await (await browser.newContext()).newPage();
+  const secondErrors = await openReady(second);
+  await ask(second, 'SSE vs WebSockets: how do they differ?');
+  const direct = second.locator('.msg-tutor').last();
+  await expect(direct).toContainText('a WebSocket carries messages both ways');
+  await expect(direct.locator('.faq-badge')).toHaveText('answered by your teacher');
+  await direct.locator('.faq-badge a').click();
+  await expect(second).toHaveURL(/\/faq#faq-/);
+  await expect(second.locator('.faq-entry:target .faq-question')).toHaveText('What is the difference between SSE and WebSocket?');
+  expect(secondErrors).toEqual([]);
 });
