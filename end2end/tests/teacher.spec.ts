@@ -95,6 +95,7 @@ test('a student asks the teacher, the teacher replies, the open page shows it li
   await expect(direct.locator('.faq-badge')).toHaveText('answered by your teacher');
   await direct.locator('.faq-badge a').click();
   await expect(second).toHaveURL(/\/faq#faq-/);
-  await expect(second.locator('.faq-entry:target .faq-question')).toHaveText('What is the difference between SSE and WebSocket?');
+  const entry = new URL(second.url()).hash;
+  await expect(second.locator(`${entry}.faq-entry .faq-question`)).toHaveText('What is the difference between SSE and WebSocket?');
   expect(secondErrors).toEqual([]);
 });
