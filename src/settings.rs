@@ -138,6 +138,12 @@ pub struct Cli {
     /// Teachers may read every conversation, not only those a student shared (asked the teacher, or shared with a 👎).
     #[arg(long, env = "TUTOR_TEACHERS_READ_ALL_CONVERSATIONS")]
     pub teachers_read_all_conversations: Option<bool>,
+    /// Price of a million prompt tokens, in the course's currency, for the cost on /teach (0: no cost shown).
+    #[arg(long, env = "TUTOR_PRICE_PER_MILLION_PROMPT_TOKENS")]
+    pub price_per_million_prompt_tokens: Option<f64>,
+    /// Price of a million completion tokens, in the course's currency, for the cost on /teach (0: no cost shown).
+    #[arg(long, env = "TUTOR_PRICE_PER_MILLION_COMPLETION_TOKENS")]
+    pub price_per_million_completion_tokens: Option<f64>,
 }
 
 /// The same keys as [`Cli`], from the settings file.
@@ -187,6 +193,8 @@ pub struct FileSettings {
     pub connections_per_address: Option<usize>,
     pub calls_per_second_per_address: Option<u32>,
     pub teachers_read_all_conversations: Option<bool>,
+    pub price_per_million_prompt_tokens: Option<f64>,
+    pub price_per_million_completion_tokens: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -255,6 +263,10 @@ pub struct Settings {
     pub calls_per_second_per_address: u32,
     /// Teachers may read every conversation, not only those a student shared (asked the teacher, or shared with a 👎).
     pub teachers_read_all_conversations: bool,
+    /// Price of a million prompt tokens, in the course's currency, for the cost on /teach (0: no cost shown).
+    pub price_per_million_prompt_tokens: f64,
+    /// Price of a million completion tokens, in the course's currency, for the cost on /teach (0: no cost shown).
+    pub price_per_million_completion_tokens: f64,
 }
 
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a patient tutor for an online course about \
@@ -413,6 +425,8 @@ impl Settings {
                 .unwrap_or(1000)
                 .max(1),
             shutdown_grace: ms(cli.shutdown_grace_ms, file.shutdown_grace_ms, 20_000),
+            price_per_million_completion_tokens: cli.price_per_million_completion_tokens.or(file.price_per_million_completion_tokens).filter(|p| p.is_finite() && *p >= 0.0).unwrap_or(0.0),
+            price_per_million_prompt_tokens: cli.price_per_million_prompt_tokens.or(file.price_per_million_prompt_tokens).filter(|p| p.is_finite() && *p >= 0.0).unwrap_or(0.0),
             teachers_read_all_conversations: cli.teachers_read_all_conversations.or(file.teachers_read_all_conversations).unwrap_or(false),
             calls_per_second_per_address: cli.calls_per_second_per_address.or(file.calls_per_second_per_address).unwrap_or(20),
             connections_per_address: cli.connections_per_address.or(file.connections_per_address).unwrap_or(256),

@@ -123,6 +123,8 @@ pub async fn start_answer(
             address: asker.address,
             questions_per_minute_per_address: settings.questions_per_minute_per_address,
             session_token: &asker.session.0,
+            retrieval_score: best_score_milli(&hits),
+            sources: &sources,
         })
         .await
         .map_err(|error| match error {
@@ -206,6 +208,13 @@ async fn tutor_notes(state: &AppState, hits: &[Hit]) -> TutorNotes {
         tracing::warn!(%error, "cannot read the teacher's instructions; answering without them");
         TutorNotes::default()
     })
+}
+
+/// The best hit's search score in thousandths, as the answer's row keeps it for the
+/// dashboard's content gaps (0: nothing matched).
+fn best_score_milli(hits: &[Hit]) -> i64 {
+    let best = hits.iter().map(|hit| hit.score).fold(0.0f32, f32::max);
+    if best.is_finite() { (f64::from(best) * 1000.0).round() as i64 } else { 0 }
 }
 
 fn sources_json(sources: &[Source]) -> Option<String> {
