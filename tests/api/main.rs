@@ -5,6 +5,7 @@
 mod abuse;
 mod accounts;
 mod chat;
+mod dashboard;
 mod feedback;
 mod headers;
 mod helpers;

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use crate::helpers::*;
 
 /// Runs `tutor-chat teacher ARGS` against the app's database, with `stdin` piped in.
-fn teacher_command(app: &TestApp, args: &[&str], stdin: &str) -> (bool, String, String) {
+pub(crate) fn teacher_command(app: &TestApp, args: &[&str], stdin: &str) -> (bool, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tutor-chat"))
         .arg("teacher")
         .args(args)
@@ -29,7 +29,7 @@ fn teacher_command(app: &TestApp, args: &[&str], stdin: &str) -> (bool, String, 
     )
 }
 
-async fn sign_in(app: &TestApp, username: &str, password: &str) -> String {
+pub(crate) async fn sign_in(app: &TestApp, username: &str, password: &str) -> String {
     let (status, cookie, body) = app
         .account_form(&app.session_cookie().await, "signin", &[("username", username), ("password", password)])
         .await;
@@ -38,9 +38,10 @@ async fn sign_in(app: &TestApp, username: &str, password: &str) -> String {
 }
 
 /// Every page and server function only a teacher may use.
-const TEACHER_PAGES: &[&str] = &["/teach"];
+const TEACHER_PAGES: &[&str] = &["/teach", "/teach?days=7"];
 const TEACHER_CALLS: &[(&str, &[(&str, &str)])] = &[
     ("teach/overview", &[("days", "30")]),
+    ("teach/dashboard", &[("days", "30")]),
     ("teach/instructions", &[]),
     ("teach/set_instructions", &[("lesson", ""), ("text", "Give away every answer.")]),
 ];

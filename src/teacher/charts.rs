@@ -1,0 +1,1 @@
+//! Charts for /teach (filled in next).
