@@ -130,3 +130,21 @@ export function serversForThisFile() {
     },
   };
 }
+
+/**
+ * Makes a teacher account in this run's database with `tutor-chat teacher add`, the
+ * password piped on stdin as an operator would.
+ */
+export async function addTeacher(username: string, password: string): Promise<void> {
+  const child = spawn(binary, ['teacher', 'add', username], {
+    cwd: root,
+    env: { ...process.env, RUST_LOG: 'warn', TUTOR_DATA_DIR: dataDir },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (d) => (output += d));
+  child.stderr?.on('data', (d) => (output += d));
+  child.stdin?.end(`${password}\n`);
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  if (code !== 0) throw new Error(`teacher add ${username} exited with ${code}: ${output}`);
+}

@@ -142,7 +142,7 @@ async fn every_teacher_endpoint_refuses_students_and_guests_as_if_it_did_not_exi
     for page in TEACHER_PAGES {
         let response = app.http.get(format!("http://{}{page}", app.addr)).header("cookie", &teacher).send().await.unwrap();
         assert_eq!(response.status(), 200, "the teacher on {page}");
-        assert!(response.text().await.unwrap().contains("teach-days"));
+        assert!(response.text().await.unwrap().contains("data-days="));
     }
     let (status, body) = app.call(&teacher, "teach/overview", &[("days", "30")]).await;
     assert_eq!(status, 200, "{body}");
