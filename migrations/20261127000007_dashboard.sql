@@ -20,9 +20,14 @@ CREATE TABLE answer_sources (
     section     TEXT NOT NULL,
     created_at  BIGINT NOT NULL
 );
-CREATE INDEX answer_sources_created ON answer_sources (created_at, lesson, anchor);
+-- Covering: "most cited" counts answers and sections from the index alone.
+CREATE INDEX answer_sources_created ON answer_sources (created_at, lesson, anchor, message_id, section);
 CREATE INDEX answer_sources_message ON answer_sources (message_id);
 
 -- Every dashboard aggregate reads a period of one role's rows: answers or questions
--- since a day. Without this, each is a scan of the whole table.
-CREATE INDEX messages_role_created ON messages (role, created_at);
+-- since a day. Covering indexes, so the aggregates never read the rows' text: the
+-- answers' (endings, tokens, time to first token, retrieval score) and the questions'
+-- (their conversation, for students per day). docs/BENCHMARKS.md has the numbers.
+CREATE INDEX messages_role_created ON messages (role, created_at, status, error_code, prompt_tokens,
+    completion_tokens, first_token_at, retrieval_score);
+CREATE INDEX messages_questions_created ON messages (role, created_at, conversation_id);

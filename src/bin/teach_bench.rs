@@ -27,7 +27,7 @@ const DAYS: i64 = 30;
 const ROUNDS: usize = 30;
 const WARMUP: usize = 3;
 /// The dashboard's own indexes (migrations/20261127000007_dashboard.sql).
-const DASHBOARD_INDEXES: [&str; 2] = ["messages_role_created", "answer_sources_created"];
+const DASHBOARD_INDEXES: [&str; 3] = ["messages_role_created", "messages_questions_created", "answer_sources_created"];
 
 /// splitmix64: the same history on every run, no dependency.
 struct Rng(u64);
