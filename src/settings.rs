@@ -141,6 +141,12 @@ pub struct Cli {
     /// A question that matches an endorsed FAQ entry closely gets the teacher's answer, without a model call (docs/faq.md).
     #[arg(long, env = "FAQ_DIRECT_ANSWERS")]
     pub faq_direct_answers: Option<bool>,
+    /// Price of a million prompt tokens, in the course's currency, for the cost on /teach (0: no cost shown).
+    #[arg(long, env = "TUTOR_PRICE_PER_MILLION_PROMPT_TOKENS")]
+    pub price_per_million_prompt_tokens: Option<f64>,
+    /// Price of a million completion tokens, in the course's currency, for the cost on /teach (0: no cost shown).
+    #[arg(long, env = "TUTOR_PRICE_PER_MILLION_COMPLETION_TOKENS")]
+    pub price_per_million_completion_tokens: Option<f64>,
 }
 
 /// The same keys as [`Cli`], from the settings file.
@@ -191,6 +197,8 @@ pub struct FileSettings {
     pub calls_per_second_per_address: Option<u32>,
     pub teachers_read_all_conversations: Option<bool>,
     pub faq_direct_answers: Option<bool>,
+    pub price_per_million_prompt_tokens: Option<f64>,
+    pub price_per_million_completion_tokens: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -261,6 +269,10 @@ pub struct Settings {
     pub teachers_read_all_conversations: bool,
     /// A question that matches an endorsed FAQ entry closely gets the teacher's answer, without a model call (docs/faq.md).
     pub faq_direct_answers: bool,
+    /// Price of a million prompt tokens, in the course's currency, for the cost on /teach (0: no cost shown).
+    pub price_per_million_prompt_tokens: f64,
+    /// Price of a million completion tokens, in the course's currency, for the cost on /teach (0: no cost shown).
+    pub price_per_million_completion_tokens: f64,
 }
 
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a patient tutor for an online course about \
@@ -419,6 +431,8 @@ impl Settings {
                 .unwrap_or(1000)
                 .max(1),
             shutdown_grace: ms(cli.shutdown_grace_ms, file.shutdown_grace_ms, 20_000),
+            price_per_million_completion_tokens: cli.price_per_million_completion_tokens.or(file.price_per_million_completion_tokens).filter(|p| p.is_finite() && *p >= 0.0).unwrap_or(0.0),
+            price_per_million_prompt_tokens: cli.price_per_million_prompt_tokens.or(file.price_per_million_prompt_tokens).filter(|p| p.is_finite() && *p >= 0.0).unwrap_or(0.0),
             teachers_read_all_conversations: cli.teachers_read_all_conversations.or(file.teachers_read_all_conversations).unwrap_or(false),
             faq_direct_answers: cli.faq_direct_answers.or(file.faq_direct_answers).unwrap_or(true),
             calls_per_second_per_address: cli.calls_per_second_per_address.or(file.calls_per_second_per_address).unwrap_or(20),

@@ -53,8 +53,12 @@ export async function startFake(): Promise<ChildProcess> {
 // One database per test run, kept across restarts within it.
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tutor-e2e-'));
 
-export async function startApp(): Promise<ChildProcess> {
-  return startAppWith(APP_PORT, dataDir, {
+// The database the running app uses (a file may ask for a fresh one of its own).
+let currentData = dataDir;
+
+export async function startApp(data: string = dataDir): Promise<ChildProcess> {
+  currentData = data;
+  return startAppWith(APP_PORT, data, {
     OPENAI_BASE_URL: `${FAKE}/v1`,
     OPENAI_API_KEY: 'e2e-key',
     OPENAI_MODEL: 'e2e-model',
@@ -94,21 +98,6 @@ async function startAppWith(
   return child;
 }
 
-/** Makes a teacher account in this run's database (`tutor-chat teacher add`). */
-export async function addTeacher(name: string, password: string): Promise<void> {
-  const child = spawn(binary, ['teacher', 'add', name], {
-    cwd: root,
-    env: { ...process.env, RUST_LOG: 'warn', TUTOR_DATA_DIR: dataDir },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout?.on('data', (d) => (output += d));
-  child.stderr?.on('data', (d) => (output += d));
-  child.stdin?.end(`${password}\n`);
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  if (code !== 0) throw new Error(`teacher add ${name} failed (${code}): ${output}`);
-}
-
 export async function stop(child: ChildProcess | undefined): Promise<void> {
   if (!child || child.exitCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -129,11 +118,13 @@ export async function upstreamLog(): Promise<Recorded[]> {
  * Starts the test upstream and the app before a spec file's tests and stops them
  * after; the handle lets a test stop and restart the app under a live page.
  */
-export function serversForThisFile() {
+export function serversForThisFile(options: { freshDatabase?: boolean } = {}) {
   const running: { app?: ChildProcess; fake?: ChildProcess } = {};
+  // A file that counts what is in the database (the teacher's dashboard) gets its own.
+  const data = options.freshDatabase ? fs.mkdtempSync(path.join(os.tmpdir(), 'tutor-e2e-own-')) : dataDir;
   test.beforeAll(async () => {
     running.fake = await startFake();
-    running.app = await startApp();
+    running.app = await startApp(data);
   });
   test.afterAll(async () => {
     await stop(running.app);
@@ -142,7 +133,25 @@ export function serversForThisFile() {
   return {
     stopApp: () => stop(running.app),
     restartApp: async () => {
-      running.app = await startApp();
+      running.app = await startApp(data);
     },
   };
+}
+
+/**
+ * Makes a teacher account in this run's database with `tutor-chat teacher add`, the
+ * password piped on stdin as an operator would.
+ */
+export async function addTeacher(username: string, password: string): Promise<void> {
+  const child = spawn(binary, ['teacher', 'add', username], {
+    cwd: root,
+    env: { ...process.env, RUST_LOG: 'warn', TUTOR_DATA_DIR: currentData },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (d) => (output += d));
+  child.stderr?.on('data', (d) => (output += d));
+  child.stdin?.end(`${password}\n`);
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  if (code !== 0) throw new Error(`teacher add ${username} exited with ${code}: ${output}`);
 }

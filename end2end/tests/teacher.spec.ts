@@ -7,7 +7,7 @@ import { addTeacher, serversForThisFile } from './servers';
 
 test.describe.configure({ mode: 'serial' });
 
-serversForThisFile();
+serversForThisFile({ freshDatabase: true });
 
 const TEACHER = 'ms_teacher';
 const PASSWORD = 'a long teacher password';

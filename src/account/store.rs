@@ -375,6 +375,8 @@ impl Db {
                     "DELETE FROM feedback WHERE message_id IN (SELECT m.id FROM messages m \
                      JOIN conversations c ON c.id = m.conversation_id WHERE c.user_id = $1)",
                     "DELETE FROM escalations WHERE conversation_id IN (SELECT id FROM conversations WHERE user_id = $1)",
+                    "DELETE FROM answer_sources WHERE message_id IN (SELECT m.id FROM messages m \
+                     JOIN conversations c ON c.id = m.conversation_id WHERE c.user_id = $1)",
                     "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE user_id = $1)",
                     "DELETE FROM conversations WHERE user_id = $1",
                     "DELETE FROM question_events WHERE user_id = $1",

@@ -138,6 +138,8 @@ pub async fn start_answer(
             address: asker.address,
             questions_per_minute_per_address: settings.questions_per_minute_per_address,
             session_token: &asker.session.0,
+            retrieval_score: direct.is_none().then(|| best_score_milli(&hits)),
+            sources: &sources,
         })
         .await
         .map_err(|error| match error {
@@ -256,6 +258,14 @@ fn faq_hits(question: &str, matches: &[FaqMatch]) -> Vec<Hit> {
             score: m.score,
         })
         .collect()
+}
+
+/// The best hit's search score in thousandths, as the answer's row keeps it for the
+/// dashboard's content gaps (0: nothing matched).
+fn best_score_milli(hits: &[Hit]) -> i64 {
+    // Lesson sections only: the FAQ's entries (no slug) score on another scale.
+    let best = hits.iter().filter(|hit| !hit.slug.is_empty()).map(|hit| hit.score).fold(0.0f32, f32::max);
+    if best.is_finite() { (f64::from(best) * 1000.0).round() as i64 } else { 0 }
 }
 
 fn sources_json(sources: &[Source]) -> Option<String> {

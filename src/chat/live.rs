@@ -308,12 +308,15 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
     let halt = halt_requested(answer.stop.subscribe());
     tokio::pin!(halt);
     let mut seq = 0u64;
+    // For the dashboard's time to first token.
+    let mut first_token_at = None;
     let id = &answer.message_id;
     let (status, code, usage, last) = loop {
         tokio::select! {
             delta = stream.next_delta() => match delta {
                 Ok(Some(content)) => {
                     seq += 1;
+                    first_token_at.get_or_insert_with(now_ms);
                     let frame = ServerFrame::Chunk { content, seq, message_id: id.clone() };
                     answer.publish(&frame, |s| {
                         if let ServerFrame::Chunk { content, .. } = &frame {
@@ -369,6 +372,7 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
         error_code: code,
         usage,
         finished_at: now_ms(),
+        first_token_at,
     };
     if let Err(error) = live.store_finish(finish).await {
         tracing::error!(%error, message_id = %id, "cannot store the finished answer");

@@ -10,7 +10,7 @@ use crate::db::{
 use crate::account::store::hash_token;
 use crate::history::store::{insert_message, next_position};
 use crate::history::{MessageRole, MessageStatus};
-use crate::protocol::{ErrorCode, Usage};
+use crate::protocol::{ErrorCode, Source, Usage};
 
 impl Db {
     pub async fn finish_message(
@@ -30,6 +30,7 @@ impl Db {
             error_code,
             usage,
             finished_at: now_ms(),
+            first_token_at: None,
         }])
         .await
     }
@@ -112,6 +113,8 @@ impl Db {
             address,
             questions_per_minute_per_address,
             session_token,
+            retrieval_score,
+            sources,
         } = *new;
         let now = now_ms();
         let mut tx = self.begin_write().await?;
@@ -194,6 +197,7 @@ impl Db {
         ] {
             insert_message(&mut tx, id, &conversation_id, at, role, content, status, owner, sources, now).await?;
         }
+        writes += record_retrieval(&mut tx, &answer_id, retrieval_score, sources, now).await?;
         sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
             .bind(now)
             .bind(&conversation_id)
@@ -317,6 +321,8 @@ pub enum AnswerWrite {
         error_code: Option<ErrorCode>,
         usage: Option<Usage>,
         finished_at: i64,
+        /// When the first chunk arrived (None: none did).
+        first_token_at: Option<i64>,
     },
 }
 
@@ -342,10 +348,11 @@ impl AnswerWrite {
                 error_code,
                 usage,
                 finished_at,
+                first_token_at,
             } => sqlx::query(
                 "UPDATE messages SET content = $1, chunk_seq = $2, status = $3, error_code = $4, \
-                 finished_at = $5, prompt_tokens = $6, completion_tokens = $7, owner_instance = NULL \
-                 WHERE id = $8 AND status = 'streaming'",
+                 finished_at = $5, prompt_tokens = $6, completion_tokens = $7, owner_instance = NULL, \
+                 first_token_at = $9 WHERE id = $8 AND status = 'streaming'",
             )
             .bind(content.as_str())
             .bind(*chunk_seq as i64)
@@ -354,7 +361,8 @@ impl AnswerWrite {
             .bind(*finished_at)
             .bind(usage.map(|u| i64::from(u.prompt_tokens)))
             .bind(usage.map(|u| i64::from(u.completion_tokens)))
-            .bind(message_id.as_str()),
+            .bind(message_id.as_str())
+            .bind(*first_token_at),
         }
     }
 }
@@ -380,6 +388,11 @@ pub struct NewAnswer<'a> {
     /// The asking session: it must still name `user_id` (not signed out, not expired).
     pub session_token: &'a str,
     pub max_conversations: u32,
+    /// The best lesson match's search score, in thousandths (0: nothing matched).
+    /// `None` when no retrieval ran (a direct FAQ answer): neither a match nor a gap.
+    pub retrieval_score: Option<i64>,
+    /// The answer's sources, one `answer_sources` row each (the dashboard's "most cited").
+    pub sources: &'a [Source],
 }
 
 /// What [`Db::begin_answer`] stored and found.
@@ -425,6 +438,40 @@ impl PositionRace for BeginError {
     fn is_position_race(&self) -> bool {
         matches!(self, BeginError::Store(e) if e.is_position_race())
     }
+}
+
+/// Stores what retrieval found for an answer: its best score on the row, and one
+/// `answer_sources` row per source (one statement). Returns the statements run.
+async fn record_retrieval(
+    conn: &mut sqlx::AnyConnection,
+    answer_id: &str,
+    score: Option<i64>,
+    sources: &[Source],
+    now: i64,
+) -> Result<u64, StoreError> {
+    // The course FAQ's entries (no lesson) are not lessons cited.
+    let sources: Vec<&Source> = sources.iter().filter(|source| !source.lesson.is_empty()).collect();
+    sqlx::query("UPDATE messages SET retrieval_score = $1 WHERE id = $2")
+        .bind(score)
+        .bind(answer_id)
+        .execute(&mut *conn)
+        .await?;
+    if sources.is_empty() {
+        return Ok(1);
+    }
+    let rows: Vec<String> = (0..sources.len())
+        .map(|i| format!("($1, $2, ${}, ${}, ${})", 3 * i + 3, 3 * i + 4, 3 * i + 5))
+        .collect();
+    let sql = format!(
+        "INSERT INTO answer_sources (message_id, created_at, lesson, anchor, section) VALUES {}",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(answer_id).bind(now);
+    for source in sources {
+        query = query.bind(source.lesson.as_str()).bind(source.anchor.as_str()).bind(source.section.as_str());
+    }
+    query.execute(&mut *conn).await?;
+    Ok(2)
 }
 
 /// The conversation's earlier turns that fit the budget (in characters), oldest first,

@@ -183,6 +183,10 @@ impl Db {
             .bind(conversation_id)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM answer_sources WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = $1)")
+            .bind(conversation_id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM messages WHERE conversation_id = $1")
             .bind(conversation_id)
             .execute(&mut *tx)

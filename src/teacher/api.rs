@@ -3,6 +3,7 @@
 
 use leptos::prelude::*;
 
+use super::dashboard::Dashboard;
 use super::{Instructions, Overview};
 use crate::error::AppError;
 
@@ -60,6 +61,30 @@ pub async fn teach_overview(days: u32) -> Result<Overview, AppError> {
         questions,
         students,
     })
+}
+
+/// The course dashboard over the last `days` UTC days (today included; clamped to
+/// 1..=`MAX_DAYS`: a negative or huge count is not an error).
+#[server(endpoint = "teach/dashboard")]
+pub async fn teach_dashboard(days: i64) -> Result<Dashboard, AppError> {
+    use super::dashboard::Prices;
+    use super::dashboard_store::DashboardQuery;
+    use super::MAX_DAYS;
+    use crate::db::DAY_MS;
+    let state = ssr::require_teacher().await?.state;
+    let days = days.clamp(1, i64::from(MAX_DAYS)) as u32;
+    let today = crate::db::now_ms() / DAY_MS;
+    let query = DashboardQuery {
+        days,
+        since: (today - i64::from(days) + 1) * DAY_MS,
+        read_all: state.settings.teachers_read_all_conversations,
+        prices: Prices {
+            prompt: state.settings.price_per_million_prompt_tokens,
+            completion: state.settings.price_per_million_completion_tokens,
+        },
+        lessons: state.lessons.lessons().into_iter().map(|l| (l.slug, l.title)).collect(),
+    };
+    Ok(state.db.dashboard(query).await?)
 }
 
 /// The instructions in force and the latest changes.

@@ -7,8 +7,12 @@
 use serde::{Deserialize, Serialize};
 
 pub mod api;
+pub mod charts;
 #[cfg(feature = "ssr")]
 pub mod command;
+pub mod dashboard;
+#[cfg(feature = "ssr")]
+pub mod dashboard_store;
 #[cfg(feature = "ssr")]
 pub mod csv;
 #[cfg(feature = "ssr")]

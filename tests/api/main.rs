@@ -8,6 +8,7 @@ mod chat;
 mod escalations;
 mod export;
 mod faq;
+mod dashboard;
 mod feedback;
 mod headers;
 mod helpers;

@@ -7,9 +7,10 @@ use std::process::{Command, Stdio};
 use crate::helpers::*;
 
 /// Every page and server function only a teacher may use.
-const TEACHER_PAGES: &[&str] = &["/teach", "/teach/queue", "/teach/c/any-conversation", "/teach/export.csv?days=7"];
+const TEACHER_PAGES: &[&str] = &["/teach", "/teach?days=7", "/teach/queue", "/teach/c/any-conversation", "/teach/export.csv?days=7"];
 const TEACHER_CALLS: &[(&str, &[(&str, &str)])] = &[
     ("teach/overview", &[("days", "30")]),
+    ("teach/dashboard", &[("days", "30")]),
     ("teach/queue", &[]),
     ("teach/conversation", &[("id", "any-conversation")]),
     ("teach/reply", &[("request_id", "any-request"), ("text", "A reply.")]),
@@ -129,7 +130,7 @@ async fn every_teacher_endpoint_refuses_students_and_guests_as_if_it_did_not_exi
     // The teacher gets them, with the course's numbers.
     // (A conversation no student shared is "not found" to the teacher too: see
     // escalations.rs for what a teacher may read.)
-    for (page, mark) in [("/teach", "teach-days"), ("/teach/queue", "queue-counts")] {
+    for (page, mark) in [("/teach", "data-days="), ("/teach?days=7", "data-days=\"7\""), ("/teach/queue", "queue-counts")] {
         let response = app.http.get(format!("http://{}{page}", app.addr)).header("cookie", &teacher).send().await.unwrap();
         assert_eq!(response.status(), 200, "the teacher on {page}");
         assert!(response.text().await.unwrap().contains(mark), "the teacher on {page}");
