@@ -31,3 +31,18 @@ CREATE INDEX answer_sources_message ON answer_sources (message_id);
 CREATE INDEX messages_role_created ON messages (role, created_at, status, error_code, prompt_tokens,
     completion_tokens, first_token_at, retrieval_score);
 CREATE INDEX messages_questions_created ON messages (role, created_at, conversation_id);
+
+-- A finished day's dashboard numbers, summed once it has been over for an hour and
+-- kept (JSON, see teacher/dashboard_store.rs), so a 30-day /teach reads 30 rows and
+-- the live day's instead of every row of the month; and for each student the latest
+-- summed day they asked on, for "active students" over a period (each counted once).
+CREATE TABLE dashboard_days (
+    day          BIGINT PRIMARY KEY,
+    summary      TEXT NOT NULL,
+    computed_at  BIGINT NOT NULL
+);
+CREATE TABLE dashboard_student_last_day (
+    user_id   TEXT PRIMARY KEY,
+    last_day  BIGINT NOT NULL
+);
+CREATE INDEX dashboard_student_last_day_day ON dashboard_student_last_day (last_day);

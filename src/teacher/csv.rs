@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use super::store::readable_by_teachers;
+use super::store::SHARED_CONVERSATIONS;
 use super::StudentName;
 use crate::db::{Db, StoreError};
 use crate::i18n::Strings;
@@ -44,22 +44,25 @@ pub struct QuestionRow {
 impl Db {
     /// The questions asked since `since` (Unix ms), oldest first, with their answers.
     pub async fn questions_for_export(&self, since: i64, read_all: bool) -> Result<Vec<QuestionRow>, StoreError> {
+        // The shared conversations are found once and joined, so `shared` needs no
+        // second look.
+        let readable = if read_all { "1 = 1" } else { "s.conversation_id IS NOT NULL" };
         let sql = format!(
-            "SELECT q.created_at, u.username, u.guest_no, \
+            "WITH shared AS ({SHARED_CONVERSATIONS}) \
+             SELECT q.created_at, u.username, u.guest_no, \
                     CASE WHEN {readable} THEN q.content ELSE NULL END, \
                     CASE WHEN {readable} THEN a.sources ELSE NULL END, \
                     a.status, a.error_code, f.rating, a.prompt_tokens, a.completion_tokens, \
-                    CASE WHEN {shared} THEN 1 ELSE 0 END \
+                    CASE WHEN s.conversation_id IS NOT NULL THEN 1 ELSE 0 END \
              FROM messages q \
              JOIN conversations c ON c.id = q.conversation_id \
              JOIN users u ON u.id = c.user_id \
+             LEFT JOIN shared s ON s.conversation_id = q.conversation_id \
              LEFT JOIN messages a ON a.conversation_id = q.conversation_id AND a.position = q.position + 1 \
                                    AND a.role = 'assistant' \
              LEFT JOIN feedback f ON f.message_id = a.id \
              WHERE q.role = 'user' AND q.created_at >= $1 \
-             ORDER BY q.created_at, q.id",
-            readable = readable_by_teachers(read_all),
-            shared = readable_by_teachers(false),
+             ORDER BY q.created_at, q.id"
         );
         let rows = sqlx::query(&sql).bind(since).fetch_all(&self.pool).await?;
         Ok(rows

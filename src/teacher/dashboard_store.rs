@@ -17,7 +17,7 @@ use super::{date_of_day, StudentName};
 use crate::db::{Db, StoreError, DAY_MS};
 
 /// Content-gap questions read for grouping: the period's newest this many.
-pub const GAP_QUESTIONS_READ: i64 = 5_000;
+pub const GAP_QUESTIONS_READ: i64 = 2_000;
 
 /// What a dashboard covers and what it needs from outside the database.
 pub struct DashboardQuery {
@@ -33,80 +33,353 @@ pub struct DashboardQuery {
 
 type Rows<T> = Result<Vec<T>, StoreError>;
 
+/// A day is summed for good once it has been over this long: answers asked just
+/// before midnight have ended by then.
+pub const SETTLE_MS: i64 = 3_600_000;
+
+/// A finished day's numbers, summed once and kept in `dashboard_days`, so a 30-day
+/// page reads 30 small rows and the live day instead of every row of the month. Kept
+/// as they were at the day's close: a conversation deleted later still counts there.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct DaySummary {
+    questions: i64,
+    students: i64,
+    endings: EndingCounts,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    ttft_p50_ms: Option<i64>,
+    ttft_p95_ms: Option<i64>,
+    /// `(lesson, answers that had one of its sections as a source)`.
+    lessons: Vec<(String, i64)>,
+    /// `(lesson, anchor, section, times given as a source)`.
+    sections: Vec<(String, String, String, i64)>,
+    gaps_nothing: i64,
+    gaps_weak: i64,
+}
+
+/// Citations counted over some days: by lesson, and by `(lesson, anchor)` with the
+/// section's title.
+#[derive(Default)]
+struct CitationCounts {
+    lessons: HashMap<String, i64>,
+    sections: HashMap<(String, String), (String, i64)>,
+}
+
+impl CitationCounts {
+    fn add_lesson(&mut self, lesson: String, n: i64) {
+        *self.lessons.entry(lesson).or_default() += n;
+    }
+
+    fn add_section(&mut self, lesson: String, anchor: String, section: String, n: i64) {
+        let slot = self.sections.entry((lesson, anchor)).or_insert((section, 0));
+        slot.1 += n;
+    }
+}
+
+/// The numbers of the days not yet summed (today, and yesterday in its first hour).
+struct Live {
+    activity: Vec<(i64, i64, i64)>,
+    endings: Vec<(i64, Ending, i64)>,
+    citations: CitationCounts,
+    gaps: (i64, i64),
+    tokens: Vec<(i64, i64, i64)>,
+    ttft: Vec<(i64, Option<i64>, Option<i64>)>,
+}
+
 impl Db {
-    /// Every aggregate of the dashboard, the queries run side by side.
+    /// Every aggregate of the dashboard. Finished days come from their summaries
+    /// (made on first need, then kept); the days since from the rows themselves.
     pub async fn dashboard(&self, query: DashboardQuery) -> Result<Dashboard, StoreError> {
         let since = query.since;
         let first_day = since.div_euclid(DAY_MS);
         let period = first_day..first_day + i64::from(query.days);
-        let (questions, endings, (top_lessons, top_sections, cited_lessons), gaps, downvotes, queue, model, ratings) = tokio::try_join!(
-            self.questions_per_day(since),
-            self.endings_per_day(since),
-            self.citations(since),
-            self.content_gaps(since, query.read_all),
+        let settled = (crate::db::now_ms() - SETTLE_MS).div_euclid(DAY_MS).clamp(first_day, period.end);
+        let live_from = settled * DAY_MS;
+        let summaries = self.day_summaries(first_day..settled).await?;
+        let (live, students, gaps, downvotes, queue, ratings) = tokio::try_join!(
+            self.live_numbers(live_from),
+            self.students_between(first_day..settled, live_from),
+            self.content_gap_groups(since, query.read_all),
             self.downvotes(since, query.read_all),
             self.queue(since),
-            self.model_per_day(since, period.clone()),
             self.rating_summary(since),
         )?;
-        let (question_days, total_questions, total_students) = questions;
-        // Every day of the period, so charts have one slot per day.
-        let mut days: BTreeMap<i64, DayActivity> = period
+
+        let blank = |n: i64| DayActivity { day: date_of_day(n), questions: 0, students: 0, endings: EndingCounts::default() };
+        let mut days: BTreeMap<i64, DayActivity> = period.clone().map(|n| (n, blank(n))).collect();
+        let mut model: BTreeMap<i64, ModelDay> = period
+            .clone()
             .map(|n| {
-                let day = DayActivity { day: date_of_day(n), questions: 0, students: 0, endings: EndingCounts::default() };
+                let day = ModelDay {
+                    day: date_of_day(n),
+                    prompt_tokens: 0,
+                    completion_tokens: 0,
+                    ttft_p50_ms: None,
+                    ttft_p95_ms: None,
+                };
                 (n, day)
             })
             .collect();
-        for (n, questions, students) in question_days {
-            if let Some(entry) = days.get_mut(&n) {
-                entry.questions = questions;
-                entry.students = students;
+        let mut citations = CitationCounts::default();
+        let mut totals = EndingCounts::default();
+        let mut total_questions = 0;
+        let (mut nothing, mut weak) = live.gaps;
+        for (n, summary) in summaries {
+            total_questions += summary.questions;
+            for ending in Ending::ALL {
+                totals.add(ending, summary.endings.get(ending));
+            }
+            if let Some(day) = days.get_mut(&n) {
+                day.questions = summary.questions;
+                day.students = summary.students;
+                day.endings = summary.endings;
+            }
+            if let Some(day) = model.get_mut(&n) {
+                day.prompt_tokens = summary.prompt_tokens;
+                day.completion_tokens = summary.completion_tokens;
+                day.ttft_p50_ms = summary.ttft_p50_ms;
+                day.ttft_p95_ms = summary.ttft_p95_ms;
+            }
+            for (lesson, count) in summary.lessons {
+                citations.add_lesson(lesson, count);
+            }
+            for (lesson, anchor, section, count) in summary.sections {
+                citations.add_section(lesson, anchor, section, count);
+            }
+            nothing += summary.gaps_nothing;
+            weak += summary.gaps_weak;
+        }
+        for (n, questions, students) in live.activity {
+            total_questions += questions;
+            if let Some(day) = days.get_mut(&n) {
+                day.questions = questions;
+                day.students = students;
             }
         }
-        let mut totals = EndingCounts::default();
-        for (n, ending, count) in endings {
-            if let Some(entry) = days.get_mut(&n) {
-                entry.endings.add(ending, count);
+        for (n, ending, count) in live.endings {
+            if let Some(day) = days.get_mut(&n) {
+                day.endings.add(ending, count);
             }
             totals.add(ending, count);
         }
+        for (n, prompt, completion) in live.tokens {
+            if let Some(day) = model.get_mut(&n) {
+                day.prompt_tokens = prompt;
+                day.completion_tokens = completion;
+            }
+        }
+        for (n, p50, p95) in live.ttft {
+            if let Some(day) = model.get_mut(&n) {
+                day.ttft_p50_ms = p50;
+                day.ttft_p95_ms = p95;
+            }
+        }
+        for (lesson, count) in live.citations.lessons {
+            citations.add_lesson(lesson, count);
+        }
+        for ((lesson, anchor), (section, count)) in live.citations.sections {
+            citations.add_section(lesson, anchor, section, count);
+        }
+
         let title = |slug: &str| {
             query.lessons.iter().find(|(s, _)| s == slug).map_or_else(|| slug.to_string(), |(_, t)| t.clone())
         };
-        let with_titles = |list: Vec<Cited>| {
-            list.into_iter().map(|c| Cited { lesson_title: title(&c.lesson), ..c }).collect::<Vec<_>>()
-        };
-        let never_cited = query.lessons.iter().filter(|(slug, _)| !cited_lessons.contains(slug)).cloned().collect();
+        let mut top_lessons: Vec<Cited> = citations
+            .lessons
+            .iter()
+            .filter(|(_, &n)| n > 0)
+            .map(|(lesson, &count)| Cited {
+                lesson: lesson.clone(),
+                lesson_title: title(lesson),
+                anchor: String::new(),
+                section: String::new(),
+                count,
+            })
+            .collect();
+        top_lessons.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.lesson.cmp(&b.lesson)));
+        top_lessons.truncate(TOP_CITED as usize);
+        let mut top_sections: Vec<Cited> = citations
+            .sections
+            .into_iter()
+            .map(|((lesson, anchor), (section, count))| Cited { lesson_title: title(&lesson), lesson, anchor, section, count })
+            .collect();
+        top_sections.sort_by(|a, b| {
+            b.count.cmp(&a.count).then_with(|| a.lesson.cmp(&b.lesson)).then_with(|| a.anchor.cmp(&b.anchor))
+        });
+        top_sections.truncate(TOP_CITED as usize);
+        let cited: HashSet<&String> = citations.lessons.iter().filter(|(_, &n)| n > 0).map(|(lesson, _)| lesson).collect();
+        let never_cited = query.lessons.iter().filter(|(slug, _)| !cited.contains(slug)).cloned().collect();
         let (downvotes_total, downvotes) = downvotes;
         Ok(Dashboard {
             days: query.days,
             per_day: days.into_values().collect(),
             questions: total_questions,
-            students: total_students,
+            students,
             endings: totals,
-            top_lessons: with_titles(top_lessons),
-            top_sections: with_titles(top_sections),
+            top_lessons,
+            top_sections,
             never_cited,
-            gaps,
+            gaps: ContentGaps { nothing, weak, groups: gaps },
             downvotes_total,
             downvotes,
             queue,
-            model,
+            model: model.into_values().collect(),
             prices: query.prices,
             ratings,
         })
     }
 
-    /// Answers by UTC day and ending: `(day, ending, count)`.
-    async fn endings_per_day(&self, since: i64) -> Rows<(i64, Ending, i64)> {
+    /// The summaries of finished days, made and stored for those that have none yet.
+    async fn day_summaries(&self, days: std::ops::Range<i64>) -> Result<Vec<(i64, DaySummary)>, StoreError> {
+        if days.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stored = sqlx::query("SELECT day, summary FROM dashboard_days WHERE day >= $1 AND day < $2")
+            .bind(days.start)
+            .bind(days.end)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut summaries: BTreeMap<i64, DaySummary> = BTreeMap::new();
+        for row in &stored {
+            let (day, json): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+            // An unreadable summary (a hand-edited row) is made again.
+            if let Ok(summary) = serde_json::from_str(&json) {
+                summaries.insert(day, summary);
+            }
+        }
+        for day in days {
+            if !summaries.contains_key(&day) {
+                let summary = self.summarize_day(day).await?;
+                summaries.insert(day, summary);
+            }
+        }
+        Ok(summaries.into_iter().collect())
+    }
+
+    /// Counts one finished day from its rows and keeps the result, with the latest
+    /// summed day each of its students asked on (for "active students" over a period). Two pages summing the same day at
+    /// once store one of the two equal results.
+    async fn summarize_day(&self, day: i64) -> Result<DaySummary, StoreError> {
+        let (from, to) = (day * DAY_MS, (day + 1) * DAY_MS);
+        let (activity, endings, citations, gaps, tokens, ttft) = tokio::try_join!(
+            self.activity_between(from, to),
+            self.endings_between(from, to),
+            self.citations_between(from, to),
+            self.gap_counts_between(from, to),
+            self.tokens_between(from, to),
+            self.ttft_between(from, to),
+        )?;
+        let mut summary = DaySummary::default();
+        if let Some(&(_, questions, students)) = activity.first() {
+            summary.questions = questions;
+            summary.students = students;
+        }
+        for (_, ending, count) in endings {
+            summary.endings.add(ending, count);
+        }
+        summary.lessons = citations.lessons.into_iter().collect();
+        summary.sections = citations.sections.into_iter().map(|((l, a), (s, n))| (l, a, s, n)).collect();
+        (summary.gaps_nothing, summary.gaps_weak) = gaps;
+        if let Some(&(_, prompt, completion)) = tokens.first() {
+            summary.prompt_tokens = prompt;
+            summary.completion_tokens = completion;
+        }
+        if let Some(&(_, p50, p95)) = ttft.first() {
+            summary.ttft_p50_ms = p50;
+            summary.ttft_p95_ms = p95;
+        }
+        let json = serde_json::to_string(&summary).map_err(|e| StoreError::Sqlx(sqlx::Error::Encode(Box::new(e))))?;
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO dashboard_student_last_day (user_id, last_day) \
+             SELECT DISTINCT c.user_id, CAST($1 AS BIGINT) FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.role = 'user' AND m.created_at >= $2 AND m.created_at < $3 \
+             ON CONFLICT (user_id) DO UPDATE SET last_day = CASE \
+                 WHEN excluded.last_day > dashboard_student_last_day.last_day THEN excluded.last_day \
+                 ELSE dashboard_student_last_day.last_day END",
+        )
+        .bind(day)
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO dashboard_days (day, summary, computed_at) VALUES ($1, $2, $3) ON CONFLICT (day) DO NOTHING",
+        )
+        .bind(day)
+        .bind(&json)
+        .bind(crate::db::now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.wrote_n(2);
+        Ok(summary)
+    }
+
+    /// The numbers of the rows since `from` (the days not summed yet).
+    async fn live_numbers(&self, from: i64) -> Result<Live, StoreError> {
+        let to = i64::MAX;
+        let (activity, endings, citations, gaps, tokens, ttft) = tokio::try_join!(
+            self.activity_between(from, to),
+            self.endings_between(from, to),
+            self.citations_between(from, to),
+            self.gap_counts_between(from, to),
+            self.tokens_between(from, to),
+            self.ttft_between(from, to),
+        )?;
+        Ok(Live { activity, endings, citations, gaps, tokens, ttft })
+    }
+
+    /// Students who asked in the period, each once: those whose latest summed day is
+    /// in it (every day of the period before `live_from` is summed by now, and none
+    /// after the period is), and those who asked since `live_from` and not on a summed
+    /// day of the period.
+    async fn students_between(&self, summed: std::ops::Range<i64>, live_from: i64) -> Result<i64, StoreError> {
+        Ok(sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM dashboard_student_last_day WHERE last_day >= $1 AND last_day < $2) \
+                  + (SELECT COUNT(*) FROM (SELECT DISTINCT c.user_id FROM messages m \
+                         JOIN conversations c ON c.id = m.conversation_id \
+                         WHERE m.role = 'user' AND m.created_at >= $3) AS live \
+                     WHERE NOT EXISTS (SELECT 1 FROM dashboard_student_last_day l \
+                                       WHERE l.user_id = live.user_id AND l.last_day >= $1 AND l.last_day < $2))",
+        )
+        .bind(summed.start)
+        .bind(summed.end)
+        .bind(live_from)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?)
+    }
+
+    /// Questions and students per UTC day: `(day, questions, students)`.
+    async fn activity_between(&self, from: i64, to: i64) -> Rows<(i64, i64, i64)> {
         let rows = sqlx::query(
-            "SELECT created_at / $2, \
+            "SELECT m.created_at / $3, COUNT(*), COUNT(DISTINCT c.user_id) \
+             FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.role = 'user' AND m.created_at >= $1 AND m.created_at < $2 GROUP BY 1 ORDER BY 1",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(DAY_MS)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?)
+    }
+
+    /// Answers by UTC day and ending: `(day, ending, count)`.
+    async fn endings_between(&self, from: i64, to: i64) -> Rows<(i64, Ending, i64)> {
+        let rows = sqlx::query(
+            "SELECT created_at / $3, \
                     CASE WHEN status = 'error' AND error_code = 'rate_limited' THEN 'rate_limited' \
                          WHEN status = 'streaming' THEN 'in_progress' ELSE status END, \
                     COUNT(*) \
-             FROM messages WHERE role = 'assistant' AND created_at >= $1 GROUP BY 1, 2 ORDER BY 1",
+             FROM messages WHERE role = 'assistant' AND created_at >= $1 AND created_at < $2 GROUP BY 1, 2 ORDER BY 1",
         )
-        .bind(since)
+        .bind(from)
+        .bind(to)
         .bind(DAY_MS)
         .fetch_all(&self.pool)
         .await?;
@@ -121,67 +394,96 @@ impl Db {
         Ok(out)
     }
 
-    /// The most cited lessons (answers that had one of their sections as a source)
-    /// and sections, and every lesson cited at all. Titles are filled in later.
-    async fn citations(&self, since: i64) -> Result<(Vec<Cited>, Vec<Cited>, HashSet<String>), StoreError> {
+    /// Lessons (answers that had one of their sections as a source) and sections
+    /// (times given as a source), every one of them.
+    async fn citations_between(&self, from: i64, to: i64) -> Result<CitationCounts, StoreError> {
         let lessons = sqlx::query(
-            "SELECT lesson, COUNT(DISTINCT message_id) AS n FROM answer_sources WHERE created_at >= $1 \
-             GROUP BY lesson ORDER BY n DESC, lesson",
+            "SELECT lesson, COUNT(DISTINCT message_id) FROM answer_sources \
+             WHERE created_at >= $1 AND created_at < $2 GROUP BY lesson",
         )
-        .bind(since)
+        .bind(from)
+        .bind(to)
         .fetch_all(&self.pool)
         .await?;
         let sections = sqlx::query(
-            "SELECT lesson, anchor, MAX(section), COUNT(*) AS n FROM answer_sources WHERE created_at >= $1 \
-             GROUP BY lesson, anchor ORDER BY n DESC, lesson, anchor LIMIT $2",
+            "SELECT lesson, anchor, MAX(section), COUNT(*) FROM answer_sources \
+             WHERE created_at >= $1 AND created_at < $2 GROUP BY lesson, anchor",
         )
-        .bind(since)
-        .bind(TOP_CITED)
+        .bind(from)
+        .bind(to)
         .fetch_all(&self.pool)
         .await?;
-        let mut all = HashSet::new();
-        let mut top_lessons = Vec::new();
+        let mut counts = CitationCounts::default();
         for row in &lessons {
-            let lesson: String = row.try_get(0)?;
-            if top_lessons.len() < TOP_CITED as usize {
-                top_lessons.push(Cited {
-                    lesson: lesson.clone(),
-                    lesson_title: String::new(),
-                    anchor: String::new(),
-                    section: String::new(),
-                    count: row.try_get(1)?,
-                });
-            }
-            all.insert(lesson);
+            counts.add_lesson(row.try_get(0)?, row.try_get(1)?);
         }
-        let top_sections = sections
-            .iter()
-            .map(|row| {
-                Ok(Cited {
-                    lesson: row.try_get(0)?,
-                    lesson_title: String::new(),
-                    anchor: row.try_get(1)?,
-                    section: row.try_get(2)?,
-                    count: row.try_get(3)?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok((top_lessons, top_sections, all))
+        for row in &sections {
+            counts.add_section(row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
+        }
+        Ok(counts)
     }
 
-    /// Questions the lessons did not cover: counted in SQL, the newest
-    /// [`GAP_QUESTIONS_READ`] grouped by a shared word. A question's text is kept as a
-    /// sample only where the teacher may read its conversation.
-    async fn content_gaps(&self, since: i64, read_all: bool) -> Result<ContentGaps, StoreError> {
+    /// Questions whose retrieval found nothing, and those whose best match was weak.
+    async fn gap_counts_between(&self, from: i64, to: i64) -> Result<(i64, i64), StoreError> {
         let counts = sqlx::query(
             "SELECT CAST(COALESCE(SUM(CASE WHEN retrieval_score = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
-                    CAST(COALESCE(SUM(CASE WHEN retrieval_score > 0 AND retrieval_score < $2 THEN 1 ELSE 0 END), 0) AS BIGINT) \
-             FROM messages WHERE role = 'assistant' AND created_at >= $1",
+                    CAST(COALESCE(SUM(CASE WHEN retrieval_score > 0 AND retrieval_score < $3 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+             FROM messages WHERE role = 'assistant' AND created_at >= $1 AND created_at < $2",
         )
-        .bind(since)
+        .bind(from)
+        .bind(to)
         .bind(WEAK_MATCH_MILLI)
         .fetch_one(&self.pool)
         .await?;
+        Ok((counts.try_get(0)?, counts.try_get(1)?))
+    }
+
+    /// Model tokens per UTC day: `(day, prompt, completion)`.
+    async fn tokens_between(&self, from: i64, to: i64) -> Rows<(i64, i64, i64)> {
+        let rows = sqlx::query(
+            "SELECT created_at / $3, CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), \
+                    CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) \
+             FROM messages WHERE role = 'assistant' AND created_at >= $1 AND created_at < $2 GROUP BY 1 ORDER BY 1",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(DAY_MS)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?)
+    }
+
+    /// Time to first token p50/p95 per UTC day (nearest rank: the ⌈p·n/100⌉-th
+    /// smallest), from window functions both backends have.
+    async fn ttft_between(&self, from: i64, to: i64) -> Rows<(i64, Option<i64>, Option<i64>)> {
+        let rows = sqlx::query(
+            "SELECT day, MAX(CASE WHEN rn = (50 * n + 99) / 100 THEN ttft END), \
+                         MAX(CASE WHEN rn = (95 * n + 99) / 100 THEN ttft END) \
+             FROM (SELECT created_at / $3 AS day, first_token_at - created_at AS ttft, \
+                          ROW_NUMBER() OVER (PARTITION BY created_at / $3 ORDER BY first_token_at - created_at) AS rn, \
+                          COUNT(*) OVER (PARTITION BY created_at / $3) AS n \
+                   FROM messages WHERE role = 'assistant' AND created_at >= $1 AND created_at < $2 \
+                         AND first_token_at IS NOT NULL) t \
+             GROUP BY day ORDER BY day",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(DAY_MS)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?)
+    }
+
+    /// Questions the lessons did not cover, the period's newest [`GAP_QUESTIONS_READ`],
+    /// grouped by a shared word (their counts come with the days' numbers). A
+    /// question's text is kept as a sample only where the teacher may read it.
+    async fn content_gap_groups(&self, since: i64, read_all: bool) -> Rows<super::dashboard::GapGroup> {
         let sql = format!(
             "SELECT q.content, CASE WHEN {} THEN 1 ELSE 0 END \
              FROM messages a JOIN messages q ON q.conversation_id = a.conversation_id AND q.position = a.position - 1 \
@@ -200,11 +502,7 @@ impl Db {
             .iter()
             .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)? == 1)))
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(ContentGaps {
-            nothing: counts.try_get(0)?,
-            weak: counts.try_get(1)?,
-            groups: group_by_shared_word(&questions),
-        })
+        Ok(group_by_shared_word(&questions))
     }
 
     /// The period's 👎 count and the newest [`DOWNVOTES_SHOWN`], their texts selected
@@ -296,58 +594,6 @@ impl Db {
             resolved: counts.try_get(2)?,
             median_reply_ms,
         })
-    }
-
-    /// Tokens per UTC day, and time to first token p50/p95 (nearest rank:
-    /// the ⌈p·n/100⌉-th smallest) per day, from window functions both backends have.
-    async fn model_per_day(&self, since: i64, period: std::ops::Range<i64>) -> Rows<ModelDay> {
-        let tokens = sqlx::query(
-            "SELECT created_at / $2, CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), \
-                    CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) \
-             FROM messages WHERE role = 'assistant' AND created_at >= $1 GROUP BY 1 ORDER BY 1",
-        )
-        .bind(since)
-        .bind(DAY_MS)
-        .fetch_all(&self.pool)
-        .await?;
-        let ttft = sqlx::query(
-            "SELECT day, MAX(CASE WHEN rn = (50 * n + 99) / 100 THEN ttft END), \
-                         MAX(CASE WHEN rn = (95 * n + 99) / 100 THEN ttft END) \
-             FROM (SELECT created_at / $2 AS day, first_token_at - created_at AS ttft, \
-                          ROW_NUMBER() OVER (PARTITION BY created_at / $2 ORDER BY first_token_at - created_at) AS rn, \
-                          COUNT(*) OVER (PARTITION BY created_at / $2) AS n \
-                   FROM messages WHERE role = 'assistant' AND created_at >= $1 AND first_token_at IS NOT NULL) t \
-             GROUP BY day",
-        )
-        .bind(since)
-        .bind(DAY_MS)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut days: BTreeMap<i64, ModelDay> = period
-            .map(|n| {
-                let day = ModelDay {
-                    day: date_of_day(n),
-                    prompt_tokens: 0,
-                    completion_tokens: 0,
-                    ttft_p50_ms: None,
-                    ttft_p95_ms: None,
-                };
-                (n, day)
-            })
-            .collect();
-        for row in &tokens {
-            if let Some(day) = days.get_mut(&row.try_get::<i64, _>(0)?) {
-                day.prompt_tokens = row.try_get(1)?;
-                day.completion_tokens = row.try_get(2)?;
-            }
-        }
-        for row in &ttft {
-            if let Some(day) = days.get_mut(&row.try_get::<i64, _>(0)?) {
-                day.ttft_p50_ms = row.try_get(1)?;
-                day.ttft_p95_ms = row.try_get(2)?;
-            }
-        }
-        Ok(days.into_values().collect())
     }
 }
 

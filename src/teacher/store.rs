@@ -15,18 +15,22 @@ pub enum TeacherAdded {
     Promoted,
 }
 
+/// The conversations their students shared with the teacher, as a subquery: those
+/// they asked the teacher about, and those with an answer rated 👎 with "share this
+/// conversation" ticked.
+pub const SHARED_CONVERSATIONS: &str = "SELECT conversation_id FROM escalations \
+     UNION SELECT fm.conversation_id FROM feedback f JOIN messages fm ON fm.id = f.message_id \
+     WHERE f.shared = 1 AND f.rating = 'down'";
+
 /// An SQL condition on a conversation aliased `c`: may a teacher read its text? Only
-/// where its student shared it — asked the teacher about it, or rated one of its
-/// answers 👎 with "share this conversation" ticked — unless the course's setting
+/// where its student shared it ([`SHARED_CONVERSATIONS`]), unless the course's setting
 /// `teachers_read_all_conversations` opens them all. Everything else, teachers see
-/// only as numbers.
-pub fn readable_by_teachers(read_all: bool) -> &'static str {
+/// only as numbers. (The subquery is not correlated: it runs once per query.)
+pub fn readable_by_teachers(read_all: bool) -> String {
     if read_all {
-        "(1 = 1)"
+        "(1 = 1)".to_string()
     } else {
-        "(EXISTS (SELECT 1 FROM escalations e WHERE e.conversation_id = c.id) \
-          OR EXISTS (SELECT 1 FROM feedback f JOIN messages fm ON fm.id = f.message_id \
-                     WHERE fm.conversation_id = c.id AND f.shared = 1 AND f.rating = 'down'))"
+        format!("(c.id IN ({SHARED_CONVERSATIONS}))")
     }
 }
 
@@ -139,9 +143,10 @@ impl Db {
 
     /// The ratings of answers asked since `since`.
     pub async fn rating_summary(&self, since: i64) -> Result<RatingSummary, StoreError> {
+        // Counted by (rating, reasons) in SQL: a handful of rows, however many ratings.
         let rows = sqlx::query(
-            "SELECT f.rating, f.reasons FROM feedback f JOIN messages m ON m.id = f.message_id \
-             WHERE m.created_at >= $1",
+            "SELECT f.rating, f.reasons, COUNT(*) FROM feedback f JOIN messages m ON m.id = f.message_id \
+             WHERE m.created_at >= $1 GROUP BY f.rating, f.reasons",
         )
         .bind(since)
         .fetch_all(&self.pool)
@@ -151,15 +156,15 @@ impl Db {
             ..RatingSummary::default()
         };
         for row in &rows {
-            let (rating, reasons): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            let (rating, reasons, count): (String, String, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
             let Some(feedback) = Feedback::from_columns(&rating, &reasons, String::new()) else { continue };
             match feedback.rating {
-                Rating::Up => summary.up += 1,
-                Rating::Down => summary.down += 1,
+                Rating::Up => summary.up += count,
+                Rating::Down => summary.down += count,
             }
             for reason in feedback.reasons {
                 if let Some(slot) = summary.reasons.iter_mut().find(|(name, _)| name == reason.as_str()) {
-                    slot.1 += 1;
+                    slot.1 += count;
                 }
             }
         }

@@ -435,3 +435,43 @@ async fn a_live_answer_records_its_first_token_retrieval_score_and_sources() {
     let left: i64 = sqlx::query("SELECT COUNT(*) FROM answer_sources").fetch_one(&db.pool).await.unwrap().try_get(0).unwrap();
     assert_eq!(left, 0);
 }
+
+/// A finished day is counted once, kept, and read back from then on: a row added to
+/// it afterwards (which no real answer could be) is not counted, while today's rows
+/// are counted as they come. The summary's numbers are the rows' (the test above
+/// checks yesterday's, which it reads from the summary made by its first call).
+#[tokio::test]
+async fn finished_days_are_summed_once_and_kept_while_today_stays_live() {
+    let app = spawn_app().await;
+    let cookie = teacher(&app).await;
+    seed_history(&app).await;
+    let first = dashboard(&app, &cookie, "7").await;
+    let db = Seed::new(&app).await;
+    let kept: i64 = sqlx::query("SELECT COUNT(*) FROM dashboard_days").fetch_one(&db.pool).await.map(|r| {
+        use sqlx::Row;
+        r.get(0)
+    }).unwrap();
+    // Six days of the seven are over (today is live), unless the day turned less than
+    // an hour ago: then yesterday is live too.
+    assert!((5..=6).contains(&kept), "{kept} days summed");
+
+    let turn = |conversation, position, at| Turn {
+        conversation,
+        position,
+        question: "late row",
+        answer: "a",
+        at,
+        status: "complete",
+        error_code: None,
+        tokens: Some((1, 1)),
+        ttft: Some(100),
+        score: Some(9_000),
+    };
+    let now = now_ms();
+    db.turn(turn("c1", 100, now - 3 * DAY)).await;
+    db.turn(turn("c1", 102, now)).await;
+    let second = dashboard(&app, &cookie, "7").await;
+    assert_eq!(second["questions"].as_i64(), first["questions"].as_i64().map(|n| n + 1), "only today's row is new");
+    let day3 = |d: &Value| d["per_day"].as_array().unwrap().iter().rev().nth(3).unwrap()["questions"].clone();
+    assert_eq!(day3(&second), day3(&first), "three days ago was summed before the late row");
+}
