@@ -46,3 +46,12 @@ CREATE TABLE dashboard_student_last_day (
     last_day  BIGINT NOT NULL
 );
 CREATE INDEX dashboard_student_last_day_day ON dashboard_student_last_day (last_day);
+
+-- The rated answer's time on its rating, so the period's 👍/👎 are counted from
+-- `feedback` alone.
+ALTER TABLE feedback ADD COLUMN answer_at BIGINT;
+UPDATE feedback SET answer_at = (SELECT m.created_at FROM messages m WHERE m.id = feedback.message_id);
+CREATE INDEX feedback_answer_at ON feedback (answer_at, rating);
+-- Content gaps: the period's weakly matched answers, newest first. The threshold is
+-- teacher::dashboard::WEAK_MATCH_MILLI; the query spells it the same way.
+CREATE INDEX messages_gaps ON messages (created_at) WHERE role = 'assistant' AND retrieval_score < 3000;

@@ -28,7 +28,13 @@ const ROUNDS: usize = 30;
 fn rounds() -> usize { std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(ROUNDS) }
 const WARMUP: usize = 3;
 /// The dashboard's own indexes (migrations/20261127000007_dashboard.sql).
-const DASHBOARD_INDEXES: [&str; 3] = ["messages_role_created", "messages_questions_created", "answer_sources_created"];
+const DASHBOARD_INDEXES: [&str; 5] = [
+    "messages_role_created",
+    "messages_questions_created",
+    "answer_sources_created",
+    "feedback_answer_at",
+    "messages_gaps",
+];
 
 /// splitmix64: the same history on every run, no dependency.
 struct Rng(u64);
@@ -85,6 +91,8 @@ async fn insert(pool: &sqlx::AnyPool, table: &str, columns: &[&str], rows: Vec<V
                     Value::Text(s) => query.bind(s.clone()),
                     Value::Int(i) => query.bind(*i),
                     Value::Null => query.bind(None::<i64>),
+                    // PostgreSQL takes a NULL only of the column's own type.
+                    Value::NullText => query.bind(None::<String>),
                 };
             }
         }
@@ -97,6 +105,7 @@ enum Value {
     Text(String),
     Int(i64),
     Null,
+    NullText,
 }
 
 fn text(s: impl Into<String>) -> Value {
@@ -170,8 +179,8 @@ async fn main() {
             vec![
                 text(format!("u{s}")),
                 int(0),
-                if named { text(format!("student{s}")) } else { Value::Null },
-                if named { text(format!("student{s}")) } else { Value::Null },
+                if named { text(format!("student{s}")) } else { Value::NullText },
+                if named { text(format!("student{s}")) } else { Value::NullText },
                 if named { Value::Null } else { int(s as i64 + 1) },
             ]
         })
@@ -217,12 +226,12 @@ async fn main() {
         let answer_id = format!("a{q}");
         messages.push(vec![
             text(format!("q{q}")), text(&conversation), int(position), text("user"), text(question), text("complete"),
-            Value::Null, int(at), Value::Null, Value::Null, Value::Null, Value::Null, Value::Null,
+            Value::NullText, int(at), Value::Null, Value::Null, Value::Null, Value::Null, Value::Null,
         ]);
         messages.push(vec![
             text(&answer_id), text(&conversation), int(position + 1), text("assistant"),
             text("An answer of a few sentences about the lessons, citing [1] and [2]. ".repeat(4)),
-            text(status), error_code.map_or(Value::Null, text), int(at), int(at + 4_000),
+            text(status), error_code.map_or(Value::NullText, text), int(at), int(at + 4_000),
             int(600 + rng.below(1_500) as i64), int(100 + rng.below(500) as i64), opt(ttft), int(score),
         ]);
         position += 2;
@@ -236,10 +245,10 @@ async fn main() {
             }
         }
         match rng.below(100) {
-            0..=2 => feedback.push(vec![text(&answer_id), text("up"), text(""), text(""), int(at), int(0)]),
+            0..=2 => feedback.push(vec![text(&answer_id), text("up"), text(""), text(""), int(at), int(0), int(at)]),
             3..=4 => {
                 let shared = i64::from(rng.below(4) == 0);
-                feedback.push(vec![text(&answer_id), text("down"), text("wrong,unclear"), text("a comment"), int(at), int(shared)]);
+                feedback.push(vec![text(&answer_id), text("down"), text("wrong,unclear"), text("a comment"), int(at), int(shared), int(at)]);
             }
             _ => {}
         }
@@ -266,7 +275,7 @@ async fn main() {
     )
     .await;
     insert(&pool, "answer_sources", &["message_id", "lesson", "anchor", "section", "created_at"], sources).await;
-    insert(&pool, "feedback", &["message_id", "rating", "reasons", "comment", "updated_at", "shared"], feedback).await;
+    insert(&pool, "feedback", &["message_id", "rating", "reasons", "comment", "updated_at", "shared", "answer_at"], feedback).await;
     insert(
         &pool,
         "escalations",

@@ -18,7 +18,7 @@ impl Db {
     ) -> Result<Option<String>, StoreError> {
         let mut tx = self.begin_write().await?;
         let conversation = sqlx::query(
-            "SELECT c.id FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+            "SELECT c.id, m.created_at FROM messages m JOIN conversations c ON c.id = m.conversation_id \
              WHERE m.id = $1 AND c.user_id = $2 AND m.role = 'assistant' AND m.status <> 'streaming'",
         )
         .bind(message_id)
@@ -26,13 +26,13 @@ impl Db {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(conversation) = conversation else { return Ok(None) };
-        let conversation: String = conversation.try_get(0)?;
+        let (conversation, answer_at): (String, i64) = (conversation.try_get(0)?, conversation.try_get(1)?);
         match feedback {
             // One statement either way: two tabs rating at once cannot collide.
             Some(feedback) => {
                 sqlx::query(
-                    "INSERT INTO feedback (message_id, rating, reasons, comment, updated_at, shared) \
-                     VALUES ($1, $2, $3, $4, $5, $6) \
+                    "INSERT INTO feedback (message_id, rating, reasons, comment, updated_at, shared, answer_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
                      ON CONFLICT (message_id) DO UPDATE SET rating = excluded.rating, reasons = excluded.reasons, \
                      comment = excluded.comment, updated_at = excluded.updated_at, shared = excluded.shared",
                 )
@@ -42,6 +42,7 @@ impl Db {
                 .bind(&feedback.comment)
                 .bind(now_ms())
                 .bind(i64::from(feedback.share && feedback.rating == super::Rating::Down))
+                .bind(answer_at)
                 .execute(&mut *tx)
                 .await?;
             }

@@ -488,13 +488,14 @@ impl Db {
             "SELECT q.content, CASE WHEN {} THEN 1 ELSE 0 END \
              FROM messages a JOIN messages q ON q.conversation_id = a.conversation_id AND q.position = a.position - 1 \
              JOIN conversations c ON c.id = a.conversation_id \
-             WHERE a.role = 'assistant' AND a.created_at >= $1 AND a.retrieval_score < $2 \
-             ORDER BY a.created_at DESC LIMIT $3",
+             WHERE a.role = 'assistant' AND a.created_at >= $1 AND a.retrieval_score < {WEAK_MATCH_MILLI} \
+             ORDER BY a.created_at DESC LIMIT $2",
             readable_by_teachers(read_all)
         );
+        // The threshold is in the text, not a parameter: so the planners see the
+        // partial index `messages_gaps` (whose predicate is the same) applies.
         let rows = sqlx::query(&sql)
             .bind(since)
-            .bind(WEAK_MATCH_MILLI)
             .bind(GAP_QUESTIONS_READ)
             .fetch_all(&self.pool)
             .await?;
@@ -509,8 +510,7 @@ impl Db {
     /// only where readable (the others' never leave the database).
     async fn downvotes(&self, since: i64, read_all: bool) -> Result<(i64, Vec<Downvote>), StoreError> {
         let total: i64 = sqlx::query(
-            "SELECT COUNT(*) FROM feedback f JOIN messages a ON a.id = f.message_id \
-             WHERE f.rating = 'down' AND a.created_at >= $1",
+            "SELECT COUNT(*) FROM feedback WHERE answer_at >= $1 AND rating = 'down'",
         )
         .bind(since)
         .fetch_one(&self.pool)
@@ -528,7 +528,7 @@ impl Db {
              FROM feedback f JOIN messages a ON a.id = f.message_id \
              JOIN conversations c ON c.id = a.conversation_id JOIN users u ON u.id = c.user_id \
              LEFT JOIN messages q ON q.conversation_id = a.conversation_id AND q.position = a.position - 1 \
-             WHERE f.rating = 'down' AND a.created_at >= $1 ORDER BY a.created_at DESC, a.id LIMIT $2"
+             WHERE f.answer_at >= $1 AND f.rating = 'down' ORDER BY f.answer_at DESC, f.message_id LIMIT $2"
         );
         let rows = sqlx::query(&sql).bind(since).bind(DOWNVOTES_SHOWN).fetch_all(&self.pool).await?;
         let mut list = Vec::with_capacity(rows.len());
@@ -682,6 +682,12 @@ mod tests {
     fn a_word_one_question_has_makes_no_group() {
         assert!(group_by_shared_word(&[q("Что такое время жизни?", true), q("unrelated words here", true)]).is_empty());
         assert!(group_by_shared_word(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_gap_index_has_the_thresholds_own_number() {
+        let migration = include_str!("../../migrations/20261127000007_dashboard.sql");
+        assert!(migration.contains(&format!("retrieval_score < {WEAK_MATCH_MILLI};")), "messages_gaps must use the threshold");
     }
 
     #[test]

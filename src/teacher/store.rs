@@ -145,8 +145,7 @@ impl Db {
     pub async fn rating_summary(&self, since: i64) -> Result<RatingSummary, StoreError> {
         // Counted by (rating, reasons) in SQL: a handful of rows, however many ratings.
         let rows = sqlx::query(
-            "SELECT f.rating, f.reasons, COUNT(*) FROM feedback f JOIN messages m ON m.id = f.message_id \
-             WHERE m.created_at >= $1 GROUP BY f.rating, f.reasons",
+            "SELECT rating, reasons, COUNT(*) FROM feedback WHERE answer_at >= $1 GROUP BY rating, reasons",
         )
         .bind(since)
         .fetch_all(&self.pool)

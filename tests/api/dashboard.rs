@@ -115,7 +115,8 @@ impl Seed {
 
     async fn feedback(&self, answer: &str, rating: &str, reasons: &str, comment: &str, shared: i64) {
         sqlx::query(
-            "INSERT INTO feedback (message_id, rating, reasons, comment, updated_at, shared) VALUES ($1, $2, $3, $4, 0, $5)",
+            "INSERT INTO feedback (message_id, rating, reasons, comment, updated_at, shared, answer_at) \
+             VALUES ($1, $2, $3, $4, 0, $5, (SELECT created_at FROM messages WHERE id = $1))",
         )
         .bind(answer)
         .bind(rating)
