@@ -23,9 +23,12 @@ test('model output renders as Markdown, and nothing in it runs, even split acros
       for (const r of records)
         r.addedNodes.forEach((n) => {
           if (n instanceof Element) {
+            // Inside a message's text: the page's own controls around it (the "ask my
+            // teacher" <details>) are ours, not the model's.
             const found = [n, ...Array.from(n.querySelectorAll('*'))].filter((e) =>
-              ['SCRIPT', 'IMG', 'SVG', 'IFRAME', 'DETAILS', 'svg'].includes(e.tagName) ||
-              Array.from(e.attributes).some((a) => a.name.startsWith('on')),
+              e.closest('.msg-body') !== null && (
+                ['SCRIPT', 'IMG', 'SVG', 'IFRAME', 'DETAILS', 'svg'].includes(e.tagName) ||
+                Array.from(e.attributes).some((a) => a.name.startsWith('on'))),
             );
             w.dangerous.push(...found.map((e) => e.outerHTML));
           }
