@@ -8,7 +8,7 @@ use crate::db::{
     new_id, now_ms, retry_position_race, take_address_event, AddressEvent, Backend, Db, PositionRace, StoreError,
 };
 use crate::account::store::hash_token;
-use crate::history::store::{insert_message, next_position};
+use crate::history::store::{insert_message, next_position, touch_conversation, NewMessageRow};
 use crate::history::{MessageRole, MessageStatus};
 use crate::protocol::{ErrorCode, Source, Usage};
 
@@ -191,18 +191,33 @@ impl Db {
         let position = next_position(&mut tx, &conversation_id).await?;
         let question_id = new_id();
         let answer_id = new_id();
-        for (id, at, role, content, status, owner, sources) in [
-            (&question_id, position, MessageRole::User, question, MessageStatus::Complete, None, None),
-            (&answer_id, position + 1, MessageRole::Assistant, "", MessageStatus::Streaming, Some(owner_instance), sources_json),
-        ] {
-            insert_message(&mut tx, id, &conversation_id, at, role, content, status, owner, sources, now).await?;
-        }
-        writes += record_retrieval(&mut tx, &answer_id, retrieval_score, sources, now).await?;
-        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(&conversation_id)
-            .execute(&mut *tx)
-            .await?;
+        let question_row = NewMessageRow {
+            id: &question_id,
+            conversation_id: &conversation_id,
+            position,
+            role: MessageRole::User,
+            content: question,
+            status: MessageStatus::Complete,
+            owner_instance: None,
+            sources: None,
+            retrieval_score: None,
+            created_at: now,
+        };
+        let answer_row = NewMessageRow {
+            id: &answer_id,
+            position: position + 1,
+            role: MessageRole::Assistant,
+            content: "",
+            status: MessageStatus::Streaming,
+            owner_instance: Some(owner_instance),
+            sources: sources_json,
+            retrieval_score,
+            ..question_row
+        };
+        insert_message(&mut tx, &question_row).await?;
+        insert_message(&mut tx, &answer_row).await?;
+        writes += record_sources(&mut tx, &answer_id, sources, now).await?;
+        touch_conversation(&mut tx, &conversation_id, now).await?;
         tx.commit().await?;
         self.wrote_n(writes);
         Ok(BegunAnswer {
@@ -440,24 +455,13 @@ impl PositionRace for BeginError {
     }
 }
 
-/// Stores what retrieval found for an answer: its best score on the row, and one
-/// `answer_sources` row per source (one statement). Returns the statements run.
-async fn record_retrieval(
-    conn: &mut sqlx::AnyConnection,
-    answer_id: &str,
-    score: Option<i64>,
-    sources: &[Source],
-    now: i64,
-) -> Result<u64, StoreError> {
+/// Stores an answer's sources, one `answer_sources` row each (one statement), for the
+/// dashboard's "most cited". Returns the statements run.
+async fn record_sources(conn: &mut sqlx::AnyConnection, answer_id: &str, sources: &[Source], now: i64) -> Result<u64, StoreError> {
     // The course FAQ's entries (no lesson) are not lessons cited.
     let sources: Vec<&Source> = sources.iter().filter(|source| !source.lesson.is_empty()).collect();
-    sqlx::query("UPDATE messages SET retrieval_score = $1 WHERE id = $2")
-        .bind(score)
-        .bind(answer_id)
-        .execute(&mut *conn)
-        .await?;
     if sources.is_empty() {
-        return Ok(1);
+        return Ok(0);
     }
     let rows: Vec<String> = (0..sources.len())
         .map(|i| format!("($1, $2, ${}, ${}, ${})", 3 * i + 3, 3 * i + 4, 3 * i + 5))
@@ -471,7 +475,7 @@ async fn record_retrieval(
         query = query.bind(source.lesson.as_str()).bind(source.anchor.as_str()).bind(source.section.as_str());
     }
     query.execute(&mut *conn).await?;
-    Ok(2)
+    Ok(1)
 }
 
 /// The conversation's earlier turns that fit the budget (in characters), oldest first,

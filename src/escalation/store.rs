@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::{Queue, Request, TeacherView};
 use crate::db::{new_id, now_ms, retry_position_race, Db, StoreError};
-use crate::history::store::{insert_message, message_from_row, next_position};
+use crate::history::store::{append_message, message_from_row, own_finished_answer};
 use crate::history::{MessageRole, MessageStatus, StoredMessage, TeacherRequest};
 use crate::teacher::store::readable_by_teachers;
 use crate::teacher::StudentName;
@@ -42,16 +42,9 @@ impl Db {
         note: &str,
     ) -> Result<Option<(String, TeacherRequest)>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let conversation = sqlx::query(
-            "SELECT c.id FROM messages m JOIN conversations c ON c.id = m.conversation_id \
-             WHERE m.id = $1 AND c.user_id = $2 AND m.role = 'assistant' AND m.status <> 'streaming'",
-        )
-        .bind(message_id)
-        .bind(user_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(conversation) = conversation else { return Ok(None) };
-        let conversation: String = conversation.try_get(0)?;
+        let Some((conversation, _)) = own_finished_answer(&mut tx, user_id, message_id).await? else {
+            return Ok(None);
+        };
         sqlx::query(
             "INSERT INTO escalations (id, conversation_id, message_id, note, status, created_at) \
              VALUES ($1, $2, $3, $4, 'open', $5) ON CONFLICT (message_id) DO NOTHING",
@@ -166,43 +159,20 @@ impl Db {
         let Some(found) = found else { return Ok(None) };
         let (conversation_id, asked_about, student): (String, String, String) =
             (found.try_get(0)?, found.try_get(1)?, found.try_get(2)?);
-        let now = now_ms();
-        let id = new_id();
-        let position = next_position(&mut tx, &conversation_id).await?;
-        insert_message(
-            &mut tx, &id, &conversation_id, position, MessageRole::Teacher, text, MessageStatus::Complete, None, None, now,
-        )
-        .await?;
+        let message =
+            append_message(&mut tx, &conversation_id, MessageRole::Teacher, text, MessageStatus::Complete, None).await?;
         sqlx::query(
             "UPDATE escalations SET status = 'answered', reply_id = $1, closed_by = $2, \
              closed_at = COALESCE(closed_at, $3) WHERE id = $4",
         )
-        .bind(&id)
+        .bind(&message.id)
         .bind(teacher)
-        .bind(now)
+        .bind(message.created_at)
         .bind(request_id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(&conversation_id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         self.wrote_n(3);
-        let message = StoredMessage {
-            id,
-            position,
-            role: MessageRole::Teacher,
-            content: text.to_string(),
-            status: MessageStatus::Complete,
-            error_code: None,
-            created_at: now,
-            sources: Vec::new(),
-            feedback: None,
-            teacher_request: None,
-            faq_id: None,
-        };
         Ok(Some(StoredReply { student, conversation_id, asked_about, message }))
     }
 

@@ -1,7 +1,7 @@
 //! Ratings' SQL. A rating is accepted only for a finished answer in one of the
 //! student's own conversations; anyone else's answer is "not found".
 
-use sqlx::Row;
+use crate::history::store::own_finished_answer;
 
 use super::Feedback;
 use crate::db::{now_ms, Db, StoreError};
@@ -17,16 +17,9 @@ impl Db {
         feedback: Option<&Feedback>,
     ) -> Result<Option<String>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let conversation = sqlx::query(
-            "SELECT c.id, m.created_at FROM messages m JOIN conversations c ON c.id = m.conversation_id \
-             WHERE m.id = $1 AND c.user_id = $2 AND m.role = 'assistant' AND m.status <> 'streaming'",
-        )
-        .bind(message_id)
-        .bind(user_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(conversation) = conversation else { return Ok(None) };
-        let (conversation, answer_at): (String, i64) = (conversation.try_get(0)?, conversation.try_get(1)?);
+        let Some((conversation, answer_at)) = own_finished_answer(&mut tx, user_id, message_id).await? else {
+            return Ok(None);
+        };
         match feedback {
             // One statement either way: two tabs rating at once cannot collide.
             Some(feedback) => {

@@ -224,33 +224,86 @@ impl Db {
         status: MessageStatus,
         owner_instance: Option<&str>,
     ) -> Result<StoredMessage, StoreError> {
-        let now = now_ms();
-        let id = new_id();
         let mut tx = self.begin_write().await?;
-        let position = next_position(&mut tx, conversation_id).await?;
-        insert_message(&mut tx, &id, conversation_id, position, role, content, status, owner_instance, None, now)
-            .await?;
-        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(conversation_id)
-            .execute(&mut *tx)
-            .await?;
+        let message = append_message(&mut tx, conversation_id, role, content, status, owner_instance).await?;
         tx.commit().await?;
         self.wrote();
-        Ok(StoredMessage {
-            id,
+        Ok(message)
+    }
+}
+
+/// Appends a message at the conversation's next position and marks the conversation
+/// as updated, in the caller's transaction (which retries on a position race).
+pub(crate) async fn append_message(
+    conn: &mut sqlx::AnyConnection,
+    conversation_id: &str,
+    role: MessageRole,
+    content: &str,
+    status: MessageStatus,
+    owner_instance: Option<&str>,
+) -> Result<StoredMessage, StoreError> {
+    let now = now_ms();
+    let id = new_id();
+    let position = next_position(&mut *conn, conversation_id).await?;
+    insert_message(
+        &mut *conn,
+        &NewMessageRow {
+            id: &id,
+            conversation_id,
             position,
             role,
-            content: content.to_string(),
+            content,
             status,
-            error_code: None,
+            owner_instance,
+            sources: None,
+            retrieval_score: None,
             created_at: now,
-            sources: Vec::new(),
-            feedback: None,
-            teacher_request: None,
-            faq_id: None,
-        })
-    }
+        },
+    )
+    .await?;
+    touch_conversation(&mut *conn, conversation_id, now).await?;
+    Ok(StoredMessage {
+        id,
+        position,
+        role,
+        content: content.to_string(),
+        status,
+        error_code: None,
+        created_at: now,
+        sources: Vec::new(),
+        feedback: None,
+        teacher_request: None,
+        faq_id: None,
+    })
+}
+
+/// Marks a conversation as changed at `now` (the sidebar lists newest first).
+pub(crate) async fn touch_conversation(conn: &mut sqlx::AnyConnection, conversation_id: &str, now: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(conversation_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// A finished answer in one of `user_id`'s own conversations: its conversation and
+/// when it was asked. `None` for anyone else's answer, a question, or one still
+/// streaming (what a rating or a request to the teacher may be about).
+pub(crate) async fn own_finished_answer(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    message_id: &str,
+) -> Result<Option<(String, i64)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT c.id, m.created_at FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+         WHERE m.id = $1 AND c.user_id = $2 AND m.role = 'assistant' AND m.status <> 'streaming'",
+    )
+    .bind(message_id)
+    .bind(user_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?))).transpose()?)
 }
 
 pub(crate) async fn next_position(conn: &mut sqlx::AnyConnection, conversation_id: &str) -> Result<i64, StoreError> {
@@ -261,32 +314,37 @@ pub(crate) async fn next_position(conn: &mut sqlx::AnyConnection, conversation_i
         .try_get(0)?)
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn insert_message(
-    conn: &mut sqlx::AnyConnection,
-    id: &str,
-    conversation_id: &str,
-    position: i64,
-    role: MessageRole,
-    content: &str,
-    status: MessageStatus,
-    owner_instance: Option<&str>,
-    sources: Option<&str>,
-    now: i64,
-) -> Result<(), StoreError> {
+/// A message row as inserted.
+pub(crate) struct NewMessageRow<'a> {
+    pub id: &'a str,
+    pub conversation_id: &'a str,
+    pub position: i64,
+    pub role: MessageRole,
+    pub content: &'a str,
+    pub status: MessageStatus,
+    pub owner_instance: Option<&'a str>,
+    /// The sources an answer may cite, as JSON.
+    pub sources: Option<&'a str>,
+    /// An answer's best lesson match, for the dashboard's content gaps.
+    pub retrieval_score: Option<i64>,
+    pub created_at: i64,
+}
+
+pub(crate) async fn insert_message(conn: &mut sqlx::AnyConnection, row: &NewMessageRow<'_>) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO messages (id, conversation_id, position, role, content, status, \
-         owner_instance, sources, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         owner_instance, sources, retrieval_score, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
-    .bind(id)
-    .bind(conversation_id)
-    .bind(position)
-    .bind(role.as_str())
-    .bind(content)
-    .bind(status.as_str())
-    .bind(owner_instance)
-    .bind(sources)
-    .bind(now)
+    .bind(row.id)
+    .bind(row.conversation_id)
+    .bind(row.position)
+    .bind(row.role.as_str())
+    .bind(row.content)
+    .bind(row.status.as_str())
+    .bind(row.owner_instance)
+    .bind(row.sources)
+    .bind(row.retrieval_score)
+    .bind(row.created_at)
     .execute(&mut *conn)
     .await?;
     Ok(())
