@@ -90,14 +90,7 @@ pub fn EndorseForm(message_id: String, question: String, answer: String) -> impl
             <summary>{move || t().endorse_title}</summary>
             <ActionForm action=endorse attr:class="endorse-form">
                 <input type="hidden" name="message_id" value=message_id />
-                <label>
-                    {move || t().endorse_question}
-                    <textarea name="question" rows="2" maxlength=MAX_FAQ_QUESTION_CHARS.to_string()>{question}</textarea>
-                </label>
-                <label>
-                    {move || t().endorse_answer}
-                    <textarea name="answer" rows="8" maxlength=MAX_FAQ_ANSWER_CHARS.to_string()>{answer}</textarea>
-                </label>
+                <WordingFields question answer answer_rows=8 />
                 <button type="submit" class="send">{move || t().endorse_save}</button>
             </ActionForm>
             {move || {
@@ -110,6 +103,23 @@ pub fn EndorseForm(message_id: String, question: String, answer: String) -> impl
                 })
             }}
         </details>
+    }
+}
+
+/// An entry's question and answer as the teacher words them (endorsing, editing).
+#[component]
+fn WordingFields(question: String, answer: String, answer_rows: u32) -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let t = move || lang.get().t();
+    view! {
+        <label>
+            {move || t().endorse_question}
+            <textarea name="question" rows="2" maxlength=MAX_FAQ_QUESTION_CHARS.to_string()>{question}</textarea>
+        </label>
+        <label>
+            {move || t().endorse_answer}
+            <textarea name="answer" rows=answer_rows.to_string() maxlength=MAX_FAQ_ANSWER_CHARS.to_string()>{answer}</textarea>
+        </label>
     }
 }
 
@@ -154,14 +164,7 @@ pub fn EndorsementsPanel() -> impl IntoView {
                                 <div class="endorsement" data-faq-id=id>
                                     <ActionForm action=edit attr:class="endorsement-form">
                                         <input type="hidden" name="id" value=edit_id />
-                                        <label>
-                                            {move || t().endorse_question}
-                                            <textarea name="question" rows="2" maxlength=MAX_FAQ_QUESTION_CHARS.to_string()>{question}</textarea>
-                                        </label>
-                                        <label>
-                                            {move || t().endorse_answer}
-                                            <textarea name="answer" rows="6" maxlength=MAX_FAQ_ANSWER_CHARS.to_string()>{answer}</textarea>
-                                        </label>
+                                        <WordingFields question answer answer_rows=6 />
                                         <p class="change-who">{move || t().endorsed_by} " " {endorsed_by} " · " {when}</p>
                                         <button type="submit" class="send">{move || t().instructions_save}</button>
                                     </ActionForm>

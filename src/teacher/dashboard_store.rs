@@ -353,20 +353,14 @@ impl Db {
 
     /// Questions and students per UTC day: `(day, questions, students)`.
     async fn activity_between(&self, from: i64, to: i64) -> Rows<(i64, i64, i64)> {
-        let rows = sqlx::query(
+        self.three_per_day(
             "SELECT m.created_at / $3, COUNT(*), COUNT(DISTINCT c.user_id) \
              FROM messages m JOIN conversations c ON c.id = m.conversation_id \
              WHERE m.role = 'user' AND m.created_at >= $1 AND m.created_at < $2 GROUP BY 1 ORDER BY 1",
+            from,
+            to,
         )
-        .bind(from)
-        .bind(to)
-        .bind(DAY_MS)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?)
+        .await
     }
 
     /// Answers by UTC day and ending: `(day, ending, count)`.
@@ -440,26 +434,20 @@ impl Db {
 
     /// Model tokens per UTC day: `(day, prompt, completion)`.
     async fn tokens_between(&self, from: i64, to: i64) -> Rows<(i64, i64, i64)> {
-        let rows = sqlx::query(
+        self.three_per_day(
             "SELECT created_at / $3, CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), \
                     CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) \
              FROM messages WHERE role = 'assistant' AND created_at >= $1 AND created_at < $2 GROUP BY 1 ORDER BY 1",
+            from,
+            to,
         )
-        .bind(from)
-        .bind(to)
-        .bind(DAY_MS)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?)
+        .await
     }
 
     /// Time to first token p50/p95 per UTC day (nearest rank: the ⌈p·n/100⌉-th
     /// smallest), from window functions both backends have.
     async fn ttft_between(&self, from: i64, to: i64) -> Rows<(i64, Option<i64>, Option<i64>)> {
-        let rows = sqlx::query(
+        self.three_per_day(
             "SELECT day, MAX(CASE WHEN rn = (50 * n + 99) / 100 THEN ttft END), \
                          MAX(CASE WHEN rn = (95 * n + 99) / 100 THEN ttft END) \
              FROM (SELECT created_at / $3 AS day, first_token_at - created_at AS ttft, \
@@ -468,12 +456,21 @@ impl Db {
                    FROM messages WHERE role = 'assistant' AND created_at >= $1 AND created_at < $2 \
                          AND first_token_at IS NOT NULL) t \
              GROUP BY day ORDER BY day",
+            from,
+            to,
         )
-        .bind(from)
-        .bind(to)
-        .bind(DAY_MS)
-        .fetch_all(&self.pool)
-        .await?;
+        .await
+    }
+
+    /// Runs a per-day query of three columns over `[from, to)`: `$1`, `$2` bound to
+    /// the range and `$3` to the day's length.
+    async fn three_per_day<A, B, C>(&self, sql: &str, from: i64, to: i64) -> Rows<(A, B, C)>
+    where
+        for<'r> A: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+        for<'r> B: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+        for<'r> C: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        let rows = sqlx::query(sql).bind(from).bind(to).bind(DAY_MS).fetch_all(&self.pool).await?;
         Ok(rows
             .iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))

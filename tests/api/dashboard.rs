@@ -254,11 +254,6 @@ fn date(day_offset: i64) -> String {
     tutor_chat::teacher::date_of_ms(now_ms() + day_offset * DAY)
 }
 
-async fn teacher(app: &TestApp) -> String {
-    assert!(teacher_command(app, &["add", "ms_k"], "the teacher's password\n").0);
-    sign_in(app, "ms_k", "the teacher's password").await
-}
-
 async fn dashboard(app: &TestApp, cookie: &str, days: &str) -> Value {
     let (status, body) = app.call(cookie, "teach/dashboard", &[("days", days)]).await;
     assert_eq!(status, 200, "{body}");
@@ -272,7 +267,7 @@ async fn every_aggregate_matches_a_seeded_history() {
         s.price_per_million_completion_tokens = 10.0;
     })
     .await;
-    let cookie = teacher(&app).await;
+    let cookie = teacher(&app, "ms_k").await;
     seed_history(&app).await;
     let d = dashboard(&app, &cookie, "7").await;
 
@@ -363,7 +358,7 @@ async fn every_aggregate_matches_a_seeded_history() {
 #[tokio::test]
 async fn every_text_is_readable_when_the_course_opens_all_conversations() {
     let app = spawn_app_with(|s| s.teachers_read_all_conversations = true).await;
-    let cookie = teacher(&app).await;
+    let cookie = teacher(&app, "ms_k").await;
     seed_history(&app).await;
     let d = dashboard(&app, &cookie, "7").await;
     assert_eq!(
@@ -376,7 +371,7 @@ async fn every_text_is_readable_when_the_course_opens_all_conversations() {
 #[tokio::test]
 async fn periods_out_of_range_are_clamped_and_the_page_reads_its_period_from_the_url() {
     let app = spawn_app().await;
-    let cookie = teacher(&app).await;
+    let cookie = teacher(&app, "ms_k").await;
     seed_history(&app).await;
     assert_eq!(dashboard(&app, &cookie, "0").await["days"], 1);
     assert_eq!(dashboard(&app, &cookie, "100000").await["days"], 366);
@@ -444,7 +439,7 @@ async fn a_live_answer_records_its_first_token_retrieval_score_and_sources() {
 #[tokio::test]
 async fn finished_days_are_summed_once_and_kept_while_today_stays_live() {
     let app = spawn_app().await;
-    let cookie = teacher(&app).await;
+    let cookie = teacher(&app, "ms_k").await;
     seed_history(&app).await;
     let first = dashboard(&app, &cookie, "7").await;
     let db = Seed::new(&app).await;
