@@ -38,6 +38,9 @@ pub enum Backend {
 
 pub struct Db {
     pub(crate) pool: AnyPool,
+    /// Where it is: the instances' bus listens on the same PostgreSQL database, and
+    /// in-process buses meet by it.
+    url: String,
     pub(crate) backend: Backend,
     /// Statements that changed data, for tests and docs/BENCHMARKS.md.
     writes: AtomicU64,
@@ -111,11 +114,27 @@ impl Db {
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Db {
             pool,
+            url: url.to_string(),
             backend,
             writes: AtomicU64::new(0),
             answer_rows: AtomicU64::new(0),
             answer_commits: AtomicU64::new(0),
         })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Sends a PostgreSQL notification (`pg_notify`); delivered to every listener of
+    /// `channel` when the statement commits (at once: it runs alone).
+    pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub fn backend(&self) -> Backend {

@@ -221,6 +221,18 @@ pub enum ServerFrame {
         /// Unix milliseconds.
         created_at: i64,
     },
+    /// Something changed in one of the student's conversations in another of their
+    /// tabs (on any instance): a question asked there (its answer `message_id` can be
+    /// followed with `resume`), a rename, a deletion, a teacher's reply. The sidebar
+    /// reloads; a page showing that conversation reloads it.
+    ConversationChanged {
+        conversation_id: String,
+        change: ConversationChange,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
+    },
     /// The whole text of an answer so far, in reply to `resume`; chunks with a
     /// greater `seq` follow while `live`. A finished answer comes with its `status`.
     Snapshot {
@@ -230,6 +242,16 @@ pub enum ServerFrame {
         status: AnswerStatus,
         live: bool,
     },
+}
+
+/// What changed in a conversation (`conversation_changed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationChange {
+    Asked,
+    Renamed,
+    Deleted,
+    TeacherReplied,
 }
 
 /// An answer's state as stored.

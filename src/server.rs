@@ -94,6 +94,7 @@ pub async fn build_app(
     leptos_options: LeptosOptions,
 ) -> Result<(Router, AppState), StartError> {
     let state = AppState::build(settings, leptos_options).await?;
+    crate::chat::takeover::spawn_sweeper(state.clone());
     Ok((router(state.clone()), state))
 }
 

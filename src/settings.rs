@@ -147,6 +147,12 @@ pub struct Cli {
     /// Price of a million completion tokens, in the course's currency, for the cost on /teach (0: no cost shown).
     #[arg(long, env = "TUTOR_PRICE_PER_MILLION_COMPLETION_TOKENS")]
     pub price_per_million_completion_tokens: Option<f64>,
+    /// How long an instance holds a streaming answer without renewing it (once a second); when it lapses another instance continues the answer.
+    #[arg(long, env = "TUTOR_ANSWER_LEASE_MS")]
+    pub answer_lease_ms: Option<u64>,
+    /// How many times an answer cut by a crash is continued by another instance; past that it stays interrupted (0: never).
+    #[arg(long, env = "TUTOR_MAX_CONTINUATIONS")]
+    pub max_continuations: Option<u32>,
 }
 
 /// The same keys as [`Cli`], from the settings file.
@@ -199,6 +205,8 @@ pub struct FileSettings {
     pub faq_direct_answers: Option<bool>,
     pub price_per_million_prompt_tokens: Option<f64>,
     pub price_per_million_completion_tokens: Option<f64>,
+    pub answer_lease_ms: Option<u64>,
+    pub max_continuations: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -273,6 +281,10 @@ pub struct Settings {
     pub price_per_million_prompt_tokens: f64,
     /// Price of a million completion tokens, in the course's currency, for the cost on /teach (0: no cost shown).
     pub price_per_million_completion_tokens: f64,
+    /// How long an instance holds a streaming answer without renewing it (once a second); when it lapses another instance continues the answer.
+    pub answer_lease: Duration,
+    /// How many times an answer cut by a crash is continued by another instance; past that it stays interrupted (0: never).
+    pub max_continuations: u32,
 }
 
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a patient tutor for an online course about \
@@ -431,6 +443,8 @@ impl Settings {
                 .unwrap_or(1000)
                 .max(1),
             shutdown_grace: ms(cli.shutdown_grace_ms, file.shutdown_grace_ms, 20_000),
+            max_continuations: cli.max_continuations.or(file.max_continuations).unwrap_or(1),
+            answer_lease: ms(cli.answer_lease_ms, file.answer_lease_ms, 5_000).max(Duration::from_secs(2)),
             price_per_million_completion_tokens: cli.price_per_million_completion_tokens.or(file.price_per_million_completion_tokens).filter(|p| p.is_finite() && *p >= 0.0).unwrap_or(0.0),
             price_per_million_prompt_tokens: cli.price_per_million_prompt_tokens.or(file.price_per_million_prompt_tokens).filter(|p| p.is_finite() && *p >= 0.0).unwrap_or(0.0),
             teachers_read_all_conversations: cli.teachers_read_all_conversations.or(file.teachers_read_all_conversations).unwrap_or(false),

@@ -43,6 +43,8 @@ pub struct AppState {
     pub live: Arc<LiveAnswers>,
     /// Frames for a student's open sockets that no answer carries (a teacher's reply).
     pub notices: Arc<crate::chat::notices::Notices>,
+    /// Between instances: answers followed elsewhere, a student's events, takeovers.
+    pub bus: Arc<crate::chat::bus::Bus>,
     /// Marks the answers this instance streams, for crash recovery (docs/storage.md).
     pub instance_id: Arc<str>,
     /// One permit per answer streamed at once (`max_concurrent_answers`).
@@ -80,8 +82,9 @@ pub enum StateError {
 
 impl AppState {
     /// Opens everything the server holds: the model client, the lesson index (brought
-    /// in step with the lessons folder), the database (migrated; answers an earlier
-    /// crash cut off are marked interrupted).
+    /// in step with the lessons folder), the database (migrated), the instances' bus.
+    /// Answers an earlier crash cut off are taken over by `chat::takeover`'s sweeper,
+    /// which the server starts.
     pub async fn build(settings: Settings, leptos_options: LeptosOptions) -> Result<AppState, StateError> {
         // No key and no endpoint: a fresh install answers from the lessons themselves.
         let lesson_mode = settings.upstream.base_url.is_none() && settings.upstream.api_key.is_none();
@@ -105,16 +108,16 @@ impl AppState {
             .clone()
             .unwrap_or_else(|| leptos_options.site_addr.to_string());
         let answer_slots = Arc::new(Semaphore::new(settings.max_concurrent_answers));
-        let recovered = db.recover_interrupted(&instance_id).await?;
-        if recovered > 0 {
-            tracing::warn!(recovered, "answers cut by an earlier crash marked interrupted");
-        }
         tracing::info!(backend = ?db.backend(), "history database ready");
         let faq = Arc::new(FaqIndex::new());
         if let Err(error) = faq.refresh(&db).await {
             tracing::warn!(%error, "course FAQ not loaded; tried again with the next question");
         }
         let db = Arc::new(db);
+        let instance_id: Arc<str> = instance_id.into();
+        let notices = Arc::new(crate::chat::notices::Notices::default());
+        let bus = crate::chat::bus::Bus::start(db.clone(), &instance_id, notices.clone());
+        let live = LiveAnswers::new(db.clone(), bus.clone(), instance_id.clone(), settings.answer_lease);
         let settings_queue = settings.password_hash_queue;
         let calls_per_second = settings.calls_per_second_per_address;
         spawn_cleanup(db.clone(), settings.guest_idle_days);
@@ -126,10 +129,11 @@ impl AppState {
             lessons,
             faq,
             shutdown: Arc::new(watch::channel(false).0),
-            live: LiveAnswers::new(db.clone()),
-            notices: Arc::default(),
+            live,
+            notices,
+            bus,
             db,
-            instance_id: instance_id.into(),
+            instance_id,
             answer_slots,
             connections: Arc::new(Connections::default()),
             answers_per_address: Arc::new(Connections::default()),

@@ -24,7 +24,7 @@ use crate::teacher::TutorNotes;
 use crate::upstream::{AnswerStream, UpstreamError};
 
 /// Lesson mode's pace: quick enough to read as it comes, slow enough to see it stream.
-const LESSON_MODE_WORD_GAP: Duration = Duration::from_millis(12);
+pub(super) const LESSON_MODE_WORD_GAP: Duration = Duration::from_millis(12);
 /// Up to this many indexed sections, retrieval runs on the socket's task.
 const INLINE_SEARCH_MAX_SECTIONS: u64 = 2_000;
 /// Earlier questions of the conversation that retrieval reads with the new one.
@@ -223,7 +223,7 @@ async fn daily_budget_spent(state: &AppState) -> bool {
 
 /// The teacher's instructions in force, with the notes on the sources' lessons. A
 /// failure to read them means an answer without them, never no answer.
-async fn tutor_notes(state: &AppState, hits: &[Hit]) -> TutorNotes {
+pub(super) async fn tutor_notes(state: &AppState, hits: &[Hit]) -> TutorNotes {
     let mut lessons: Vec<String> = hits.iter().map(|hit| hit.slug.clone()).collect();
     lessons.sort_unstable();
     lessons.dedup();
@@ -276,7 +276,7 @@ fn sources_json(sources: &[Source]) -> Option<String> {
 
 /// The lesson sections for a question and the student's recent questions. A failure
 /// means an answer without sources, never no answer.
-async fn retrieve(state: &AppState, question: &str, conversation_id: Option<&str>, user: &str) -> Vec<Hit> {
+pub(super) async fn retrieve(state: &AppState, question: &str, conversation_id: Option<&str>, user: &str) -> Vec<Hit> {
     let earlier = match conversation_id {
         Some(id) => state
             .db

@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::bus::{AnswerTokens, Bus, FollowRequest, OwnerRequest};
 use super::store::AnswerWrite;
 use crate::db::{now_ms, Db, StoreError};
 use crate::protocol::{AnswerStatus, EndReason, ErrorCode, ServerFrame};
@@ -44,11 +45,22 @@ pub struct LiveAnswers {
     db: Arc<Db>,
     /// How many answers run: shutdown waits on it instead of polling.
     running: watch::Sender<usize>,
+    /// Carries chunks to followers on other instances.
+    bus: Arc<Bus>,
+    /// This instance, as the answers' rows name their owner.
+    instance: Arc<str>,
+    /// How long a lease runs before another instance may take an answer over.
+    lease: Duration,
 }
 
 pub struct LiveAnswer {
     pub message_id: String,
     pub user_id: String,
+    /// Which owner of the answer this is (0: the first; one more per takeover).
+    pub generation: u64,
+    /// The channels of instances that follow this answer; chunks go to each.
+    remote: Mutex<Vec<String>>,
+    has_remote: AtomicBool,
     state: Mutex<LiveState>,
     frames: broadcast::Sender<Published>,
     stop: watch::Sender<Halt>,
@@ -68,7 +80,8 @@ enum Halt {
     No,
     /// The student pressed stop.
     Stopped,
-    /// The server is shutting down and the grace period is over.
+    /// The server is shutting down and the grace period is over: the answer is
+    /// released for another instance to continue.
     Shutdown,
 }
 
@@ -78,11 +91,27 @@ struct LiveState {
     seq: u64,
     /// The `end` or `error` frame, once the answer is over.
     last: Option<ServerFrame>,
+    /// Where each chunk after `base_seq` ends in `text` (bytes), so a follower on
+    /// another instance can be sent the chunks it lacks, each with its own `seq`.
+    ends: Vec<u32>,
+    /// The seq and length of the text the answer started from (a takeover's).
+    base_seq: u64,
+    base_len: usize,
+}
+
+/// Where an answer starts: from nothing, or from a cut answer's stored text.
+#[derive(Debug, Clone, Default)]
+pub struct StartFrom {
+    pub text: String,
+    pub seq: u64,
+    pub generation: u64,
 }
 
 /// A frame as published: encoded once, sent by every follower without copying.
 #[derive(Clone)]
 pub struct Published {
+    /// Empty (and terminal) when the answer was handed over at shutdown: followers
+    /// stop following and send nothing.
     pub json: Utf8Bytes,
     /// `end` or `error`: the answer is over.
     pub terminal: bool,
@@ -104,16 +133,23 @@ impl LiveAnswers {
     /// batch per transaction, and answers that end together in one transaction (group
     /// commit). Per-answer commits were a thousand transactions a second with a class
     /// online, and SQLite has one writer.
-    pub fn new(db: Arc<Db>) -> Arc<LiveAnswers> {
+    pub fn new(db: Arc<Db>, bus: Arc<Bus>, instance: Arc<str>, lease: Duration) -> Arc<LiveAnswers> {
         let (finishes, queue) = mpsc::unbounded_channel();
+        let requests = bus.take_owner_requests();
         let live = Arc::new(LiveAnswers {
             answers: Mutex::default(),
             unsaved: Mutex::default(),
             finishes,
             db: db.clone(),
             running: watch::channel(0).0,
+            bus,
+            instance,
+            lease,
         });
         tokio::spawn(write_answers(Arc::downgrade(&live), db, queue).in_current_span());
+        if let Some(requests) = requests {
+            tokio::spawn(serve_owner_requests(Arc::downgrade(&live), requests).in_current_span());
+        }
         live
     }
 
@@ -130,11 +166,32 @@ impl LiveAnswers {
         stream: AnswerStream,
         places: AnswerPlaces,
     ) -> Follower {
+        self.start_from(message_id, user_id, stream, places, StartFrom::default())
+    }
+
+    /// Starts streaming an answer from `from`: a cut answer's stored text, taken over.
+    pub fn start_from(
+        self: &Arc<Self>,
+        message_id: String,
+        user_id: String,
+        stream: AnswerStream,
+        places: AnswerPlaces,
+        from: StartFrom,
+    ) -> Follower {
         let (frames, receiver) = broadcast::channel(FOLLOWER_BUFFER);
         let answer = Arc::new(LiveAnswer {
             message_id: message_id.clone(),
             user_id,
-            state: Mutex::new(LiveState::default()),
+            generation: from.generation,
+            remote: Mutex::default(),
+            has_remote: AtomicBool::new(false),
+            state: Mutex::new(LiveState {
+                base_seq: from.seq,
+                base_len: from.text.len(),
+                seq: from.seq,
+                text: from.text,
+                ..LiveState::default()
+            }),
             frames,
             stop: watch::channel(Halt::No).0,
             unsaved: AtomicBool::new(false),
@@ -175,8 +232,8 @@ impl LiveAnswers {
         self.len() == 0
     }
 
-    /// Shutdown, after the grace period: every answer still running ends now, stored
-    /// as `interrupted` with its text so far.
+    /// Shutdown, after the grace period: every answer still running stops now and is
+    /// stored with its text so far, released for another instance to continue.
     pub fn interrupt_all(&self) {
         for answer in lock(&self.answers).values() {
             answer.stop.send_replace(Halt::Shutdown);
@@ -208,6 +265,17 @@ impl LiveAnswers {
         }
     }
 
+    /// Renews the leases of the answers this instance streams (with the checkpoints).
+    async fn renew_leases(&self) {
+        if self.is_empty() {
+            return;
+        }
+        let until = now_ms() + i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX / 2);
+        if let Err(error) = self.db.renew_leases(&self.instance, until).await {
+            tracing::warn!(%error, "cannot renew the answers' leases; tried again in a second");
+        }
+    }
+
     /// Waits until no answer is running, or until `deadline`; true when none is.
     pub async fn wait_idle(&self, deadline: Instant) -> bool {
         let mut running = self.running.subscribe();
@@ -226,7 +294,41 @@ impl LiveAnswer {
             message_id: self.message_id.clone(),
             content: state.text.clone(),
             chunk_seq: state.seq,
+            generation: self.generation,
         })
+    }
+
+    /// Sends a follower on another instance the chunks from `from_seq` it lacks (and
+    /// the end, if the answer is over), then every chunk as it comes. Under the state
+    /// lock, like publishing: nothing falls between the catch-up and the feed.
+    fn add_remote_follower(&self, bus: &Bus, request: &FollowRequest) {
+        let state = lock(&self.state);
+        let first = request.from_seq.max(state.base_seq + 1);
+        if request.from_seq <= state.base_seq {
+            // Older than this owner's start: the follower re-syncs from the database.
+            tracing::debug!(message_id = %self.message_id, "follower behind a takeover's start");
+        }
+        let mut tokens = Vec::new();
+        for seq in first..=state.seq {
+            let index = (seq - state.base_seq - 1) as usize;
+            let start = if index == 0 { state.base_len } else { state.ends[index - 1] as usize };
+            let end = state.ends[index] as usize;
+            tokens.push((seq, state.text[start..end].to_string()));
+        }
+        let last = state.last.as_ref().map(ServerFrame::to_json);
+        if !tokens.is_empty() || last.is_some() {
+            bus.send_tokens(
+                &request.reply_channel,
+                AnswerTokens { m: self.message_id.clone(), g: self.generation, t: tokens, e: last.clone() },
+            );
+        }
+        if last.is_none() {
+            let mut remote = lock(&self.remote);
+            if !remote.contains(&request.reply_channel) {
+                remote.push(request.reply_channel.clone());
+            }
+            self.has_remote.store(true, Ordering::Release);
+        }
     }
 
     pub fn stop(&self) {
@@ -276,15 +378,24 @@ impl LiveAnswer {
         )
     }
 
-    fn publish(&self, frame: &ServerFrame, update: impl FnOnce(&mut LiveState)) {
-        let published = Published {
-            json: frame.to_json().into(),
-            terminal: matches!(frame, ServerFrame::End { .. } | ServerFrame::Error { .. }),
-        };
+    fn publish(&self, bus: &Bus, frame: &ServerFrame, update: impl FnOnce(&mut LiveState)) {
+        let json = frame.to_json();
+        let terminal = matches!(frame, ServerFrame::End { .. } | ServerFrame::Error { .. });
         let mut state = lock(&self.state);
         update(&mut state);
+        if self.has_remote.load(Ordering::Acquire) {
+            let tokens = match frame {
+                ServerFrame::Chunk { content, seq, .. } => {
+                    AnswerTokens { m: self.message_id.clone(), g: self.generation, t: vec![(*seq, content.clone())], e: None }
+                }
+                _ => AnswerTokens { m: self.message_id.clone(), g: self.generation, t: Vec::new(), e: Some(json.clone()) },
+            };
+            for channel in lock(&self.remote).iter() {
+                bus.send_tokens(channel, tokens.clone());
+            }
+        }
         // No follower is fine: the answer is still stored.
-        let _ = self.frames.send(published);
+        let _ = self.frames.send(Published { json: json.into(), terminal });
     }
 }
 
@@ -307,7 +418,8 @@ async fn halt_requested(mut stop: watch::Receiver<Halt>) -> Halt {
 async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStream) {
     let halt = halt_requested(answer.stop.subscribe());
     tokio::pin!(halt);
-    let mut seq = 0u64;
+    let mut seq = lock(&answer.state).seq;
+    let bus = &live.bus;
     // For the dashboard's time to first token.
     let mut first_token_at = None;
     let id = &answer.message_id;
@@ -318,11 +430,12 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
                     seq += 1;
                     first_token_at.get_or_insert_with(now_ms);
                     let frame = ServerFrame::Chunk { content, seq, message_id: id.clone() };
-                    answer.publish(&frame, |s| {
+                    answer.publish(bus, &frame, |s| {
                         if let ServerFrame::Chunk { content, .. } = &frame {
                             s.text.push_str(content);
                         }
                         s.seq = seq;
+                        s.ends.push(u32::try_from(s.text.len()).unwrap_or(u32::MAX));
                     });
                     live.mark_unsaved(answer);
                 }
@@ -349,13 +462,17 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
                     break (AnswerStatus::Stopped, None, None, end);
                 }
                 Halt::Shutdown => {
-                    let frame = ServerFrame::Error {
-                        code: ErrorCode::Interrupted,
-                        message: "The server restarted before this answer finished; the text so far is kept.".into(),
-                        message_id: Some(id.clone()),
-                        retry_after: None,
-                    };
-                    break (AnswerStatus::Interrupted, Some(ErrorCode::Interrupted), None, frame);
+                    // Released, not ended: its followers reconnect elsewhere and follow
+                    // it there, where another instance continues it.
+                    let text = lock(&answer.state).text.clone();
+                    drop(stream);
+                    let release = AnswerWrite::Release { message_id: id.clone(), content: text, chunk_seq: seq, generation: answer.generation };
+                    if let Err(error) = live.store_finish(release).await {
+                        tracing::error!(%error, message_id = %id, "cannot release the answer; it is taken over when its lease lapses");
+                    }
+                    // Its sockets stop following (nothing is sent): they close with 1001.
+                    let _ = answer.frames.send(Published { json: Utf8Bytes::from_static(""), terminal: true });
+                    return;
                 }
             },
         }
@@ -373,12 +490,32 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
         usage,
         finished_at: now_ms(),
         first_token_at,
+        generation: answer.generation,
     };
     if let Err(error) = live.store_finish(finish).await {
         tracing::error!(%error, message_id = %id, "cannot store the finished answer");
     }
     // Published after the final write: a reload after `end` shows the finished answer.
-    answer.publish(&last, |s| s.last = Some(last.clone()));
+    answer.publish(bus, &last, |s| s.last = Some(last.clone()));
+}
+
+/// Follow and stop requests from other instances for answers this one streams.
+async fn serve_owner_requests(live: Weak<LiveAnswers>, mut requests: mpsc::UnboundedReceiver<OwnerRequest>) {
+    while let Some(request) = requests.recv().await {
+        let Some(registry) = live.upgrade() else { return };
+        match request {
+            OwnerRequest::Follow(follow) => {
+                if let Some(answer) = registry.get(&follow.message_id) {
+                    answer.add_remote_follower(&registry.bus, &follow);
+                }
+            }
+            OwnerRequest::Stop(message_id) => {
+                if let Some(answer) = registry.get(&message_id) {
+                    answer.stop();
+                }
+            }
+        }
+    }
 }
 
 /// The instance's one writer of answer rows. Checkpoints: once a second, every answer
@@ -396,6 +533,7 @@ async fn write_answers(
             _ = tick.tick() => {
                 let Some(registry) = live.upgrade() else { return };
                 let unsaved = registry.take_unsaved();
+                registry.renew_leases().await;
                 drop(registry);
                 for answers in unsaved.chunks(MAX_ROWS_PER_COMMIT) {
                     let checkpoints: Vec<AnswerWrite> =

@@ -4,7 +4,11 @@
 
 #[cfg(feature = "ssr")]
 pub mod ask;
+#[cfg(feature = "ssr")]
+pub mod bus;
 pub mod client;
+#[cfg(feature = "ssr")]
+pub mod leases;
 #[cfg(feature = "ssr")]
 pub mod limits;
 #[cfg(feature = "ssr")]
@@ -18,4 +22,6 @@ pub mod socket;
 pub mod state;
 #[cfg(feature = "ssr")]
 pub mod store;
+#[cfg(feature = "ssr")]
+pub mod takeover;
 pub mod view;

@@ -1,8 +1,10 @@
-//! Frames for a student that no answer of theirs carries — a teacher's reply — sent
-//! to every socket the student has open on this instance. A socket subscribes for
-//! its user; the entry goes when its last socket does.
+//! Frames for a student that no answer of theirs carries — a teacher's reply, a
+//! question asked or a conversation renamed in another tab — sent to every socket
+//! the student has open on this instance (the bus brings other instances' to it). A
+//! socket subscribes for its user; the entry goes when its last socket does.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
@@ -13,14 +15,24 @@ use crate::protocol::ServerFrame;
 /// Notices a slow socket may fall behind on before it misses some (history has them).
 const NOTICE_BUFFER: usize = 16;
 
+/// A notice as sent: the frame, and the socket that caused it (which skips it).
+#[derive(Clone)]
+pub struct Notice {
+    pub json: Utf8Bytes,
+    pub from_socket: Option<u64>,
+}
+
 #[derive(Default)]
 pub struct Notices {
-    by_user: Mutex<HashMap<String, broadcast::Sender<Utf8Bytes>>>,
+    by_user: Mutex<HashMap<String, broadcast::Sender<Notice>>>,
+    next_socket: AtomicU64,
 }
 
 /// A socket's feed of its user's notices.
 pub struct Subscription {
-    pub frames: broadcast::Receiver<Utf8Bytes>,
+    pub frames: broadcast::Receiver<Notice>,
+    /// This socket's number: notices it caused itself are not sent back to it.
+    pub socket: u64,
     user: String,
     notices: Arc<Notices>,
 }
@@ -32,14 +44,20 @@ impl Notices {
             .entry(user.to_string())
             .or_insert_with(|| broadcast::channel(NOTICE_BUFFER).0)
             .subscribe();
-        Subscription { frames, user: user.to_string(), notices: self.clone() }
+        let socket = self.next_socket.fetch_add(1, Ordering::Relaxed) + 1;
+        Subscription { frames, socket, user: user.to_string(), notices: self.clone() }
     }
 
     /// Sends a frame to the user's open sockets here; returns how many there were.
     pub fn publish(&self, user: &str, frame: &ServerFrame) -> usize {
+        self.publish_json(user, frame.to_json().into(), None)
+    }
+
+    /// Sends an encoded frame to the user's open sockets here but `from_socket`.
+    pub fn publish_json(&self, user: &str, json: Utf8Bytes, from_socket: Option<u64>) -> usize {
         let by_user = self.by_user.lock().unwrap_or_else(|p| p.into_inner());
         match by_user.get(user) {
-            Some(sender) => sender.send(frame.to_json().into()).unwrap_or(0),
+            Some(sender) => sender.send(Notice { json, from_socket }).unwrap_or(0),
             None => 0,
         }
     }
@@ -78,8 +96,8 @@ mod tests {
         let other = notices.subscribe("bob");
         let frame = ServerFrame::Pong { t: 1.0 };
         assert_eq!(notices.publish("ann", &frame), 2);
-        assert_eq!(first.frames.recv().await.unwrap().as_str(), frame.to_json());
-        assert_eq!(second.frames.recv().await.unwrap().as_str(), frame.to_json());
+        assert_eq!(first.frames.recv().await.unwrap().json.as_str(), frame.to_json());
+        assert_eq!(second.frames.recv().await.unwrap().json.as_str(), frame.to_json());
         assert_eq!(notices.publish("carol", &frame), 0);
         drop(first);
         assert_eq!(notices.users(), 2);

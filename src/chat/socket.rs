@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
@@ -22,12 +22,16 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::ask::{start_answer, AskError, Asker};
+use super::bus::{Feed, FeedEvent};
 use super::live::{self, Follower, LiveAnswer, Published};
-use super::notices::Subscription;
+use super::notices::{Notice, Subscription};
 use crate::auth::{origin_allowed, GuestSession};
 use crate::db::StoreError;
 use crate::net::client_key;
-use crate::protocol::{parse_client_frame, ClientFrame, ErrorCode, ServerFrame, PROTOCOL_VERSION};
+use crate::history::MessageStatus;
+use crate::protocol::{
+    parse_client_frame, ClientFrame, ConversationChange, ErrorCode, ServerFrame, PROTOCOL_VERSION,
+};
 use crate::state::AppState;
 use crate::throttle::Bucket;
 
@@ -36,6 +40,9 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
 const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// A follower of an answer on another instance that heard nothing for this long
+/// checks the stored answer (it may have ended, or changed hands unheard).
+const REMOTE_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The upgrade to `/ws/chat` (and `/ws/chat/{anything}`: the path segment is ignored,
 /// identity is the session). Its session is the one the session layer verified, or a
@@ -115,12 +122,32 @@ where
         session,
         address,
         following: None,
+        remote: None,
         user_id: None,
         notices: None,
         shutdown,
         revoked,
     };
     connection.run(stream).instrument(span).await
+}
+
+/// A socket's view of an answer another instance streams: where the client is.
+struct RemoteFollow {
+    message_id: String,
+    user: String,
+    /// The owner generation whose chunks the client has.
+    generation: u64,
+    last_seq: u64,
+    owner: Option<String>,
+    feed: Feed,
+    /// When to check the stored answer if nothing is heard before.
+    check_at: Instant,
+}
+
+/// What a remote follow heard.
+enum RemoteHeard {
+    Event(Result<FeedEvent, broadcast::error::RecvError>),
+    Quiet,
 }
 
 /// What happens after a frame is handled.
@@ -139,6 +166,8 @@ struct Connection<S> {
     address: String,
     /// The answer whose frames this socket relays, while there is one.
     following: Option<Follower>,
+    /// An answer streamed by another instance that this socket follows.
+    remote: Option<RemoteFollow>,
     /// The session's user, once looked up or created (the first question makes it).
     user_id: Option<String>,
     /// The user's notices (a teacher's reply), once the user is known.
@@ -208,8 +237,10 @@ where
                     }
                 },
                 followed = next_followed(&mut self.following) => self.on_followed(followed).await,
+                heard = next_remote(&mut self.remote) => self.on_remote(heard).await,
                 notice = next_notice(&mut self.notices) => match notice {
-                    Ok(json) => match self.sink.send(Message::Text(json)).await {
+                    Ok(Notice { from_socket, .. }) if from_socket.is_some() && from_socket == self.notices.as_ref().map(|n| n.socket) => Step::Continue,
+                    Ok(Notice { json, .. }) => match self.sink.send(Message::Text(json)).await {
                         Ok(()) => Step::Continue,
                         Err(_) => Step::Close,
                     },
@@ -268,6 +299,9 @@ where
             Ok(published) => {
                 if published.terminal {
                     self.following = None;
+                }
+                if published.json.as_str().is_empty() {
+                    return Step::Continue; // handed over at shutdown: the page resumes it elsewhere
                 }
                 match self.sink.send(Message::Text(published.json)).await {
                     Ok(()) => Step::Continue,
@@ -329,6 +363,9 @@ where
                 if let Some(following) = self.following.as_ref() {
                     following.answer.stop();
                 }
+                if let Some(RemoteFollow { owner: Some(owner), message_id, .. }) = self.remote.as_ref() {
+                    self.state.bus.request_stop(owner, message_id);
+                }
                 Step::Continue
             }
             ClientFrame::Resume { message_id } => {
@@ -336,7 +373,10 @@ where
                     // Asked again for the answer it follows: a fresh snapshot is harmless.
                     return self.resync(&following.answer).await;
                 }
-                if self.following.is_some() {
+                if self.remote.as_ref().is_some_and(|r| r.message_id == message_id) {
+                    return self.resync_remote().await;
+                }
+                if self.following.is_some() || self.remote.is_some() {
                     let busy = ServerFrame::error(ErrorCode::Busy, "this connection is following another answer");
                     return self.send(&busy).await;
                 }
@@ -346,7 +386,7 @@ where
                 question,
                 conversation_id,
             } => {
-                if self.following.is_some() {
+                if self.following.is_some() || self.remote.is_some() {
                     let busy = ServerFrame::error(
                         ErrorCode::Busy,
                         "an answer is still streaming on this connection; wait for `end` or send `stop`",
@@ -372,6 +412,7 @@ where
                 let reply = match started {
                     Ok(started) => {
                         self.following = Some(started.follower);
+                        self.tell_other_tabs_asked(&started.start);
                         started.start
                     }
                     Err(error) => ask_error_frame(error),
@@ -405,18 +446,146 @@ where
             }
             return self.send(&live::not_found(&message_id)).await;
         }
-        let reply = match self.state.db.message_for_user(&user, &message_id).await {
-            Ok(Some((status, content, seq))) => ServerFrame::Snapshot {
-                message_id,
-                content,
-                seq,
-                status,
-                live: false,
-            },
-            Ok(None) => live::not_found(&message_id),
-            Err(error) => lookup_error(error),
+        // Not streamed here: as stored, and followed on the bus while another
+        // instance streams it (or will, once it takes it over).
+        let feed = self.state.bus.feed(&message_id);
+        self.remote = Some(RemoteFollow {
+            message_id,
+            user,
+            generation: u64::MAX,
+            last_seq: 0,
+            owner: None,
+            feed,
+            check_at: Instant::now() + REMOTE_QUIET,
+        });
+        self.resync_remote().await
+    }
+
+    /// Brings the client in step with an answer another instance streams: as the
+    /// database has it (a snapshot when it is ahead of the client, or the owner
+    /// changed), then asks the owner for every chunk after the client's last. When
+    /// the answer is over, or now streams here, the remote follow ends.
+    async fn resync_remote(&mut self) -> Step {
+        let Some(remote) = self.remote.as_mut() else { return Step::Continue };
+        if let Some(live) = self.state.live.get(&remote.message_id) {
+            self.remote = None;
+            return self.resync(&live).await;
+        }
+        let stored = match self.state.db.followed_answer(&remote.user, &remote.message_id).await {
+            Ok(stored) => stored,
+            Err(error) => {
+                // Tried again when the follow is next quiet.
+                tracing::warn!(%error, "cannot read an answer followed on another instance");
+                remote.check_at = Instant::now() + REMOTE_QUIET;
+                return Step::Continue;
+            }
         };
-        self.send(&reply).await
+        let Some(stored) = stored else {
+            let message_id = self.remote.take().map(|r| r.message_id).unwrap_or_default();
+            return self.send(&live::not_found(&message_id)).await;
+        };
+        let streaming = stored.status == MessageStatus::Streaming;
+        let snapshot = ServerFrame::Snapshot {
+            message_id: remote.message_id.clone(),
+            content: stored.content,
+            seq: stored.seq,
+            status: stored.status,
+            live: streaming,
+        };
+        if !streaming {
+            self.remote = None;
+            return self.send(&snapshot).await;
+        }
+        let owner_changed = stored.generation != remote.generation;
+        let ahead = stored.seq > remote.last_seq;
+        remote.generation = stored.generation;
+        remote.owner = stored.owner;
+        remote.check_at = Instant::now() + REMOTE_QUIET;
+        if owner_changed || ahead {
+            remote.last_seq = stored.seq;
+        }
+        if let Some(owner) = &remote.owner {
+            self.state.bus.request_follow(owner, &remote.message_id, remote.last_seq + 1);
+        }
+        if owner_changed || ahead {
+            return self.send(&snapshot).await;
+        }
+        Step::Continue
+    }
+
+    /// Relays what the bus brought of a remote answer: its chunks in order, each
+    /// exactly once; anything out of step is a re-sync, never a skip.
+    async fn on_remote(&mut self, heard: RemoteHeard) -> Step {
+        let Some(remote) = self.remote.as_mut() else { return Step::Continue };
+        let tokens = match heard {
+            RemoteHeard::Event(Ok(FeedEvent::Tokens(tokens))) => tokens,
+            RemoteHeard::Event(Err(broadcast::error::RecvError::Closed)) => {
+                self.remote = None;
+                return Step::Continue;
+            }
+            RemoteHeard::Event(_) | RemoteHeard::Quiet => return self.resync_remote().await,
+        };
+        if tokens.g != remote.generation {
+            return self.resync_remote().await;
+        }
+        remote.check_at = Instant::now() + REMOTE_QUIET;
+        let mut out = Vec::new();
+        let mut in_step = true;
+        for (seq, content) in &tokens.t {
+            if *seq <= remote.last_seq {
+                continue;
+            }
+            if *seq != remote.last_seq + 1 {
+                in_step = false;
+                break;
+            }
+            remote.last_seq = *seq;
+            out.push(ServerFrame::Chunk { content: content.clone(), seq: *seq, message_id: remote.message_id.clone() });
+        }
+        let mut last = None;
+        if in_step {
+            if let Some(end) = &tokens.e {
+                let end_seq = serde_json::from_str::<ServerFrame>(end).ok().and_then(|frame| match frame {
+                    ServerFrame::End { seq, .. } => Some(seq),
+                    _ => None,
+                });
+                match end_seq {
+                    Some(seq) if seq != remote.last_seq => in_step = false,
+                    _ => last = Some(end.clone()),
+                }
+            }
+        }
+        for frame in &out {
+            if let Step::Close = self.send(frame).await {
+                return Step::Close;
+            }
+        }
+        if let Some(last) = last {
+            self.remote = None;
+            return match self.sink.send(Message::Text(last.into())).await {
+                Ok(()) => Step::Continue,
+                Err(_) => Step::Close,
+            };
+        }
+        if !in_step {
+            return self.resync_remote().await;
+        }
+        Step::Continue
+    }
+
+    /// Tells the student's other tabs (every instance) that a question was asked here.
+    fn tell_other_tabs_asked(&self, start: &ServerFrame) {
+        let (Some(user), ServerFrame::Start { conversation_id, message_id, .. }) = (&self.user_id, start) else {
+            return;
+        };
+        let frame = ServerFrame::ConversationChanged {
+            conversation_id: conversation_id.clone(),
+            change: ConversationChange::Asked,
+            title: None,
+            message_id: Some(message_id.clone()),
+        };
+        let me = self.notices.as_ref().map(|n| n.socket);
+        self.state.bus.publish_user(user, &frame, me, None);
     }
 
     /// Subscribes to the user's notices once the user is known (and again if the
@@ -532,8 +701,20 @@ async fn next_followed(answer: &mut Option<Follower>) -> Result<Published, broad
     }
 }
 
+/// What a remote follow hears next (or that it was quiet too long); never resolves
+/// while there is none.
+async fn next_remote(remote: &mut Option<RemoteFollow>) -> RemoteHeard {
+    match remote {
+        Some(remote) => tokio::select! {
+            event = remote.feed.events.recv() => RemoteHeard::Event(event),
+            _ = tokio::time::sleep_until(remote.check_at) => RemoteHeard::Quiet,
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// The next notice for the socket's user; never resolves while there is no feed.
-async fn next_notice(notices: &mut Option<Subscription>) -> Result<Utf8Bytes, broadcast::error::RecvError> {
+async fn next_notice(notices: &mut Option<Subscription>) -> Result<Notice, broadcast::error::RecvError> {
     match notices {
         Some(subscription) => subscription.frames.recv().await,
         None => std::future::pending().await,

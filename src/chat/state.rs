@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use crate::page::PageState;
-use crate::protocol::{AnswerStatus, EndReason, ErrorCode, ServerFrame};
+use crate::protocol::{AnswerStatus, ConversationChange, EndReason, ErrorCode, ServerFrame};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnState {
@@ -111,6 +111,11 @@ pub struct ChatUi {
     pub ask_again_in: RwSignal<u64>,
     /// Answers the teacher replied about since the page loaded (their ids).
     pub teacher_replied: RwSignal<Vec<String>>,
+    /// Bumped when another tab changed the conversation on screen: it is read again
+    /// from history (and an answer streaming there is followed).
+    pub reloads: RwSignal<u32>,
+    /// Set when another tab deleted the conversation on screen.
+    pub deleted_elsewhere: RwSignal<bool>,
     /// A stored answer still being written (found after a reload) that this page follows.
     adopted: RwSignal<Option<ChatItem>>,
     next_key: RwSignal<u64>,
@@ -133,6 +138,8 @@ impl ChatUi {
             follow: RwSignal::new(true),
             ask_again_in: RwSignal::new(0),
             teacher_replied: RwSignal::new(Vec::new()),
+            reloads: RwSignal::new(0),
+            deleted_elsewhere: RwSignal::new(false),
             adopted: RwSignal::new(None),
             next_key: RwSignal::new(1),
         }
@@ -382,6 +389,30 @@ impl ChatUi {
                     // Over, or being written by another instance: nothing more comes here.
                     self.pending.set(None);
                     self.bump_sidebar();
+                }
+            }
+            ServerFrame::ConversationChanged {
+                conversation_id, change, ..
+            } => {
+                self.bump_sidebar();
+                let on_screen = self.conversation_id.get_untracked().as_deref() == Some(conversation_id.as_str());
+                if !on_screen {
+                    return;
+                }
+                match change {
+                    ConversationChange::Deleted => {
+                        self.pending.set(None);
+                        self.show_conversation(None);
+                        self.deleted_elsewhere.set(true);
+                    }
+                    // This tab's own answer is on screen: its end reloads the list only.
+                    _ if self.is_answering() => {}
+                    ConversationChange::Asked | ConversationChange::TeacherReplied => {
+                        self.items.set(Vec::new());
+                        self.adopted.set(None);
+                        self.reloads.update(|n| *n = n.wrapping_add(1));
+                    }
+                    ConversationChange::Renamed => {}
                 }
             }
             ServerFrame::Pong { .. } => {}

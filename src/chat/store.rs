@@ -31,6 +31,7 @@ impl Db {
             usage,
             finished_at: now_ms(),
             first_token_at: None,
+            generation: 0,
         }])
         .await
     }
@@ -276,21 +277,6 @@ impl Db {
         Ok(())
     }
 
-    /// After a crash, rows this instance left `streaming` can never finish: mark them
-    /// `interrupted`, keeping their checkpointed text.
-    pub async fn recover_interrupted(&self, instance: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE messages SET status = 'interrupted', finished_at = $1, owner_instance = NULL \
-             WHERE status = 'streaming' AND owner_instance = $2",
-        )
-        .bind(now_ms())
-        .bind(instance)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(done)
-    }
-
     /// One answer as stored (status, text, last chunk's seq), if it is this user's.
     pub async fn message_for_user(
         &self,
@@ -326,6 +312,17 @@ pub enum AnswerWrite {
         message_id: String,
         content: String,
         chunk_seq: u64,
+        /// The writer's generation: an instance that lost the answer to a takeover
+        /// can no longer write it.
+        generation: u64,
+    },
+    /// The text so far, and the answer handed back for another instance to continue
+    /// at once (a shutdown's grace period ended).
+    Release {
+        message_id: String,
+        content: String,
+        chunk_seq: u64,
+        generation: u64,
     },
     /// The final text and how the answer ended.
     Finish {
@@ -338,6 +335,7 @@ pub enum AnswerWrite {
         finished_at: i64,
         /// When the first chunk arrived (None: none did).
         first_token_at: Option<i64>,
+        generation: u64,
     },
 }
 
@@ -348,13 +346,28 @@ impl AnswerWrite {
                 message_id,
                 content,
                 chunk_seq,
+                generation,
             } => sqlx::query(
                 "UPDATE messages SET content = $1, chunk_seq = $2 \
-                 WHERE id = $3 AND status = 'streaming' AND chunk_seq < $2",
+                 WHERE id = $3 AND status = 'streaming' AND chunk_seq < $2 AND generation = $4",
             )
             .bind(content.as_str())
             .bind(*chunk_seq as i64)
-            .bind(message_id.as_str()),
+            .bind(message_id.as_str())
+            .bind(*generation as i64),
+            AnswerWrite::Release {
+                message_id,
+                content,
+                chunk_seq,
+                generation,
+            } => sqlx::query(
+                "UPDATE messages SET content = $1, chunk_seq = $2, owner_instance = NULL, lease_until = 0 \
+                 WHERE id = $3 AND status = 'streaming' AND generation = $4",
+            )
+            .bind(content.as_str())
+            .bind(*chunk_seq as i64)
+            .bind(message_id.as_str())
+            .bind(*generation as i64),
             AnswerWrite::Finish {
                 message_id,
                 content,
@@ -364,10 +377,11 @@ impl AnswerWrite {
                 usage,
                 finished_at,
                 first_token_at,
+                generation,
             } => sqlx::query(
                 "UPDATE messages SET content = $1, chunk_seq = $2, status = $3, error_code = $4, \
                  finished_at = $5, prompt_tokens = $6, completion_tokens = $7, owner_instance = NULL, \
-                 first_token_at = $9 WHERE id = $8 AND status = 'streaming'",
+                 first_token_at = COALESCE(first_token_at, $9) WHERE id = $8 AND status = 'streaming' AND generation = $10",
             )
             .bind(content.as_str())
             .bind(*chunk_seq as i64)
@@ -377,7 +391,8 @@ impl AnswerWrite {
             .bind(usage.map(|u| i64::from(u.prompt_tokens)))
             .bind(usage.map(|u| i64::from(u.completion_tokens)))
             .bind(message_id.as_str())
-            .bind(*first_token_at),
+            .bind(*first_token_at)
+            .bind(*generation as i64),
         }
     }
 }
@@ -485,13 +500,25 @@ async fn context_turns_in(
     conversation_id: &str,
     budget_chars: usize,
 ) -> Result<(Vec<(MessageRole, String)>, bool), StoreError> {
+    context_turns_before(conn, conversation_id, i64::MAX, budget_chars).await
+}
+
+/// The conversation's turns before `position` within the budget, oldest first, and
+/// whether older ones were left out.
+pub(crate) async fn context_turns_before(
+    conn: &mut sqlx::AnyConnection,
+    conversation_id: &str,
+    position: i64,
+    budget_chars: usize,
+) -> Result<(Vec<(MessageRole, String)>, bool), StoreError> {
     const SCAN_LIMIT: i64 = 200;
     let rows = sqlx::query(
-        "SELECT role, content FROM messages WHERE conversation_id = $1 \
+        "SELECT role, content FROM messages WHERE conversation_id = $1 AND position < $3 \
          AND status <> 'error' AND content <> '' ORDER BY position DESC LIMIT $2",
     )
     .bind(conversation_id)
     .bind(SCAN_LIMIT)
+    .bind(position)
     .fetch_all(&mut *conn)
     .await?;
     let mut used = 0usize;

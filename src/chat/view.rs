@@ -53,9 +53,20 @@ pub fn ChatPage() -> impl IntoView {
             platform::show_url(&format!("/c/{id}"));
         }
     });
+    // Another tab deleted this conversation: a new chat instead.
+    let navigate = leptos_router::hooks::use_navigate();
+    Effect::new(move |_| {
+        if ui.deleted_elsewhere.get() {
+            ui.deleted_elsewhere.set(false);
+            navigate("/", Default::default());
+        }
+    });
     let history = Resource::new(
-        move || route_id.get(),
-        |id| async move {
+        move || (route_id.get(), ui.reloads.get()),
+        // Reloaded because another tab changed it: the conversation on screen, which
+        // a new chat named by its first answer has without a route of its own.
+        move |(id, reloads)| async move {
+            let id = if reloads > 0 { id.or_else(|| ui.conversation_id.get_untracked()) } else { id };
             match id {
                 Some(id) => load_conversation(id, None).await.map(Some),
                 None => Ok(None),

@@ -57,7 +57,7 @@ pub async fn teach_conversation(id: String) -> Result<TeacherView, AppError> {
 #[server(endpoint = "teach/reply")]
 pub async fn teach_reply(request_id: String, text: String) -> Result<(), AppError> {
     use super::MAX_REPLY_CHARS;
-    use crate::protocol::{ErrorCode, ServerFrame};
+    use crate::protocol::{ConversationChange, ErrorCode, ServerFrame};
     let teacher = crate::teacher::api::ssr::require_teacher().await?;
     let text = text.trim().to_string();
     if text.is_empty() || text.chars().count() > MAX_REPLY_CHARS {
@@ -79,8 +79,16 @@ pub async fn teach_reply(request_id: String, text: String) -> Result<(), AppErro
         content: reply.message.content,
         created_at: reply.message.created_at,
     };
-    let sockets = teacher.state.notices.publish(&reply.student, &frame);
-    tracing::info!(teacher = %teacher.username, request = %request_id, sockets, "the teacher replied");
+    // Every tab of the student, on every instance; a reply too long for the bus
+    // reaches other instances' tabs as "this conversation changed" (they reload it).
+    let changed = ServerFrame::ConversationChanged {
+        conversation_id: reply.conversation_id.clone(),
+        change: ConversationChange::TeacherReplied,
+        title: None,
+        message_id: None,
+    };
+    teacher.state.bus.publish_user(&reply.student, &frame, None, Some(&changed));
+    tracing::info!(teacher = %teacher.username, request = %request_id, "the teacher replied");
     if crate::auth::from_plain_form() {
         leptos_axum::redirect(&format!("/teach/c/{}", reply.conversation_id));
     }

@@ -231,6 +231,11 @@ impl FaqIndex {
         self.held.read().unwrap_or_else(|e| e.into_inner()).entries.clone()
     }
 
+    /// The entry with this id, if it is endorsed.
+    pub fn entry(&self, id: &str) -> Option<FaqEntry> {
+        self.entries().iter().find(|indexed| indexed.entry.id == id).map(|indexed| indexed.entry.clone())
+    }
+
     /// The entries whose question scores at least `min_score` against `question`,
     /// best first, at most `k`.
     pub fn matches(&self, question: &str, min_score: f32, k: usize) -> Vec<FaqMatch> {

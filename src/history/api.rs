@@ -35,6 +35,20 @@ mod ssr {
         };
         Ok((state.db.clone(), user))
     }
+
+    /// Tells every open tab of the student (on every instance) that a conversation
+    /// changed, so their sidebars and pages follow.
+    pub fn tell_tabs(user: &str, conversation_id: &str, change: crate::protocol::ConversationChange, title: Option<&str>) {
+        if let Ok(state) = crate::state::app_state() {
+            let frame = crate::protocol::ServerFrame::ConversationChanged {
+                conversation_id: conversation_id.to_string(),
+                change,
+                title: title.map(str::to_string),
+                message_id: None,
+            };
+            state.bus.publish_user(user, &frame, None, None);
+        }
+    }
 }
 
 #[server(endpoint = "history/list")]
@@ -82,7 +96,10 @@ pub async fn rename_conversation(id: String, title: String) -> Result<(), AppErr
         return Err(ssr::not_found());
     };
     match db.rename_conversation(&user, &id, title).await {
-        Ok(true) => Ok(()),
+        Ok(true) => {
+            ssr::tell_tabs(&user, &id, crate::protocol::ConversationChange::Renamed, Some(title));
+            Ok(())
+        }
         Ok(false) => Err(ssr::not_found()),
         Err(e) => Err(e.into()),
     }
@@ -95,7 +112,10 @@ pub async fn delete_conversation(id: String) -> Result<(), AppError> {
         return Err(ssr::not_found());
     };
     match db.delete_conversation(&user, &id).await {
-        Ok(true) => Ok(()),
+        Ok(true) => {
+            ssr::tell_tabs(&user, &id, crate::protocol::ConversationChange::Deleted, None);
+            Ok(())
+        }
         Ok(false) => Err(ssr::not_found()),
         Err(e) => Err(e.into()),
     }

@@ -14,6 +14,12 @@
 //! `401`, `429`, `500`, `drop` (close the connection mid-answer), `malformed` (a
 //! broken JSON line mid-answer), `stream_error` (an in-stream error object),
 //! `slow` (first token after `first_delay`, default 5 s).
+//!
+//! A request that ends with an assistant turn and then [`super::CONTINUE_INSTRUCTION`]
+//! (how an instance taking over a cut answer asks) is answered with the rest of the
+//! same deterministic text after that assistant turn's prefix, as a model continuing
+//! itself would — so tests can check the seam exactly. Its directives are those of the
+//! user turn before the partial answer.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -226,6 +232,34 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The partial answer a continuation request carries: the assistant turn right before
+/// a final [`super::CONTINUE_INSTRUCTION`].
+fn continued_prefix(messages: &[RecordedMessage]) -> Option<String> {
+    match messages {
+        [.., partial, instruction]
+            if partial.role == "assistant"
+                && instruction.role == "user"
+                && instruction.content == super::CONTINUE_INSTRUCTION =>
+        {
+            Some(partial.content.clone())
+        }
+        _ => None,
+    }
+}
+
+/// What of `piece` comes after the first `skip` bytes of the text (counting down
+/// `skip`); `None` when all of it was already said.
+fn after_skip(piece: &str, skip: &mut usize) -> Option<String> {
+    if *skip >= piece.len() {
+        *skip -= piece.len();
+        return None;
+    }
+    let start = std::mem::take(skip);
+    // A prefix that ends inside a character cannot be continued byte-exactly; the
+    // whole piece goes rather than a panic.
+    Some(piece.get(start..).unwrap_or(piece).to_string())
+}
+
 async fn models() -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "object": "list",
@@ -277,11 +311,13 @@ async fn completions(
         )
             .into_response();
     }
+    let continued_from = continued_prefix(&request.messages);
     let last_user = request
         .messages
         .iter()
         .rev()
-        .find(|m| m.role == "user")
+        .filter(|m| m.role == "user")
+        .nth(usize::from(continued_from.is_some()))
         .map(|m| m.content.clone())
         .unwrap_or_default();
     let directives = parse_directives(&last_user);
@@ -357,14 +393,18 @@ async fn completions(
         } else {
             Vec::new()
         };
+        // A continuation skips what the partial answer already has, without waiting.
+        let mut skip = continued_from.as_deref().map_or(0, str::len);
         for piece in &pieces {
+            let Some(piece) = after_skip(piece, &mut skip) else { continue };
             tokio::time::sleep(delay).await;
-            lock(&entry).answer.push_str(piece);
+            lock(&entry).answer.push_str(&piece);
             yield Ok(frame(serde_json::json!({"content": piece}), None));
         }
         let tokens = if directives.xss { 0 } else { tokens };
+        let mut sent_any = false;
         for i in 0..tokens {
-            if i > 0 {
+            if i > 0 && skip == 0 && sent_any {
                 tokio::time::sleep(delay).await;
             }
             if i == fault_at {
@@ -398,11 +438,14 @@ async fn completions(
                     format!(" {word}")
                 }
             };
+            let Some(content) = after_skip(&content, &mut skip) else { continue };
+            sent_any = true;
             lock(&entry).answer.push_str(&content);
             yield Ok(frame(serde_json::json!({"content": content}), None));
         }
         for n in &directives.cite {
             for content in [" [".to_string(), format!("{n}]")] {
+                let Some(content) = after_skip(&content, &mut skip) else { continue };
                 tokio::time::sleep(delay).await;
                 lock(&entry).answer.push_str(&content);
                 yield Ok(frame(serde_json::json!({"content": content}), None));

@@ -18,6 +18,14 @@ use crate::protocol::{EndReason, ErrorCode, Usage};
 use crate::settings::UpstreamSettings;
 use sse::{parse_chunk, ChunkError};
 
+/// The last turn of a request that continues a cut answer (docs/storage.md, "Answers
+/// cut by a crash"): after the conversation and the partial answer as the assistant's
+/// turn. Worded so a model neither restarts nor repeats; the test upstream recognises
+/// it exactly.
+pub const CONTINUE_INSTRUCTION: &str = "Your previous answer was cut off. Continue it exactly \
+where it stopped, from the very next character: do not repeat anything already written, \
+do not restart, do not mention the interruption.";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChatMessage {
     pub role: &'static str,

@@ -423,6 +423,8 @@ async fn continue_answer(ws: &mut Ws, mut answer: Answer) -> Answer {
                 answer.error = Some((code, retry_after));
                 return answer;
             }
+            // The student's other tabs' doings (a rename, a deletion) are not this answer's.
+            ServerFrame::ConversationChanged { .. } => {}
             other => panic!("unexpected frame {other:?}"),
         }
     }

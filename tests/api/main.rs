@@ -13,6 +13,7 @@ mod feedback;
 mod headers;
 mod helpers;
 mod history;
+mod instances;
 mod lessons;
 mod limits;
 mod pages;

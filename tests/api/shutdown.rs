@@ -1,6 +1,7 @@
 //! Shutdown, on the app in-process and on the real binary as an operator runs it:
-//! sockets closed with 1001, SIGTERM's grace period, and kill -9 losing at most the
-//! last second of an answer.
+//! sockets closed with 1001, SIGTERM's grace period (then the answer is handed over),
+//! and kill -9: the restarted server continues the cut answer from its last
+//! checkpoint, or keeps it interrupted when continuing is off.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -85,19 +86,15 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-#[tokio::test]
-async fn kill_9_mid_answer_keeps_the_partial_text_as_interrupted() {
-    let (_fake, fake_addr) = spawn_fake(FakeConfig::default()).await;
-    let database_url = fresh_database_url().await;
-    let port = free_port();
-    let mut server = start_server_process(&database_url, fake_addr, port).await;
-
-    let (mut ws, cookie) = ask_a_real_server(&server, "[tokens=400] [delay=10] a long answer").await;
+/// Kills a real server mid-answer (SIGKILL: no shutdown code runs) after `streamed`;
+/// returns what the student received, the answer's ids and the session cookie.
+async fn kill_mid_answer(server: &mut ServerProcess, question: &str, streamed: Duration) -> (String, String, String, String) {
+    let (mut ws, cookie) = ask_a_real_server(server, question).await;
     let mut message_id = String::new();
     let mut conversation_id = String::new();
     let mut received = String::new();
     let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_millis(2500) {
+    while started.elapsed() < streamed {
         match next_frame(&mut ws).await {
             ServerFrame::Start { message_id: m, conversation_id: c, .. } => {
                 message_id = m;
@@ -107,15 +104,68 @@ async fn kill_9_mid_answer_keeps_the_partial_text_as_interrupted() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    server.child.kill().unwrap(); // SIGKILL: no shutdown code runs
+    server.child.kill().unwrap();
     server.child.wait().unwrap();
+    (received, message_id, conversation_id, cookie)
+}
+
+/// Polls the stored answer until it is no longer streaming.
+async fn settled(db: &Db, user: &str, message_id: &str, within: Duration) -> (MessageStatus, String) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let (status, content, _) = db.message_for_user(user, message_id).await.unwrap().unwrap();
+        if status != MessageStatus::Streaming {
+            return (status, content);
+        }
+        assert!(std::time::Instant::now() < deadline, "still streaming after {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn kill_9_mid_answer_is_continued_by_the_restarted_server_with_no_word_lost_or_repeated() {
+    let (fake, fake_addr) = spawn_fake(FakeConfig::default()).await;
+    let database_url = fresh_database_url().await;
+    let port = free_port();
+    let mut server = start_server_process(&database_url, fake_addr, port).await;
+    let question = "[tokens=300] [delay=10] a long answer";
+    let (received, message_id, _, cookie) = kill_mid_answer(&mut server, question, Duration::from_millis(1500)).await;
 
     let db = Db::connect(&database_url, 1).await.unwrap();
-    let user = db
-        .find_user(cookie.trim_start_matches("tutor_session="))
-        .await
-        .unwrap()
-        .unwrap();
+    let user = db.find_user(cookie.trim_start_matches("tutor_session=")).await.unwrap().unwrap();
+    let (status, saved, _) = db.message_for_user(&user, &message_id).await.unwrap().unwrap();
+    assert_eq!(status, MessageStatus::Streaming, "nothing ran after the kill");
+    assert!(!saved.is_empty() && received.starts_with(&saved), "a checkpoint of what was streamed");
+
+    // The restarted server takes its own cut answer over at once and finishes it.
+    let restarted = start_server_process(&database_url, fake_addr, port).await;
+    let (status, text) = settled(&db, &user, &message_id, Duration::from_secs(20)).await;
+    assert_eq!(status, MessageStatus::Complete);
+    let continuation = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.messages.last().is_some_and(|m| m.content == tutor_chat::upstream::CONTINUE_INSTRUCTION))
+        .expect("the model was asked to continue");
+    assert_eq!(continuation.messages[continuation.messages.len() - 2].content, saved);
+    assert_eq!(text, format!("{saved}{}", continuation.answer));
+    // The whole text, as the upstream writes it in one go: nothing lost or repeated.
+    let (mut ws, _) = ask_a_real_server(&restarted, question).await;
+    let whole = read_answer(&mut ws).await;
+    assert_eq!(text, whole.text());
+}
+
+#[tokio::test]
+async fn kill_9_mid_answer_keeps_the_partial_text_as_interrupted_when_continuing_is_off() {
+    let (_fake, fake_addr) = spawn_fake(FakeConfig::default()).await;
+    let database_url = fresh_database_url().await;
+    let port = free_port();
+    let off = [("TUTOR_MAX_CONTINUATIONS", "0")];
+    let mut server = start_server_process_with(&database_url, fake_addr, port, &off).await;
+    let (received, message_id, conversation_id, cookie) =
+        kill_mid_answer(&mut server, "[tokens=400] [delay=10] a long answer", Duration::from_millis(2500)).await;
+
+    let db = Db::connect(&database_url, 1).await.unwrap();
+    let user = db.find_user(cookie.trim_start_matches("tutor_session=")).await.unwrap().unwrap();
     let (status, saved, _) = db.message_for_user(&user, &message_id).await.unwrap().unwrap();
     assert_eq!(status, MessageStatus::Streaming, "nothing ran after the kill");
     assert!(!saved.is_empty(), "a checkpoint was written");
@@ -124,8 +174,8 @@ async fn kill_9_mid_answer_keeps_the_partial_text_as_interrupted() {
     let lost = received.len() - saved.len();
     assert!(lost < received.len() / 2, "lost {lost} of {} bytes", received.len());
 
-    let restarted = start_server_process(&database_url, fake_addr, port).await;
-    let (status, after, _) = db.message_for_user(&user, &message_id).await.unwrap().unwrap();
+    let restarted = start_server_process_with(&database_url, fake_addr, port, &off).await;
+    let (status, after) = settled(&db, &user, &message_id, Duration::from_secs(10)).await;
     assert_eq!(status, MessageStatus::Interrupted);
     assert_eq!(after, saved, "the partial text is still there");
 
@@ -196,11 +246,14 @@ async fn sigterm_lets_a_running_answer_finish_then_exits_cleanly() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sigterm_after_the_grace_period_stores_the_rest_as_interrupted() {
-    let (_fake, fake_addr) = spawn_fake(FakeConfig::default()).await;
+async fn sigterm_after_the_grace_period_hands_the_answer_over_and_the_next_start_finishes_it() {
+    let (fake, fake_addr) = spawn_fake(FakeConfig::default()).await;
     let database_url = fresh_database_url().await;
-    let mut server = start_server_process_with(&database_url, fake_addr, free_port(), &[("TUTOR_SHUTDOWN_GRACE_MS", "500")]).await;
-    let (mut ws, cookie) = ask_a_real_server(&server, "[tokens=400] [delay=20] far longer than the grace").await;
+    let port = free_port();
+    let grace = [("TUTOR_SHUTDOWN_GRACE_MS", "500")];
+    let mut server = start_server_process_with(&database_url, fake_addr, port, &grace).await;
+    let question = "[tokens=400] [delay=20] far longer than the grace";
+    let (mut ws, cookie) = ask_a_real_server(&server, question).await;
     let message_id = match next_frame(&mut ws).await {
         ServerFrame::Start { message_id, .. } => message_id,
         other => panic!("{other:?}"),
@@ -213,24 +266,37 @@ async fn sigterm_after_the_grace_period_stores_the_rest_as_interrupted() {
     }
     sigterm(&server);
     let started = std::time::Instant::now();
-    // Chunks go on during the grace period, then the answer ends as interrupted.
-    let last = loop {
-        match next_frame(&mut ws).await {
-            ServerFrame::Chunk { content, .. } => received.push_str(&content),
-            other => break other,
+    // Chunks go on during the grace period; then the socket closes (1001) with the
+    // answer unfinished but not ended: the page reconnects and resumes it elsewhere.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap() {
+            Some(Ok(Message::Text(text))) => match serde_json::from_str::<ServerFrame>(text.as_str()).unwrap() {
+                ServerFrame::Chunk { content, .. } => received.push_str(&content),
+                other => panic!("expected chunks, then the close, got {other:?}"),
+            },
+            Some(Ok(Message::Close(frame))) => {
+                assert_eq!(frame.map(|f| f.code), Some(CloseCode::Away));
+                break;
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
         }
-    };
-    match last {
-        ServerFrame::Error { code: ErrorCode::Interrupted, message_id: Some(id), .. } => assert_eq!(id, message_id),
-        other => panic!("expected an interrupted error, got {other:?}"),
     }
     assert!(started.elapsed() >= Duration::from_millis(400), "the grace period was honoured");
     let status = tokio::task::block_in_place(|| wait_for_exit(&mut server, Duration::from_secs(10)));
     assert!(status.success(), "exit status {status:?}");
-    // Stored as interrupted, with exactly the text the student saw.
+    // Stored with exactly the text the student saw, released for the next instance.
     let db = Db::connect(&database_url, 1).await.unwrap();
     let user = db.find_user(cookie.trim_start_matches("tutor_session=")).await.unwrap().unwrap();
     let (status, saved, _) = db.message_for_user(&user, &message_id).await.unwrap().unwrap();
-    assert_eq!(status, MessageStatus::Interrupted);
+    assert_eq!(status, MessageStatus::Streaming);
     assert_eq!(saved, received);
+
+    // The next start (a rolling restart's new process) finishes it from there.
+    let restarted = start_server_process_with(&database_url, fake_addr, port, &grace).await;
+    let (status, text) = settled(&db, &user, &message_id, Duration::from_secs(30)).await;
+    assert_eq!(status, MessageStatus::Complete);
+    let (mut ws, _) = ask_a_real_server(&restarted, question).await;
+    assert_eq!(text, read_answer(&mut ws).await.text(), "no word lost or repeated");
+    assert!(fake.requests().iter().any(|r| r.messages.last().is_some_and(|m| m.content == tutor_chat::upstream::CONTINUE_INSTRUCTION)));
 }

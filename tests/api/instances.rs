@@ -1,0 +1,322 @@
+//! Several instances on one database (#12): an answer followed from another instance
+//! chunk by chunk, a student's tabs on different instances hearing each other, and
+//! answers cut by a crash continued by another instance. The instances here are apps
+//! in this process sharing one database (on SQLite their bus meets in-process, on
+//! PostgreSQL it is LISTEN/NOTIFY); a "crash" drops an instance's whole runtime, so no
+//! code of it runs again — as after kill -9. The real binaries behind nginx are in
+//! `deployment.rs`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tutor_chat::history::MessageStatus;
+use tutor_chat::protocol::{ConversationChange, EndReason, ServerFrame};
+
+use crate::helpers::*;
+
+/// An app on a runtime of its own, so that it can die like a killed process.
+struct Doomed {
+    app: TestApp,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Doomed {
+    async fn start(database_url: String, lease_ms: u64) -> Doomed {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let app = runtime
+            .spawn(spawn_app_with(move |s| {
+                s.database_url = Some(database_url);
+                s.answer_lease = Duration::from_millis(lease_ms);
+            }))
+            .await
+            .unwrap();
+        Doomed { app, runtime: Some(runtime) }
+    }
+
+    /// Every task of the instance stops where it is: nothing is stored or sent.
+    fn crash(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Doomed {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
+async fn second_instance(database_url: &str, lease_ms: u64) -> TestApp {
+    let url = database_url.to_string();
+    spawn_app_with(move |s| {
+        s.database_url = Some(url);
+        s.answer_lease = Duration::from_millis(lease_ms);
+    })
+    .await
+}
+
+/// What a socket that resumed an answer saw: snapshots reset the text, chunks add.
+#[derive(Debug, Default)]
+struct Followed {
+    text: String,
+    last_seq: u64,
+    seqs: Vec<u64>,
+    snapshots: usize,
+    end: Option<EndReason>,
+    first_chunk_at: Option<Instant>,
+    status: Option<MessageStatus>,
+}
+
+/// Reads a resumed answer to its end, checking that every chunk is the next `seq`.
+async fn follow_to_end(ws: &mut Ws, message_id: &str, within: Duration) -> Followed {
+    let mut seen = Followed::default();
+    let deadline = Instant::now() + within;
+    loop {
+        assert!(Instant::now() < deadline, "the answer did not end in {within:?}: {seen:?}");
+        match next_frame(ws).await {
+            ServerFrame::Snapshot { message_id: id, content, seq, status, live } => {
+                assert_eq!(id, message_id);
+                seen.text = content;
+                seen.last_seq = seq;
+                seen.snapshots += 1;
+                seen.status = Some(status);
+                if !live {
+                    return seen;
+                }
+            }
+            ServerFrame::Chunk { content, seq, message_id: id } => {
+                assert_eq!(id, message_id);
+                assert_eq!(seq, seen.last_seq + 1, "chunks in order, each once: {seen:?}");
+                seen.first_chunk_at.get_or_insert_with(Instant::now);
+                seen.text.push_str(&content);
+                seen.last_seq = seq;
+                seen.seqs.push(seq);
+            }
+            ServerFrame::End { seq, reason, .. } => {
+                assert_eq!(seq, seen.last_seq);
+                seen.end = Some(reason);
+                return seen;
+            }
+            ServerFrame::ConversationChanged { .. } => {}
+            other => panic!("unexpected {other:?} while following"),
+        }
+    }
+}
+
+/// The whole text the test upstream streams for `question`: asked once, to the end.
+async fn full_text(app: &TestApp, question: &str) -> String {
+    let mut ws = app.connect().await;
+    let answer = ask(&mut ws, question).await;
+    assert_eq!(answer.end.map(|(_, reason)| reason), Some(EndReason::Complete));
+    answer.text()
+}
+
+async fn stored(app: &TestApp, message_id: &str) -> (String, String, i64, i64, Option<String>) {
+    use sqlx::Row;
+    let pool = sqlx::AnyPool::connect(app.state.db.url()).await.unwrap();
+    let row = sqlx::query("SELECT status, content, generation, continued, seams FROM messages WHERE id = $1")
+        .bind(message_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let stored = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    pool.close().await;
+    stored
+}
+
+#[tokio::test]
+async fn a_socket_on_another_instance_follows_an_answer_chunk_by_chunk_exactly_once() {
+    let a = spawn_app().await;
+    let database_url = a.state.settings.database_url.clone().unwrap();
+    let b = second_instance(&database_url, 5_000).await;
+    let question = "[tokens=80] [delay=15] how do sockets work?";
+
+    let mut asker = a.student().await;
+    send_json(&mut asker.ws, json!({"question": question})).await;
+    let ServerFrame::Start { message_id, .. } = next_frame(&mut asker.ws).await else { panic!("no start") };
+    for _ in 0..10 {
+        assert!(matches!(next_frame(&mut asker.ws).await, ServerFrame::Chunk { .. }));
+    }
+    // The same student, another tab, connected to the other instance.
+    let mut follower = b.socket(&asker.cookie).await;
+    send_json(&mut follower, json!({"type": "resume", "message_id": message_id})).await;
+    let followed = follow_to_end(&mut follower, &message_id, Duration::from_secs(20)).await;
+    let rest = read_rest(&mut asker.ws, message_id.clone()).await;
+
+    let sent = a.last_request().answer;
+    assert_eq!(followed.end, Some(EndReason::Complete));
+    assert_eq!(followed.text, sent, "the follower's text is what the upstream sent");
+    assert!(!followed.seqs.is_empty(), "chunks came live, not only a snapshot");
+    assert_eq!(followed.last_seq, rest.end.unwrap().0);
+    assert_eq!(rest.end.map(|(_, r)| r), Some(EndReason::Complete));
+    assert!(sent.ends_with(&rest.text()), "the asker's tail matches too");
+    // Nothing is left subscribed once the answer ended.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(b.state.bus.followed(), 0);
+}
+
+#[tokio::test]
+async fn a_question_in_one_tab_streams_in_the_other_tab_on_another_instance_and_renames_reach_it() {
+    let a = spawn_app().await;
+    let database_url = a.state.settings.database_url.clone().unwrap();
+    let b = second_instance(&database_url, 5_000).await;
+    let mut first_tab = a.student().await;
+    let first = ask(&mut first_tab.ws, "what is a socket?").await;
+    // The second tab opens (on the other instance) once the student exists.
+    let mut second_tab = b.socket(&first_tab.cookie).await;
+
+    send_json(
+        &mut first_tab.ws,
+        json!({"type": "ask", "question": "[tokens=40] [delay=15] and a frame?", "conversation_id": first.conversation_id}),
+    )
+    .await;
+    let (conversation_id, message_id) = match next_frame(&mut second_tab).await {
+        ServerFrame::ConversationChanged { conversation_id, change: ConversationChange::Asked, message_id: Some(id), .. } => {
+            (conversation_id, id)
+        }
+        other => panic!("expected the other tab's question, got {other:?}"),
+    };
+    assert_eq!(conversation_id, first.conversation_id);
+    // As the page does: it follows the answer the other tab started.
+    send_json(&mut second_tab, json!({"type": "resume", "message_id": message_id})).await;
+    let followed = follow_to_end(&mut second_tab, &message_id, Duration::from_secs(20)).await;
+    let asked = read_answer(&mut first_tab.ws).await;
+    assert_eq!(asked.message_id, message_id);
+    assert_eq!(followed.end, Some(EndReason::Complete));
+    let sent = a.last_request().answer;
+    assert_eq!(followed.text, sent);
+    assert_eq!(asked.text(), sent);
+
+    // A rename in the first tab (through its instance) reaches the second tab's sidebar.
+    let (status, _) = a
+        .call(&first_tab.cookie, "history/rename", &[("id", conversation_id.as_str()), ("title", "Sockets")])
+        .await;
+    assert_eq!(status, 200);
+    match next_frame(&mut second_tab).await {
+        ServerFrame::ConversationChanged { conversation_id: id, change: ConversationChange::Renamed, title, .. } => {
+            assert_eq!(id, conversation_id);
+            assert_eq!(title.as_deref(), Some("Sockets"));
+        }
+        other => panic!("expected the rename, got {other:?}"),
+    }
+    // The tab that renamed hears it too (its sidebar reloads); it was not told about
+    // its own question (the rename is the first thing it hears).
+    assert!(matches!(
+        next_frame(&mut first_tab.ws).await,
+        ServerFrame::ConversationChanged { change: ConversationChange::Renamed, .. }
+    ));
+    let (status, _) = a.call(&first_tab.cookie, "history/delete", &[("id", conversation_id.as_str())]).await;
+    assert_eq!(status, 200);
+    for ws in [&mut first_tab.ws, &mut second_tab] {
+        match next_frame(ws).await {
+            ServerFrame::ConversationChanged { change: ConversationChange::Deleted, .. } => {}
+            other => panic!("expected the deletion, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cut_by_a_crash_is_continued_elsewhere_with_no_word_lost_or_repeated_then_a_second_crash_leaves_it_interrupted() {
+    const LEASE_MS: u64 = 2_000;
+    let question = "[tokens=140] [delay=25] explain the whole protocol";
+    let mut a = Doomed::start(fresh_database_url().await, LEASE_MS).await;
+    let database_url = a.app.state.settings.database_url.clone().unwrap();
+    let mut b = Doomed::start(database_url.clone(), LEASE_MS).await;
+
+    let mut student = a.app.student().await;
+    send_json(&mut student.ws, json!({"question": question})).await;
+    let ServerFrame::Start { message_id, .. } = next_frame(&mut student.ws).await else { panic!("no start") };
+    let mut received = String::new();
+    while received.split_whitespace().count() < 40 {
+        if let ServerFrame::Chunk { content, .. } = next_frame(&mut student.ws).await {
+            received.push_str(&content);
+        }
+    }
+    a.crash();
+    let crashed_at = Instant::now();
+    // The student's page reconnects (to the other instance) and resumes.
+    let mut ws = b.app.socket(&student.cookie).await;
+    send_json(&mut ws, json!({"type": "resume", "message_id": message_id})).await;
+    let mut seen = Followed::default();
+    loop {
+        match next_frame(&mut ws).await {
+            ServerFrame::Snapshot { content, seq, .. } => {
+                seen.text = content;
+                seen.last_seq = seq;
+            }
+            ServerFrame::Chunk { content, seq, .. } => {
+                assert_eq!(seq, seen.last_seq + 1);
+                seen.first_chunk_at.get_or_insert_with(Instant::now);
+                seen.text.push_str(&content);
+                seen.last_seq = seq;
+                if seen.seqs.len() == 50 {
+                    break;
+                }
+                seen.seqs.push(seq);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let took = seen.first_chunk_at.unwrap() - crashed_at;
+    assert!(took < Duration::from_millis(LEASE_MS + 2_000), "continued after {took:?}");
+    let (status, content, generation, continued, seams) = stored(&b.app, &message_id).await;
+    assert_eq!((status.as_str(), generation, continued), ("streaming", 1, 1));
+    let seam: usize = serde_json::from_str::<Vec<usize>>(&seams.unwrap()).unwrap()[0];
+    assert!(received.starts_with(&content[..seam]), "the seam is where the stored text ended");
+
+    // The taker dies too: the answer is not continued a second time.
+    b.crash();
+    let c = second_instance(&database_url, LEASE_MS).await;
+    let mut ws = c.socket(&student.cookie).await;
+    send_json(&mut ws, json!({"type": "resume", "message_id": message_id})).await;
+    let last = follow_to_end(&mut ws, &message_id, Duration::from_secs(20)).await;
+    assert_eq!(last.status, Some(MessageStatus::Interrupted));
+    let (status, cut, _, continued, _) = stored(&c, &message_id).await;
+    assert_eq!((status.as_str(), continued), ("interrupted", 1));
+    assert_eq!(last.text, cut);
+
+    // What was kept is the upstream's own text from the start, across the seam.
+    let full = full_text(&c, question).await;
+    assert!(cut.len() > seam, "the taker wrote past the seam");
+    assert!(full.starts_with(&cut), "no word lost or repeated at the seam:\n{cut}\n---\n{full}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continued_answer_ends_complete_with_the_full_text() {
+    const LEASE_MS: u64 = 2_000;
+    let question = "[tokens=90] [delay=20] what is backpressure?";
+    let mut a = Doomed::start(fresh_database_url().await, LEASE_MS).await;
+    let database_url = a.app.state.settings.database_url.clone().unwrap();
+    let b = second_instance(&database_url, LEASE_MS).await;
+    let mut student = a.app.student().await;
+    send_json(&mut student.ws, json!({"question": question})).await;
+    let ServerFrame::Start { message_id, .. } = next_frame(&mut student.ws).await else { panic!("no start") };
+    // Past a checkpoint (once a second), then the instance dies.
+    let until = Instant::now() + Duration::from_millis(1_300);
+    while Instant::now() < until {
+        next_frame(&mut student.ws).await;
+    }
+    a.crash();
+    let mut ws = b.socket(&student.cookie).await;
+    send_json(&mut ws, json!({"type": "resume", "message_id": message_id})).await;
+    let followed = follow_to_end(&mut ws, &message_id, Duration::from_secs(30)).await;
+    assert_eq!(followed.end, Some(EndReason::Complete), "{followed:?} {:?}", stored(&b, &message_id).await);
+    let full = full_text(&b, question).await;
+    assert_eq!(followed.text, full, "the student's page ends with the upstream's whole text");
+    let (status, content, generation, continued, seams) = stored(&b, &message_id).await;
+    assert_eq!((status.as_str(), generation, continued), ("complete", 1, 1));
+    assert_eq!(content, full, "stored with no word lost or repeated at the seam");
+    assert!(seams.is_some());
+    // The model was asked to continue: the partial answer, then the instruction.
+    let continuation = b
+        .fake
+        .requests()
+        .into_iter()
+        .find(|r| r.messages.last().is_some_and(|m| m.content == tutor_chat::upstream::CONTINUE_INSTRUCTION))
+        .expect("a continuation request");
+    let partial = &continuation.messages[continuation.messages.len() - 2];
+    assert_eq!(partial.role, "assistant");
+    assert!(full.starts_with(&partial.content) && !partial.content.is_empty());
+    assert_eq!(format!("{}{}", partial.content, continuation.answer), full);
+}
