@@ -176,13 +176,25 @@ impl Db {
         .bind(user_id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(FollowedAnswer {
-            status: MessageStatus::parse(&row.try_get::<String, _>(0)?),
-            content: row.try_get(1)?,
-            seq: u64::try_from(row.try_get::<i64, _>(2)?).unwrap_or(0),
-            generation: u64::try_from(row.try_get::<i64, _>(3)?).unwrap_or(0),
-            owner: row.try_get(4)?,
-        }))
+        row.as_ref().map(followed_from_row).transpose()
     }
+
+    /// An answer's stored state, whoever's it is (for operators and tests).
+    pub async fn answer_state(&self, message_id: &str) -> Result<Option<FollowedAnswer>, StoreError> {
+        let row = sqlx::query("SELECT status, content, chunk_seq, generation, owner_instance FROM messages WHERE id = $1")
+            .bind(message_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(followed_from_row).transpose()
+    }
+}
+
+fn followed_from_row(row: &sqlx::any::AnyRow) -> Result<FollowedAnswer, StoreError> {
+    Ok(FollowedAnswer {
+        status: MessageStatus::parse(&row.try_get::<String, _>(0)?),
+        content: row.try_get(1)?,
+        seq: u64::try_from(row.try_get::<i64, _>(2)?).unwrap_or(0),
+        generation: u64::try_from(row.try_get::<i64, _>(3)?).unwrap_or(0),
+        owner: row.try_get(4)?,
+    })
 }

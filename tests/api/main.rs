@@ -9,6 +9,7 @@ mod escalations;
 mod export;
 mod faq;
 mod dashboard;
+mod deployment;
 mod feedback;
 mod headers;
 mod helpers;
