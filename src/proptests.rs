@@ -166,7 +166,7 @@ fn renderer_output_is_always_inert_and_every_prefix_renders() {
         anchor: "token-bucket".into(),
         snippet: String::new(),
     }];
-    let labels = RenderLabels { copy: "Copy" };
+    let labels = RenderLabels { copy: "Copy", seam: "continued here" };
     let seed = 0x5EED_0002;
     let mut rng = Rng::with_seed(seed);
     for i in 0..iterations() {

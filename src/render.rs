@@ -15,6 +15,61 @@ use crate::protocol::Source;
 #[derive(Debug, Clone, Copy)]
 pub struct RenderLabels {
     pub copy: &'static str,
+    /// The tooltip of the mark where another instance continued an answer.
+    pub seam: &'static str,
+}
+
+/// Put in an answer's text where another instance continued it (see [`with_seams`]);
+/// rendered as a small mark. A private-use character, so no model writes it.
+pub const SEAM_MARK: char = '\u{E000}';
+
+/// The text with [`SEAM_MARK`] at each seam (byte offsets; those not on a character
+/// boundary are left out). Marks already in the text are removed first.
+pub fn with_seams(text: &str, seams: &[u32]) -> String {
+    let mut out = String::with_capacity(text.len() + seams.len() * 3);
+    let mut from = 0;
+    let clean = |piece: &str, out: &mut String| out.extend(piece.chars().filter(|&c| c != SEAM_MARK));
+    for &seam in seams {
+        let at = seam as usize;
+        if at <= from || at >= text.len() || !text.is_char_boundary(at) {
+            continue;
+        }
+        clean(&text[from..at], &mut out);
+        out.push(SEAM_MARK);
+        from = at;
+    }
+    clean(&text[from..], &mut out);
+    out
+}
+
+/// Turns seam marks in rendered HTML into the mark's element; a mark inside a tag
+/// (a link's address) is dropped. Tags are the only `<`…`>` in the HTML: text and
+/// attribute values are escaped.
+fn render_seams(html: String, label: &str) -> String {
+    if !html.contains(SEAM_MARK) {
+        return html;
+    }
+    let mut element = String::from("<span class=\"seam\" role=\"img\" aria-label=\"");
+    escape(label, &mut element);
+    element.push_str("\" title=\"");
+    escape(label, &mut element);
+    element.push_str("\"></span>");
+    let mut out = String::with_capacity(html.len() + 64);
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            SEAM_MARK if in_tag => continue,
+            SEAM_MARK => {
+                out.push_str(&element);
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn options() -> Options {
@@ -145,7 +200,7 @@ pub fn answer_html(text: &str, sources: &[Source], labels: RenderLabels) -> Stri
     let inside_link = links.iter().any(|kept| *kept);
     flush(&mut pending_text, &mut events, inside_link);
     pulldown_cmark::html::push_html(&mut out, events.into_iter());
-    out
+    render_seams(out, labels.seam)
 }
 
 /// A piece of an answer's text: plain, or a citation of one of its sources.
@@ -202,7 +257,20 @@ pub fn split_citations(text: &str, sources: &[Source]) -> Vec<Segment> {
 mod tests {
     use super::*;
 
-    const LABELS: RenderLabels = RenderLabels { copy: "Copy" };
+    const LABELS: RenderLabels = RenderLabels { copy: "Copy", seam: "continued here" };
+
+    #[test]
+    fn a_seam_is_a_mark_in_text_and_nothing_inside_a_link_address() {
+        let text = "Sockets **stay** open. [docs](https://example.org/a) end";
+        let at = text.find("open").unwrap() as u32;
+        let in_url = text.find("example").unwrap() as u32;
+        let html = answer_html(&with_seams(text, &[at, in_url, 9_999]), &[], LABELS);
+        assert_eq!(html.matches("class=\"seam\"").count(), 1, "{html}");
+        assert!(html.contains("<strong>stay</strong> <span class=\"seam\" role=\"img\" aria-label=\"continued here\" title=\"continued here\"></span>open."), "{html}");
+        assert!(html.contains("href=\"https://example.org/a\""), "the address is intact: {html}");
+        // A mark the model wrote itself is not one.
+        assert!(!answer_html(&with_seams("a\u{E000}b", &[]), &[], LABELS).contains("seam"));
+    }
 
     fn source(n: u32) -> Source {
         Source {

@@ -326,7 +326,7 @@ fn StoredMessageView(message: StoredMessage) -> impl IntoView {
                 {if is_student {
                     view! { <span class="msg-text">{message.content}</span> }.into_any()
                 } else {
-                    view! { <AnswerText text=Signal::stored(message.content) sources=Signal::stored(message.sources.clone()) /> }.into_any()
+                    view! { <AnswerText text=Signal::stored(crate::render::with_seams(&message.content, &message.seams)) sources=Signal::stored(message.sources.clone()) /> }.into_any()
                 }}
                 {(status == MessageStatus::Streaming).then(|| view! { <span class="cursor" aria-hidden="true"></span> })}
             </div>

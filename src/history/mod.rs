@@ -115,6 +115,9 @@ pub struct StoredMessage {
     /// given without the model ("answered by your teacher").
     #[serde(default)]
     pub faq_id: Option<String>,
+    /// Where another instance continued an answer (byte offsets into `content`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seams: Vec<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

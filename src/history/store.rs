@@ -111,7 +111,7 @@ impl Db {
         };
         let rows = sqlx::query(
             "SELECT m.id, m.position, m.role, m.content, m.status, m.error_code, m.created_at, m.sources, \
-             f.rating, f.reasons, f.comment, f.shared, e.status, m.faq_id \
+             f.rating, f.reasons, f.comment, f.shared, e.status, m.faq_id, m.seams \
              FROM messages m LEFT JOIN feedback f ON f.message_id = m.id \
              LEFT JOIN escalations e ON e.message_id = m.id \
              WHERE m.conversation_id = $1 AND m.position < $2 \
@@ -274,6 +274,7 @@ pub(crate) async fn append_message(
         feedback: None,
         teacher_request: None,
         faq_id: None,
+        seams: Vec::new(),
     })
 }
 
@@ -392,5 +393,11 @@ pub(crate) fn message_from_row(row: &AnyRow) -> Result<StoredMessage, sqlx::Erro
         teacher_request: row.try_get::<Option<String>, _>(12)?.as_deref().and_then(TeacherRequest::parse),
         // By name, and absent from queries that do not select it.
         faq_id: row.try_get::<Option<String>, _>("faq_id").ok().flatten(),
+        seams: row
+            .try_get::<Option<String>, _>("seams")
+            .ok()
+            .flatten()
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default(),
     })
 }

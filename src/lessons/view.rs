@@ -17,7 +17,8 @@ pub fn AnswerText(
 ) -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
     let html = move || {
-        let labels = RenderLabels { copy: lang.get().t().copy };
+        let strings = lang.get().t();
+        let labels = RenderLabels { copy: strings.copy, seam: strings.continued_here };
         sources.with(|sources| text.with(|text| answer_html(text, sources, labels)))
     };
     view! { <div class="msg-text md" inner_html=html></div> }.into_any()

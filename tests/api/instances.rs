@@ -291,7 +291,9 @@ async fn a_continued_answer_ends_complete_with_the_full_text() {
     let b = second_instance(&database_url, LEASE_MS).await;
     let mut student = a.app.student().await;
     send_json(&mut student.ws, json!({"question": question})).await;
-    let ServerFrame::Start { message_id, .. } = next_frame(&mut student.ws).await else { panic!("no start") };
+    let ServerFrame::Start { message_id, conversation_id, .. } = next_frame(&mut student.ws).await else {
+        panic!("no start")
+    };
     // Past a checkpoint (once a second), then the instance dies.
     let until = Instant::now() + Duration::from_millis(1_300);
     while Instant::now() < until {
@@ -307,7 +309,13 @@ async fn a_continued_answer_ends_complete_with_the_full_text() {
     let (status, content, generation, continued, seams) = stored(&b, &message_id).await;
     assert_eq!((status.as_str(), generation, continued), ("complete", 1, 1));
     assert_eq!(content, full, "stored with no word lost or repeated at the seam");
-    assert!(seams.is_some());
+    // The page marks the seam, once, where the stored text ended.
+    let seam: usize = serde_json::from_str::<Vec<usize>>(&seams.unwrap()).unwrap()[0];
+    let page = b.page(&student.cookie, &format!("/c/{conversation_id}")).await;
+    assert_eq!(page.matches("class=\"seam\"").count(), 1);
+    let before_seam = content[..seam].split_whitespace().last().unwrap();
+    let marked = page.find("class=\"seam\"").unwrap();
+    assert!(page[..marked].trim_end_matches(|c| c != '>').ends_with('>') && page[..marked].contains(before_seam));
     // The model was asked to continue: the partial answer, then the instruction.
     let continuation = b
         .fake
