@@ -153,6 +153,9 @@ pub struct Cli {
     /// How many times an answer cut by a crash is continued by another instance; past that it stays interrupted (0: never).
     #[arg(long, env = "TUTOR_MAX_CONTINUATIONS")]
     pub max_continuations: Option<u32>,
+    /// Answers one student may have streaming at once, counted across tabs and instances in the database (0: no cap).
+    #[arg(long, env = "TUTOR_ANSWERS_AT_ONCE_PER_USER")]
+    pub answers_at_once_per_user: Option<u32>,
 }
 
 /// The same keys as [`Cli`], from the settings file.
@@ -207,6 +210,7 @@ pub struct FileSettings {
     pub price_per_million_completion_tokens: Option<f64>,
     pub answer_lease_ms: Option<u64>,
     pub max_continuations: Option<u32>,
+    pub answers_at_once_per_user: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -285,6 +289,8 @@ pub struct Settings {
     pub answer_lease: Duration,
     /// How many times an answer cut by a crash is continued by another instance; past that it stays interrupted (0: never).
     pub max_continuations: u32,
+    /// Answers one student may have streaming at once, counted across tabs and instances in the database (0: no cap).
+    pub answers_at_once_per_user: u32,
 }
 
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a patient tutor for an online course about \
@@ -443,6 +449,7 @@ impl Settings {
                 .unwrap_or(1000)
                 .max(1),
             shutdown_grace: ms(cli.shutdown_grace_ms, file.shutdown_grace_ms, 20_000),
+            answers_at_once_per_user: cli.answers_at_once_per_user.or(file.answers_at_once_per_user).unwrap_or(3),
             max_continuations: cli.max_continuations.or(file.max_continuations).unwrap_or(1),
             answer_lease: ms(cli.answer_lease_ms, file.answer_lease_ms, 5_000).max(Duration::from_secs(2)),
             price_per_million_completion_tokens: cli.price_per_million_completion_tokens.or(file.price_per_million_completion_tokens).filter(|p| p.is_finite() && *p >= 0.0).unwrap_or(0.0),

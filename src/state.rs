@@ -113,6 +113,9 @@ impl AppState {
         if let Err(error) = faq.refresh(&db).await {
             tracing::warn!(%error, "course FAQ not loaded; tried again with the next question");
         }
+        // Sockets counted for this instance before it restarted are gone; it is alive.
+        db.forget_sockets_of(&instance_id).await?;
+        db.instance_alive(&instance_id, crate::db::now_ms()).await?;
         let db = Arc::new(db);
         let instance_id: Arc<str> = instance_id.into();
         let notices = Arc::new(crate::chat::notices::Notices::default());

@@ -56,6 +56,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "chat::notices",
             "chat::bus",
             "chat::leases",
+            "chat::presence",
             "faq",
             "faq::store",
             "faq::matcher",

@@ -45,6 +45,8 @@ pub enum AskError {
     SessionEnded,
     NotFound,
     TooManyConversations { limit: u32 },
+    /// The student has their cap of answers streaming (in other tabs, on any instance).
+    TooManyAnswers { limit: u32 },
     RateLimited { retry_after: u64, per_minute: u32 },
     Store(StoreError),
     /// The model request could not start; the answer's row is stored as an error.
@@ -140,11 +142,13 @@ pub async fn start_answer(
             session_token: &asker.session.0,
             retrieval_score: direct.is_none().then(|| best_score_milli(&hits)),
             sources: &sources,
+            answers_at_once_per_user: settings.answers_at_once_per_user,
         })
         .await
         .map_err(|error| match error {
             BeginError::NotFound => AskError::NotFound,
             BeginError::TooManyConversations { limit } => AskError::TooManyConversations { limit },
+            BeginError::TooManyAnswers { limit } => AskError::TooManyAnswers { limit },
             BeginError::RateLimited { retry_after } => AskError::RateLimited {
                 retry_after,
                 per_minute: settings.questions_per_minute,

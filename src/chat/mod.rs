@@ -16,6 +16,8 @@ pub mod live;
 #[cfg(feature = "ssr")]
 pub mod notices;
 #[cfg(feature = "ssr")]
+pub mod presence;
+#[cfg(feature = "ssr")]
 pub mod prompt;
 #[cfg(feature = "ssr")]
 pub mod socket;

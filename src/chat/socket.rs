@@ -90,6 +90,22 @@ pub async fn ws_handler(
         )
             .into_response();
     };
+    // And among the session's sockets on every instance (docs/deploy.md).
+    let counted = match state.db.try_open_socket(&session.0, &state.instance_id, settings.max_connections_per_user).await {
+        Ok(Some(id)) => Some(CountedSocket { db: state.db.clone(), id }),
+        Ok(None) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many chat tabs are open for this browser; close one and reload.",
+            )
+                .into_response()
+        }
+        Err(error) => {
+            // Not counted rather than no chat: this instance's own cap still holds.
+            tracing::warn!(%error, "cannot count the session's sockets across instances");
+            None
+        }
+    };
     // Chat frames are small; the 128 KiB default read buffer per socket would be most
     // of a connection's memory (measured in docs/BENCHMARKS.md), and tungstenite zeroes
     // the free part of it before every read. Longer frames just take more reads.
@@ -102,7 +118,28 @@ pub async fn ws_handler(
             handle_socket(sink, stream, state, session, address).await;
             drop(place);
             drop(address_place);
+            drop(counted);
         })
+}
+
+/// A socket's row among its session's open sockets on all instances; removed when
+/// the socket ends (or its upgrade failed).
+struct CountedSocket {
+    db: Arc<crate::db::Db>,
+    id: String,
+}
+
+impl Drop for CountedSocket {
+    fn drop(&mut self) {
+        let (db, id) = (self.db.clone(), std::mem::take(&mut self.id));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = db.close_socket(&id).await {
+                    tracing::warn!(%error, "cannot uncount a closed socket; it stops counting when this instance restarts");
+                }
+            });
+        }
+    }
 }
 
 /// Runs one connection until the peer leaves, goes silent, or the server stops.
@@ -643,6 +680,12 @@ fn ask_error_frame(error: AskError) -> ServerFrame {
         },
         AskError::SessionEnded => session_ended_frame(),
         AskError::NotFound => ServerFrame::error(ErrorCode::NotFound, "no such conversation"),
+        AskError::TooManyAnswers { limit } => ServerFrame::Error {
+            code: ErrorCode::Busy,
+            message: format!("You have {limit} answers streaming in other tabs; ask again when one has finished."),
+            message_id: None,
+            retry_after: Some(5),
+        },
         AskError::TooManyConversations { limit } => ServerFrame::error(
             ErrorCode::LimitReached,
             format!("You keep {limit} conversations, the most allowed; delete some to start a new one."),

@@ -116,6 +116,7 @@ impl Db {
             session_token,
             retrieval_score,
             sources,
+            answers_at_once_per_user,
         } = *new;
         let now = now_ms();
         let mut tx = self.begin_write().await?;
@@ -134,6 +135,9 @@ impl Db {
         if questions_per_minute > 0 {
             self.take_question_quota(&mut tx, user_id, questions_per_minute, now).await?;
             writes += 1;
+        }
+        if answers_at_once_per_user > 0 {
+            self.check_answers_at_once(&mut tx, user_id, answers_at_once_per_user, now).await?;
         }
         if questions_per_minute_per_address > 0 {
             let refused = take_address_event(
@@ -274,6 +278,39 @@ impl Db {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        Ok(())
+    }
+
+    /// A student's answers streaming at once, in all their tabs on all instances: the
+    /// conversations they touched lately (an answer streams minutes, not hours), each
+    /// probed in the partial index of streaming answers. Locks the user's row on
+    /// PostgreSQL so two instances cannot both grant the last place.
+    async fn check_answers_at_once(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        user_id: &str,
+        cap: u32,
+        now: i64,
+    ) -> Result<(), BeginError> {
+        const RECENT_MS: i64 = 2 * 3_600_000;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        }
+        let streaming: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM conversations c JOIN messages m ON m.conversation_id = c.id \
+             WHERE c.user_id = $1 AND c.updated_at > $2 AND m.status = 'streaming'",
+        )
+        .bind(user_id)
+        .bind(now - RECENT_MS)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        if streaming >= i64::from(cap) {
+            return Err(BeginError::TooManyAnswers { limit: cap });
+        }
         Ok(())
     }
 
@@ -423,6 +460,8 @@ pub struct NewAnswer<'a> {
     pub retrieval_score: Option<i64>,
     /// The answer's sources, one `answer_sources` row each (the dashboard's "most cited").
     pub sources: &'a [Source],
+    /// Answers the user may stream at once across tabs and instances (0: no cap).
+    pub answers_at_once_per_user: u32,
 }
 
 /// What [`Db::begin_answer`] stored and found.
@@ -454,6 +493,9 @@ pub enum BeginError {
     /// The user keeps as many conversations as allowed; a new one is refused.
     #[error("too many conversations")]
     TooManyConversations { limit: u32 },
+    /// The user has this many answers streaming already (other tabs, any instance).
+    #[error("too many answers at once")]
+    TooManyAnswers { limit: u32 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -43,6 +43,10 @@ pub fn spawn_sweeper(state: AppState) {
                 }
                 let own = first.then_some(started_at);
                 first = false;
+                // Its sockets count (across instances) while it says so.
+                if let Err(error) = state.db.instance_alive(&state.instance_id, now_ms()).await {
+                    tracing::warn!(%error, "cannot say this instance is alive");
+                }
                 if let Err(error) = sweep(&state, own).await {
                     tracing::warn!(%error, "cannot look for answers to take over; trying again in a second");
                 }

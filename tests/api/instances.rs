@@ -328,3 +328,51 @@ async fn a_continued_answer_ends_complete_with_the_full_text() {
     assert!(full.starts_with(&partial.content) && !partial.content.is_empty());
     assert_eq!(format!("{}{}", partial.content, continuation.answer), full);
 }
+
+#[tokio::test]
+async fn a_students_tabs_and_answers_are_capped_across_instances() {
+    let caps = |s: &mut tutor_chat::settings::Settings| {
+        s.max_connections_per_user = 2;
+        s.answers_at_once_per_user = 1;
+    };
+    let a = spawn_app_with(caps).await;
+    let database_url = a.state.settings.database_url.clone().unwrap();
+    let b = spawn_app_with(move |s| {
+        caps(s);
+        s.database_url = Some(database_url);
+    })
+    .await;
+    let mut first = a.student().await;
+    let mut second = b.socket(&first.cookie).await;
+    // A third tab is refused on either instance: two are open in all.
+    for app in [&a, &b] {
+        let origin = format!("http://{}", app.addr);
+        match app.try_connect(Some(&first.cookie), Some(&origin)).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 429),
+            other => panic!("a third tab was let in: {:?}", other.map(|_| ())),
+        }
+    }
+
+    // One answer at a time for this student, whichever instance is asked.
+    send_json(&mut first.ws, json!({"question": "[tokens=40] [delay=20] the long one"})).await;
+    let ServerFrame::Start { message_id, .. } = next_frame(&mut first.ws).await else { panic!("no start") };
+    let refused = ask(&mut second, "[tokens=2] meanwhile, elsewhere").await;
+    assert_eq!(refused.error, Some((tutor_chat::protocol::ErrorCode::Busy, Some(5))));
+    let calls = b.fake.requests().len();
+    assert_eq!(read_rest(&mut first.ws, message_id).await.end.map(|(_, r)| r), Some(EndReason::Complete));
+    let asked = ask(&mut second, "[tokens=2] now it may").await;
+    assert_eq!(asked.end.map(|(_, r)| r), Some(EndReason::Complete));
+    assert_eq!(b.fake.requests().len(), calls + 1, "the refused question never reached the model");
+
+    // A closed tab frees its place (on the other instance too).
+    drop(second);
+    let origin = format!("http://{}", a.addr);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match a.try_connect(Some(&first.cookie), Some(&origin)).await {
+            Ok(_) => break,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(error) => panic!("the closed tab's place never came back: {error}"),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! A student's open sockets counted across instances (#12): one row per socket in
+//! `open_sockets`, and a heartbeat per instance in `instances` so the sockets of a
+//! killed instance stop counting within seconds. The count and the insert share one
+//! write transaction (on PostgreSQL under an advisory lock on the session), so two
+//! instances cannot both grant a session's last place.
+
+use sqlx::Row;
+
+use crate::account::store::hash_token;
+use crate::db::{new_id, now_ms, Backend, Db, StoreError};
+
+/// An instance that has not said it is alive for this long is taken for dead.
+pub const INSTANCE_SILENT_MS: i64 = 5_000;
+
+impl Db {
+    /// This instance is alive (once a second).
+    pub async fn instance_alive(&self, instance: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO instances (id, seen_at) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
+        )
+        .bind(instance)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// At start: the sockets this instance had before it restarted are gone.
+    pub async fn forget_sockets_of(&self, instance: &str) -> Result<u64, StoreError> {
+        let gone = sqlx::query("DELETE FROM open_sockets WHERE instance_id = $1")
+            .bind(instance)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(gone)
+    }
+
+    /// Records a socket of the session on `instance` unless the session already has
+    /// `cap` open on live instances; returns the socket's row id, or `None` if full.
+    pub async fn try_open_socket(&self, session_token: &str, instance: &str, cap: usize) -> Result<Option<String>, StoreError> {
+        let key = hash_token(session_token);
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        if self.backend() == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(&key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let open: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM open_sockets s JOIN instances i ON i.id = s.instance_id \
+             WHERE s.session_key = $1 AND i.seen_at > $2",
+        )
+        .bind(&key)
+        .bind(now - INSTANCE_SILENT_MS)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        if open >= i64::try_from(cap).unwrap_or(i64::MAX) {
+            return Ok(None);
+        }
+        let id = new_id();
+        sqlx::query("INSERT INTO open_sockets (id, session_key, instance_id, opened_at) VALUES ($1, $2, $3, $4)")
+            .bind(&id)
+            .bind(&key)
+            .bind(instance)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(id))
+    }
+
+    pub async fn close_socket(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM open_sockets WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+}
