@@ -4,6 +4,8 @@
 
 #[cfg(feature = "ssr")]
 pub mod ask;
+#[cfg(feature = "ssr")]
+pub mod budget;
 pub mod client;
 #[cfg(feature = "ssr")]
 pub mod limits;

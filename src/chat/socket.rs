@@ -172,6 +172,12 @@ where
             Err(error) => tracing::warn!(%error, "cannot look up the socket's user; notices start with a question"),
         }
         self.follow_notices();
+        // The question budget's meter starts from the server's count.
+        if let Some(budget) = super::ask::budget_frame(&self.state, self.user_id.as_deref()).await {
+            if let Step::Close = self.send(&budget).await {
+                return;
+            }
+        }
         let mut last_seen = Instant::now();
         let rate = settings.frames_per_second_per_socket;
         let mut frames = Bucket::new(rate.saturating_mul(2), rate, Instant::now());
@@ -369,14 +375,22 @@ where
                 };
                 let started = start_answer(&self.state, asker, question, conversation_id).await;
                 self.follow_notices();
-                let reply = match started {
+                let (reply, budget) = match started {
                     Ok(started) => {
                         self.following = Some(started.follower);
-                        started.start
+                        // Every tab of the student shows the budget this question left.
+                        if let (Some(level), Some(user)) = (started.budget, self.user_id.as_deref()) {
+                            self.state.notices.publish(user, &level.frame());
+                        }
+                        (started.start, None)
                     }
-                    Err(error) => ask_error_frame(error),
+                    Err(AskError::RateLimited { budget }) => (ask_error_frame(AskError::RateLimited { budget }), Some(budget.frame())),
+                    Err(error) => (ask_error_frame(error), None),
                 };
-                self.send(&reply).await
+                match (self.send(&reply).await, budget) {
+                    (Step::Continue, Some(budget)) => self.send(&budget).await,
+                    (step, _) => step,
+                }
             }
         }
     }
@@ -478,13 +492,16 @@ fn ask_error_frame(error: AskError) -> ServerFrame {
             ErrorCode::LimitReached,
             format!("You keep {limit} conversations, the most allowed; delete some to start a new one."),
         ),
-        AskError::RateLimited { retry_after, per_minute } => ServerFrame::Error {
+        AskError::RateLimited { budget } => ServerFrame::Error {
             code: ErrorCode::RateLimited,
             message: format!(
-                "You asked {per_minute} questions in the last minute; you can ask again in {retry_after} s."
+                "Your question budget is spent ({} at once, one back every {} s); you can ask again in {} s.",
+                budget.capacity,
+                (budget.refill_ms + 999) / 1000,
+                budget.retry_after()
             ),
             message_id: None,
-            retry_after: Some(retry_after),
+            retry_after: Some(budget.retry_after()),
         },
         AskError::Store(error) => {
             tracing::error!(%error, "history store failed");

@@ -89,6 +89,38 @@ impl ChatItem {
     }
 }
 
+/// The question budget as the page shows it: what the last `budget` frame said, moved
+/// on by the time that passed since (the client's ticks), never by comparing clocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meter {
+    pub remaining: u32,
+    pub capacity: u32,
+    pub refill_ms: u64,
+    /// Until the next question comes back; 0 when full.
+    pub next_refill_ms: u64,
+}
+
+impl Meter {
+    /// `elapsed_ms` later: questions that came back in the meantime are added, one
+    /// every `refill_ms`, up to the capacity.
+    pub fn advance(&mut self, elapsed_ms: u64) {
+        let mut left = elapsed_ms;
+        while self.remaining < self.capacity && left >= self.next_refill_ms {
+            left -= self.next_refill_ms;
+            self.remaining += 1;
+            self.next_refill_ms = if self.remaining < self.capacity { self.refill_ms.max(1) } else { 0 };
+        }
+        if self.remaining < self.capacity {
+            self.next_refill_ms -= left;
+        }
+    }
+
+    /// Whole seconds until the next question comes back (0 when full).
+    pub fn next_in_seconds(&self) -> u64 {
+        self.next_refill_ms.div_ceil(1000)
+    }
+}
+
 /// The answer the page is waiting for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
@@ -109,6 +141,8 @@ pub struct ChatUi {
     pub follow: RwSignal<bool>,
     /// Seconds until the rate limit lets this student ask again (0: now).
     pub ask_again_in: RwSignal<u64>,
+    /// The question budget's meter, once the server sent one (`None`: no budget).
+    pub budget: RwSignal<Option<Meter>>,
     /// Answers the teacher replied about since the page loaded (their ids).
     pub teacher_replied: RwSignal<Vec<String>>,
     /// A stored answer still being written (found after a reload) that this page follows.
@@ -132,6 +166,7 @@ impl ChatUi {
             sidebar_version: RwSignal::new(0),
             follow: RwSignal::new(true),
             ask_again_in: RwSignal::new(0),
+            budget: RwSignal::new(None),
             teacher_replied: RwSignal::new(Vec::new()),
             adopted: RwSignal::new(None),
             next_key: RwSignal::new(1),
@@ -167,6 +202,30 @@ impl ChatUi {
         if self.ask_again_in.get_untracked() > 0 {
             self.ask_again_in.update(|s| *s -= 1);
         }
+    }
+
+    /// Called by the client a few times a second with the milliseconds since its last
+    /// call (or since the last `budget` frame): the meter refills on screen.
+    pub fn tick_budget(&self, elapsed_ms: u64) {
+        let moved = self.budget.with_untracked(|meter| {
+            meter.and_then(|meter| {
+                let mut next = meter;
+                next.advance(elapsed_ms);
+                (next != meter).then_some(next)
+            })
+        });
+        if let Some(next) = moved {
+            self.budget.set(Some(next));
+        }
+    }
+
+    /// Seconds until this student may ask again: the rate limit's refusal, or an empty
+    /// question budget's next refill (0: now).
+    pub fn wait_seconds(&self) -> u64 {
+        let budget_wait = self
+            .budget
+            .with(|meter| meter.filter(|m| m.remaining == 0).map_or(0, |m| m.next_in_seconds().max(1)));
+        self.ask_again_in.get().max(budget_wait)
     }
 
     pub fn is_answering(&self) -> bool {
@@ -385,6 +444,21 @@ impl ChatUi {
                 }
             }
             ServerFrame::Pong { .. } => {}
+            ServerFrame::Budget {
+                remaining,
+                capacity,
+                refill_ms,
+                next_refill_ms,
+            } => {
+                // The budget's own count supersedes a refusal's whole seconds.
+                self.ask_again_in.set(0);
+                self.budget.set(Some(Meter {
+                    remaining,
+                    capacity,
+                    refill_ms,
+                    next_refill_ms,
+                }));
+            }
         }
     }
 }
@@ -456,6 +530,40 @@ mod tests {
             ui.tick_second();
             ui.tick_second();
             assert_eq!(ui.ask_again_in.get_untracked(), 0);
+        });
+    }
+
+    #[test]
+    fn the_budget_meter_counts_down_and_refills_from_the_servers_durations() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let ui = ChatUi::new();
+            assert_eq!(ui.wait_seconds(), 0, "no budget, no wait");
+            ui.apply(ServerFrame::Budget { remaining: 0, capacity: 3, refill_ms: 6_000, next_refill_ms: 2_500 });
+            assert_eq!(ui.wait_seconds(), 3);
+            ui.tick_budget(1_000);
+            assert_eq!(ui.budget.get_untracked().unwrap().next_refill_ms, 1_500);
+            assert_eq!(ui.wait_seconds(), 2);
+            // One back at 2.5 s; the next 6 s after it.
+            ui.tick_budget(2_000);
+            let meter = ui.budget.get_untracked().unwrap();
+            assert_eq!((meter.remaining, meter.next_refill_ms), (1, 5_500));
+            assert_eq!(ui.wait_seconds(), 0);
+            // A long pause fills it, and no further.
+            ui.tick_budget(60_000);
+            let meter = ui.budget.get_untracked().unwrap();
+            assert_eq!((meter.remaining, meter.next_refill_ms), (3, 0));
+            // A refusal's error and its budget: the budget's count rules.
+            ui.begin_question("q".into());
+            ui.apply(ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                message: "spent".into(),
+                message_id: None,
+                retry_after: Some(6),
+            });
+            ui.apply(ServerFrame::Budget { remaining: 0, capacity: 3, refill_ms: 6_000, next_refill_ms: 5_200 });
+            assert_eq!(ui.ask_again_in.get_untracked(), 0);
+            assert_eq!(ui.wait_seconds(), 6);
         });
     }
 

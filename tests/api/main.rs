@@ -4,6 +4,7 @@
 
 mod abuse;
 mod accounts;
+mod budget;
 mod chat;
 mod escalations;
 mod export;
