@@ -9,7 +9,7 @@ const PORT = 3103;
 const BASE = `http://127.0.0.1:${PORT}`;
 let app: ChildProcess | undefined;
 test.beforeAll(async () => {
-  app = await startLessonModeApp(PORT, { TUTOR_QUESTIONS_PER_MINUTE: '2' });
+  app = await startLessonModeApp(PORT, { TUTOR_QUESTION_BUDGET: '2', TUTOR_QUESTION_REFILL_MS: '60000' });
 });
 test.afterAll(async () => {
   await stop(app);

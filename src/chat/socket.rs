@@ -630,6 +630,7 @@ mod tests {
     async fn bad_frames_get_errors_and_the_connection_stays_usable() {
         let (tx, mut rx, _task) = start(ctx(Duration::from_secs(20), Duration::from_secs(60)).await);
         assert!(matches!(next_frame(&mut rx).await, ServerFrame::Hello { max_question_chars: 50, .. }));
+        assert!(matches!(next_frame(&mut rx).await, ServerFrame::Budget { remaining: 10, capacity: 10, .. }));
         let cases = [
             (text("{oops"), ErrorCode::BadRequest),
             (text(r#"{"type":"sing"}"#), ErrorCode::BadRequest),
