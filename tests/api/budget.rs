@@ -126,3 +126,23 @@ async fn without_a_budget_no_meter_is_sent() {
     let rest = read_rest(&mut s.ws, message_id).await;
     assert!(rest.budgets.is_empty() && rest.end.is_some());
 }
+
+#[tokio::test]
+async fn signing_in_does_not_refill_the_budget() {
+    let clock = Clock::manual(START);
+    let app = two_every_six(&clock, None).await;
+    app.signed_up("budget-ann", "a long enough password").await;
+    // Another browser, as a guest, spends the budget, then signs in to the account.
+    let guest = app.session_cookie().await;
+    let mut ws = app.socket(&guest).await;
+    assert_eq!(next_frame(&mut ws).await, budget(2, 0));
+    ask_with_budget(&mut ws, "[tokens=1] one", None).await;
+    let (_, left) = ask_with_budget(&mut ws, "[tokens=1] two", None).await;
+    assert_eq!(left, budget(0, 6_000));
+    let (status, cookie, body) = app
+        .account_form(&guest, "signin", &[("username", "budget-ann"), ("password", "a long enough password")])
+        .await;
+    assert!(status < 400, "{body}");
+    let mut signed_in = app.socket(&cookie.expect("a new session")).await;
+    assert_eq!(next_frame(&mut signed_in).await, budget(0, 6_000), "the guest's spent budget came along");
+}
