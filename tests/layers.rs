@@ -80,6 +80,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "chat::ask",
             "chat::socket",
             "chat::state",
+            "chat::meter",
             "chat::client",
             "chat::client::browser",
             "chat::client::server",

@@ -11,6 +11,7 @@ pub mod client;
 pub mod limits;
 #[cfg(feature = "ssr")]
 pub mod live;
+pub mod meter;
 #[cfg(feature = "ssr")]
 pub mod notices;
 #[cfg(feature = "ssr")]

@@ -3,6 +3,7 @@
 
 use leptos::prelude::*;
 
+pub use super::meter::Meter;
 use crate::page::PageState;
 use crate::protocol::{AnswerStatus, EndReason, ErrorCode, ServerFrame};
 
@@ -86,38 +87,6 @@ impl ChatItem {
             message_id: RwSignal::new(None),
             faq_id: RwSignal::new(None),
         }
-    }
-}
-
-/// The question budget as the page shows it: what the last `budget` frame said, moved
-/// on by the time that passed since (the client's ticks), never by comparing clocks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Meter {
-    pub remaining: u32,
-    pub capacity: u32,
-    pub refill_ms: u64,
-    /// Until the next question comes back; 0 when full.
-    pub next_refill_ms: u64,
-}
-
-impl Meter {
-    /// `elapsed_ms` later: questions that came back in the meantime are added, one
-    /// every `refill_ms`, up to the capacity.
-    pub fn advance(&mut self, elapsed_ms: u64) {
-        let mut left = elapsed_ms;
-        while self.remaining < self.capacity && left >= self.next_refill_ms {
-            left -= self.next_refill_ms;
-            self.remaining += 1;
-            self.next_refill_ms = if self.remaining < self.capacity { self.refill_ms.max(1) } else { 0 };
-        }
-        if self.remaining < self.capacity {
-            self.next_refill_ms -= left;
-        }
-    }
-
-    /// Whole seconds until the next question comes back (0 when full).
-    pub fn next_in_seconds(&self) -> u64 {
-        self.next_refill_ms.div_ceil(1000)
     }
 }
 
@@ -534,26 +503,11 @@ mod tests {
     }
 
     #[test]
-    fn the_budget_meter_counts_down_and_refills_from_the_servers_durations() {
+    fn a_budget_frame_sets_the_meter_and_its_count_rules_over_a_refusals_seconds() {
         let owner = Owner::new();
         owner.with(|| {
             let ui = ChatUi::new();
             assert_eq!(ui.wait_seconds(), 0, "no budget, no wait");
-            ui.apply(ServerFrame::Budget { remaining: 0, capacity: 3, refill_ms: 6_000, next_refill_ms: 2_500 });
-            assert_eq!(ui.wait_seconds(), 3);
-            ui.tick_budget(1_000);
-            assert_eq!(ui.budget.get_untracked().unwrap().next_refill_ms, 1_500);
-            assert_eq!(ui.wait_seconds(), 2);
-            // One back at 2.5 s; the next 6 s after it.
-            ui.tick_budget(2_000);
-            let meter = ui.budget.get_untracked().unwrap();
-            assert_eq!((meter.remaining, meter.next_refill_ms), (1, 5_500));
-            assert_eq!(ui.wait_seconds(), 0);
-            // A long pause fills it, and no further.
-            ui.tick_budget(60_000);
-            let meter = ui.budget.get_untracked().unwrap();
-            assert_eq!((meter.remaining, meter.next_refill_ms), (3, 0));
-            // A refusal's error and its budget: the budget's count rules.
             ui.begin_question("q".into());
             ui.apply(ServerFrame::Error {
                 code: ErrorCode::RateLimited,
@@ -564,6 +518,11 @@ mod tests {
             ui.apply(ServerFrame::Budget { remaining: 0, capacity: 3, refill_ms: 6_000, next_refill_ms: 5_200 });
             assert_eq!(ui.ask_again_in.get_untracked(), 0);
             assert_eq!(ui.wait_seconds(), 6);
+            ui.tick_budget(5_000);
+            assert_eq!(ui.wait_seconds(), 1);
+            ui.tick_budget(200);
+            assert_eq!(ui.wait_seconds(), 0, "one came back: asking works");
+            assert_eq!(ui.budget.get_untracked().map(|m| m.remaining), Some(1));
         });
     }
 

@@ -136,3 +136,18 @@ impl Db {
         Ok(ConversationPage { items, next_cursor })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_stems_are_one_group_per_word_in_both_languages() {
+        let words = word_stems("The streaming and потоковые ответы");
+        assert_eq!(words.len(), 3, "{words:?}");
+        assert!(words[0].contains(&"stream".to_string()), "{words:?}");
+        let (many, few) = (&word_stems("ответов")[0], &word_stems("ответы")[0]);
+        assert!(many.iter().any(|stem| few.contains(stem)), "Russian word forms share a stem: {many:?} {few:?}");
+        assert_eq!(word_stems("streams")[0][0], word_stems("streaming")[0][0]);
+    }
+}
