@@ -47,16 +47,18 @@ impl Db {
                 return Ok(indexed);
             }
             let mut terms: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            let mut titles: BTreeMap<String, String> = BTreeMap::new();
             let mut ids = Vec::with_capacity(rows.len());
             for row in &rows {
                 let id: String = row.try_get(0)?;
                 let conversation: String = row.try_get(1)?;
                 let content: String = row.try_get(2)?;
                 let title: String = row.try_get(3)?;
-                let of_conversation = terms.entry(conversation).or_default();
+                let of_conversation = terms.entry(conversation.clone()).or_default();
                 for text in [content.as_str(), title.as_str()] {
                     of_conversation.extend(word_stems(text).into_iter().flatten());
                 }
+                titles.insert(conversation, title);
                 ids.push(id);
             }
             let pairs: Vec<(&str, &str)> = terms
@@ -64,6 +66,11 @@ impl Db {
                 .flat_map(|(conversation, terms)| terms.iter().map(move |term| (term.as_str(), conversation.as_str())))
                 .collect();
             let mut tx = self.begin_write().await?;
+            // Stemming ran outside the write lock; a conversation renamed or deleted
+            // meanwhile would get its old words back. Then read again.
+            if !titles_unchanged(&mut tx, &titles).await? {
+                continue;
+            }
             for chunk in pairs.chunks(TERMS_PER_INSERT) {
                 let values: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
                 let sql = format!(
@@ -135,6 +142,25 @@ impl Db {
         };
         Ok(ConversationPage { items, next_cursor })
     }
+}
+
+/// True when every conversation still exists with the title it was indexed with.
+async fn titles_unchanged(
+    conn: &mut sqlx::AnyConnection,
+    titles: &BTreeMap<String, String>,
+) -> Result<bool, StoreError> {
+    let marks: Vec<String> = (1..=titles.len()).map(|i| format!("${i}")).collect();
+    let sql = format!("SELECT id, title FROM conversations WHERE id IN ({})", marks.join(", "));
+    let mut query = sqlx::query(&sql);
+    for id in titles.keys() {
+        query = query.bind(id.as_str());
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    let mut now = BTreeMap::new();
+    for row in &rows {
+        now.insert(row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?);
+    }
+    Ok(&now == titles)
 }
 
 #[cfg(test)]
