@@ -17,7 +17,7 @@ fake=$!
 data=$(mktemp -d)   # a fresh SQLite history per run (set DATABASE_URL for PostgreSQL)
 # The caps would refuse most of the load (that is their job); the bench measures relay.
 RUST_LOG=warn LEPTOS_SITE_ROOT=target/site TUTOR_BIND=127.0.0.1:$APP_PORT TUTOR_DATA_DIR=$data \
-  TUTOR_MAX_CONCURRENT_ANSWERS=100000 TUTOR_QUESTIONS_PER_MINUTE=0 \
+  TUTOR_MAX_CONCURRENT_ANSWERS=100000 TUTOR_QUESTION_BUDGET=0 \
   TUTOR_NEW_GUESTS_PER_HOUR_PER_ADDRESS=0 TUTOR_QUESTIONS_PER_MINUTE_PER_ADDRESS=0 TUTOR_ANSWERS_AT_ONCE_PER_ADDRESS=0 TUTOR_CONNECTIONS_PER_ADDRESS=0 \
   OPENAI_BASE_URL=http://127.0.0.1:$FAKE_PORT/v1 OPENAI_API_KEY=bench \
   ./target/release/tutor-chat &

@@ -233,6 +233,19 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message_id: Option<String>,
     },
+    /// The student's question budget (docs/protocol.md): after `hello`, after each
+    /// accepted question (to every socket of the student) and with a refusal. Durations,
+    /// not moments, so the page counts down without comparing its clock with ours.
+    Budget {
+        /// Questions the student may ask now.
+        remaining: u32,
+        /// Questions at once when the budget is full.
+        capacity: u32,
+        /// Milliseconds for one question to come back.
+        refill_ms: u64,
+        /// Milliseconds until the next one comes back; 0 when the budget is full.
+        next_refill_ms: u64,
+    },
     /// The whole text of an answer so far, in reply to `resume`; chunks with a
     /// greater `seq` follow while `live`. A finished answer comes with its `status`.
     Snapshot {
@@ -491,6 +504,12 @@ mod tests {
                 retry_after: Some(7),
             },
             ServerFrame::Pong { t: 1.0 },
+            ServerFrame::Budget {
+                remaining: 3,
+                capacity: 10,
+                refill_ms: 6_000,
+                next_refill_ms: 2_500,
+            },
             ServerFrame::Snapshot {
                 message_id: "m".into(),
                 content: "so far".into(),

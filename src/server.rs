@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::Uri;
 use axum::routing::get;
 use axum::{middleware, Extension, Router};
@@ -64,8 +64,27 @@ pub fn router(state: AppState) -> Router {
             }
         }
     };
+    // A conversation's Markdown for its owner; anyone else gets what a missing one gets.
+    let not_found_md = leptos_axum::file_and_error_handler::<AppState, _>(shell);
+    let not_found_md_other_methods = not_found_md.clone();
+    let export_md = move |uri: Uri,
+                          Path(id): Path<String>,
+                          State(state): State<AppState>,
+                          session: Option<Extension<GuestSession>>,
+                          request: Request| {
+        let not_found = not_found_md.clone();
+        async move {
+            let session = session.map(|Extension(session)| session);
+            let headers = request.headers().clone();
+            match crate::history::export::export_markdown(&state, session.as_ref(), &id, &headers).await {
+                Some(response) => response,
+                None => not_found(uri, State(state), request).await,
+            }
+        }
+    };
     Router::new()
         .route("/teach/export.csv", get(export).fallback(not_found_other_methods))
+        .route("/c/{id}/export.md", get(export_md).fallback(not_found_md_other_methods))
         .route("/ws/chat", get(crate::chat::socket::ws_handler))
         .route("/ws/chat/{client}", get(crate::chat::socket::ws_handler))
         .route("/healthz", get(|| async { "ok" }))

@@ -77,9 +77,13 @@ pub struct Cli {
     /// Lesson sections retrieved per question (the sources an answer may cite).
     #[arg(long, env = "TUTOR_RETRIEVAL_TOP_K")]
     pub retrieval_top_k: Option<usize>,
-    /// Questions a user may ask per minute, across tabs and instances (0: no limit).
-    #[arg(long, env = "TUTOR_QUESTIONS_PER_MINUTE")]
-    pub questions_per_minute: Option<u32>,
+    /// Questions a user may ask at once before waiting: the question budget's capacity,
+    /// across tabs and instances (0: no limit).
+    #[arg(long, env = "TUTOR_QUESTION_BUDGET")]
+    pub question_budget: Option<u32>,
+    /// Milliseconds for one question of the budget to come back.
+    #[arg(long, env = "TUTOR_QUESTION_REFILL_MS")]
+    pub question_refill_ms: Option<u64>,
     /// Answers this instance streams at once; one more gets `busy`.
     #[arg(long, env = "TUTOR_MAX_CONCURRENT_ANSWERS")]
     pub max_concurrent_answers: Option<usize>,
@@ -185,7 +189,8 @@ pub struct FileSettings {
     pub secure_cookies: Option<bool>,
     pub lessons_dir: Option<PathBuf>,
     pub retrieval_top_k: Option<usize>,
-    pub questions_per_minute: Option<u32>,
+    pub question_budget: Option<u32>,
+    pub question_refill_ms: Option<u64>,
     pub max_concurrent_answers: Option<usize>,
     pub max_connections_per_user: Option<usize>,
     pub max_conversations_per_user: Option<u32>,
@@ -246,7 +251,12 @@ pub struct Settings {
     pub secure_cookies: bool,
     pub lessons_dir: PathBuf,
     pub retrieval_top_k: usize,
-    pub questions_per_minute: u32,
+    /// The question budget: questions a student may ask at once (0: no limit); one comes
+    /// back every `question_refill` (docs/security.md).
+    pub question_budget: u32,
+    pub question_refill: Duration,
+    /// Where the question budget reads the time (a manual clock in tests).
+    pub clock: crate::clock::Clock,
     pub max_concurrent_answers: usize,
     pub max_connections_per_user: usize,
     pub max_conversations_per_user: u32,
@@ -432,7 +442,10 @@ impl Settings {
             secure_cookies: cli.secure_cookies.or(file.secure_cookies).unwrap_or(false),
             lessons_dir: cli.lessons_dir.or(file.lessons_dir).unwrap_or_else(|| PathBuf::from("lessons")),
             retrieval_top_k: cli.retrieval_top_k.or(file.retrieval_top_k).unwrap_or(3).min(10),
-            questions_per_minute: cli.questions_per_minute.or(file.questions_per_minute).unwrap_or(10),
+            question_budget: cli.question_budget.or(file.question_budget).unwrap_or(10),
+            // At least a second: a budget that refills faster is no budget.
+            question_refill: ms(cli.question_refill_ms, file.question_refill_ms, 6_000).max(Duration::from_secs(1)),
+            clock: crate::clock::Clock::system(),
             max_concurrent_answers: cli
                 .max_concurrent_answers
                 .or(file.max_concurrent_answers)

@@ -9,36 +9,50 @@ const PORT = 3103;
 const BASE = `http://127.0.0.1:${PORT}`;
 let app: ChildProcess | undefined;
 test.beforeAll(async () => {
-  app = await startLessonModeApp(PORT, { TUTOR_QUESTIONS_PER_MINUTE: '2' });
+  app = await startLessonModeApp(PORT, { TUTOR_QUESTION_BUDGET: '2', TUTOR_QUESTION_REFILL_MS: '60000' });
 });
 test.afterAll(async () => {
   await stop(app);
 });
 
-test('over the rate limit: the question is refused and the page counts down until asking works again', async ({ page, context }) => {
+test('an empty question budget: the page holds the question back and counts down, in every tab', async ({ page, context }) => {
+  // A tab opened before the student's first question: it has not heard of the budget
+  // being spent (see the last part).
+  const early = await context.newPage();
+  await openReady(early, `${BASE}/`);
+
   await openReady(page, `${BASE}/`);
   await askUntilSettled(page, 'What is a token bucket?');
   await askUntilSettled(page, 'What is jitter?');
-  await askUntilSettled(page, 'And a sliding window?');
+  await expect(page.locator('.budget')).toHaveAttribute('data-remaining', '0');
 
-  const refused = page.locator('.msg-tutor').last();
-  await expect(refused).toHaveAttribute('data-status', 'failed');
-  await expect(refused.locator('.msg-error')).toHaveAttribute('data-code', 'rate_limited');
-  await expect(refused.locator('.msg-error')).toContainText('Too many questions');
-  // The hint says when asking works again, and counts down; Send waits for it.
+  // The page does not send: Send waits, Enter does nothing, the hint counts down.
+  await page.locator('.composer textarea').fill('And a sliding window?');
+  await expect(page.locator('button.send')).toBeDisabled();
+  await page.locator('.composer textarea').press('Enter');
+  await expect(page.locator('.msg-student')).toHaveCount(2);
   const hint = page.locator('.composer-hint');
   await expect(hint).toContainText(/you can ask again in \d+ s/);
   const first = Number(await hint.getAttribute('data-wait'));
   expect(first).toBeGreaterThan(50);
   await expect.poll(async () => Number(await hint.getAttribute('data-wait'))).toBeLessThan(first);
-  await page.locator('.composer textarea').fill('one more?');
-  await expect(page.locator('button.send')).toBeDisabled();
 
-  // A new tab of the same student is limited too (the count lives on the server).
+  // A new tab of the same student starts from the server's count.
   const other = await context.newPage();
   await openReady(other, `${BASE}/`);
-  await askUntilSettled(other, 'From another tab?');
-  await expect(other.locator('.msg-tutor').last().locator('.msg-error')).toHaveAttribute('data-code', 'rate_limited');
+  await expect(other.locator('.budget')).toHaveAttribute('data-remaining', '0');
+  await other.locator('.composer textarea').fill('From another tab?');
+  await expect(other.locator('button.send')).toBeDisabled();
+
+  // The early tab asks: the server refuses, with the time to wait, and its meter learns.
+  await askUntilSettled(early, 'From the early tab?');
+  const refused = early.locator('.msg-tutor').last();
+  await expect(refused).toHaveAttribute('data-status', 'failed');
+  await expect(refused.locator('.msg-error')).toHaveAttribute('data-code', 'rate_limited');
+  await expect(refused.locator('.msg-error')).toContainText('Too many questions');
+  await expect(early.locator('.budget')).toHaveAttribute('data-remaining', '0');
+  await expect(early.locator('button.send')).toBeDisabled();
+
   // After a reload, the refused question is not in the history: nothing was stored.
   await openReady(page, page.url());
   await expect(page.locator('.msg-student')).toHaveCount(2);

@@ -110,18 +110,28 @@ impl Db {
     }
 
     /// Signs a browser in: a new session for the account replaces its old one, and
-    /// the conversations (and rate-limit record) it had as a guest move to the account.
+    /// the conversations (and question budget) it had as a guest move to the account.
     pub async fn sign_in(&self, token: &str, account: &str, new_token: &str) -> Result<(), StoreError> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         if let Some(guest) = guest_of_session(&mut tx, token).await? {
-            for table in ["conversations", "question_events"] {
-                sqlx::query(&format!("UPDATE {table} SET user_id = $1 WHERE user_id = $2"))
-                    .bind(account)
-                    .bind(&guest)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            sqlx::query("UPDATE conversations SET user_id = $1 WHERE user_id = $2")
+                .bind(account)
+                .bind(&guest)
+                .execute(&mut *tx)
+                .await?;
+            // Signing in does not refill the question budget: the account takes the
+            // guest's debt when it is the larger.
+            let guest_full_at: i64 = sqlx::query("SELECT questions_full_at FROM users WHERE id = $1")
+                .bind(&guest)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+            sqlx::query("UPDATE users SET questions_full_at = $1 WHERE id = $2 AND questions_full_at < $1")
+                .bind(guest_full_at)
+                .bind(account)
+                .execute(&mut *tx)
+                .await?;
         }
         self.replace_session(&mut tx, token, new_token, account, now).await?;
         tx.commit().await?;
@@ -378,8 +388,8 @@ impl Db {
                     "DELETE FROM answer_sources WHERE message_id IN (SELECT m.id FROM messages m \
                      JOIN conversations c ON c.id = m.conversation_id WHERE c.user_id = $1)",
                     "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE user_id = $1)",
+                    "DELETE FROM search_terms WHERE conversation_id IN (SELECT id FROM conversations WHERE user_id = $1)",
                     "DELETE FROM conversations WHERE user_id = $1",
-                    "DELETE FROM question_events WHERE user_id = $1",
                     "DELETE FROM sessions WHERE user_id = $1",
                     "DELETE FROM users WHERE id = $1",
                 ] {

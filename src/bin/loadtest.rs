@@ -5,6 +5,10 @@
 //!
 //!   loadtest --app http://127.0.0.1:3000 --connections 1000 --tokens 200 --delay-ms 50 --server-pid PID
 //!
+//! Several instances (#12): `--apps A,B,C` spreads the students over them, and
+//! `--follow` gives each student a second socket on the next instance that resumes
+//! the answer as it streams: the cross-instance relay latency is reported apart.
+//!
 //! Only loopback or the project's own test hosts are valid targets.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -46,11 +50,19 @@ struct Args {
     /// tell the ramp (connections arriving) from the steady state.
     #[arg(long)]
     timeline: bool,
+    /// Several instances: student i asks at the i-th (round robin); overrides `--app`.
+    #[arg(long, value_delimiter = ',')]
+    apps: Vec<String>,
+    /// Each student also follows its answer from the next instance of `--apps`.
+    #[arg(long)]
+    follow: bool,
 }
 
 #[derive(Default)]
 struct ConnResult {
     relay_us: Vec<u64>,
+    /// Relay latency seen by the follower on another instance.
+    follow_relay_us: Vec<u64>,
     /// When each token was sent by the upstream (unix µs), beside its latency.
     sent_us: Vec<u64>,
     ttft_us: Option<u64>,
@@ -93,32 +105,84 @@ async fn session_cookie(http: &reqwest::Client, app: &str) -> Result<String, Str
         .ok_or_else(|| "no session cookie".to_string())
 }
 
-async fn conversation(http: reqwest::Client, args: &Args) -> ConnResult {
+async fn conversation(http: reqwest::Client, args: &Args, student: usize) -> ConnResult {
     let mut result = ConnResult::default();
-    if let Err(e) = run_conversation(&http, args, &mut result).await {
+    let (ask_at, follow_at) = if args.apps.is_empty() {
+        (args.app.as_str(), None)
+    } else {
+        let n = args.apps.len();
+        (args.apps[student % n].as_str(), args.follow.then(|| args.apps[(student + 1) % n].as_str()))
+    };
+    if let Err(e) = run_conversation(&http, args, ask_at, follow_at, &mut result).await {
         result.error = Some(e);
     }
     result
 }
 
-async fn run_conversation(
-    http: &reqwest::Client,
-    args: &Args,
-    result: &mut ConnResult,
-) -> Result<(), String> {
-    let cookie = session_cookie(http, &args.app).await?;
-    let ws_url = format!("{}/ws/chat", args.app.replacen("http", "ws", 1));
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open_socket(app: &str, cookie: &str) -> Result<Ws, String> {
+    let ws_url = format!("{}/ws/chat", app.replacen("http", "ws", 1));
     let mut request = ws_url.into_client_request().map_err(|e| e.to_string())?;
     request.headers_mut().insert(
         "cookie",
-        HeaderValue::from_str(&cookie).map_err(|e| e.to_string())?,
+        HeaderValue::from_str(cookie).map_err(|e| e.to_string())?,
     );
     // tungstenite zeroes its whole read buffer (128 KiB by default) for every read: with
     // a thousand sockets that was most of this tool's CPU, taken from the app it measures.
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    Ok(ws)
+}
+
+/// The stamps of a chunk's tokens, with their relay latency at `received`.
+fn stamps(content: &str, received: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+    content.split_whitespace().filter_map(move |stamp| {
+        let sent = stamp.strip_prefix('t')?.parse::<u64>().ok()?;
+        Some((received.saturating_sub(sent), sent))
+    })
+}
+
+/// A second tab on another instance: resumes the answer and measures its chunks.
+async fn follow(app: String, cookie: String, message_id: String) -> Result<Vec<u64>, String> {
+    let mut ws = open_socket(&app, &cookie).await?;
+    ws.send(Message::Text(
+        serde_json::json!({ "type": "resume", "message_id": message_id }).to_string().into(),
+    ))
+    .await
+    .map_err(|e| format!("follower send: {e}"))?;
+    let mut relay = Vec::new();
+    while let Some(message) = ws.next().await {
+        let Message::Text(text) = message.map_err(|e| format!("follower read: {e}"))? else {
+            continue;
+        };
+        let received = now_us();
+        match serde_json::from_str::<ServerFrame>(text.as_str()).map_err(|e| format!("frame: {e}"))? {
+            ServerFrame::Chunk { content, .. } => relay.extend(stamps(&content, received).map(|(latency, _)| latency)),
+            ServerFrame::End { .. } => {
+                let _ = ws.close(None).await;
+                return Ok(relay);
+            }
+            ServerFrame::Snapshot { live: false, .. } => return Ok(relay),
+            ServerFrame::Error { code, message, .. } => return Err(format!("follower {}: {message}", code.as_str())),
+            _ => {}
+        }
+    }
+    Err("follower closed before end".into())
+}
+
+async fn run_conversation(
+    http: &reqwest::Client,
+    args: &Args,
+    ask_at: &str,
+    follow_at: Option<&str>,
+    result: &mut ConnResult,
+) -> Result<(), String> {
+    let cookie = session_cookie(http, ask_at).await?;
+    let mut ws = open_socket(ask_at, &cookie).await?;
+    let mut follower = None;
     let question = format!(
         "[stamp] [tokens={}] [delay={}] load test",
         args.tokens, args.delay_ms
@@ -138,22 +202,28 @@ async fn run_conversation(
         let frame: ServerFrame =
             serde_json::from_str(text.as_str()).map_err(|e| format!("frame: {e}"))?;
         match frame {
+            ServerFrame::Start { message_id, .. } => {
+                if let Some(app) = follow_at {
+                    follower = Some(tokio::spawn(follow(app.to_string(), cookie.clone(), message_id)));
+                }
+            }
             ServerFrame::Chunk { content, .. } => {
                 if result.ttft_us.is_none() {
                     result.ttft_us = Some(asked.elapsed().as_micros() as u64);
                 }
-                for stamp in content.split_whitespace() {
-                    if let Some(sent) = stamp.strip_prefix('t').and_then(|s| s.parse::<u64>().ok()) {
-                        result.relay_us.push(received.saturating_sub(sent));
-                        result.sent_us.push(sent);
-                        result.tokens += 1;
-                    }
+                for (latency, sent) in stamps(&content, received) {
+                    result.relay_us.push(latency);
+                    result.sent_us.push(sent);
+                    result.tokens += 1;
                 }
             }
             ServerFrame::End { .. } => {
                 let _ = ws.close(None).await;
                 if result.tokens != args.tokens {
                     return Err(format!("got {} of {} tokens", result.tokens, args.tokens));
+                }
+                if let Some(follower) = follower {
+                    result.follow_relay_us = follower.await.map_err(|e| format!("follower: {e}"))??;
                 }
                 return Ok(());
             }
@@ -204,7 +274,7 @@ async fn main() {
         };
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(offset).await;
-            conversation(http, args).await
+            conversation(http, args, i).await
         }));
     }
     let all = futures::future::join_all(tasks);
@@ -217,6 +287,7 @@ async fn main() {
     };
 
     let mut relay: Vec<u64> = Vec::new();
+    let mut follow_relay: Vec<u64> = Vec::new();
     // (second of the run the token was sent in, latency)
     let mut by_second: Vec<Vec<u64>> = Vec::new();
     let mut ttft: Vec<u64> = Vec::new();
@@ -225,6 +296,7 @@ async fn main() {
         match result {
             Ok(r) => {
                 relay.extend_from_slice(&r.relay_us);
+                follow_relay.extend_from_slice(&r.follow_relay_us);
                 for (latency, sent) in r.relay_us.iter().zip(&r.sent_us) {
                     let second = (sent.saturating_sub(started_us) / 1_000_000) as usize;
                     if by_second.len() <= second {
@@ -241,6 +313,7 @@ async fn main() {
         }
     }
     relay.sort_unstable();
+    follow_relay.sort_unstable();
     ttft.sort_unstable();
     println!("connections        {}", args.connections);
     println!("tokens/connection  {} at {} ms", args.tokens, args.delay_ms);
@@ -251,6 +324,15 @@ async fn main() {
         percentile(&relay, 99.0),
         percentile(&relay, 100.0)
     );
+    if args.follow {
+        println!("followed tokens    {}", follow_relay.len());
+        println!(
+            "follower relay ms  p50 {:.2}  p99 {:.2}  max {:.2}  (another instance, through the bus)",
+            percentile(&follow_relay, 50.0),
+            percentile(&follow_relay, 99.0),
+            percentile(&follow_relay, 100.0)
+        );
+    }
     println!(
         "first token ms     p50 {:.1}  p99 {:.1}  max {:.1}",
         percentile(&ttft, 50.0),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use super::budget::{BudgetLevel, QuestionBudget};
 use super::live::{AnswerPlaces, Follower};
 use super::prompt::model_messages;
 use super::store::{BeginError, NewAnswer};
@@ -47,7 +48,8 @@ pub enum AskError {
     TooManyConversations { limit: u32 },
     /// The student has their cap of answers streaming (in other tabs, on any instance).
     TooManyAnswers { limit: u32 },
-    RateLimited { retry_after: u64, per_minute: u32 },
+    /// The student's question budget is spent; `budget` says when one comes back.
+    RateLimited { budget: BudgetLevel },
     Store(StoreError),
     /// The model request could not start; the answer's row is stored as an error.
     Upstream { answer_id: String, error: UpstreamError },
@@ -63,6 +65,8 @@ impl From<StoreError> for AskError {
 pub struct Started {
     pub start: ServerFrame,
     pub follower: Follower,
+    /// The student's question budget after this question (`None`: no budget).
+    pub budget: Option<BudgetLevel>,
 }
 
 /// Who is asking: the session, its user once known (the first question creates it,
@@ -135,7 +139,8 @@ pub async fn start_answer(
             budget_chars: settings.context_budget_chars(),
             owner_instance: &state.instance_id,
             sources_json: sources_json.as_deref(),
-            questions_per_minute: settings.questions_per_minute,
+            budget: question_budget(state),
+            budget_now: settings.clock.now_ms(),
             max_conversations: settings.max_conversations_per_user,
             address: asker.address,
             questions_per_minute_per_address: settings.questions_per_minute_per_address,
@@ -149,10 +154,7 @@ pub async fn start_answer(
             BeginError::NotFound => AskError::NotFound,
             BeginError::TooManyConversations { limit } => AskError::TooManyConversations { limit },
             BeginError::TooManyAnswers { limit } => AskError::TooManyAnswers { limit },
-            BeginError::RateLimited { retry_after } => AskError::RateLimited {
-                retry_after,
-                per_minute: settings.questions_per_minute,
-            },
+            BeginError::RateLimited { budget } => AskError::RateLimited { budget },
             BeginError::AddressRateLimited { retry_after } => AskError::AddressRateLimited { retry_after },
             BeginError::SessionEnded => AskError::SessionEnded,
             BeginError::Store(error) => AskError::Store(error),
@@ -198,7 +200,36 @@ pub async fn start_answer(
         faq_id: direct.map(|entry| entry.id),
     };
     let follower = state.live.start(answer_id, user, stream, places);
-    Ok(Started { start, follower })
+    Ok(Started {
+        start,
+        follower,
+        budget: begun.budget,
+    })
+}
+
+/// The question budget's shape, from the settings.
+pub fn question_budget(state: &AppState) -> QuestionBudget {
+    QuestionBudget {
+        capacity: state.settings.question_budget,
+        refill_ms: i64::try_from(state.settings.question_refill.as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The `budget` frame a socket starts with: the student's budget now, or `None` when
+/// there is no budget (or it cannot be read: the page then shows no meter until the
+/// next question, which the budget still governs).
+pub async fn budget_frame(state: &AppState, user: Option<&str>) -> Option<ServerFrame> {
+    let budget = question_budget(state);
+    if budget.is_off() {
+        return None;
+    }
+    match state.db.question_level(user, budget, state.settings.clock.now_ms()).await {
+        Ok(level) => Some(level.frame()),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the question budget");
+            None
+        }
+    }
 }
 
 /// True when the course's model tokens for today (UTC) are spent

@@ -6,6 +6,8 @@
 pub mod ask;
 #[cfg(feature = "ssr")]
 pub mod bus;
+#[cfg(feature = "ssr")]
+pub mod budget;
 pub mod client;
 #[cfg(feature = "ssr")]
 pub mod leases;
@@ -13,6 +15,7 @@ pub mod leases;
 pub mod limits;
 #[cfg(feature = "ssr")]
 pub mod live;
+pub mod meter;
 #[cfg(feature = "ssr")]
 pub mod notices;
 #[cfg(feature = "ssr")]

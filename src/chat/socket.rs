@@ -238,6 +238,12 @@ where
             Err(error) => tracing::warn!(%error, "cannot look up the socket's user; notices start with a question"),
         }
         self.follow_notices();
+        // The question budget's meter starts from the server's count.
+        if let Some(budget) = super::ask::budget_frame(&self.state, self.user_id.as_deref()).await {
+            if let Step::Close = self.send(&budget).await {
+                return;
+            }
+        }
         let mut last_seen = Instant::now();
         let rate = settings.frames_per_second_per_socket;
         let mut frames = Bucket::new(rate.saturating_mul(2), rate, Instant::now());
@@ -446,15 +452,23 @@ where
                 };
                 let started = start_answer(&self.state, asker, question, conversation_id).await;
                 self.follow_notices();
-                let reply = match started {
+                let (reply, budget) = match started {
                     Ok(started) => {
                         self.following = Some(started.follower);
+                        // Every tab of the student shows the budget this question left.
+                        if let (Some(level), Some(user)) = (started.budget, self.user_id.as_deref()) {
+                            self.state.bus.publish_user(user, &level.frame(), None, None);
+                        }
                         self.tell_other_tabs_asked(&started.start);
-                        started.start
+                        (started.start, None)
                     }
-                    Err(error) => ask_error_frame(error),
+                    Err(AskError::RateLimited { budget }) => (ask_error_frame(AskError::RateLimited { budget }), Some(budget.frame())),
+                    Err(error) => (ask_error_frame(error), None),
                 };
-                self.send(&reply).await
+                match (self.send(&reply).await, budget) {
+                    (Step::Continue, Some(budget)) => self.send(&budget).await,
+                    (step, _) => step,
+                }
             }
         }
     }
@@ -690,13 +704,16 @@ fn ask_error_frame(error: AskError) -> ServerFrame {
             ErrorCode::LimitReached,
             format!("You keep {limit} conversations, the most allowed; delete some to start a new one."),
         ),
-        AskError::RateLimited { retry_after, per_minute } => ServerFrame::Error {
+        AskError::RateLimited { budget } => ServerFrame::Error {
             code: ErrorCode::RateLimited,
             message: format!(
-                "You asked {per_minute} questions in the last minute; you can ask again in {retry_after} s."
+                "Your question budget is spent ({} at once, one back every {} s); you can ask again in {} s.",
+                budget.capacity,
+                (budget.refill_ms + 999) / 1000,
+                budget.retry_after()
             ),
             message_id: None,
-            retry_after: Some(retry_after),
+            retry_after: Some(budget.retry_after()),
         },
         AskError::Store(error) => {
             tracing::error!(%error, "history store failed");
@@ -837,6 +854,7 @@ mod tests {
     async fn bad_frames_get_errors_and_the_connection_stays_usable() {
         let (tx, mut rx, _task) = start(ctx(Duration::from_secs(20), Duration::from_secs(60)).await);
         assert!(matches!(next_frame(&mut rx).await, ServerFrame::Hello { max_question_chars: 50, .. }));
+        assert!(matches!(next_frame(&mut rx).await, ServerFrame::Budget { remaining: 10, capacity: 10, .. }));
         let cases = [
             (text("{oops"), ErrorCode::BadRequest),
             (text(r#"{"type":"sing"}"#), ErrorCode::BadRequest),

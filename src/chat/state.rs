@@ -3,6 +3,7 @@
 
 use leptos::prelude::*;
 
+pub use super::meter::Meter;
 use crate::page::PageState;
 use crate::protocol::{AnswerStatus, ConversationChange, EndReason, ErrorCode, ServerFrame};
 
@@ -109,6 +110,8 @@ pub struct ChatUi {
     pub follow: RwSignal<bool>,
     /// Seconds until the rate limit lets this student ask again (0: now).
     pub ask_again_in: RwSignal<u64>,
+    /// The question budget's meter, once the server sent one (`None`: no budget).
+    pub budget: RwSignal<Option<Meter>>,
     /// Answers the teacher replied about since the page loaded (their ids).
     pub teacher_replied: RwSignal<Vec<String>>,
     /// Bumped when another tab changed the conversation on screen: it is read again
@@ -137,6 +140,7 @@ impl ChatUi {
             sidebar_version: RwSignal::new(0),
             follow: RwSignal::new(true),
             ask_again_in: RwSignal::new(0),
+            budget: RwSignal::new(None),
             teacher_replied: RwSignal::new(Vec::new()),
             reloads: RwSignal::new(0),
             deleted_elsewhere: RwSignal::new(false),
@@ -174,6 +178,30 @@ impl ChatUi {
         if self.ask_again_in.get_untracked() > 0 {
             self.ask_again_in.update(|s| *s -= 1);
         }
+    }
+
+    /// Called by the client a few times a second with the milliseconds since its last
+    /// call (or since the last `budget` frame): the meter refills on screen.
+    pub fn tick_budget(&self, elapsed_ms: u64) {
+        let moved = self.budget.with_untracked(|meter| {
+            meter.and_then(|meter| {
+                let mut next = meter;
+                next.advance(elapsed_ms);
+                (next != meter).then_some(next)
+            })
+        });
+        if let Some(next) = moved {
+            self.budget.set(Some(next));
+        }
+    }
+
+    /// Seconds until this student may ask again: the rate limit's refusal, or an empty
+    /// question budget's next refill (0: now).
+    pub fn wait_seconds(&self) -> u64 {
+        let budget_wait = self
+            .budget
+            .with(|meter| meter.filter(|m| m.remaining == 0).map_or(0, |m| m.next_in_seconds().max(1)));
+        self.ask_again_in.get().max(budget_wait)
     }
 
     pub fn is_answering(&self) -> bool {
@@ -416,6 +444,21 @@ impl ChatUi {
                 }
             }
             ServerFrame::Pong { .. } => {}
+            ServerFrame::Budget {
+                remaining,
+                capacity,
+                refill_ms,
+                next_refill_ms,
+            } => {
+                // The budget's own count supersedes a refusal's whole seconds.
+                self.ask_again_in.set(0);
+                self.budget.set(Some(Meter {
+                    remaining,
+                    capacity,
+                    refill_ms,
+                    next_refill_ms,
+                }));
+            }
         }
     }
 }
@@ -487,6 +530,30 @@ mod tests {
             ui.tick_second();
             ui.tick_second();
             assert_eq!(ui.ask_again_in.get_untracked(), 0);
+        });
+    }
+
+    #[test]
+    fn a_budget_frame_sets_the_meter_and_its_count_rules_over_a_refusals_seconds() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let ui = ChatUi::new();
+            assert_eq!(ui.wait_seconds(), 0, "no budget, no wait");
+            ui.begin_question("q".into());
+            ui.apply(ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                message: "spent".into(),
+                message_id: None,
+                retry_after: Some(6),
+            });
+            ui.apply(ServerFrame::Budget { remaining: 0, capacity: 3, refill_ms: 6_000, next_refill_ms: 5_200 });
+            assert_eq!(ui.ask_again_in.get_untracked(), 0);
+            assert_eq!(ui.wait_seconds(), 6);
+            ui.tick_budget(5_000);
+            assert_eq!(ui.wait_seconds(), 1);
+            ui.tick_budget(200);
+            assert_eq!(ui.wait_seconds(), 0, "one came back: asking works");
+            assert_eq!(ui.budget.get_untracked().map(|m| m.remaining), Some(1));
         });
     }
 

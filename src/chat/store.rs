@@ -1,4 +1,4 @@
-//! Answers: beginning one (the question, the rate limit, the conversation cap and
+//! Answers: beginning one (the question, the question budget, the conversation cap and
 //! the answer row, in one transaction), writing its text as it streams, and
 //! recovering the ones a crash cut off. See docs/storage.md.
 
@@ -7,6 +7,7 @@ use sqlx::Row;
 use crate::db::{
     new_id, now_ms, retry_position_race, take_address_event, AddressEvent, Backend, Db, PositionRace, StoreError,
 };
+use super::budget::{BudgetLevel, QuestionBudget};
 use crate::account::store::hash_token;
 use crate::history::store::{insert_message, next_position, touch_conversation, NewMessageRow};
 use crate::history::{MessageRole, MessageStatus};
@@ -109,7 +110,8 @@ impl Db {
             budget_chars,
             owner_instance,
             sources_json,
-            questions_per_minute,
+            budget,
+            budget_now,
             max_conversations,
             address,
             questions_per_minute_per_address,
@@ -132,8 +134,12 @@ impl Db {
             return Err(BeginError::SessionEnded);
         }
         let mut writes = 3;
-        if questions_per_minute > 0 {
-            self.take_question_quota(&mut tx, user_id, questions_per_minute, now).await?;
+        let mut budget_left = None;
+        if !budget.is_off() {
+            match self.take_question(&mut tx, user_id, budget, budget_now).await? {
+                Ok(level) => budget_left = Some(level),
+                Err(level) => return Err(BeginError::RateLimited { budget: level }),
+            }
             writes += 1;
         }
         if answers_at_once_per_user > 0 {
@@ -230,55 +236,8 @@ impl Db {
             answer_id,
             turns,
             context_truncated,
+            budget: budget_left,
         })
-    }
-
-    /// The per-user rate limit, a sliding window of one minute kept in the database so
-    /// that it holds across reconnects, tabs and instances. Runs inside the question's
-    /// write transaction: a refused question stores nothing. On PostgreSQL the user's
-    /// row is locked first, so two instances cannot both grant the last question
-    /// (SQLite's write transactions are serialised already).
-    async fn take_question_quota(
-        &self,
-        tx: &mut sqlx::AnyConnection,
-        user_id: &str,
-        per_minute: u32,
-        now: i64,
-    ) -> Result<(), BeginError> {
-        const WINDOW_MS: i64 = 60_000;
-        const KEEP_MS: i64 = 3_600_000;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
-                .bind(user_id)
-                .fetch_optional(&mut *tx)
-            .await?;
-        }
-        let rows = sqlx::query(
-            "SELECT at FROM question_events WHERE user_id = $1 AND at > $2 ORDER BY at ASC",
-        )
-        .bind(user_id)
-        .bind(now - WINDOW_MS)
-        .fetch_all(&mut *tx)
-            .await?;
-        if rows.len() >= per_minute as usize {
-            // Asking works again when the oldest question of the window leaves it.
-            let oldest: i64 = rows[rows.len() - per_minute as usize].try_get(0)?;
-            let wait_ms = (oldest + WINDOW_MS - now).max(1);
-            return Err(BeginError::RateLimited {
-                retry_after: (wait_ms as u64).div_ceil(1000),
-            });
-        }
-        sqlx::query("DELETE FROM question_events WHERE user_id = $1 AND at < $2")
-            .bind(user_id)
-            .bind(now - KEEP_MS)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO question_events (user_id, at) VALUES ($1, $2)")
-            .bind(user_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        Ok(())
     }
 
     /// A student's answers streaming at once, in all their tabs on all instances: the
@@ -446,8 +405,10 @@ pub struct NewAnswer<'a> {
     pub owner_instance: &'a str,
     /// The answer's sources, as JSON.
     pub sources_json: Option<&'a str>,
-    /// 0: no limit.
-    pub questions_per_minute: u32,
+    /// The student's question budget (`chat::budget`), and the moment to take from it
+    /// at (the budget's clock, which tests set).
+    pub budget: QuestionBudget,
+    pub budget_now: i64,
     /// The client address the question came from, and its budget per minute (all of
     /// its sessions together; 0: no limit).
     pub address: &'a str,
@@ -472,6 +433,8 @@ pub struct BegunAnswer {
     /// Earlier turns for the model, oldest first.
     pub turns: Vec<(MessageRole, String)>,
     pub context_truncated: bool,
+    /// The budget left after this question (`None`: no budget).
+    pub budget: Option<BudgetLevel>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -479,10 +442,10 @@ pub enum BeginError {
     /// No such conversation for this user (someone else's answers the same).
     #[error("conversation not found")]
     NotFound,
-    /// The user asked their quota of questions in the last minute; asking works again
-    /// in `retry_after` seconds.
-    #[error("too many questions")]
-    RateLimited { retry_after: u64 },
+    /// The user's question budget is spent; `budget` says when the next question
+    /// comes back.
+    #[error("question budget spent")]
+    RateLimited { budget: BudgetLevel },
     /// The session no longer names this user: signed out (perhaps on another
     /// instance) or expired.
     #[error("session ended")]

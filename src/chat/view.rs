@@ -82,7 +82,8 @@ pub fn ChatPage() -> impl IntoView {
         if question.trim().is_empty() || ui.is_answering() {
             return;
         }
-        if ui.conn.get_untracked() != ConnState::Connected || ui.ask_again_in.get_untracked() > 0 {
+        let budget_spent = ui.budget.with_untracked(|meter| meter.is_some_and(|m| m.remaining == 0));
+        if ui.conn.get_untracked() != ConnState::Connected || ui.ask_again_in.get_untracked() > 0 || budget_spent {
             return; // the draft stays; the hint under the input says why
         }
         let frame = ClientFrame::Ask {
@@ -146,6 +147,11 @@ pub fn ChatPage() -> impl IntoView {
                         <span class="conn-dot" aria-hidden="true"></span>
                         <span class="conn-label">{conn_label}</span>
                     </span>
+                    {move || ui.conversation_id.get().map(|id| view! {
+                        <a class="export-link" href=format!("/c/{id}/export.md") download rel="external">
+                            {move || t().export_markdown}
+                        </a>
+                    })}
                     <a class="faq-link" href="/faq">{move || t().faq_link}</a>
                     <button type="button" class="lang-switch" on:click=switch_lang>
                         {move || t().switch_to}
@@ -205,7 +211,7 @@ pub fn ChatPage() -> impl IntoView {
                 <Show
                     when=answering
                     fallback=move || view! {
-                        <button type="submit" class="send" disabled=move || { !connected() || ui.ask_again_in.get() > 0 }>
+                        <button type="submit" class="send" disabled=move || { !connected() || ui.wait_seconds() > 0 }>
                             {move || t().send}
                         </button>
                     }
@@ -216,9 +222,10 @@ pub fn ChatPage() -> impl IntoView {
             <p class="privacy-note" data-read-all=teachers_read_all.to_string()>
                 {move || if teachers_read_all { t().privacy_read_all } else { t().privacy_shared_only }}
             </p>
-            <p class="composer-hint" data-wait=move || ui.ask_again_in.get()>
+            <BudgetMeter ui=ui />
+            <p class="composer-hint" data-wait=move || ui.wait_seconds()>
                 {move || {
-                    let wait = ui.ask_again_in.get();
+                    let wait = ui.wait_seconds();
                     if wait > 0 {
                         format!("{} {wait} s.", t().ask_again_in)
                     } else if connected() || !hydrated.get() {
@@ -229,6 +236,38 @@ pub fn ChatPage() -> impl IntoView {
                 }}
             </p>
         </div>
+    }
+}
+
+/// The question budget: questions left of the capacity, as a bar of pips, and when the
+/// next comes back. It only reads signals; the client's interval moves them.
+#[component]
+fn BudgetMeter(ui: ChatUi) -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let t = move || lang.get().t();
+    move || {
+        ui.budget.get().map(|meter| {
+            let pips = (0..meter.capacity)
+                .map(|i| view! { <span class="budget-pip" class:full=i < meter.remaining></span> })
+                .collect_view();
+            let next = (meter.remaining < meter.capacity)
+                .then(|| view! { <span class="budget-next">{format!("{} {} s", t().budget_next_in, meter.next_in_seconds())}</span> });
+            view! {
+                <div
+                    class="budget"
+                    data-remaining=meter.remaining
+                    data-capacity=meter.capacity
+                    data-next=meter.next_in_seconds()
+                    title=move || t().budget_hint
+                >
+                    <span class="budget-label">
+                        {format!("{}: {} {} {}", t().budget_label, meter.remaining, t().budget_of, meter.capacity)}
+                    </span>
+                    <span class="budget-pips" aria-hidden="true">{pips}</span>
+                    {next}
+                </div>
+            }
+        })
     }
 }
 

@@ -1,11 +1,11 @@
-//! The history's server functions: list, load, rename, delete — each scoped to the
+//! The history's server functions: list, search, load, rename, delete — each scoped to the
 //! caller's user, so another student's conversation is simply "not found".
 
 use leptos::prelude::*;
 
 use super::{ConversationPage, ConversationView};
 #[cfg(feature = "ssr")]
-use super::{CONVERSATION_PAGE, MAX_TITLE_CHARS, MESSAGE_PAGE};
+use super::{CONVERSATION_PAGE, MAX_SEARCH_CHARS, MAX_TITLE_CHARS, MESSAGE_PAGE, SEARCH_PAGE};
 use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use crate::protocol::ErrorCode;
@@ -121,3 +121,39 @@ pub async fn delete_conversation(id: String) -> Result<(), AppError> {
     }
 }
 
+
+/// Words of a search that count; more are left out (each is a subquery).
+#[cfg(feature = "ssr")]
+const MAX_SEARCH_WORDS: usize = 8;
+
+/// The caller's conversations with every word of `query` in their title, questions,
+/// answers or the teacher's replies (Russian and English word forms, as lessons are
+/// searched), newest first, a page at a time (`cursor` as for the list).
+#[server(endpoint = "history/search")]
+pub async fn search_conversations(query: String, cursor: Option<String>) -> Result<ConversationPage, AppError> {
+    let query = query.trim();
+    if query.chars().count() > MAX_SEARCH_CHARS {
+        return Err(AppError::new(
+            ErrorCode::BadRequest,
+            format!("A search can have at most {MAX_SEARCH_CHARS} characters."),
+        ));
+    }
+    let nothing = ConversationPage {
+        items: Vec::new(),
+        next_cursor: None,
+    };
+    let (db, user) = ssr::caller().await?;
+    let Some(user) = user else {
+        return Ok(nothing);
+    };
+    let mut words = crate::lessons::index::word_stems(query);
+    words.sort();
+    words.dedup();
+    words.truncate(MAX_SEARCH_WORDS);
+    if words.is_empty() {
+        // Only stop words ("the", "и"): nothing to look for.
+        return Ok(nothing);
+    }
+    db.index_for_search(&user).await?;
+    Ok(db.search_conversations(&user, &words, cursor.as_deref(), SEARCH_PAGE).await?)
+}

@@ -1,6 +1,7 @@
 //! Conversation history: the types the page and the server share; the server
-//! functions that read and edit history (`api`), their SQL (`store`, server only)
-//! and the sidebar (`view`).
+//! functions that read and edit history (`api`), their SQL (`store`, server only),
+//! searching conversations (`search`), the Markdown download (`export`) and the
+//! sidebar (`view`).
 
 use serde::{Deserialize, Serialize};
 
@@ -8,8 +9,17 @@ use crate::protocol::{ErrorCode, Source};
 
 pub mod api;
 #[cfg(feature = "ssr")]
+pub mod export;
+#[cfg(feature = "ssr")]
+pub mod search;
+#[cfg(feature = "ssr")]
 pub mod store;
 pub mod view;
+
+/// Conversations per page of search results.
+pub const SEARCH_PAGE: u32 = 20;
+/// A search's text, in characters; longer is refused (`bad_request`).
+pub const MAX_SEARCH_CHARS: usize = 200;
 
 /// Messages per page when a conversation is opened.
 pub const MESSAGE_PAGE: u32 = 50;

@@ -148,13 +148,27 @@ impl Db {
         conversation_id: &str,
         title: &str,
     ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE conversations SET title = $1 WHERE id = $2 AND user_id = $3")
             .bind(title)
             .bind(conversation_id)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        if done == 1 {
+            // The old title's words go: the conversation is indexed anew on its owner's
+            // next search (history/search.rs).
+            sqlx::query("DELETE FROM search_terms WHERE conversation_id = $1")
+                .bind(conversation_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE messages SET search_indexed = 0 WHERE conversation_id = $1")
+                .bind(conversation_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         self.wrote();
         Ok(done == 1)
     }
@@ -188,6 +202,10 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM messages WHERE conversation_id = $1")
+            .bind(conversation_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM search_terms WHERE conversation_id = $1")
             .bind(conversation_id)
             .execute(&mut *tx)
             .await?;
@@ -351,13 +369,13 @@ pub(crate) async fn insert_message(conn: &mut sqlx::AnyConnection, row: &NewMess
     Ok(())
 }
 
-fn parse_conversation_cursor(cursor: &str) -> Option<(i64, &str)> {
+pub(crate) fn parse_conversation_cursor(cursor: &str) -> Option<(i64, &str)> {
     let (updated_at, id) = cursor.split_once(':')?;
     Some((updated_at.parse().ok()?, id))
 }
 
 // Rows are read with `try_get`: a column that does not decode is an error, not a panic.
-fn summary_from_row(row: &AnyRow) -> Result<ConversationSummary, sqlx::Error> {
+pub(crate) fn summary_from_row(row: &AnyRow) -> Result<ConversationSummary, sqlx::Error> {
     Ok(ConversationSummary {
         id: row.try_get(0)?,
         title: row.try_get(1)?,

@@ -1,11 +1,12 @@
-//! The sidebar: my conversations (newest first), "New chat", rename and delete. It
-//! shares the conversation on screen with the chat page through [`PageState`].
+//! The sidebar: my conversations (newest first), searching them, "New chat", rename
+//! and delete. It shares the conversation on screen with the chat page through
+//! [`PageState`].
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 
-use super::api::{delete_conversation, list_conversations, rename_conversation};
-use super::{ConversationSummary, MAX_TITLE_CHARS};
+use super::api::{delete_conversation, list_conversations, rename_conversation, search_conversations};
+use super::{ConversationPage, ConversationSummary, MAX_SEARCH_CHARS, MAX_TITLE_CHARS};
 use crate::i18n::Lang;
 use crate::page::PageState;
 use crate::platform;
@@ -20,10 +21,26 @@ pub fn Sidebar() -> impl IntoView {
         page.show_conversation(None);
         platform::show_url("/");
     };
-    view! {
-        <nav class="sidebar" aria-label=move || t().conversations>
-            <a href="/" class="new-chat" on:click=new_chat>{move || format!("+ {}", t().new_chat)}</a>
-            <h2 class="sidebar-title">{move || t().conversations}</h2>
+    // The search typed, and the one asked for (on Enter); empty shows the list.
+    let draft = RwSignal::new(String::new());
+    let query = RwSignal::new(String::new());
+    let search = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        query.set(draft.get_untracked().trim().to_string());
+    };
+    let on_input = move |ev| {
+        let text = event_target_value(&ev);
+        if text.trim().is_empty() {
+            query.set(String::new());
+        }
+        draft.set(text);
+    };
+    let clear = move |_| {
+        draft.set(String::new());
+        query.set(String::new());
+    };
+    let conversations = move || {
+        view! {
             <Transition>
                 {move || Suspend::new(async move {
                     match list.await {
@@ -39,9 +56,99 @@ pub fn Sidebar() -> impl IntoView {
                     }
                 })}
             </Transition>
+        }
+    };
+    view! {
+        <nav class="sidebar" aria-label=move || t().conversations>
+            <a href="/" class="new-chat" on:click=new_chat>{move || format!("+ {}", t().new_chat)}</a>
+            <form class="sidebar-search" role="search" on:submit=search>
+                <input
+                    type="search"
+                    name="q"
+                    placeholder=move || t().search_placeholder
+                    aria-label=move || t().search_placeholder
+                    maxlength=MAX_SEARCH_CHARS.to_string()
+                    prop:value=move || draft.get()
+                    on:input=on_input
+                />
+                <Show when=move || !query.with(String::is_empty)>
+                    <button type="button" class="search-clear" on:click=clear>{move || t().search_clear}</button>
+                </Show>
+            </form>
+            <h2 class="sidebar-title">{move || t().conversations}</h2>
+            {move || {
+                let asked = query.get();
+                if asked.is_empty() {
+                    conversations().into_any()
+                } else {
+                    view! { <SearchResults query=asked /> }.into_any()
+                }
+            }}
             <a href="/lessons" class="sidebar-lessons">{move || t().lessons}</a>
             <crate::account::view::AccountBox />
         </nav>
+    }
+}
+
+/// The conversations found for a search: the first page, then more on request.
+#[component]
+fn SearchResults(query: String) -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let t = move || lang.get().t();
+    let page = expect_context::<PageState>();
+    let asked = query.clone();
+    let first = Resource::new(move || page.sidebar_version.get(), move |_| search_conversations(asked.clone(), None));
+    view! {
+        <Transition>
+            {move || {
+                let query = query.clone();
+                Suspend::new(async move {
+                    match first.await {
+                        Ok(found) if found.items.is_empty() => {
+                            view! { <p class="sidebar-empty search-empty">{move || t().search_no_results}</p> }.into_any()
+                        }
+                        Ok(found) => view! { <ResultPages query=query first=found /> }.into_any(),
+                        Err(_) => view! { <p class="sidebar-empty">{move || t().history_unavailable}</p> }.into_any(),
+                    }
+                })
+            }}
+        </Transition>
+    }
+}
+
+/// Search results, newest first, with a button for the next page while there is one.
+#[component]
+fn ResultPages(query: String, first: ConversationPage) -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let t = move || lang.get().t();
+    let items = RwSignal::new(first.items);
+    let cursor = RwSignal::new(first.next_cursor);
+    let loading = RwSignal::new(false);
+    let more = move |_| {
+        let Some(after) = cursor.get_untracked() else {
+            return;
+        };
+        loading.set(true);
+        let query = query.clone();
+        leptos::task::spawn_local(async move {
+            if let Ok(page) = search_conversations(query, Some(after)).await {
+                items.update(|found| found.extend(page.items));
+                cursor.set(page.next_cursor);
+            }
+            loading.set(false);
+        });
+    };
+    view! {
+        <ul class="conversation-list search-results">
+            <For each=move || items.get() key=|c| c.id.clone() let:c>
+                <ConversationLink conversation=c />
+            </For>
+        </ul>
+        <Show when=move || cursor.get().is_some()>
+            <button type="button" class="search-more" on:click=more.clone() disabled=move || loading.get()>
+                {move || t().search_more}
+            </button>
+        </Show>
     }
 }
 

@@ -128,6 +128,27 @@ fn analyzer(language: Language) -> TextAnalyzer {
         .build()
 }
 
+/// A text's words as the lesson index sees them: each word that is not a stop word,
+/// stemmed in English and in Russian (the two stems, or one when they agree). The
+/// conversation search (src/history/search.rs) stores and queries these, so a
+/// conversation is found by the same word forms a lesson is.
+pub fn word_stems(text: &str) -> Vec<Vec<String>> {
+    let mut english = analyzer(Language::English);
+    let mut russian = analyzer(Language::Russian);
+    let mut words: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for analyzer in [&mut english, &mut russian] {
+        // Both analyzers drop the same words before stemming, so positions line up.
+        let mut stream = analyzer.token_stream(text);
+        while let Some(token) = stream.next() {
+            let stems = words.entry(token.position).or_default();
+            if !stems.contains(&token.text) {
+                stems.push(token.text.clone());
+            }
+        }
+    }
+    words.into_values().collect()
+}
+
 fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
     let text_with = |tokenizer: &str| {

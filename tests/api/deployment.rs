@@ -97,6 +97,7 @@ impl Instance {
             .env("TUTOR_ANSWER_LEASE_MS", LEASE_MS.to_string())
             .env("TUTOR_SHUTDOWN_GRACE_MS", "1000")
             .env("TUTOR_QUESTIONS_PER_MINUTE_PER_ADDRESS", "0")
+            .env("TUTOR_QUESTION_BUDGET", "0")
             .env("TUTOR_NEW_GUESTS_PER_HOUR_PER_ADDRESS", "0")
             .env("TUTOR_ANSWERS_AT_ONCE_PER_ADDRESS", "0")
             .env("TUTOR_CONNECTIONS_PER_ADDRESS", "0")
@@ -368,7 +369,7 @@ async fn keep_following(mut ws: Ws, front: &str, cookie: &str, message_id: &str)
                 }
                 ServerFrame::End { .. } => return (message_id.to_string(), text, reconnects),
                 ServerFrame::Error { code, .. } if code == ErrorCode::Busy => {}
-                ServerFrame::ConversationChanged { .. } | ServerFrame::Pong { .. } => {}
+                ServerFrame::ConversationChanged { .. } | ServerFrame::Pong { .. } | ServerFrame::Budget { .. } => {}
                 other => panic!("unexpected {other:?}"),
             },
             Some(Ok(_)) => {}
@@ -422,7 +423,7 @@ async fn read_followed(ws: &mut Ws, message_id: &str) -> (FollowedText, Option<E
                 last_seq = seq;
             }
             ServerFrame::End { reason, .. } => return (seen, Some(reason)),
-            ServerFrame::ConversationChanged { .. } => {}
+            ServerFrame::ConversationChanged { .. } | ServerFrame::Budget { .. } => {}
             other => panic!("unexpected {other:?}"),
         }
     }

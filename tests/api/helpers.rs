@@ -19,6 +19,7 @@ use tutor_chat::net::serve;
 use tutor_chat::state::AppState;
 
 pub use tutor_chat::account::store::{hash_token, ACCOUNT_SESSION_MS};
+pub use tutor_chat::clock::Clock;
 pub use tutor_chat::db::{now_ms, Db};
 pub use tutor_chat::faq::matcher::{
     DIRECT_ANSWER_THRESHOLD as FAQ_DIRECT_ANSWER_THRESHOLD, SOURCE_MIN_SCORE as FAQ_SOURCE_MIN_SCORE,
@@ -85,7 +86,7 @@ async fn test_settings(fake_addr: SocketAddr) -> Settings {
     settings.lessons_dir = lessons_dir();
     // Many tests ask more than ten questions a minute, from one address (this one) as
     // many students; the limits have their own tests.
-    settings.questions_per_minute = 0;
+    settings.question_budget = 0;
     settings.new_guests_per_hour_per_address = 0;
     settings.questions_per_minute_per_address = 0;
     settings.answers_at_once_per_address = 0;
@@ -365,6 +366,8 @@ pub struct Answer {
     pub chunks: Vec<(u64, String)>,
     pub end: Option<(u64, EndReason)>,
     pub error: Option<(ErrorCode, Option<u64>)>,
+    /// `budget` frames read on the way (the question budget, when it is on).
+    pub budgets: Vec<ServerFrame>,
 }
 
 impl Answer {
@@ -425,6 +428,7 @@ async fn continue_answer(ws: &mut Ws, mut answer: Answer) -> Answer {
             }
             // The student's other tabs' doings (a rename, a deletion) are not this answer's.
             ServerFrame::ConversationChanged { .. } => {}
+            budget @ ServerFrame::Budget { .. } => answer.budgets.push(budget),
             other => panic!("unexpected frame {other:?}"),
         }
     }

@@ -98,7 +98,7 @@ async fn follow_to_end(ws: &mut Ws, message_id: &str, within: Duration) -> Follo
                 seen.end = Some(reason);
                 return seen;
             }
-            ServerFrame::ConversationChanged { .. } => {}
+            ServerFrame::ConversationChanged { .. } | ServerFrame::Budget { .. } => {}
             other => panic!("unexpected {other:?} while following"),
         }
     }

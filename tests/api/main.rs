@@ -4,6 +4,7 @@
 
 mod abuse;
 mod accounts;
+mod budget;
 mod chat;
 mod escalations;
 mod export;
@@ -17,8 +18,10 @@ mod history;
 mod instances;
 mod lessons;
 mod limits;
+mod markdown;
 mod pages;
 mod resume;
+mod search;
 mod sessions;
 mod shutdown;
 mod soak;

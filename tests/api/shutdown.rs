@@ -67,6 +67,8 @@ async fn start_server_process_with(
         .env("DATABASE_URL", database_url)
         .env("TUTOR_BIND", addr.to_string())
         .env("TUTOR_INSTANCE_ID", "crash-test")
+        // These tests read an answer's frames only; the budget's meter has its own.
+        .env("TUTOR_QUESTION_BUDGET", "0")
         .env("OPENAI_BASE_URL", format!("http://{fake_addr}/v1"))
         .env("OPENAI_API_KEY", KEY)
         .env("RUST_LOG", "warn")

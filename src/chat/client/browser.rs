@@ -28,6 +28,8 @@ use crate::page::MESSAGES_ID;
 use crate::protocol::{ClientFrame, ServerFrame};
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
+/// How often the question budget's meter moves on screen.
+const BUDGET_TICK: Duration = Duration::from_millis(200);
 /// No frame at all (pongs included) for this long means the server is gone.
 const DEAD_AFTER_MS: f64 = 45_000.0;
 const BACKOFF_BASE_MS: f64 = 500.0;
@@ -45,6 +47,8 @@ struct Client {
     attempt: Cell<u32>,
     last_frame_at: Cell<f64>,
     reconnect_scheduled: Cell<bool>,
+    /// When the question budget's meter was last moved (or set by a `budget` frame).
+    budget_moved_at: Cell<f64>,
 }
 
 /// The page's side of one socket. Dropping it hangs up: the socket's task stops
@@ -75,6 +79,7 @@ impl ChatClient {
             attempt: Cell::new(0),
             last_frame_at: Cell::new(now_ms()),
             reconnect_scheduled: Cell::new(false),
+            budget_moved_at: Cell::new(now_ms()),
         })))
     }
 
@@ -91,6 +96,17 @@ impl ChatClient {
         let _ = set_interval_with_handle(move || beat(&heartbeat), HEARTBEAT_EVERY);
         let ui = client.ui;
         let _ = set_interval_with_handle(move || ui.tick_second(), Duration::from_secs(1));
+        // The budget's meter moves by the time that passed here since the server's
+        // last `budget` frame: durations only, so the browser's clock may be off.
+        let budget = client.clone();
+        let _ = set_interval_with_handle(
+            move || {
+                let now = now_ms();
+                let elapsed = (now - budget.budget_moved_at.replace(now)).max(0.0);
+                budget.ui.tick_budget(elapsed as u64);
+            },
+            BUDGET_TICK,
+        );
 
         let window = window();
         let offline_client = client.clone();
@@ -317,6 +333,9 @@ async fn run_connection(
 fn receive(client: &Client, text: &str) {
     match serde_json::from_str::<ServerFrame>(text) {
         Ok(frame) => {
+            if matches!(frame, ServerFrame::Budget { .. }) {
+                client.budget_moved_at.set(now_ms());
+            }
             client.ui.apply(frame);
             scroll_to_latest(client.ui, false);
         }
