@@ -90,6 +90,7 @@ async fn test_settings(fake_addr: SocketAddr) -> Settings {
     settings.new_guests_per_hour_per_address = 0;
     settings.questions_per_minute_per_address = 0;
     settings.answers_at_once_per_address = 0;
+    settings.answers_at_once_per_user = 0;
     settings.signups_per_hour_per_address = 0;
     settings.connections_per_address = 0;
     settings.calls_per_second_per_address = 0;
