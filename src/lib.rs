@@ -21,6 +21,10 @@ pub mod digest;
 #[cfg(feature = "ssr")]
 pub mod throttle;
 #[cfg(feature = "ssr")]
+pub mod metrics;
+#[cfg(feature = "ssr")]
+pub mod static_files;
+#[cfg(feature = "ssr")]
 pub mod db;
 #[cfg(feature = "ssr")]
 pub mod upstream;
@@ -37,6 +41,8 @@ pub mod faq;
 pub mod not_found;
 #[cfg(feature = "ssr")]
 pub mod auth;
+#[cfg(feature = "ssr")]
+pub mod probes;
 
 // Pages and routes, then the router (server only).
 pub mod app;

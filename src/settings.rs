@@ -147,6 +147,12 @@ pub struct Cli {
     /// Price of a million completion tokens, in the course's currency, for the cost on /teach (0: no cost shown).
     #[arg(long, env = "TUTOR_PRICE_PER_MILLION_COMPLETION_TOKENS")]
     pub price_per_million_completion_tokens: Option<f64>,
+    /// Bearer token that lets a scraper read `/metrics` from anywhere; unset, only this machine may (a loopback peer with no proxy headers).
+    #[arg(long, env = "TUTOR_METRICS_TOKEN")]
+    pub metrics_token: Option<String>,
+    /// `text` for people, `json` (one object a line) for log collectors.
+    #[arg(long, env = "TUTOR_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 /// The same keys as [`Cli`], from the settings file.
@@ -199,6 +205,8 @@ pub struct FileSettings {
     pub faq_direct_answers: Option<bool>,
     pub price_per_million_prompt_tokens: Option<f64>,
     pub price_per_million_completion_tokens: Option<f64>,
+    pub metrics_token: Option<String>,
+    pub log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Clone)]
@@ -273,6 +281,20 @@ pub struct Settings {
     pub price_per_million_prompt_tokens: f64,
     /// Price of a million completion tokens, in the course's currency, for the cost on /teach (0: no cost shown).
     pub price_per_million_completion_tokens: f64,
+    /// Bearer token that lets a scraper read `/metrics` from anywhere; unset, only this machine may (a loopback peer with no proxy headers).
+    pub metrics_token: Option<String>,
+    /// `text` for people, `json` (one object a line) for log collectors.
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written (`log_format`): text for a person at a terminal, one JSON
+/// object a line for a log collector (fields stay fields, no parsing of text).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a patient tutor for an online course about \
@@ -431,6 +453,8 @@ impl Settings {
                 .unwrap_or(1000)
                 .max(1),
             shutdown_grace: ms(cli.shutdown_grace_ms, file.shutdown_grace_ms, 20_000),
+            log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
+            metrics_token: non_empty(cli.metrics_token.or(file.metrics_token)),
             price_per_million_completion_tokens: cli.price_per_million_completion_tokens.or(file.price_per_million_completion_tokens).filter(|p| p.is_finite() && *p >= 0.0).unwrap_or(0.0),
             price_per_million_prompt_tokens: cli.price_per_million_prompt_tokens.or(file.price_per_million_prompt_tokens).filter(|p| p.is_finite() && *p >= 0.0).unwrap_or(0.0),
             teachers_read_all_conversations: cli.teachers_read_all_conversations.or(file.teachers_read_all_conversations).unwrap_or(false),

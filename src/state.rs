@@ -17,6 +17,7 @@ use crate::digest::TokenKey;
 use crate::error::AppError;
 use crate::faq::matcher::FaqIndex;
 use crate::lessons::index::{IndexError, LessonIndex};
+use crate::metrics::Metrics;
 use crate::protocol::ErrorCode;
 use crate::settings::{Settings, DEFAULT_BASE_URL};
 use crate::throttle::Buckets;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub password_hashing: Arc<PasswordHashing>,
     /// Server-function calls per client address (`calls_per_second_per_address`).
     pub call_buckets: Arc<Buckets>,
+    /// This instance's `/metrics` (docs/operations.md).
+    pub metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +121,7 @@ impl AppState {
         let settings_queue = settings.password_hash_queue;
         let calls_per_second = settings.calls_per_second_per_address;
         spawn_cleanup(db.clone(), settings.guest_idle_days);
+        let metrics = Arc::new(Metrics::new());
         Ok(AppState {
             leptos_options,
             settings: Arc::new(settings),
@@ -126,7 +130,8 @@ impl AppState {
             lessons,
             faq,
             shutdown: Arc::new(watch::channel(false).0),
-            live: LiveAnswers::new(db.clone()),
+            live: LiveAnswers::new(db.clone(), metrics.clone()),
+            metrics,
             notices: Arc::default(),
             db,
             instance_id: instance_id.into(),

@@ -25,6 +25,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "net",
             "digest",
             "throttle",
+            "metrics",
+            "static_files",
         ],
     ),
     (
@@ -93,6 +95,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "escalation::view",
             "faq::api",
             "faq::view",
+            "probes",
         ],
     ),
     ("pages and routes", &["app"]),

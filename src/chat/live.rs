@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use super::store::AnswerWrite;
 use crate::db::{now_ms, Db, StoreError};
+use crate::metrics::Metrics;
 use crate::protocol::{AnswerStatus, EndReason, ErrorCode, ServerFrame};
 use crate::upstream::AnswerStream;
 
@@ -44,6 +45,7 @@ pub struct LiveAnswers {
     db: Arc<Db>,
     /// How many answers run: shutdown waits on it instead of polling.
     running: watch::Sender<usize>,
+    metrics: Arc<Metrics>,
 }
 
 pub struct LiveAnswer {
@@ -86,6 +88,8 @@ pub struct Published {
     pub json: Utf8Bytes,
     /// `end` or `error`: the answer is over.
     pub terminal: bool,
+    /// When it was published: a follower's send measures the relay latency from it.
+    pub at: Instant,
 }
 
 /// A socket's view of one answer: what it has seen and what comes next.
@@ -104,7 +108,7 @@ impl LiveAnswers {
     /// batch per transaction, and answers that end together in one transaction (group
     /// commit). Per-answer commits were a thousand transactions a second with a class
     /// online, and SQLite has one writer.
-    pub fn new(db: Arc<Db>) -> Arc<LiveAnswers> {
+    pub fn new(db: Arc<Db>, metrics: Arc<Metrics>) -> Arc<LiveAnswers> {
         let (finishes, queue) = mpsc::unbounded_channel();
         let live = Arc::new(LiveAnswers {
             answers: Mutex::default(),
@@ -112,8 +116,9 @@ impl LiveAnswers {
             finishes,
             db: db.clone(),
             running: watch::channel(0).0,
+            metrics: metrics.clone(),
         });
-        tokio::spawn(write_answers(Arc::downgrade(&live), db, queue).in_current_span());
+        tokio::spawn(write_answers(Arc::downgrade(&live), db, metrics, queue).in_current_span());
         live
     }
 
@@ -200,7 +205,7 @@ impl LiveAnswers {
         let (stored, done) = oneshot::channel();
         if let Err(mpsc::error::SendError(unsent)) = self.finishes.send(Finish { write, stored }) {
             // The writer is gone (only while the runtime shuts down): write it ourselves.
-            return self.db.write_answers(&[unsent.write]).await;
+            return timed_write(&self.db, &self.metrics, &[unsent.write]).await;
         }
         match done.await {
             Ok(result) => result,
@@ -280,6 +285,7 @@ impl LiveAnswer {
         let published = Published {
             json: frame.to_json().into(),
             terminal: matches!(frame, ServerFrame::End { .. } | ServerFrame::Error { .. }),
+            at: Instant::now(),
         };
         let mut state = lock(&self.state);
         update(&mut state);
@@ -310,13 +316,18 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
     let mut seq = 0u64;
     // For the dashboard's time to first token.
     let mut first_token_at = None;
+    let started = Instant::now();
     let id = &answer.message_id;
     let (status, code, usage, last) = loop {
         tokio::select! {
             delta = stream.next_delta() => match delta {
                 Ok(Some(content)) => {
                     seq += 1;
-                    first_token_at.get_or_insert_with(now_ms);
+                    if first_token_at.is_none() {
+                        first_token_at = Some(now_ms());
+                        live.metrics.first_token(started.elapsed());
+                    }
+                    live.metrics.token_relayed();
                     let frame = ServerFrame::Chunk { content, seq, message_id: id.clone() };
                     answer.publish(&frame, |s| {
                         if let ServerFrame::Chunk { content, .. } = &frame {
@@ -363,6 +374,9 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
     let text = lock(&answer.state).text.clone();
     // Counted even when the model's own count never came (stopped, cut, failed).
     let usage = usage.or_else(|| stream.usage_or_estimate(text.chars().count()));
+    if let Some(status) = stream.upstream_status() {
+        live.metrics.upstream_status(status);
+    }
     drop(stream); // ends the upstream request before the final write
     let finish = AnswerWrite::Finish {
         message_id: id.clone(),
@@ -377,6 +391,10 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
     if let Err(error) = live.store_finish(finish).await {
         tracing::error!(%error, message_id = %id, "cannot store the finished answer");
     }
+    live.metrics.answer_ended(&last);
+    if let ServerFrame::Error { code, .. } = &last {
+        live.metrics.error_sent(*code);
+    }
     // Published after the final write: a reload after `end` shows the finished answer.
     answer.publish(&last, |s| s.last = Some(last.clone()));
 }
@@ -387,6 +405,7 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
 async fn write_answers(
     live: Weak<LiveAnswers>,
     db: Arc<Db>,
+    metrics: Arc<Metrics>,
     mut queue: mpsc::UnboundedReceiver<Finish>,
 ) {
     let mut tick = tokio::time::interval_at(Instant::now() + CHECKPOINT_EVERY, CHECKPOINT_EVERY);
@@ -400,7 +419,7 @@ async fn write_answers(
                 for answers in unsaved.chunks(MAX_ROWS_PER_COMMIT) {
                     let checkpoints: Vec<AnswerWrite> =
                         answers.iter().filter_map(|answer| answer.checkpoint()).collect();
-                    if let Err(error) = db.write_answers(&checkpoints).await {
+                    if let Err(error) = timed_write(&db, &metrics, &checkpoints).await {
                         tracing::warn!(%error, answers = checkpoints.len(), "checkpoint failed; the next one carries the text");
                     }
                 }
@@ -414,7 +433,7 @@ async fn write_answers(
                         Err(_) => break,
                     }
                 }
-                store_finishes(&db, batch).await;
+                store_finishes(&db, &metrics, batch).await;
             }
         }
     }
@@ -422,11 +441,11 @@ async fn write_answers(
 
 /// Stores a batch of ends in one transaction; if that fails, each on its own, so one
 /// bad row cannot lose the others.
-async fn store_finishes(db: &Db, batch: Vec<Finish>) {
+async fn store_finishes(db: &Db, metrics: &Metrics, batch: Vec<Finish>) {
     let (writes, waiting): (Vec<AnswerWrite>, Vec<_>) =
         batch.into_iter().map(|finish| (finish.write, finish.stored)).unzip();
     if writes.len() > 1 {
-        match db.write_answers(&writes).await {
+        match timed_write(db, metrics, &writes).await {
             Ok(()) => {
                 for stored in waiting {
                     let _ = stored.send(Ok(()));
@@ -439,8 +458,19 @@ async fn store_finishes(db: &Db, batch: Vec<Finish>) {
         }
     }
     for (write, stored) in writes.iter().zip(waiting) {
-        let _ = stored.send(db.write_answers(std::slice::from_ref(write)).await);
+        let _ = stored.send(timed_write(db, metrics, std::slice::from_ref(write)).await);
     }
+}
+
+/// One answer-row transaction, its time recorded for `/metrics`.
+async fn timed_write(db: &Db, metrics: &Metrics, writes: &[AnswerWrite]) -> Result<(), StoreError> {
+    if writes.is_empty() {
+        return Ok(()); // no transaction, nothing to time
+    }
+    let started = Instant::now();
+    let result = db.write_answers(writes).await;
+    metrics.db_write(started.elapsed());
+    result
 }
 
 /// An error frame about an answer this socket cannot follow.
