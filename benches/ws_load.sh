@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/end2end/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-cargo leptos build --release >/dev/null
-cargo build --release --features ssr --bin loadtest >/dev/null 2>&1
+cargo leptos build --release --precompress >/dev/null
+# The same RUSTFLAGS cargo-leptos gives the release build (`always-erase-components`),
+# or cargo would rebuild every release crate for the load tool and again for the app.
+RUSTFLAGS="--cfg erase_components" cargo build --release --features ssr --bin loadtest >/dev/null 2>&1
 
 APP_PORT=3300 FAKE_PORT=3301
 ./target/release/tutor-chat fake-upstream --port $FAKE_PORT >/dev/null &

@@ -1,4 +1,4 @@
-//! What an operator's Prometheus scrapes from `/metrics` (docs/operations.md): one
+//! What an operator's Prometheus scrapes from `/metrics` (docs/deploy.md): one
 //! registry per app instance, with typed handles that the relay, the socket and the
 //! cross-instance bus record into.
 //!

@@ -1,4 +1,4 @@
-//! What an orchestrator and a scraper ask the server (docs/operations.md):
+//! What an orchestrator and a scraper ask the server (docs/deploy.md):
 //! `/healthz` (the process answers), `/readyz` (it can serve: database reachable,
 //! lesson index open, not shutting down) and `/metrics` (Prometheus text).
 //!

@@ -63,7 +63,7 @@ pub struct AppState {
     pub password_hashing: Arc<PasswordHashing>,
     /// Server-function calls per client address (`calls_per_second_per_address`).
     pub call_buckets: Arc<Buckets>,
-    /// This instance's `/metrics` (docs/operations.md).
+    /// This instance's `/metrics` (docs/deploy.md).
     pub metrics: Arc<Metrics>,
 }
 

@@ -159,3 +159,52 @@ async fn metrics_answer_this_machine_or_the_token_only() {
     assert_eq!(right.status(), 200);
     assert!(right.text().await.unwrap().contains("tutor_tokens_relayed_total 0"));
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_a_line() {
+    use std::io::BufRead;
+    // The real binary, as an operator runs it with `log_format = "json"`.
+    let workdir = fresh_data_dir();
+    std::fs::create_dir_all(&workdir).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tutor-chat"))
+        .current_dir(&workdir)
+        .env("TUTOR_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env("DATABASE_URL", fresh_database_url().await)
+        .env("TUTOR_BIND", "127.0.0.1:0")
+        .env("TUTOR_DATA_DIR", workdir.join("data"))
+        .env("LESSONS_DIR", lessons_dir())
+        .env("OPENAI_BASE_URL", "")
+        .env("OPENAI_API_KEY", "")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Lines until the one saying where it listens, read off the runtime's threads.
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let listening = line.contains("listening on");
+            lines.push(line);
+            if listening {
+                break;
+            }
+        }
+        lines
+    });
+    let lines = tokio::time::timeout(std::time::Duration::from_secs(60), lines).await.unwrap().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(lines.len() >= 2, "{lines:?}");
+    for line in &lines {
+        let object: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(object["level"].is_string() && object["timestamp"].is_string(), "{line}");
+        assert!(object["fields"]["message"].is_string(), "{line}");
+    }
+    let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert!(last["fields"]["message"].as_str().unwrap().starts_with("Tutor Chat listening on http://127.0.0.1:"));
+    // Lesson mode is said as a warning with its level as a field, not inside the text.
+    assert!(lines.iter().any(|l| l.contains("\"level\":\"WARN\"") && l.contains("lesson mode")), "{lines:?}");
+}
