@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/end2end/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-cargo leptos build --release --precompress >/dev/null
+bash .ci/release-build >/dev/null
 # The same RUSTFLAGS cargo-leptos gives the release build (`always-erase-components`),
 # or cargo would rebuild every release crate for the load tool and again for the app.
 RUSTFLAGS="--cfg erase_components" cargo build --release --features ssr --bin loadtest >/dev/null 2>&1
