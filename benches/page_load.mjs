@@ -82,12 +82,17 @@ async function startServer() {
 /** One load of `/` in `page`: ms to hydrated-and-connected, and bytes on the wire. */
 async function load(page, cdp, url) {
   let bytes = 0;
+  const paths = new Map();
   const requests = [];
   const onFinished = (event) => {
     bytes += event.encodedDataLength;
+    if (paths.has(event.requestId)) requests.push(`${paths.get(event.requestId)} ${event.encodedDataLength} B`);
   };
   const onResponse = (event) => {
-    requests.push(`${event.response.status} ${event.response.fromDiskCache || event.response.fromMemoryCache ? 'cache' : 'net'} ${new URL(event.response.url).pathname}`);
+    const r = event.response;
+    const from = r.fromDiskCache ? 'disk cache' : r.fromMemoryCache ? 'memory cache' : r.fromPrefetchCache ? 'prefetch cache' : 'network';
+    const encoding = r.headers['content-encoding'] || r.headers['Content-Encoding'] || 'identity';
+    paths.set(event.requestId, `${new URL(r.url).pathname} ${r.status} from ${from} (${encoding})`);
   };
   cdp.on('Network.loadingFinished', onFinished);
   cdp.on('Network.responseReceived', onResponse);
@@ -140,8 +145,8 @@ async function main() {
   console.log(`network: 1.6 Mbit/s down, 750 kbit/s up, 150 ms round trip; CPU slowdown ${cpuSlowdown}x`);
   report('cold', cold);
   report('warm', warm);
-  console.log('cold requests:', cold[0].requests.join('; '));
-  console.log('warm requests:', warm[0].requests.join('; '));
+  console.log('cold requests:\n  ' + cold[0].requests.join('\n  '));
+  console.log('warm requests:\n  ' + warm[0].requests.join('\n  '));
 }
 
 main().catch((error) => {

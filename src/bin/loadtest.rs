@@ -12,7 +12,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tutor_chat::protocol::ServerFrame;
@@ -76,43 +75,19 @@ fn read_status_kb(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
-async fn session_cookie(http: &reqwest::Client, app: &str) -> Result<String, String> {
-    let response = http
-        .get(format!("{app}/healthz"))
-        .send()
-        .await
-        .map_err(|e| format!("GET /healthz: {e}"))?;
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("tutor_session="))
-        .and_then(|c| c.split(';').next())
-        .map(str::to_string)
-        .ok_or_else(|| "no session cookie".to_string())
-}
-
-async fn conversation(http: reqwest::Client, args: &Args) -> ConnResult {
+async fn conversation(args: &Args) -> ConnResult {
     let mut result = ConnResult::default();
-    if let Err(e) = run_conversation(&http, args, &mut result).await {
+    if let Err(e) = run_conversation(args, &mut result).await {
         result.error = Some(e);
     }
     result
 }
 
-async fn run_conversation(
-    http: &reqwest::Client,
-    args: &Args,
-    result: &mut ConnResult,
-) -> Result<(), String> {
-    let cookie = session_cookie(http, &args.app).await?;
+async fn run_conversation(args: &Args, result: &mut ConnResult) -> Result<(), String> {
+    // No cookie: the upgrade makes each connection a new guest, as the course lesson's
+    // client is made one (static files and probes mint no session any more).
     let ws_url = format!("{}/ws/chat", args.app.replacen("http", "ws", 1));
-    let mut request = ws_url.into_client_request().map_err(|e| e.to_string())?;
-    request.headers_mut().insert(
-        "cookie",
-        HeaderValue::from_str(&cookie).map_err(|e| e.to_string())?,
-    );
+    let request = ws_url.into_client_request().map_err(|e| e.to_string())?;
     // tungstenite zeroes its whole read buffer (128 KiB by default) for every read: with
     // a thousand sockets that was most of this tool's CPU, taken from the app it measures.
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
@@ -177,7 +152,6 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     let args: &'static Args = Box::leak(Box::new(Args::parse()));
-    let http = reqwest::Client::new();
     let started = Instant::now();
     let started_us = now_us();
 
@@ -196,7 +170,6 @@ async fn main() {
 
     let mut tasks = Vec::with_capacity(args.connections);
     for i in 0..args.connections {
-        let http = http.clone();
         let offset = if args.connections > 1 {
             Duration::from_millis(args.ramp_ms * i as u64 / (args.connections as u64 - 1))
         } else {
@@ -204,7 +177,7 @@ async fn main() {
         };
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(offset).await;
-            conversation(http, args).await
+            conversation(args).await
         }));
     }
     let all = futures::future::join_all(tasks);
