@@ -124,6 +124,9 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         })?;
     let local = listener.local_addr().map_err(StartError::Serve)?;
     options.site_addr = local;
+    if let Some(problem) = crate::static_files::linked_wasm_problem(&options) {
+        tracing::error!("{problem}");
+    }
     let (app, state) = build_app(settings, options).await?;
     tracing::info!("Tutor Chat listening on http://{local}");
     let grace = state.settings.shutdown_grace;

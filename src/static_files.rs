@@ -54,6 +54,35 @@ pub fn router<S: Clone + Send + Sync + 'static>(options: &LeptosOptions) -> Rout
     router
 }
 
+/// Says what is wrong when the page would link WASM that is not there: a hashed build
+/// in the site folder, but no `hash.txt` beside the binary (so the page links the
+/// unhashed name), or the reverse. Every page would load without its app.
+pub fn linked_wasm_problem(options: &LeptosOptions) -> Option<String> {
+    let pkg = Path::new(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
+    let names: Vec<String> = std::fs::read_dir(&pkg)
+        .ok()?
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| name.starts_with(options.output_name.as_ref()) && name.ends_with(".wasm"))
+        .collect();
+    let plain = format!("{}.wasm", options.output_name);
+    let hashed_only = !names.is_empty() && !names.contains(&plain);
+    match (options.hash_files, hashed_only) {
+        (false, true) => Some(format!(
+            "{} holds content-hashed files ({}) but no hash file ({}) is beside this binary: \
+             pages will link {plain}, which does not exist. Copy the build's hash.txt next to the binary.",
+            pkg.display(),
+            names.join(", "),
+            options.hash_file
+        )),
+        (true, false) if names.contains(&plain) => Some(format!(
+            "file hashing is on but {} holds the unhashed {plain}: is hash.txt from another build?",
+            pkg.display()
+        )),
+        _ => None,
+    }
+}
+
 /// The site root's plain files (the `assets-dir` copied there), not their `.br`/`.gz`
 /// twins. Read once at start-up: a file added later is served by the app's fallback.
 fn public_files(site_root: &Path) -> Vec<String> {
@@ -95,4 +124,31 @@ pub async fn html_no_cache(mut response: axum::response::Response) -> axum::resp
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options_for(files: &[&str], hash_files: bool) -> LeptosOptions {
+        let root = std::env::temp_dir().join(format!("tutor-static-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(root.join("pkg")).unwrap();
+        for file in files {
+            std::fs::write(root.join("pkg").join(file), b"x").unwrap();
+        }
+        let mut options = LeptosOptions::builder().output_name("tutor-chat").build();
+        options.site_root = root.display().to_string().into();
+        options.hash_files = hash_files;
+        options
+    }
+
+    #[test]
+    fn a_hashed_build_without_its_hash_file_is_reported() {
+        let hashed = ["tutor-chat.abc.wasm", "tutor-chat.abc.wasm.br"];
+        assert!(linked_wasm_problem(&options_for(&hashed, false)).unwrap().contains("hash.txt"));
+        assert_eq!(linked_wasm_problem(&options_for(&hashed, true)), None);
+        assert_eq!(linked_wasm_problem(&options_for(&["tutor-chat.wasm"], false)), None);
+        assert!(linked_wasm_problem(&options_for(&["tutor-chat.wasm"], true)).is_some());
+        assert_eq!(linked_wasm_problem(&options_for(&[], false)), None, "no build yet: nothing to say");
+    }
 }
