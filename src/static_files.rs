@@ -84,7 +84,8 @@ pub fn linked_wasm_problem(options: &LeptosOptions) -> Option<String> {
 }
 
 /// The site root's plain files (the `assets-dir` copied there), not their `.br`/`.gz`
-/// twins. Read once at start-up: a file added later is served by the app's fallback.
+/// twins. Read once at start-up: a file added later is served by the app's fallback
+/// (with a session cookie and no cache policy, as before this module).
 fn public_files(site_root: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(site_root) else {
         return Vec::new();
@@ -94,6 +95,9 @@ fn public_files(site_root: &Path) -> Vec<String> {
         .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|entry| entry.file_name().into_string().ok())
         .filter(|name| !name.ends_with(".br") && !name.ends_with(".gz") && !name.contains(['{', '}', '*']))
+        // Files with an extension only (never a page's path such as `faq`, whose route
+        // would collide), and no hidden ones.
+        .filter(|name| name.contains('.') && !name.starts_with('.'))
         .collect()
 }
 
