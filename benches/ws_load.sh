@@ -8,8 +8,12 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/end2end/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-cargo leptos build --release >/dev/null
-cargo build --release --features ssr --bin loadtest >/dev/null 2>&1
+bash .ci/release-build >/dev/null
+# What cargo-leptos gives the release build: its RUSTFLAGS (`always-erase-components`)
+# and LEPTOS_OUTPUT_NAME (read by leptos at compile time). Other values and cargo
+# rebuilds the release crates for the load tool, then again for the app.
+LEPTOS_OUTPUT_NAME=tutor-chat RUSTFLAGS="--cfg erase_components" \
+  cargo build --release --features ssr --bin loadtest >/dev/null 2>&1
 
 APP_PORT=3300 FAKE_PORT=3301
 ./target/release/tutor-chat fake-upstream --port $FAKE_PORT >/dev/null &

@@ -3,7 +3,7 @@
 //! chat's [`ChatClient`].
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
@@ -33,6 +33,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <AutoReload options=options.clone() />
+                // The stylesheet by its hashed name (docs/page.md): here, where the options are.
+                <HashedStylesheet options=options.clone() id="leptos" />
                 <HydrationScripts options />
                 <MetaTags />
             </head>
@@ -62,7 +64,6 @@ pub fn App() -> impl IntoView {
         client.start();
     });
     view! {
-        <Stylesheet id="leptos" href="/pkg/tutor-chat.css" />
         <Title text=move || lang.get().t().product />
         <Router>
             <main class="layout" data-hydrated=move || hydrated.0.get().to_string()>

@@ -141,6 +141,13 @@ impl Db {
         self.backend
     }
 
+    /// One round trip to the database, for `/readyz`: a pool that cannot hand out a
+    /// connection, or a server that does not answer, fails it.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
     }

@@ -22,6 +22,9 @@ pub mod digest;
 pub mod throttle;
 #[cfg(feature = "ssr")]
 pub mod clock;
+pub mod metrics;
+#[cfg(feature = "ssr")]
+pub mod static_files;
 #[cfg(feature = "ssr")]
 pub mod db;
 #[cfg(feature = "ssr")]
@@ -39,6 +42,8 @@ pub mod faq;
 pub mod not_found;
 #[cfg(feature = "ssr")]
 pub mod auth;
+#[cfg(feature = "ssr")]
+pub mod probes;
 
 // Pages and routes, then the router (server only).
 pub mod app;

@@ -8,16 +8,17 @@
 async fn main() -> std::process::ExitCode {
     use clap::Parser;
     use std::process::ExitCode;
-    use tracing_subscriber::EnvFilter;
-
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    use tutor_chat::settings::LogFormat;
 
     let mut args = std::env::args();
-    if args.nth(1).as_deref() == Some("fake-upstream") {
+    let command = args.nth(1);
+    // The server logs in the format its settings ask for (read below); the tools, as text.
+    let serving = !matches!(command.as_deref(), Some("fake-upstream" | "teacher" | "index"));
+    if !serving {
+        init_logging(LogFormat::Text);
+    }
+
+    if command.as_deref() == Some("fake-upstream") {
         let fake_args = tutor_chat::upstream::fake::FakeArgs::parse_from(
             std::iter::once("tutor-chat fake-upstream".to_string()).chain(std::env::args().skip(2)),
         );
@@ -75,12 +76,26 @@ async fn main() -> std::process::ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    init_logging(settings.log_format);
     match tutor_chat::server::run(settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("tutor-chat: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Log lines to stdout, filtered by `RUST_LOG` (default `info`): text, or one JSON
+/// object a line (`log_format = "json"`) with the span's fields, for log collectors.
+#[cfg(feature = "ssr")]
+fn init_logging(format: tutor_chat::settings::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        tutor_chat::settings::LogFormat::Text => logs.init(),
+        tutor_chat::settings::LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
     }
 }
 

@@ -43,6 +43,15 @@ pub fn leptos_options() -> Result<LeptosOptions, StartError> {
     if options.output_name.is_empty() {
         options.output_name = "tutor-chat".into();
     }
+    // cargo-leptos tells the server about hashed file names through the environment
+    // only when it runs it; a binary started on its own (an operator, the browser
+    // tests) finds the hash file the build wrote beside it.
+    if std::env::var_os("LEPTOS_HASH_FILES").is_none() {
+        options.hash_files = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join(options.hash_file.as_ref())))
+            .is_some_and(|file| file.is_file());
+    }
     Ok(options)
 }
 
@@ -87,7 +96,6 @@ pub fn router(state: AppState) -> Router {
         .route("/c/{id}/export.md", get(export_md).fallback(not_found_md_other_methods))
         .route("/ws/chat", get(crate::chat::socket::ws_handler))
         .route("/ws/chat/{client}", get(crate::chat::socket::ws_handler))
-        .route("/healthz", get(|| async { "ok" }))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -101,8 +109,13 @@ pub fn router(state: AppState) -> Router {
             move || shell(shell_options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::map_response(crate::static_files::html_no_cache))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::throttle_calls))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::session_layer))
+        // Merged after the session layer, so that it does not wrap them: probes and
+        // static files mint no cookie.
+        .merge(crate::probes::router())
+        .merge(crate::static_files::router(&state.leptos_options))
         .layer(middleware::map_response(crate::net::security_headers))
         .with_state(state)
 }
@@ -131,6 +144,9 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         })?;
     let local = listener.local_addr().map_err(StartError::Serve)?;
     options.site_addr = local;
+    if let Some(problem) = crate::static_files::linked_wasm_problem(&options) {
+        tracing::error!("{problem}");
+    }
     let (app, state) = build_app(settings, options).await?;
     tracing::info!("Tutor Chat listening on http://{local}");
     let grace = state.settings.shutdown_grace;

@@ -160,6 +160,12 @@ pub struct Cli {
     /// Answers one student may have streaming at once, counted across tabs and instances in the database (0: no cap).
     #[arg(long, env = "TUTOR_ANSWERS_AT_ONCE_PER_USER")]
     pub answers_at_once_per_user: Option<u32>,
+    /// Bearer token that lets a scraper read `/metrics` from anywhere; unset, only this machine may (a loopback peer with no proxy headers).
+    #[arg(long, env = "TUTOR_METRICS_TOKEN")]
+    pub metrics_token: Option<String>,
+    /// `text` for people, `json` (one object a line) for log collectors.
+    #[arg(long, env = "TUTOR_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 /// The same keys as [`Cli`], from the settings file.
@@ -216,6 +222,8 @@ pub struct FileSettings {
     pub answer_lease_ms: Option<u64>,
     pub max_continuations: Option<u32>,
     pub answers_at_once_per_user: Option<u32>,
+    pub metrics_token: Option<String>,
+    pub log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Clone)]
@@ -301,6 +309,20 @@ pub struct Settings {
     pub max_continuations: u32,
     /// Answers one student may have streaming at once, counted across tabs and instances in the database (0: no cap).
     pub answers_at_once_per_user: u32,
+    /// Bearer token that lets a scraper read `/metrics` from anywhere; unset, only this machine may (a loopback peer with no proxy headers).
+    pub metrics_token: Option<String>,
+    /// `text` for people, `json` (one object a line) for log collectors.
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written (`log_format`): text for a person at a terminal, one JSON
+/// object a line for a log collector (fields stay fields, no parsing of text).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a patient tutor for an online course about \
@@ -465,6 +487,8 @@ impl Settings {
             answers_at_once_per_user: cli.answers_at_once_per_user.or(file.answers_at_once_per_user).unwrap_or(3),
             max_continuations: cli.max_continuations.or(file.max_continuations).unwrap_or(1),
             answer_lease: ms(cli.answer_lease_ms, file.answer_lease_ms, 5_000).max(Duration::from_secs(2)),
+            log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
+            metrics_token: non_empty(cli.metrics_token.or(file.metrics_token)),
             price_per_million_completion_tokens: cli.price_per_million_completion_tokens.or(file.price_per_million_completion_tokens).filter(|p| p.is_finite() && *p >= 0.0).unwrap_or(0.0),
             price_per_million_prompt_tokens: cli.price_per_million_prompt_tokens.or(file.price_per_million_prompt_tokens).filter(|p| p.is_finite() && *p >= 0.0).unwrap_or(0.0),
             teachers_read_all_conversations: cli.teachers_read_all_conversations.or(file.teachers_read_all_conversations).unwrap_or(false),

@@ -17,6 +17,7 @@ use crate::digest::TokenKey;
 use crate::error::AppError;
 use crate::faq::matcher::FaqIndex;
 use crate::lessons::index::{IndexError, LessonIndex};
+use crate::metrics::Metrics;
 use crate::protocol::ErrorCode;
 use crate::settings::{Settings, DEFAULT_BASE_URL};
 use crate::throttle::Buckets;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub password_hashing: Arc<PasswordHashing>,
     /// Server-function calls per client address (`calls_per_second_per_address`).
     pub call_buckets: Arc<Buckets>,
+    /// This instance's `/metrics` (docs/deploy.md).
+    pub metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,8 +122,9 @@ impl AppState {
         let db = Arc::new(db);
         let instance_id: Arc<str> = instance_id.into();
         let notices = Arc::new(crate::chat::notices::Notices::default());
-        let bus = crate::chat::bus::Bus::start(db.clone(), &instance_id, notices.clone());
-        let live = LiveAnswers::new(db.clone(), bus.clone(), instance_id.clone(), settings.answer_lease);
+        let metrics = Arc::new(Metrics::new());
+        let bus = crate::chat::bus::Bus::start(db.clone(), &instance_id, notices.clone(), metrics.clone());
+        let live = LiveAnswers::new(db.clone(), bus.clone(), instance_id.clone(), settings.answer_lease, metrics.clone());
         let settings_queue = settings.password_hash_queue;
         let calls_per_second = settings.calls_per_second_per_address;
         spawn_cleanup(db.clone(), settings.guest_idle_days);
@@ -133,6 +137,7 @@ impl AppState {
             faq,
             shutdown: Arc::new(watch::channel(false).0),
             live,
+            metrics,
             notices,
             bus,
             db,

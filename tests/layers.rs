@@ -26,6 +26,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "digest",
             "throttle",
             "clock",
+            "metrics",
+            "static_files",
         ],
     ),
     (
@@ -102,6 +104,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "escalation::view",
             "faq::api",
             "faq::view",
+            "probes",
         ],
     ),
     ("pages and routes", &["app"]),

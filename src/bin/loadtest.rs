@@ -88,24 +88,7 @@ fn read_status_kb(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
-async fn session_cookie(http: &reqwest::Client, app: &str) -> Result<String, String> {
-    let response = http
-        .get(format!("{app}/healthz"))
-        .send()
-        .await
-        .map_err(|e| format!("GET /healthz: {e}"))?;
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("tutor_session="))
-        .and_then(|c| c.split(';').next())
-        .map(str::to_string)
-        .ok_or_else(|| "no session cookie".to_string())
-}
-
-async fn conversation(http: reqwest::Client, args: &Args, student: usize) -> ConnResult {
+async fn conversation(args: &Args, student: usize) -> ConnResult {
     let mut result = ConnResult::default();
     let (ask_at, follow_at) = if args.apps.is_empty() {
         (args.app.as_str(), None)
@@ -113,7 +96,7 @@ async fn conversation(http: reqwest::Client, args: &Args, student: usize) -> Con
         let n = args.apps.len();
         (args.apps[student % n].as_str(), args.follow.then(|| args.apps[(student + 1) % n].as_str()))
     };
-    if let Err(e) = run_conversation(&http, args, ask_at, follow_at, &mut result).await {
+    if let Err(e) = run_conversation(args, ask_at, follow_at, &mut result).await {
         result.error = Some(e);
     }
     result
@@ -121,20 +104,29 @@ async fn conversation(http: reqwest::Client, args: &Args, student: usize) -> Con
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn open_socket(app: &str, cookie: &str) -> Result<Ws, String> {
+/// A chat socket; without a cookie the upgrade makes a new guest (as the course
+/// lesson's client is made one), and the session cookie it set comes back.
+async fn open_socket(app: &str, cookie: Option<&str>) -> Result<(Ws, Option<String>), String> {
     let ws_url = format!("{}/ws/chat", app.replacen("http", "ws", 1));
     let mut request = ws_url.into_client_request().map_err(|e| e.to_string())?;
-    request.headers_mut().insert(
-        "cookie",
-        HeaderValue::from_str(cookie).map_err(|e| e.to_string())?,
-    );
+    if let Some(cookie) = cookie {
+        request.headers_mut().insert("cookie", HeaderValue::from_str(cookie).map_err(|e| e.to_string())?);
+    }
     // tungstenite zeroes its whole read buffer (128 KiB by default) for every read: with
     // a thousand sockets that was most of this tool's CPU, taken from the app it measures.
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+    let (ws, response) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    Ok(ws)
+    let minted = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("tutor_session="))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_string);
+    Ok((ws, minted))
 }
 
 /// The stamps of a chunk's tokens, with their relay latency at `received`.
@@ -147,7 +139,7 @@ fn stamps(content: &str, received: u64) -> impl Iterator<Item = (u64, u64)> + '_
 
 /// A second tab on another instance: resumes the answer and measures its chunks.
 async fn follow(app: String, cookie: String, message_id: String) -> Result<Vec<u64>, String> {
-    let mut ws = open_socket(&app, &cookie).await?;
+    let (mut ws, _) = open_socket(&app, Some(&cookie)).await?;
     ws.send(Message::Text(
         serde_json::json!({ "type": "resume", "message_id": message_id }).to_string().into(),
     ))
@@ -174,14 +166,12 @@ async fn follow(app: String, cookie: String, message_id: String) -> Result<Vec<u
 }
 
 async fn run_conversation(
-    http: &reqwest::Client,
     args: &Args,
     ask_at: &str,
     follow_at: Option<&str>,
     result: &mut ConnResult,
 ) -> Result<(), String> {
-    let cookie = session_cookie(http, ask_at).await?;
-    let mut ws = open_socket(ask_at, &cookie).await?;
+    let (mut ws, cookie) = open_socket(ask_at, None).await?;
     let mut follower = None;
     let question = format!(
         "[stamp] [tokens={}] [delay={}] load test",
@@ -204,7 +194,8 @@ async fn run_conversation(
         match frame {
             ServerFrame::Start { message_id, .. } => {
                 if let Some(app) = follow_at {
-                    follower = Some(tokio::spawn(follow(app.to_string(), cookie.clone(), message_id)));
+                    let cookie = cookie.clone().ok_or("the upgrade set no session cookie to follow with")?;
+                    follower = Some(tokio::spawn(follow(app.to_string(), cookie, message_id)));
                 }
             }
             ServerFrame::Chunk { content, .. } => {
@@ -247,7 +238,6 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     let args: &'static Args = Box::leak(Box::new(Args::parse()));
-    let http = reqwest::Client::new();
     let started = Instant::now();
     let started_us = now_us();
 
@@ -266,7 +256,6 @@ async fn main() {
 
     let mut tasks = Vec::with_capacity(args.connections);
     for i in 0..args.connections {
-        let http = http.clone();
         let offset = if args.connections > 1 {
             Duration::from_millis(args.ramp_ms * i as u64 / (args.connections as u64 - 1))
         } else {
@@ -274,7 +263,7 @@ async fn main() {
         };
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(offset).await;
-            conversation(http, args, i).await
+            conversation(args, i).await
         }));
     }
     let all = futures::future::join_all(tasks);

@@ -20,7 +20,8 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::Instrument;
 
 use super::notices::Notices;
-use crate::db::{Backend, Db};
+use crate::db::{now_ms, Backend, Db};
+use crate::metrics::Metrics;
 use crate::protocol::ServerFrame;
 
 /// The channel every instance listens on.
@@ -36,7 +37,12 @@ const FEED_BUFFER: usize = 256;
 pub enum BusMessage {
     /// Chunks (and maybe the end) of answers the receiving instance follows.
     #[serde(rename = "t")]
-    Tokens { a: Vec<AnswerTokens> },
+    Tokens {
+        a: Vec<AnswerTokens>,
+        /// When it was sent (Unix ms): the receiver's notification lag.
+        #[serde(default)]
+        s: i64,
+    },
     /// "Send me this answer's chunks from `from` on", to the answer's owner.
     #[serde(rename = "f")]
     Follow { m: String, from: u64, reply: String },
@@ -103,6 +109,7 @@ pub struct Bus {
     notices: Arc<Notices>,
     owner_requests: mpsc::UnboundedSender<OwnerRequest>,
     owner_inbox: Mutex<Option<mpsc::UnboundedReceiver<OwnerRequest>>>,
+    metrics: Arc<Metrics>,
 }
 
 /// A socket's subscription to a remote answer's feed; the entry goes with the last.
@@ -136,7 +143,7 @@ pub fn instance_channel(instance: &str) -> String {
 impl Bus {
     /// The bus of this instance, listening from now on (its own channel and the
     /// shared one) and publishing through one ordered outbox.
-    pub fn start(db: Arc<Db>, instance: &str, notices: Arc<Notices>) -> Arc<Bus> {
+    pub fn start(db: Arc<Db>, instance: &str, notices: Arc<Notices>, metrics: Arc<Metrics>) -> Arc<Bus> {
         let (outbox, queue) = mpsc::unbounded_channel();
         let (owner_requests, owner_inbox) = mpsc::unbounded_channel();
         let bus = Arc::new(Bus {
@@ -148,6 +155,7 @@ impl Bus {
             notices,
             owner_requests,
             owner_inbox: Mutex::new(Some(owner_inbox)),
+            metrics,
         });
         match db.backend() {
             Backend::Postgres => {
@@ -195,7 +203,7 @@ impl Bus {
 
     /// Chunks for the instances following an answer here (`channel` is theirs).
     pub fn send_tokens(&self, channel: &str, tokens: AnswerTokens) {
-        self.send(channel.to_string(), BusMessage::Tokens { a: vec![tokens] });
+        self.send(channel.to_string(), BusMessage::Tokens { a: vec![tokens], s: 0 });
     }
 
     /// Tells every instance that this one took an answer over.
@@ -231,7 +239,9 @@ impl Bus {
     /// Hands a received message to whoever waits for it here.
     fn dispatch(&self, message: BusMessage) {
         match message {
-            BusMessage::Tokens { a } => {
+            BusMessage::Tokens { a, s } => {
+                let lag = now_ms().saturating_sub(s).max(0);
+                self.metrics.record_notification_lag(std::time::Duration::from_millis(lag as u64));
                 let feeds = lock(&self.feeds);
                 for tokens in a {
                     if let Some(feed) = feeds.get(&tokens.m) {
@@ -390,13 +400,13 @@ fn payloads(waiting: Vec<Outgoing>) -> Vec<(String, String)> {
     let mut order: Vec<String> = Vec::new();
     let flush = |channel: &str, batch: Vec<AnswerTokens>, out: &mut Vec<(String, String)>| {
         if !batch.is_empty() {
-            let payload = serde_json::to_string(&BusMessage::Tokens { a: batch }).unwrap_or_default();
+            let payload = serde_json::to_string(&BusMessage::Tokens { a: batch, s: now_ms() }).unwrap_or_default();
             out.push((channel.to_string(), payload));
         }
     };
     for Outgoing { channel, message } in waiting {
         match message {
-            BusMessage::Tokens { a } => {
+            BusMessage::Tokens { a, .. } => {
                 for tokens in a {
                     for piece in split_to_fit(tokens) {
                         let size = serde_json::to_string(&piece).map_or(MAX_PAYLOAD, |json| json.len() + 1);
@@ -470,6 +480,7 @@ mod tests {
             channel: "c".into(),
             message: BusMessage::Tokens {
                 a: vec![AnswerTokens { m: m.into(), g: 0, t: seqs.map(|s| (s, word.to_string())).collect(), e: None }],
+                s: 0,
             },
         }
     }
@@ -483,7 +494,7 @@ mod tests {
         for (channel, payload) in &payloads {
             assert_eq!(channel, "c");
             assert!(payload.len() < 8000, "{} bytes", payload.len());
-            let BusMessage::Tokens { a } = serde_json::from_str(payload).unwrap() else { panic!() };
+            let BusMessage::Tokens { a, .. } = serde_json::from_str(payload).unwrap() else { panic!() };
             for answer in a {
                 seen.entry(answer.m).or_default().extend(answer.t.iter().map(|(seq, _)| *seq));
             }

@@ -16,6 +16,7 @@ use tracing::Instrument;
 use super::bus::{AnswerTokens, Bus, FollowRequest, OwnerRequest};
 use super::store::AnswerWrite;
 use crate::db::{now_ms, Db, StoreError};
+use crate::metrics::Metrics;
 use crate::protocol::{AnswerStatus, EndReason, ErrorCode, ServerFrame};
 use crate::upstream::AnswerStream;
 
@@ -51,6 +52,7 @@ pub struct LiveAnswers {
     instance: Arc<str>,
     /// How long a lease runs before another instance may take an answer over.
     lease: Duration,
+    metrics: Arc<Metrics>,
 }
 
 pub struct LiveAnswer {
@@ -115,6 +117,8 @@ pub struct Published {
     pub json: Utf8Bytes,
     /// `end` or `error`: the answer is over.
     pub terminal: bool,
+    /// When it was published: a follower's send measures the relay latency from it.
+    pub at: Instant,
 }
 
 /// A socket's view of one answer: what it has seen and what comes next.
@@ -133,7 +137,7 @@ impl LiveAnswers {
     /// batch per transaction, and answers that end together in one transaction (group
     /// commit). Per-answer commits were a thousand transactions a second with a class
     /// online, and SQLite has one writer.
-    pub fn new(db: Arc<Db>, bus: Arc<Bus>, instance: Arc<str>, lease: Duration) -> Arc<LiveAnswers> {
+    pub fn new(db: Arc<Db>, bus: Arc<Bus>, instance: Arc<str>, lease: Duration, metrics: Arc<Metrics>) -> Arc<LiveAnswers> {
         let (finishes, queue) = mpsc::unbounded_channel();
         let requests = bus.take_owner_requests();
         let live = Arc::new(LiveAnswers {
@@ -145,8 +149,9 @@ impl LiveAnswers {
             bus,
             instance,
             lease,
+            metrics: metrics.clone(),
         });
-        tokio::spawn(write_answers(Arc::downgrade(&live), db, queue).in_current_span());
+        tokio::spawn(write_answers(Arc::downgrade(&live), db, metrics, queue).in_current_span());
         if let Some(requests) = requests {
             tokio::spawn(serve_owner_requests(Arc::downgrade(&live), requests).in_current_span());
         }
@@ -257,7 +262,7 @@ impl LiveAnswers {
         let (stored, done) = oneshot::channel();
         if let Err(mpsc::error::SendError(unsent)) = self.finishes.send(Finish { write, stored }) {
             // The writer is gone (only while the runtime shuts down): write it ourselves.
-            return self.db.write_answers(&[unsent.write]).await;
+            return timed_write(&self.db, &self.metrics, &[unsent.write]).await;
         }
         match done.await {
             Ok(result) => result,
@@ -395,7 +400,7 @@ impl LiveAnswer {
             }
         }
         // No follower is fine: the answer is still stored.
-        let _ = self.frames.send(Published { json: json.into(), terminal });
+        let _ = self.frames.send(Published { json: json.into(), terminal, at: Instant::now() });
     }
 }
 
@@ -422,13 +427,18 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
     let bus = &live.bus;
     // For the dashboard's time to first token.
     let mut first_token_at = None;
+    let started = Instant::now();
     let id = &answer.message_id;
     let (status, code, usage, last) = loop {
         tokio::select! {
             delta = stream.next_delta() => match delta {
                 Ok(Some(content)) => {
                     seq += 1;
-                    first_token_at.get_or_insert_with(now_ms);
+                    if first_token_at.is_none() {
+                        first_token_at = Some(now_ms());
+                        live.metrics.first_token(started.elapsed());
+                    }
+                    live.metrics.token_relayed();
                     let frame = ServerFrame::Chunk { content, seq, message_id: id.clone() };
                     answer.publish(bus, &frame, |s| {
                         if let ServerFrame::Chunk { content, .. } = &frame {
@@ -471,7 +481,7 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
                         tracing::error!(%error, message_id = %id, "cannot release the answer; it is taken over when its lease lapses");
                     }
                     // Its sockets stop following (nothing is sent): they close with 1001.
-                    let _ = answer.frames.send(Published { json: Utf8Bytes::from_static(""), terminal: true });
+                    let _ = answer.frames.send(Published { json: Utf8Bytes::from_static(""), terminal: true, at: Instant::now() });
                     return;
                 }
             },
@@ -480,6 +490,9 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
     let text = lock(&answer.state).text.clone();
     // Counted even when the model's own count never came (stopped, cut, failed).
     let usage = usage.or_else(|| stream.usage_or_estimate(text.chars().count()));
+    if let Some(status) = stream.upstream_status() {
+        live.metrics.upstream_status(status);
+    }
     drop(stream); // ends the upstream request before the final write
     let finish = AnswerWrite::Finish {
         message_id: id.clone(),
@@ -494,6 +507,10 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
     };
     if let Err(error) = live.store_finish(finish).await {
         tracing::error!(%error, message_id = %id, "cannot store the finished answer");
+    }
+    live.metrics.answer_ended(&last);
+    if let ServerFrame::Error { code, .. } = &last {
+        live.metrics.error_sent(*code);
     }
     // Published after the final write: a reload after `end` shows the finished answer.
     answer.publish(bus, &last, |s| s.last = Some(last.clone()));
@@ -524,6 +541,7 @@ async fn serve_owner_requests(live: Weak<LiveAnswers>, mut requests: mpsc::Unbou
 async fn write_answers(
     live: Weak<LiveAnswers>,
     db: Arc<Db>,
+    metrics: Arc<Metrics>,
     mut queue: mpsc::UnboundedReceiver<Finish>,
 ) {
     let mut tick = tokio::time::interval_at(Instant::now() + CHECKPOINT_EVERY, CHECKPOINT_EVERY);
@@ -538,7 +556,7 @@ async fn write_answers(
                 for answers in unsaved.chunks(MAX_ROWS_PER_COMMIT) {
                     let checkpoints: Vec<AnswerWrite> =
                         answers.iter().filter_map(|answer| answer.checkpoint()).collect();
-                    if let Err(error) = db.write_answers(&checkpoints).await {
+                    if let Err(error) = timed_write(&db, &metrics, &checkpoints).await {
                         tracing::warn!(%error, answers = checkpoints.len(), "checkpoint failed; the next one carries the text");
                     }
                 }
@@ -552,7 +570,7 @@ async fn write_answers(
                         Err(_) => break,
                     }
                 }
-                store_finishes(&db, batch).await;
+                store_finishes(&db, &metrics, batch).await;
             }
         }
     }
@@ -560,11 +578,11 @@ async fn write_answers(
 
 /// Stores a batch of ends in one transaction; if that fails, each on its own, so one
 /// bad row cannot lose the others.
-async fn store_finishes(db: &Db, batch: Vec<Finish>) {
+async fn store_finishes(db: &Db, metrics: &Metrics, batch: Vec<Finish>) {
     let (writes, waiting): (Vec<AnswerWrite>, Vec<_>) =
         batch.into_iter().map(|finish| (finish.write, finish.stored)).unzip();
     if writes.len() > 1 {
-        match db.write_answers(&writes).await {
+        match timed_write(db, metrics, &writes).await {
             Ok(()) => {
                 for stored in waiting {
                     let _ = stored.send(Ok(()));
@@ -577,8 +595,19 @@ async fn store_finishes(db: &Db, batch: Vec<Finish>) {
         }
     }
     for (write, stored) in writes.iter().zip(waiting) {
-        let _ = stored.send(db.write_answers(std::slice::from_ref(write)).await);
+        let _ = stored.send(timed_write(db, metrics, std::slice::from_ref(write)).await);
     }
+}
+
+/// One answer-row transaction, its time recorded for `/metrics`.
+async fn timed_write(db: &Db, metrics: &Metrics, writes: &[AnswerWrite]) -> Result<(), StoreError> {
+    if writes.is_empty() {
+        return Ok(()); // no transaction, nothing to time
+    }
+    let started = Instant::now();
+    let result = db.write_answers(writes).await;
+    metrics.db_write(started.elapsed());
+    result
 }
 
 /// An error frame about an answer this socket cannot follow.

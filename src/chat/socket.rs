@@ -347,7 +347,12 @@ where
                     return Step::Continue; // handed over at shutdown: the page resumes it elsewhere
                 }
                 match self.sink.send(Message::Text(published.json)).await {
-                    Ok(()) => Step::Continue,
+                    Ok(()) => {
+                        if !published.terminal {
+                            self.state.metrics.relay_latency(published.at.elapsed());
+                        }
+                        Step::Continue
+                    }
                     Err(_) => Step::Close,
                 }
             }
@@ -373,7 +378,7 @@ where
             return Step::Close;
         }
         match last {
-            Some(last) => self.send(&last).await,
+            Some(last) => self.write(&last).await,
             None => {
                 self.following = Some(follower);
                 Step::Continue
@@ -651,7 +656,16 @@ where
         }
     }
 
+    /// Sends a frame of this socket's own; its errors count in `/metrics`.
     async fn send(&mut self, frame: &ServerFrame) -> Step {
+        if let ServerFrame::Error { code, .. } = frame {
+            self.state.metrics.error_sent(*code);
+        }
+        self.write(frame).await
+    }
+
+    /// Sends without counting: an answer's own last frame, counted when it ended.
+    async fn write(&mut self, frame: &ServerFrame) -> Step {
         match self.sink.send(Message::Text(frame.to_json().into())).await {
             Ok(()) => Step::Continue,
             Err(error) => {

@@ -84,6 +84,7 @@ pub async fn sweep(state: &AppState, own_before: Option<i64>) -> Result<usize, c
             continue; // another instance was quicker
         }
         handled += 1;
+        state.metrics.record_takeover();
         let generation = answer.generation + 1;
         tracing::info!(message_id = %answer.id, generation, released = answer.released, "taking over a cut answer");
         let Some(context) = state.db.continuation_context(&answer, settings.context_budget_chars()).await? else {

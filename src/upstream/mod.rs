@@ -167,6 +167,7 @@ impl UpstreamClient {
             token_gap_timeout: self.settings.token_gap_timeout,
             last_progress: now,
             opened: false,
+            status: None,
             got_token: false,
             finish_reason: None,
             usage: None,
@@ -248,6 +249,15 @@ impl AnswerStream {
             Inner::Local(_) => None,
         }
     }
+
+    /// The HTTP status the model API answered with, once it answered (for `/metrics`);
+    /// none for our own text or a request that got no response.
+    pub fn upstream_status(&self) -> Option<u16> {
+        match &self.0 {
+            Inner::Sse(sse) => sse.status,
+            Inner::Local(_) => None,
+        }
+    }
 }
 
 struct SseStream {
@@ -261,6 +271,8 @@ struct SseStream {
     token_gap_timeout: Duration,
     last_progress: Instant,
     opened: bool,
+    /// The response's status: 200 once the stream opened, else the refusal's.
+    status: Option<u16>,
     got_token: bool,
     finish_reason: Option<String>,
     usage: Option<Usage>,
@@ -297,7 +309,11 @@ impl SseStream {
                 }
             };
             match next {
-                Some(Ok(Event::Open)) => self.opened = true,
+                Some(Ok(Event::Open)) => {
+                    self.opened = true;
+                    // reqwest-eventsource opens only on exactly 200 OK.
+                    self.status = Some(200);
+                }
                 Some(Ok(Event::Message(message))) => match parse_chunk(&message.data) {
                     Ok(chunk) => {
                         if chunk.usage.is_some() {
@@ -347,6 +363,9 @@ impl SseStream {
                 }
                 Some(Err(error)) => {
                     self.source.close();
+                    if let reqwest_eventsource::Error::InvalidStatusCode(status, _) = &error {
+                        self.status = Some(status.as_u16());
+                    }
                     return Err(self.map_error(error));
                 }
             }

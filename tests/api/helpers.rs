@@ -129,6 +129,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with_options(tweak, |_| {}).await
+}
+
+/// An app whose Leptos options (site root, hashed file names) the test chooses too.
+pub async fn spawn_app_with_options(
+    tweak: impl FnOnce(&mut Settings),
+    tweak_options: impl FnOnce(&mut leptos::config::LeptosOptions),
+) -> TestApp {
     let (fake, fake_addr) = spawn_fake(FakeConfig {
         tokens: 8,
         delay: Duration::from_millis(5),
@@ -141,6 +149,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let addr = listener.local_addr().unwrap();
     let mut options = leptos_options().unwrap();
     options.site_addr = addr;
+    tweak_options(&mut options);
     let (app, state) = build_app(settings, options).await.unwrap();
     // The accept loop the binary runs (header timeout, connections per address).
     let limits = serve_limits(&state.settings);

@@ -147,6 +147,14 @@ async fn a_socket_on_another_instance_follows_an_answer_chunk_by_chunk_exactly_o
     let sent = a.last_request().answer;
     assert_eq!(followed.end, Some(EndReason::Complete));
     assert_eq!(followed.text, sent, "the follower's text is what the upstream sent");
+    // The follower's instance measured how late the bus brought the chunks.
+    let scraped = b.state.metrics.render(0, 0);
+    let lag_count = scraped
+        .lines()
+        .find_map(|line| line.strip_prefix("tutor_notification_lag_seconds_count "))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(lag_count > 0, "{scraped}");
     assert!(!followed.seqs.is_empty(), "chunks came live, not only a snapshot");
     assert_eq!(followed.last_seq, rest.end.unwrap().0);
     assert_eq!(rest.end.map(|(_, r)| r), Some(EndReason::Complete));
@@ -309,6 +317,9 @@ async fn a_continued_answer_ends_complete_with_the_full_text() {
     let (status, content, generation, continued, seams) = stored(&b, &message_id).await;
     assert_eq!((status.as_str(), generation, continued), ("complete", 1, 1));
     assert_eq!(content, full, "stored with no word lost or repeated at the seam");
+    // The instance that took it over counts it.
+    let scraped = b.state.metrics.render(0, 0);
+    assert!(scraped.contains("tutor_takeovers_total 1"), "{scraped}");
     // The page marks the seam, once, where the stored text ended.
     let seam: usize = serde_json::from_str::<Vec<usize>>(&seams.unwrap()).unwrap()[0];
     let page = b.page(&student.cookie, &format!("/c/{conversation_id}")).await;

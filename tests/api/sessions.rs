@@ -180,6 +180,59 @@ async fn a_client_written_as_in_the_course_lesson_works_without_a_cookie() {
     assert_eq!(app.list(&cookie).await.items[0].id, answer.conversation_id);
 }
 
+/// What the course lesson's client does, and nothing more: connect to
+/// `/ws/chat/{its user id}` with no cookie, send `{"question"}`, join the `chunk`
+/// contents until `end`, ignore every other frame type. Returns the text and the
+/// cookie the upgrade set.
+async fn lesson_client(app: &TestApp, user_id: &str, origin: Option<&str>, question: &str) -> (String, String) {
+    let mut request = format!("ws://{}/ws/chat/{user_id}", app.addr).into_client_request().unwrap();
+    if let Some(origin) = origin {
+        request.headers_mut().insert("origin", HeaderValue::from_str(origin).unwrap());
+    }
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    send_json(&mut ws, serde_json::json!({ "question": question })).await;
+    let mut text = String::new();
+    loop {
+        let tokio_tungstenite::tungstenite::Message::Text(frame) = next_message(&mut ws).await else {
+            panic!("the lesson's client reads text frames only");
+        };
+        let frame: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
+        match frame["type"].as_str() {
+            Some("chunk") => text.push_str(frame["content"].as_str().unwrap()),
+            Some("end") => return (text, cookie),
+            Some("error") => panic!("error frame: {frame}"),
+            _ => {} // hello, start, pong: not the lesson's, ignored as it ignores them
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_lesson_client_works_from_a_script_and_from_the_page_origin() {
+    let app = spawn_app().await;
+    // A script (no Origin, as Python's websockets sends none) and a page served from
+    // this site (its own Origin): each is a new guest with the whole answer.
+    let page_origin = format!("http://{}", app.addr);
+    let mut cookies = Vec::new();
+    for (user, origin) in [("student-1", None), ("student-1", Some(page_origin.as_str()))] {
+        let (text, cookie) = lesson_client(&app, user, origin, "[tokens=5] What is a WebSocket?").await;
+        assert_eq!(text, app.last_request().answer);
+        assert_eq!(text.split_whitespace().count(), 5, "{text}");
+        let history = app.list(&cookie).await;
+        assert_eq!(history.items.len(), 1, "the answer is in this guest's history");
+        cookies.push(cookie);
+    }
+    // The same path segment twice is still two guests: the URL names no one.
+    assert_ne!(cookies[0], cookies[1]);
+    // A page on another site may not open it, cookie or not (docs/security.md).
+    let mut foreign = format!("ws://{}/ws/chat/student-1", app.addr).into_client_request().unwrap();
+    foreign.headers_mut().insert("origin", HeaderValue::from_static("http://evil.example"));
+    match tokio_tungstenite::connect_async(foreign).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("expected HTTP 403, got {:?}", other.map(|(_, r)| r.status())),
+    }
+}
+
 #[tokio::test]
 async fn without_a_setting_the_secret_is_kept_in_the_data_folder_and_survives_a_restart() {
     let data_dir = fresh_data_dir();
