@@ -11,7 +11,11 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/end2end/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-cargo build --release --features ssr --bin tutor-chat --bin loadtest >/dev/null 2>&1
+# The release build as cargo-leptos makes it (its RUSTFLAGS and output name), so the
+# server binary is the one deployed and nothing is compiled twice (benches/ws_load.sh).
+bash .ci/release-build >/dev/null
+LEPTOS_OUTPUT_NAME=tutor-chat RUSTFLAGS="--cfg erase_components" \
+  cargo build --release --features ssr --bin loadtest >/dev/null 2>&1
 
 exec bash .ci/with-postgres bash -s -- "$@" <<'INNER'
 set -euo pipefail

@@ -29,7 +29,7 @@ pub(super) const LESSON_MODE_WORD_GAP: Duration = Duration::from_millis(12);
 /// Up to this many indexed sections, retrieval runs on the socket's task.
 const INLINE_SEARCH_MAX_SECTIONS: u64 = 2_000;
 /// Earlier questions of the conversation that retrieval reads with the new one.
-const RETRIEVAL_EARLIER_TURNS: u32 = 2;
+pub(super) const RETRIEVAL_EARLIER_TURNS: u32 = 2;
 
 /// Why a question got no answer; the socket turns it into an `error` frame.
 #[derive(Debug)]
@@ -271,7 +271,7 @@ pub(super) async fn tutor_notes(state: &AppState, hits: &[Hit]) -> TutorNotes {
 /// The endorsed entries that match the question at all (from `SOURCE_MIN_SCORE`), best
 /// first, after bringing the FAQ in step with the database. A failure to read it means
 /// the FAQ as last read, never no answer.
-async fn faq_matches(state: &AppState, question: &str) -> Vec<FaqMatch> {
+pub(super) async fn faq_matches(state: &AppState, question: &str) -> Vec<FaqMatch> {
     if let Err(error) = state.faq.refresh(&state.db).await {
         tracing::warn!(%error, "cannot read the course FAQ; matching against the last one read");
     }
@@ -280,7 +280,7 @@ async fn faq_matches(state: &AppState, question: &str) -> Vec<FaqMatch> {
 
 /// Endorsed answers as sources for the model, like lesson sections: an empty slug
 /// marks them as the FAQ's (their page is `/faq#{anchor}`).
-fn faq_hits(question: &str, matches: &[FaqMatch]) -> Vec<Hit> {
+pub(super) fn faq_hits(question: &str, matches: &[FaqMatch]) -> Vec<Hit> {
     let title = if crate::i18n::is_russian(question) { "FAQ курса" } else { "Course FAQ" };
     matches
         .iter()
@@ -323,6 +323,12 @@ pub(super) async fn retrieve(state: &AppState, question: &str, conversation_id: 
             }),
         None => Vec::new(),
     };
+    search_lessons(state, question, earlier).await
+}
+
+/// The lesson sections for a question read with the student's `earlier` questions
+/// (newest first). A failure means an answer without sources, never no answer.
+pub(super) async fn search_lessons(state: &AppState, question: &str, earlier: Vec<String>) -> Vec<Hit> {
     let k = state.settings.retrieval_top_k;
     let lessons = &state.lessons;
     // A search of a course-sized index takes about 0.1 ms (p99 0.4 ms): less than

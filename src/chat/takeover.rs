@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
-use super::ask::{retrieve, tutor_notes, LESSON_MODE_WORD_GAP};
+use super::ask::{faq_hits, faq_matches, search_lessons, tutor_notes, LESSON_MODE_WORD_GAP, RETRIEVAL_EARLIER_TURNS};
 use super::leases::{ContinuationContext, LapsedAnswer};
 use super::live::{AnswerPlaces, StartFrom};
 use super::prompt::model_messages;
 use crate::db::now_ms;
+use crate::history::MessageRole;
 use crate::lessons::excerpts;
 use crate::state::AppState;
 use crate::upstream::{AnswerStream, ChatMessage, CONTINUE_INSTRUCTION};
@@ -122,7 +123,18 @@ async fn continuation(state: &AppState, answer: &LapsedAnswer, context: &Continu
         let _ = state.faq.refresh(&state.db).await;
         return own_text(state.faq.entry(faq_id)?.answer);
     }
-    let hits = retrieve(state, &context.question, Some(&answer.conversation_id), &context.user_id).await;
+    // The sources the answer began with: the same search as when it was asked (the
+    // FAQ's loose matches, then the lessons read with the two questions before it).
+    let earlier: Vec<String> = context
+        .turns
+        .iter()
+        .rev()
+        .filter(|(role, _)| *role == MessageRole::User)
+        .take(RETRIEVAL_EARLIER_TURNS as usize)
+        .map(|(_, content)| content.clone())
+        .collect();
+    let mut hits = faq_hits(&context.question, &faq_matches(state, &context.question).await);
+    hits.extend(search_lessons(state, &context.question, earlier).await);
     if state.lesson_mode {
         return own_text(excerpts::excerpt_answer(&context.question, &hits));
     }

@@ -22,11 +22,16 @@ struct Doomed {
 
 impl Doomed {
     async fn start(database_url: String, lease_ms: u64) -> Doomed {
+        Doomed::start_with(database_url, lease_ms, |_| {}).await
+    }
+
+    async fn start_with(database_url: String, lease_ms: u64, tweak: fn(&mut tutor_chat::settings::Settings)) -> Doomed {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let app = runtime
             .spawn(spawn_app_with(move |s| {
                 s.database_url = Some(database_url);
                 s.answer_lease = Duration::from_millis(lease_ms);
+                tweak(s);
             }))
             .await
             .unwrap();
@@ -386,4 +391,50 @@ async fn a_students_tabs_and_answers_are_capped_across_instances() {
             Err(error) => panic!("the closed tab's place never came back: {error}"),
         }
     }
+}
+
+/// No model configured: answers are the lessons' own excerpts (lesson mode).
+fn lesson_mode(s: &mut tutor_chat::settings::Settings) {
+    s.upstream.base_url = None;
+    s.upstream.api_key = None;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lesson_mode_continues_its_own_text_after_a_crash() {
+    const LEASE_MS: u64 = 2_000;
+    let question = "How does a token bucket limit how often a client may send requests?";
+    let mut a = Doomed::start_with(fresh_database_url().await, LEASE_MS, lesson_mode).await;
+    let database_url = a.app.state.settings.database_url.clone().unwrap();
+    let url = database_url.clone();
+    let b = spawn_app_with(move |s| {
+        s.database_url = Some(url);
+        s.answer_lease = Duration::from_millis(LEASE_MS);
+        lesson_mode(s);
+    })
+    .await;
+    assert!(a.app.state.lesson_mode && b.state.lesson_mode);
+    let mut student = a.app.student().await;
+    send_json(&mut student.ws, json!({"question": question})).await;
+    let ServerFrame::Start { message_id, .. } = next_frame(&mut student.ws).await else { panic!("no start") };
+    // Past a checkpoint, still mid-answer, then the instance dies.
+    let until = Instant::now() + Duration::from_millis(1_300);
+    while Instant::now() < until {
+        match next_frame(&mut student.ws).await {
+            ServerFrame::Chunk { .. } | ServerFrame::Budget { .. } => {}
+            other => panic!("the excerpts ended before the crash (make the question longer): {other:?}"),
+        }
+    }
+    a.crash();
+    let mut ws = b.socket(&student.cookie).await;
+    send_json(&mut ws, json!({"type": "resume", "message_id": message_id})).await;
+    let followed = follow_to_end(&mut ws, &message_id, Duration::from_secs(30)).await;
+    assert_eq!(followed.end, Some(EndReason::Complete), "{followed:?}");
+    let (status, content, generation, _, seams) = stored(&b, &message_id).await;
+    assert_eq!((status.as_str(), generation), ("complete", 1));
+    assert!(seams.is_some(), "it was continued, not restarted");
+    // The same question asked afresh gives the same excerpts: the continued answer is
+    // exactly that text, nothing lost or repeated at the seam.
+    let whole = full_text(&b, question).await;
+    assert_eq!(content, whole);
+    assert_eq!(followed.text, whole);
 }
