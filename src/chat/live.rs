@@ -52,6 +52,9 @@ pub struct LiveAnswers {
     instance: Arc<str>,
     /// How long a lease runs before another instance may take an answer over.
     lease: Duration,
+    /// When the leases were last renewed: every third of a lease is enough, and with
+    /// a class online each renewal rewrites every streaming row.
+    renewed_at: Mutex<Option<Instant>>,
     metrics: Arc<Metrics>,
 }
 
@@ -149,6 +152,7 @@ impl LiveAnswers {
             bus,
             instance,
             lease,
+            renewed_at: Mutex::new(None),
             metrics: metrics.clone(),
         });
         tokio::spawn(write_answers(Arc::downgrade(&live), db, metrics, queue).in_current_span());
@@ -274,6 +278,13 @@ impl LiveAnswers {
     async fn renew_leases(&self) {
         if self.is_empty() {
             return;
+        }
+        {
+            let mut renewed_at = lock(&self.renewed_at);
+            if renewed_at.is_some_and(|at| at.elapsed() < self.lease / 3) {
+                return;
+            }
+            *renewed_at = Some(Instant::now());
         }
         let until = now_ms() + i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX / 2);
         if let Err(error) = self.db.renew_leases(&self.instance, until).await {
