@@ -276,16 +276,22 @@ pub fn ChatPage() -> impl IntoView {
 fn AnswerAnnouncer(ui: ChatUi) -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
     let announcement = RwSignal::new(String::new());
-    let announced = StoredValue::new(None::<u64>);
+    // Which answer was said last: the key, and the server's id, as an answer adopted
+    // after a reload and one adopted on another conversation share a key.
+    let announced = StoredValue::new(None::<(u64, Option<String>)>);
     Effect::new(move |_| {
         let Some(item) = ui.items.with(|items| items.iter().rev().find(|i| i.role == Role::Tutor).copied()) else {
             return;
         };
         let status = item.status.get();
-        if announced.get_value() == Some(item.key) || !matches!(status, ItemStatus::Complete | ItemStatus::Stopped) {
+        if !matches!(status, ItemStatus::Complete | ItemStatus::Stopped) {
             return;
         }
-        announced.set_value(Some(item.key));
+        let which = Some((item.key, item.message_id.get_untracked()));
+        if announced.with_value(|last| *last == which) {
+            return;
+        }
+        announced.set_value(which);
         let s = lang.get_untracked().t();
         let mut text = format!("{}: {}", s.tutor, item.text.get_untracked());
         if status == ItemStatus::Stopped {
