@@ -190,6 +190,15 @@ test('on a phone the sidebar is a drawer behind a button, and Esc closes it', as
   await expect(page).toHaveURL(/\/lessons$/);
   await expect(sidebar).toBeHidden();
 
+  // With JavaScript off the button could not work: the sidebar stays in the page.
+  const noScript = await page.context().browser()!.newContext({ javaScriptEnabled: false, viewport: { width: 360, height: 740 } });
+  const plain = await noScript.newPage();
+  await plain.goto(APP + '/');
+  await expect(plain.locator('nav.sidebar .new-chat')).toBeVisible();
+  await expect(plain.locator('button.sidebar-toggle')).toBeHidden();
+  expect(await plain.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(360);
+  await noScript.close();
+
   // On a wide screen there is no drawer: the sidebar is simply there.
   await page.setViewportSize({ width: 1280, height: 800 });
   await expect(toggle).toBeHidden();
