@@ -76,6 +76,14 @@ pub fn ChatPage() -> impl IntoView {
 
     let answering = move || ui.pending.with(Option::is_some);
     let connected = move || ui.conn.get() == ConnState::Connected;
+    // Sending or stopping from a button would leave keyboard focus on a button that
+    // then disappears; the student's place is the input, so focus goes back there.
+    let input = NodeRef::<leptos::html::Textarea>::new();
+    let focus_input = move || {
+        if let Some(el) = input.get_untracked() {
+            let _ = el.focus();
+        }
+    };
 
     let submit = move || {
         let question = draft.get_untracked();
@@ -97,6 +105,7 @@ pub fn ChatPage() -> impl IntoView {
         draft.set(String::new());
         ui.follow.set(true);
         client.scroll_to_latest(true);
+        focus_input();
     };
 
     let on_keydown = move |ev: leptos::ev::KeyboardEvent| {
@@ -107,7 +116,20 @@ pub fn ChatPage() -> impl IntoView {
     };
     let stop = move |_| {
         client.send(&ClientFrame::Stop);
+        focus_input();
     };
+    // Esc anywhere on the page stops the answer being written, as the Stop button does
+    // (unless something else used it: closing the drawer, leaving a rename). The
+    // listener does nothing on the server; it goes with the page.
+    Effect::new(move |_| {
+        let listener = window_event_listener(leptos::ev::keydown, move |ev| {
+            if ev.key() == "Escape" && !ev.default_prevented() && ui.is_answering() {
+                ev.prevent_default();
+                client.send(&ClientFrame::Stop);
+            }
+        });
+        on_cleanup(move || listener.remove());
+    });
     let switch_lang = move |_| {
         let next = lang.get_untracked().other();
         lang.set(next);
@@ -161,7 +183,9 @@ pub fn ChatPage() -> impl IntoView {
             <Show when=move || lesson_mode>
                 <p class="lesson-mode-note">{move || t().lesson_mode_note}</p>
             </Show>
-            <section id=MESSAGES_ID class="messages" on:scroll=on_scroll aria-live="polite">
+            // Not a live region: it would read the answer token by token. The announcer
+            // below says each answer once, when it ends.
+            <section id=MESSAGES_ID class="messages" on:scroll=on_scroll>
                 <Show when=move || is_new_chat() && ui.items.with(Vec::is_empty)>
                     <div class="empty">
                         <h2>{move || t().empty_title}</h2>
@@ -198,14 +222,19 @@ pub fn ChatPage() -> impl IntoView {
                 {move || t().jump_to_latest}
             </button>
             <form class="composer" on:submit=move |ev| { ev.prevent_default(); submit(); }>
+                // Read-only rather than disabled while an answer streams: a disabled
+                // field drops keyboard focus, and Esc (stop) and the next question
+                // start from here.
                 <textarea
+                    node_ref=input
                     name="question"
                     rows="2"
                     placeholder=move || t().placeholder
                     prop:value=move || draft.get()
                     on:input=move |ev| draft.set(event_target_value(&ev))
                     on:keydown=on_keydown
-                    disabled=answering
+                    readonly=answering
+                    aria-disabled=move || answering().then_some("true")
                     aria-label=move || t().placeholder
                 ></textarea>
                 <Show
@@ -223,6 +252,7 @@ pub fn ChatPage() -> impl IntoView {
                 {move || if teachers_read_all { t().privacy_read_all } else { t().privacy_shared_only }}
             </p>
             <BudgetMeter ui=ui />
+            <AnswerAnnouncer ui=ui />
             <p class="composer-hint" data-wait=move || ui.wait_seconds()>
                 {move || {
                     let wait = ui.wait_seconds();
@@ -235,6 +265,43 @@ pub fn ChatPage() -> impl IntoView {
                     }
                 }}
             </p>
+        </div>
+    }
+}
+
+/// A screen reader's view of the answers: each answer is announced once, when it
+/// ends, rather than token by token as the message list changes. The region keeps
+/// its last text until the next answer ends, so nothing changes while one streams.
+#[component]
+fn AnswerAnnouncer(ui: ChatUi) -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let announcement = RwSignal::new(String::new());
+    // Which answer was said last: the key, and the server's id, as an answer adopted
+    // after a reload and one adopted on another conversation share a key.
+    let announced = StoredValue::new(None::<(u64, Option<String>)>);
+    Effect::new(move |_| {
+        let Some(item) = ui.items.with(|items| items.iter().rev().find(|i| i.role == Role::Tutor).copied()) else {
+            return;
+        };
+        let status = item.status.get();
+        if !matches!(status, ItemStatus::Complete | ItemStatus::Stopped) {
+            return;
+        }
+        let which = Some((item.key, item.message_id.get_untracked()));
+        if announced.with_value(|last| *last == which) {
+            return;
+        }
+        announced.set_value(which);
+        let s = lang.get_untracked().t();
+        let mut text = format!("{}: {}", s.tutor, item.text.get_untracked());
+        if status == ItemStatus::Stopped {
+            text.push_str(&format!(" ({})", s.stopped_note));
+        }
+        announcement.set(text);
+    });
+    view! {
+        <div class="announcer visually-hidden" role="status" aria-live="polite" aria-atomic="true">
+            {move || announcement.get()}
         </div>
     }
 }

@@ -3,6 +3,7 @@
 //! [`PageState`].
 
 use leptos::prelude::*;
+use leptos::wasm_bindgen::JsCast;
 use leptos_router::hooks::use_navigate;
 
 use super::api::{delete_conversation, list_conversations, rename_conversation, search_conversations};
@@ -17,6 +18,41 @@ pub fn Sidebar() -> impl IntoView {
     let t = move || lang.get().t();
     let page = expect_context::<PageState>();
     let list = Resource::new(move || page.sidebar_version.get(), |_| list_conversations(None));
+    // On a narrow screen the sidebar is a drawer behind a button (style/main.css hides
+    // the button on a wide one). Opening it moves focus in; Esc or the button closes
+    // it and gives focus back to the button; going somewhere closes it.
+    let open = RwSignal::new(false);
+    let toggle_ref = NodeRef::<leptos::html::Button>::new();
+    let first_link = NodeRef::<leptos::html::A>::new();
+    let set_open = move |now: bool| {
+        open.set(now);
+        // Focused on the next frame: the drawer is visible (focusable) by then.
+        request_animation_frame(move || {
+            let _ = if now {
+                first_link.get_untracked().map(|a| a.focus())
+            } else {
+                toggle_ref.get_untracked().map(|b| b.focus())
+            };
+        });
+    };
+    // Following any link in the drawer (a conversation, the lessons, "New chat")
+    // closes it: the student went where they meant to.
+    let on_drawer_click = move |ev: leptos::ev::MouseEvent| {
+        let on_link = ev
+            .target()
+            .and_then(|target| target.dyn_into::<leptos::web_sys::Element>().ok())
+            .and_then(|el| el.closest("a").ok().flatten())
+            .is_some();
+        if on_link {
+            open.set(false);
+        }
+    };
+    let on_drawer_key = move |ev: leptos::ev::KeyboardEvent| {
+        if ev.key() == "Escape" && open.get_untracked() {
+            ev.prevent_default();
+            set_open(false);
+        }
+    };
     let new_chat = move |_| {
         page.show_conversation(None);
         platform::show_url("/");
@@ -59,8 +95,22 @@ pub fn Sidebar() -> impl IntoView {
         }
     };
     view! {
-        <nav class="sidebar" aria-label=move || t().conversations>
-            <a href="/" class="new-chat" on:click=new_chat>{move || format!("+ {}", t().new_chat)}</a>
+        <button
+            type="button"
+            class="sidebar-toggle"
+            node_ref=toggle_ref
+            aria-controls="sidebar"
+            aria-expanded=move || open.get().to_string()
+            on:click=move |_| set_open(!open.get_untracked())
+            on:keydown=on_drawer_key
+        >
+            <span aria-hidden="true">"☰ "</span>
+            {move || t().conversations}
+        </button>
+        <div class="sidebar-backdrop" class:open=move || open.get() aria-hidden="true" on:click=move |_| set_open(false)></div>
+        <nav id="sidebar" class="sidebar" class:open=move || open.get() aria-label=move || t().conversations
+            on:keydown=on_drawer_key on:click=on_drawer_click>
+            <a href="/" class="new-chat" node_ref=first_link on:click=new_chat>{move || format!("+ {}", t().new_chat)}</a>
             <form class="sidebar-search" role="search" on:submit=search>
                 <input
                     type="search"
@@ -216,7 +266,10 @@ fn ConversationLink(conversation: ConversationSummary) -> impl IntoView {
                 ev.prevent_default();
                 save(event_target_value(&ev));
             }
-            "Escape" => editing.set(false),
+            "Escape" => {
+                ev.prevent_default(); // leaving the rename, not stopping an answer
+                editing.set(false);
+            }
             _ => {}
         }
     };
