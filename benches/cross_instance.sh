@@ -48,6 +48,12 @@ for each in "${@:-1000}"; do
   a0=$(app_cpu) p0=$(pg_cpu)
   ./target/release/loadtest --apps "$(IFS=,; echo "${apps[*]}")" --follow --connections "$each" \
     --tokens 200 --delay-ms 50 --deadline-secs 180 || true
+  sent=0
+  for app in "${apps[@]}"; do
+    n=$(curl -sf "$app/metrics" | awk '/^tutor_bus_notifications_sent_total / { print $2 }')
+    sent=$((sent + ${n:-0}))
+  done
+  echo "notifications sent   $sent (all instances, since they started)"
   echo "instances CPU s      $(awk -v a="$(app_cpu)" -v b="$a0" 'BEGIN { print a - b }') (three together)"
   echo "PostgreSQL CPU s     $(awk -v a="$(pg_cpu)" -v b="$p0" 'BEGIN { print a - b }')"
   echo

@@ -31,6 +31,7 @@ pub struct Metrics {
     db_writes: Histogram,
     notification_lag: Histogram,
     takeovers: IntCounter,
+    notifications_sent: IntCounter,
 }
 
 /// Seconds, from 0.5 ms to 30 s: each histogram takes the slice of these it needs.
@@ -98,6 +99,10 @@ impl Metrics {
                 "tutor_takeovers_total",
                 "Answers this instance took over from an instance that stopped renewing their lease.",
             ),
+            notifications_sent: counter(
+                "tutor_bus_notifications_sent_total",
+                "Notifications this instance sent on the instances' bus (PostgreSQL NOTIFY).",
+            ),
             registry,
         };
         // Every ending shows from the start (at 0), so a rate over it is defined.
@@ -161,6 +166,11 @@ impl Metrics {
 
     /// For the cross-instance bus: this instance took over an answer whose instance
     /// stopped renewing its lease.
+    /// One notification sent on the instances' bus.
+    pub fn notification_sent(&self) {
+        self.notifications_sent.inc();
+    }
+
     pub fn record_takeover(&self) {
         self.takeovers.inc();
     }

@@ -146,13 +146,19 @@ async fn follow(app: String, cookie: String, message_id: String) -> Result<Vec<u
     .await
     .map_err(|e| format!("follower send: {e}"))?;
     let mut relay = Vec::new();
+    // Tokens sent before the follower was in step come in its catch-up, late by design:
+    // only those sent after its snapshot measure the live relay between instances.
+    let mut in_step_at = u64::MAX;
     while let Some(message) = ws.next().await {
         let Message::Text(text) = message.map_err(|e| format!("follower read: {e}"))? else {
             continue;
         };
         let received = now_us();
         match serde_json::from_str::<ServerFrame>(text.as_str()).map_err(|e| format!("frame: {e}"))? {
-            ServerFrame::Chunk { content, .. } => relay.extend(stamps(&content, received).map(|(latency, _)| latency)),
+            ServerFrame::Snapshot { live: true, .. } => in_step_at = in_step_at.min(received),
+            ServerFrame::Chunk { content, .. } => relay.extend(
+                stamps(&content, received).filter(|(_, sent)| *sent >= in_step_at).map(|(latency, _)| latency),
+            ),
             ServerFrame::End { .. } => {
                 let _ = ws.close(None).await;
                 return Ok(relay);
@@ -316,7 +322,7 @@ async fn main() {
     if args.follow {
         println!("followed tokens    {}", follow_relay.len());
         println!(
-            "follower relay ms  p50 {:.2}  p99 {:.2}  max {:.2}  (another instance, through the bus)",
+            "follower relay ms  p50 {:.2}  p99 {:.2}  max {:.2}  (another instance, through the bus; tokens sent after the follower's snapshot)",
             percentile(&follow_relay, 50.0),
             percentile(&follow_relay, 99.0),
             percentile(&follow_relay, 100.0)

@@ -166,7 +166,7 @@ impl Bus {
                 tokio::spawn(listen_in_process(Arc::downgrade(&bus), hub.subscribe()).in_current_span());
             }
         }
-        tokio::spawn(publish(db, queue).in_current_span());
+        tokio::spawn(publish(db, queue, bus.metrics.clone()).in_current_span());
         bus
     }
 
@@ -366,7 +366,7 @@ fn receive(bus: &Bus, payload: &str) {
 
 /// The one publisher: sends the outbox in order, merging chunk messages that wait
 /// together for one channel into notifications of up to [`MAX_PAYLOAD`] bytes.
-async fn publish(db: Arc<Db>, mut queue: mpsc::UnboundedReceiver<Outgoing>) {
+async fn publish(db: Arc<Db>, mut queue: mpsc::UnboundedReceiver<Outgoing>, metrics: Arc<Metrics>) {
     let hub = (db.backend() == Backend::Sqlite).then(|| in_process_hub(db.url()));
     while let Some(first) = queue.recv().await {
         let mut waiting = vec![first];
@@ -377,6 +377,7 @@ async fn publish(db: Arc<Db>, mut queue: mpsc::UnboundedReceiver<Outgoing>) {
             }
         }
         for (channel, payload) in payloads(waiting) {
+            metrics.notification_sent();
             match &hub {
                 Some(hub) => {
                     let _ = hub.send((channel, payload));

@@ -16,6 +16,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
+use tutor_chat::protocol::ConversationChange;
+
 use crate::helpers::*;
 
 const LEASE_MS: u64 = 2_000;
@@ -254,9 +256,10 @@ async fn three_instances_behind_nginx_follow_and_finish_every_answer() {
     let mut asker = deployment.socket_at(&front, &cookie).await;
     let question = "[tokens=80] [delay=20] through the proxy";
     send_json(&mut asker, json!({"question": question})).await;
-    let ServerFrame::Start { message_id, .. } = next_frame(&mut asker).await else { panic!("no start") };
+    let message_id = next_start(&mut asker).await;
     let owner = owner_of(&db, &message_id).await.expect("an owner while streaming");
     let other = deployment.instances.iter().find(|i| i.id != owner).unwrap();
+    let other_id = other.id.clone();
     let mut follower = deployment.socket_at(&format!("127.0.0.1:{}", other.port), &cookie).await;
     send_json(&mut follower, json!({"type": "resume", "message_id": message_id})).await;
     let (followed, end) = read_followed(&mut follower, &message_id).await;
@@ -267,11 +270,52 @@ async fn three_instances_behind_nginx_follow_and_finish_every_answer() {
     assert_eq!(followed.text, full);
     assert!(full.ends_with(&asked.text()));
 
-    // 2. kill -9 of the instance streaming an answer: the page reconnects through
+    // 2. Two tabs on different instances: a question in one appears, streaming, in
+    // the other; a rename in one reaches the other's sidebar.
+    let question = "[tokens=40] [delay=20] asked in the first tab";
+    send_json(&mut asker, json!({"question": question})).await;
+    let (message_id, conversation_id) = next_start_in(&mut asker).await;
+    // The follower of part 1 is the second tab: on another instance than the asker's.
+    assert_ne!(owner_of(&db, &message_id).await.as_deref(), Some(other_id.as_str()));
+    let heard = loop {
+        match next_frame(&mut follower).await {
+            ServerFrame::ConversationChanged { change: ConversationChange::Asked, message_id: Some(id), .. } => break id,
+            ServerFrame::Budget { .. } | ServerFrame::ConversationChanged { .. } => continue,
+            other => panic!("the other tab heard {other:?}"),
+        }
+    };
+    assert_eq!(heard, message_id);
+    let mut second_tab = follower;
+    send_json(&mut second_tab, json!({"type": "resume", "message_id": message_id})).await;
+    let (seen, end) = read_followed(&mut second_tab, &message_id).await;
+    assert_eq!(end, Some(EndReason::Complete));
+    assert_eq!(seen.text, asked_text_of(&fake, question));
+    read_rest(&mut asker, message_id).await;
+    let renamed = reqwest::Client::new()
+        .post(format!("http://{front}/api/history/rename"))
+        .header("cookie", &cookie)
+        .header("origin", format!("http://{front}"))
+        .form(&[("id", conversation_id.as_str()), ("title", "Renamed in the first tab")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), 200);
+    loop {
+        match next_frame(&mut second_tab).await {
+            ServerFrame::ConversationChanged { change: ConversationChange::Renamed, title, .. } => {
+                assert_eq!(title.as_deref(), Some("Renamed in the first tab"));
+                break;
+            }
+            ServerFrame::Budget { .. } | ServerFrame::ConversationChanged { .. } => continue,
+            other => panic!("the other tab heard {other:?}"),
+        }
+    }
+
+    // 3. kill -9 of the instance streaming an answer: the page reconnects through
     // nginx, resumes, and gets the rest, continued by another instance.
     let question = "[tokens=150] [delay=20] the answer a crash cuts";
     send_json(&mut asker, json!({"question": question})).await;
-    let ServerFrame::Start { message_id, .. } = next_frame(&mut asker).await else { panic!("no start") };
+    let message_id = next_start(&mut asker).await;
     let mut received = String::new();
     while received.split_whitespace().count() < 60 {
         if let ServerFrame::Chunk { content, .. } = next_frame(&mut asker).await {
@@ -301,6 +345,43 @@ async fn three_instances_behind_nginx_follow_and_finish_every_answer() {
     let (id, port) = (owner.clone(), deployment.instances.iter().find(|i| i.id == owner).unwrap().port);
     let restarted = Instance::start(&id, port, &deployment.database_url, deployment.fake_addr).await;
     *deployment.instances.iter_mut().find(|i| i.id == owner).unwrap() = restarted;
+
+    // 4. A second crash, of the instance that took the answer over: it is not
+    // continued again, it stays interrupted with its text.
+    let question = "[tokens=400] [delay=20] cut twice";
+    send_json(&mut page, json!({"question": question})).await;
+    let message_id = next_start(&mut page).await;
+    let mut words = 0;
+    while words < 60 {
+        if let ServerFrame::Chunk { content, .. } = next_frame(&mut page).await {
+            words += content.split_whitespace().count();
+        }
+    }
+    let first_owner = owner_of(&db, &message_id).await.unwrap();
+    deployment.instances.iter_mut().find(|i| i.id == first_owner).unwrap().kill_9();
+    drop(page);
+    let mut page = deployment.socket_at(&front, &cookie).await;
+    send_json(&mut page, json!({"type": "resume", "message_id": message_id})).await;
+    let mut continued = 0;
+    while continued < 60 {
+        match next_frame(&mut page).await {
+            ServerFrame::Chunk { .. } => continued += 1,
+            ServerFrame::Snapshot { live: true, .. } | ServerFrame::Budget { .. } | ServerFrame::ConversationChanged { .. } => {}
+            other => panic!("expected the continuation, got {other:?}"),
+        }
+    }
+    let taker = owner_of(&db, &message_id).await.expect("taken over");
+    assert_ne!(taker, first_owner);
+    deployment.instances.iter_mut().find(|i| i.id == taker).unwrap().kill_9();
+    drop(page);
+    let mut page = deployment.socket_at(&front, &cookie).await;
+    send_json(&mut page, json!({"type": "resume", "message_id": message_id})).await;
+    let (last, end) = read_followed(&mut page, &message_id).await;
+    assert_eq!(end, None, "not continued a second time");
+    let (status, text) = stored_answer(&db, &message_id).await;
+    assert_eq!(status, MessageStatus::Interrupted);
+    assert_eq!(last.text, text);
+    assert!(whole_text(&deployment, &cookie, question).await.starts_with(&text));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -318,7 +399,7 @@ async fn a_rolling_restart_under_fifty_streaming_students_loses_nothing() {
         let cookie = deployment.session().await;
         let mut ws = deployment.socket_at(&front, &cookie).await;
         send_json(&mut ws, json!({"question": question})).await;
-        let ServerFrame::Start { message_id, .. } = next_frame(&mut ws).await else { panic!("no start") };
+        let message_id = next_start(&mut ws).await;
         students.push((cookie, ws, message_id));
     }
     // Each student's page: follows its answer, and on a close reconnects through
@@ -452,4 +533,19 @@ fn asked_text_of(fake: &FakeUpstream, question: &str) -> String {
 async fn stored_answer(db: &Db, message_id: &str) -> (MessageStatus, String) {
     let stored = db.answer_state(message_id).await.unwrap().unwrap();
     (stored.status, stored.content)
+}
+
+/// The next answer's `start` (the student's other tabs' events may come first).
+async fn next_start(ws: &mut Ws) -> String {
+    next_start_in(ws).await.0
+}
+
+async fn next_start_in(ws: &mut Ws) -> (String, String) {
+    loop {
+        match next_frame(ws).await {
+            ServerFrame::Start { message_id, conversation_id, .. } => return (message_id, conversation_id),
+            ServerFrame::ConversationChanged { .. } | ServerFrame::Budget { .. } => continue,
+            other => panic!("expected start, got {other:?}"),
+        }
+    }
 }
