@@ -22,6 +22,7 @@ pub mod digest;
 pub mod throttle;
 #[cfg(feature = "ssr")]
 pub mod clock;
+#[cfg(feature = "ssr")]
 pub mod metrics;
 #[cfg(feature = "ssr")]
 pub mod static_files;

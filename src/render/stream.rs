@@ -33,31 +33,27 @@ pub struct StreamingHtml {
 
 impl StreamingHtml {
     /// Renders `text` (the answer so far), reusing the finished blocks of the last
-    /// update when `text` still starts with them. Returns whether the finished part
-    /// changed, so a view can leave its elements alone when it did not.
-    pub fn update(&mut self, text: &str, sources: &[Source], labels: RenderLabels) -> bool {
+    /// update when `text` still starts with them.
+    pub fn update(&mut self, text: &str, sources: &[Source], labels: RenderLabels) {
         let same_words = self.labels == Some((labels.copy, labels.seam)) && self.sources == sources;
         let cacheable = !text.contains("]:") && !text.contains('\r');
         if !same_words || !cacheable || !text.starts_with(self.done_text.as_str()) {
-            let had_done = !self.done_text.is_empty();
             self.done_text.clear();
             self.done_html.clear();
             self.sources = sources.to_vec();
             self.labels = Some((labels.copy, labels.seam));
             if !cacheable {
                 self.tail_html = answer_html(text, sources, labels);
-                return had_done;
+                return;
             }
         }
         let tail = &text[self.done_text.len()..];
         let cut = last_finished_block(tail);
-        let changed = cut > 0;
-        if changed {
+        if cut > 0 {
             self.done_html.push_str(&answer_html(&tail[..cut], sources, labels));
             self.done_text.push_str(&tail[..cut]);
         }
         self.tail_html = answer_html(&text[self.done_text.len()..], sources, labels);
-        changed
     }
 
     /// The finished blocks' HTML.
