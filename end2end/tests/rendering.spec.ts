@@ -91,9 +91,18 @@ test('a long answer streamed in thousands of chunks renders whole: every word, i
   await page.goto('/');
   await ready(page);
   // 1,000 words in 2,000 chunks (half a word each) with headings, lists and code.
-  await send(page, '[md] [tokens=1000] [delay=0] Explain it all at length');
+  await send(page, '[md] [tokens=1000] [delay=1] Explain it all at length');
   const answer = page.locator('.msg-tutor').last();
+  // A finished block's element, taken while the answer still streams, stays the same
+  // node to the end: finished blocks are not rendered again.
+  await expect(answer.locator('.md h2')).not.toHaveCount(0);
+  await answer.locator('.md h2').first().evaluate((h2) => {
+    (window as unknown as { firstHeading: Element }).firstHeading = h2;
+  });
   await expect(answer).toHaveAttribute('data-status', 'complete', { timeout: 50_000 });
+  expect(
+    await answer.locator('.md h2').first().evaluate((h2) => h2 === (window as unknown as { firstHeading: Element }).firstHeading),
+  ).toBe(true);
   const sent = (await upstreamLog()).at(-1)!;
   expect(sent.completed).toBe(true);
   const md = answer.locator('.md');

@@ -14,8 +14,8 @@ use crate::render::{RenderLabels, StreamingHtml};
 /// While the answer streams, the text changes on every chunk (thousands for a long
 /// answer), but the page renders at most once per animation frame, and then only the
 /// open block at the end ([`StreamingHtml`]): the finished blocks sit in an element
-/// of their own that changes only when another block finishes, so the browser keeps
-/// their nodes and does not lay them out again each frame. The two parts together are
+/// of their own that only grows, a block at a time, so the browser keeps their nodes
+/// and does not parse or lay them out again each frame. The two parts together are
 /// exactly [`crate::render::answer_html`] of the text, so the server's render and a
 /// stored answer are the same HTML as the streamed one.
 #[component]
@@ -50,9 +50,31 @@ pub fn AnswerText(
     });
     let done = Memo::new(move |_| parts.with(|(done, _)| done.clone()));
     let tail = Memo::new(move |_| parts.with(|(_, tail)| tail.clone()));
+    // The finished element is rendered once with what was finished then; blocks that
+    // finish later are appended to it, so the nodes already there are never replaced
+    // (a selection in them survives). Only a text that changed before its end (a
+    // resume's snapshot, a language switch) sets the element whole again.
+    let initial_done = done.get_untracked();
+    let done_element = NodeRef::<leptos::html::Div>::new();
+    let shown = StoredValue::new(initial_done.clone());
+    Effect::new(move |_| {
+        let Some(element) = done_element.get() else { return };
+        done.with(|html| {
+            shown.update_value(|shown| {
+                if html == shown {
+                    return;
+                }
+                match html.strip_prefix(shown.as_str()) {
+                    Some(blocks) if !shown.is_empty() => drop(element.insert_adjacent_html("beforeend", blocks)),
+                    _ => element.set_inner_html(html),
+                }
+                shown.clone_from(html);
+            })
+        });
+    });
     view! {
         <div class="msg-text md">
-            <div class="md-done" inner_html=move || done.get()></div>
+            <div class="md-done" node_ref=done_element inner_html=initial_done></div>
             <div class="md-tail" inner_html=move || tail.get()></div>
         </div>
     }
