@@ -11,7 +11,7 @@ use fastrand::Rng;
 
 use crate::protocol::Source;
 use crate::protocol::{parse_client_frame, ClientFrame, FrameError, FrameLimits};
-use crate::render::{allowed_link, answer_html, RenderLabels};
+use crate::render::{allowed_link, answer_html, RenderLabels, StreamingHtml};
 
 fn iterations() -> u64 {
     std::env::var("TUTOR_FUZZ_ITERATIONS")
@@ -115,12 +115,16 @@ const MARKDOWN_FRAGMENTS: &[&str] = &[
     "\n", "\n\n", "- ", "1. ", "> ", "| a | b |\n|---|---|\n", "| ", " |", "- [ ] ", "- [x] ",
     "---", "\\", "    ", "<!-- ", " -->", "<details open ontoggle=x>", "<style>", "&#x6a;avascript:",
     "текст", "🦀", " ", "onerror=", "href=", "<p", "<b>", "</",
+    // Block structure a streamed render must not cut wrongly.
+    "\n\n- ", "\n\n1. ", "\n\n2) ", "\n\n  ", "\n\n    ", "\n\n```\n", "\n\n<script>\n", "\n\n<!--\n",
+    "\n\n> ", "\n\npara", "\n\n| x |\n|---|\n", "\n\n[r]: https://example.org\n", "[r]", "\n---\n", "\n===\n",
+    "\r\n", "\t", "\u{E000}",
 ];
 
 const ALLOWED_TAGS: &[&str] = &[
     "p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "strong", "em", "del", "code", "pre",
     "blockquote", "table", "thead", "tbody", "tr", "th", "td", "a", "div", "button", "hr", "br",
-    "input",
+    "input", "span",
 ];
 
 /// Checks every tag the renderer wrote: known names, known attributes, safe links.
@@ -149,6 +153,9 @@ fn assert_inert(html: &str, context: &str) {
                     "href {value:?} in {html:?} ({context})"
                 ),
                 "class" | "target" | "rel" | "data-n" | "type" | "disabled" | "checked" => {}
+                // The seam mark: a fixed label, escaped like any attribute.
+                "role" | "aria-label" | "title" if name == "span" => {}
+                "start" if name == "ol" => assert!(value.bytes().all(|b| b.is_ascii_digit()), "start {value:?} ({context})"),
                 "style" => assert!(value.starts_with("text-align:"), "style {value:?} ({context})"),
                 other => panic!("attribute {other:?} in <{tag}> of {html:?} ({context})"),
             }
@@ -177,6 +184,41 @@ fn renderer_output_is_always_inert_and_every_prefix_renders() {
         let cut = text.char_indices().nth(rng.usize(..text.chars().count().max(1))).map_or(0, |(b, _)| b);
         assert_inert(&answer_html(&text[..cut], &sources, labels), &format!("seed {seed} #{i} prefix"));
     }
+}
+
+/// The streamed render (finished blocks kept, the open one rendered again) is, at
+/// every chunk of random Markdown cut at random places, exactly the full render.
+#[test]
+fn a_streamed_render_always_equals_the_full_render() {
+    let sources = [Source {
+        n: 1,
+        lesson: "05-rate-limiting-en".into(),
+        lesson_title: "Rate limiting".into(),
+        section: "Token bucket".into(),
+        anchor: "token-bucket".into(),
+        snippet: String::new(),
+    }];
+    let labels = RenderLabels { copy: "Copy", seam: "continued here" };
+    let seed = 0x5EED_0003;
+    let mut rng = Rng::with_seed(seed);
+    let mut finished_any = 0u64;
+    for i in 0..iterations() / 4 {
+        let text = random_text(&mut rng, MARKDOWN_FRAGMENTS, 40);
+        let mut html = StreamingHtml::default();
+        let mut end = 0;
+        while end < text.len() {
+            end = (end + rng.usize(1..12)).min(text.len());
+            while !text.is_char_boundary(end) {
+                end += 1;
+            }
+            html.update(&text[..end], &sources, labels);
+            let joined = format!("{}{}", html.done_html(), html.tail_html());
+            assert_eq!(joined, answer_html(&text[..end], &sources, labels), "seed {seed} #{i} at {end}: {text:?}");
+        }
+        finished_any += u64::from(!html.done_html().is_empty());
+    }
+    // The generator reaches the interesting part: many answers had finished blocks.
+    assert!(finished_any * 4 > iterations() / 4, "only {finished_any} streams kept finished blocks");
 }
 
 // The checker itself must catch what it is for.

@@ -3,13 +3,18 @@
 //! `rel="noopener noreferrer"`), images are reduced to their alt text, and `[n]`
 //! becomes a citation link only when `n` is one of the answer's sources.
 //!
-//! The same function renders on the server (history in the HTML) and in the browser
-//! (after every chunk): the whole text is parsed again each time, so a construct
-//! split across chunks — a tag, a link, a code fence — is always read whole.
+//! The same function renders on the server (history in the HTML) and in the browser.
+//! While an answer streams, [`StreamingHtml`] keeps the HTML of its finished blocks
+//! and renders only the open one again, so a construct split across chunks — a tag,
+//! a link, a code fence — is still always read whole, and the result is always
+//! exactly this function's render of the whole text.
 
 use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
 
 use crate::protocol::Source;
+
+mod stream;
+pub use stream::StreamingHtml;
 
 /// Words the renderer puts in the page, in the page's language.
 #[derive(Debug, Clone, Copy)]
@@ -186,7 +191,9 @@ pub fn answer_html(text: &str, sources: &[Source], labels: RenderLabels) -> Stri
             }
             Event::End(TagEnd::CodeBlock) => {
                 in_code_block = false;
-                events.push(Event::Html("</code></pre></div>".into()));
+                // Ends with a newline as the parser's own blocks do, so a render cut
+                // after a code block joins the next one exactly (see `stream`).
+                events.push(Event::Html("</code></pre></div>\n".into()));
             }
             Event::Text(t) => {
                 // Code block text: escaped, never a citation.

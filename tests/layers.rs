@@ -21,6 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "platform::server",
             "error",
             "render",
+            "render::stream",
             "settings",
             "net",
             "digest",

@@ -1,6 +1,6 @@
-import { test, expect } from '@playwright/test';
+import { test, expect, type Locator } from '@playwright/test';
 import { ready, send, watchForTrouble } from './helpers';
-import { APP, serversForThisFile } from './servers';
+import { APP, serversForThisFile, upstreamLog } from './servers';
 
 test.describe.configure({ mode: 'serial' });
 
@@ -80,3 +80,53 @@ test('model output renders as Markdown, and nothing in it runs, even split acros
   expect(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss)).toBeUndefined();
   expect(errors).toEqual([]);
 });
+
+/** The HTML inside an answer's text, whichever elements the page split it into. */
+function answerHtml(md: Locator): Promise<string> {
+  return md.evaluate((el) => Array.from(el.children).map((part) => part.innerHTML).join(''));
+}
+
+test('a long answer streamed in thousands of chunks renders whole: every word, its lists and code blocks, and the HTML the server renders', async ({ page }) => {
+  const errors = watchForTrouble(page);
+  await page.goto('/');
+  await ready(page);
+  // 1,000 words in 2,000 chunks (half a word each) with headings, lists and code.
+  await send(page, '[md] [tokens=1000] [delay=1] Explain it all at length');
+  const answer = page.locator('.msg-tutor').last();
+  // A finished block's element, taken while the answer still streams, stays the same
+  // node to the end: finished blocks are not rendered again.
+  await expect(answer.locator('.md h2')).not.toHaveCount(0);
+  await answer.locator('.md h2').first().evaluate((h2) => {
+    (window as unknown as { firstHeading: Element }).firstHeading = h2;
+  });
+  await expect(answer).toHaveAttribute('data-status', 'complete', { timeout: 50_000 });
+  expect(
+    await answer.locator('.md h2').first().evaluate((h2) => h2 === (window as unknown as { firstHeading: Element }).firstHeading),
+  ).toBe(true);
+  const sent = (await upstreamLog()).at(-1)!;
+  expect(sent.completed).toBe(true);
+  const md = answer.locator('.md');
+
+  // Every word the model sent, in order: the Markdown's own marks and the copy buttons aside.
+  const words = (text: string) => text.split(/\s+/).filter(Boolean).join(' ');
+  const expected = words(sent.answer.replace(/^## /gm, '').replace(/^- /gm, '').replace(/^```.*$/gm, ''));
+  const shown = await md.evaluate((el) => {
+    const copy = el.cloneNode(true) as Element;
+    copy.querySelectorAll('.copy-code').forEach((button) => button.remove());
+    return copy.textContent ?? '';
+  });
+  expect(words(shown)).toBe(expected);
+  expect(expected.split(' ').length).toBeGreaterThan(1000);
+  await expect(md.locator('h2')).toHaveCount(10);
+  await expect(md.locator('ul > li')).toHaveCount(40);
+  await expect(md.locator('.code-block pre > code.language-rust')).toHaveCount(10);
+  await expect(md.locator('.code-block code').first()).toHaveText('the moment it arrives. WebSocket\nkeeps one connection open, so\n');
+
+  // What streamed in is exactly what the server renders for the stored answer.
+  const live = await answerHtml(md);
+  await page.reload();
+  await ready(page);
+  expect(await answerHtml(page.locator('.msg-tutor .md').last())).toBe(live);
+  expect(errors).toEqual([]);
+});
+

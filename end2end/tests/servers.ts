@@ -10,8 +10,10 @@ const root = path.resolve(__dirname, '..', '..');
 // TUTOR_E2E_BINARY: a developer's quicker debug build (`cargo leptos build`); CI uses release.
 const binary = process.env.TUTOR_E2E_BINARY || path.join(root, 'target', 'release', 'tutor-chat');
 
-export const APP_PORT = 3100;
-export const FAKE_PORT = 3101;
+// TUTOR_E2E_PORT: another port pair (the app's, and the next for the test upstream),
+// so two worktrees on one machine can run browser tests at once.
+export const APP_PORT = Number(process.env.TUTOR_E2E_PORT || 3100);
+export const FAKE_PORT = APP_PORT + 1;
 export const APP = `http://127.0.0.1:${APP_PORT}`;
 export const FAKE = `http://127.0.0.1:${FAKE_PORT}`;
 

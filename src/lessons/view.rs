@@ -6,22 +6,79 @@ use leptos_router::hooks::use_params_map;
 use super::{get_lesson, list_lessons, Source};
 use crate::i18n::Lang;
 use crate::platform;
-use crate::render::{answer_html, RenderLabels};
+use crate::render::{RenderLabels, StreamingHtml};
 
 /// A tutor's answer: Markdown rendered safely (see [`crate::render`]), with `[n]` as
-/// citation links when `n` is one of its sources. Rendered again on every chunk.
+/// citation links when `n` is one of its sources.
+///
+/// While the answer streams, the text changes on every chunk (thousands for a long
+/// answer), but the page renders at most once per animation frame, and then only the
+/// open block at the end ([`StreamingHtml`]): the finished blocks sit in an element
+/// of their own that only grows, a block at a time, so the browser keeps their nodes
+/// and does not parse or lay them out again each frame. The two parts together are
+/// exactly [`crate::render::answer_html`] of the text, so the server's render and a
+/// stored answer are the same HTML as the streamed one.
 #[component]
 pub fn AnswerText(
     #[prop(into)] text: Signal<String>,
     #[prop(into)] sources: Signal<Vec<Source>>,
 ) -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
-    let html = move || {
+    // Bumped once in each animation frame after the text changed.
+    let frame = RwSignal::new(0u32);
+    let frame_requested = StoredValue::new(false);
+    Effect::new(move |_| {
+        text.track();
+        if !frame_requested.get_value() {
+            frame_requested.set_value(true);
+            request_animation_frame(move || {
+                // The answer may have left the page before the frame came.
+                frame_requested.try_set_value(false);
+                frame.try_update(|n| *n = n.wrapping_add(1));
+            });
+        }
+    });
+    let cache = StoredValue::new(StreamingHtml::default());
+    let parts = Memo::new(move |_| {
+        frame.track();
         let strings = lang.get().t();
         let labels = RenderLabels { copy: strings.copy, seam: strings.continued_here };
-        sources.with(|sources| text.with(|text| answer_html(text, sources, labels)))
-    };
-    view! { <div class="msg-text md" inner_html=html></div> }.into_any()
+        sources.with(|sources| {
+            text.with_untracked(|text| cache.update_value(|html| html.update(text, sources, labels)))
+        });
+        cache.with_value(|html| (html.done_html().to_owned(), html.tail_html().to_owned()))
+    });
+    let done = Memo::new(move |_| parts.with(|(done, _)| done.clone()));
+    let tail = Memo::new(move |_| parts.with(|(_, tail)| tail.clone()));
+    // The finished element is rendered once with what was finished then; blocks that
+    // finish later are appended to it, so the nodes already there are never replaced
+    // (a selection in them survives). Only a text that changed before its end (a
+    // resume's snapshot, a language switch) sets the element whole again.
+    let initial_done = done.get_untracked();
+    let done_element = NodeRef::<leptos::html::Div>::new();
+    let shown = StoredValue::new(initial_done.clone());
+    Effect::new(move |_| {
+        let Some(element) = done_element.get() else { return };
+        done.with(|html| {
+            shown.update_value(|shown| {
+                if html == shown {
+                    return;
+                }
+                match html.strip_prefix(shown.as_str()) {
+                    Some(blocks) if !shown.is_empty() => drop(element.insert_adjacent_html("beforeend", blocks)),
+                    _ => element.set_inner_html(html),
+                }
+                shown.clone_from(html);
+            })
+        });
+    });
+    view! {
+        <div class="msg-text md">
+            <div class="md-done" node_ref=done_element inner_html=initial_done></div>
+            <div class="md-tail" inner_html=move || tail.get()></div>
+        </div>
+    }
+    .into_any()
 }
 
 /// The list of sources under an answer: each a link to its lesson section.

@@ -9,7 +9,8 @@
 //! `P1 `, …), `[finish=length]`, `[no_done]`
 //! (finish chunk, then close without `[DONE]`), `[cite=1,7]` (the answer ends with
 //! ` [1] [7]`, each split across two chunks, as a model citing its sources would),
-//! `[xss]` (streams [`XSS_VECTORS`], three characters per chunk),
+//! `[xss]` (streams [`XSS_VECTORS`], three characters per chunk), `[md]` (a long
+//! Markdown answer of `tokens` words, two chunks a word: see [`markdown_pieces`]),
 //! and `[fault=F]` where F is one of
 //! `401`, `429`, `500`, `drop` (close the connection mid-answer), `malformed` (a
 //! broken JSON line mid-answer), `stream_error` (an in-stream error object),
@@ -118,6 +119,8 @@ struct Directives {
     cite: Vec<u32>,
     /// Stream [`XSS_VECTORS`] instead of words, three characters per chunk.
     xss: bool,
+    /// Stream [`markdown_pieces`] instead of words.
+    markdown: bool,
 }
 
 /// What a prompt-injected model might write to attack the page, and some Markdown
@@ -132,6 +135,36 @@ Inline <img src=x onerror=\"window.__xss = 2; alert('img')\"> image.\n\n\
 ![tracking pixel](https://tracker.example/pixel.png)\n\n\
 **Still Markdown:** a [safe link](https://example.org/docs) and `inline code`.\n\n\
 ```html\n<script>alert('in code')</script>\n```\n";
+
+/// `[md]`: an answer of `words` words laid out as a model writes a long one — in each
+/// hundred words a heading, paragraphs, a four-item list and a code block — sent as
+/// two chunks a word (its two halves, the Markdown around it with the first), the
+/// way sub-word tokens arrive: 4,000 words are 8,000 chunks. For the long-answer
+/// rendering test and benchmark (docs/BENCHMARKS.md).
+pub fn markdown_pieces(words: usize) -> Vec<String> {
+    let mut pieces = Vec::with_capacity(words * 2 + 1);
+    for i in 0..words {
+        let word = WORDS[i % WORDS.len()];
+        let before = match i % 100 {
+            0 if i == 0 => "## Part 1\n\n".to_string(),
+            0 => format!("\n\n## Part {}\n\n", i / 100 + 1),
+            20 | 70 | 85 => "\n\n".to_string(),
+            40 => "\n\n- ".to_string(),
+            45 | 50 | 55 => "\n- ".to_string(),
+            60 => "\n\n```rust\n".to_string(),
+            65 => "\n".to_string(),
+            _ => " ".to_string(),
+        };
+        let before = if i % 100 == 70 { format!("\n```{before}") } else { before };
+        let half = word.len() / 2;
+        pieces.push(format!("{before}{}", &word[..half]));
+        pieces.push(word[half..].to_string());
+    }
+    if (60..70).contains(&((words + 99) % 100)) {
+        pieces.push("\n```\n".to_string());
+    }
+    pieces
+}
 
 fn parse_directives(text: &str) -> Directives {
     let mut d = Directives::default();
@@ -155,6 +188,7 @@ fn parse_directives(text: &str) -> Directives {
             "no_done" => d.no_done = true,
             "cite" => d.cite = value.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
             "xss" => d.xss = true,
+            "md" => d.markdown = true,
             _ => {}
         }
     }
@@ -390,6 +424,8 @@ async fn completions(
         let pieces: Vec<String> = if directives.xss {
             let chars: Vec<char> = XSS_VECTORS.chars().collect();
             chars.chunks(3).map(|c| c.iter().collect()).collect()
+        } else if directives.markdown {
+            markdown_pieces(tokens)
         } else {
             Vec::new()
         };
@@ -401,7 +437,7 @@ async fn completions(
             lock(&entry).answer.push_str(&piece);
             yield Ok(frame(serde_json::json!({"content": piece}), None));
         }
-        let tokens = if directives.xss { 0 } else { tokens };
+        let tokens = if directives.xss || directives.markdown { 0 } else { tokens };
         let mut sent_any = false;
         for i in 0..tokens {
             if i > 0 && skip == 0 && sent_any {
@@ -524,5 +560,27 @@ mod tests {
         assert!(d.stamp && d.no_done && !d.finish_length);
         assert_eq!(parse_directives("no brackets [unclosed"), Directives::default());
         assert_eq!(parse_directives("[cite=1, 7,x]").cite, [1, 7]);
+    }
+
+    #[test]
+    fn a_markdown_answer_is_two_chunks_a_word_in_real_blocks() {
+        let pieces = markdown_pieces(4_000);
+        assert_eq!(pieces.len(), 8_000);
+        let text = pieces.concat();
+        let words: usize = text
+            .lines()
+            .filter(|line| !line.starts_with("## Part") && !line.starts_with("```"))
+            .map(|line| line.trim_start_matches("- ").split_whitespace().count())
+            .sum();
+        assert_eq!(words, 4_000);
+        let labels = crate::render::RenderLabels { copy: "Copy", seam: "" };
+        let html = crate::render::answer_html(&text, &[], labels);
+        assert_eq!(html.matches("<h2>").count(), 40, "{html}");
+        assert_eq!(html.matches("<li>").count(), 160);
+        assert_eq!(html.matches("<code class=\"language-rust\">").count(), 40);
+        // Cut inside a code block, the answer still closes it.
+        let short = markdown_pieces(63).concat();
+        assert!(short.ends_with("\n```\n"), "{short}");
+        assert_eq!(crate::render::answer_html(&short, &[], labels).matches("</code></pre>").count(), 1);
     }
 }

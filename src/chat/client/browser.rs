@@ -210,10 +210,22 @@ fn resume_if_connected(client: &Client) {
     }
 }
 
+thread_local! {
+    /// A scroll already waits for the next frame: `Some(forced)`. A long answer's
+    /// chunks arrive by the hundred per frame; one scroll a frame is enough.
+    static SCROLL_PENDING: Cell<Option<bool>> = const { Cell::new(None) };
+}
+
 fn scroll_to_latest(ui: ChatUi, force: bool) {
+    if let Some(forced) = SCROLL_PENDING.get() {
+        SCROLL_PENDING.set(Some(forced || force));
+        return;
+    }
+    SCROLL_PENDING.set(Some(force));
     // Decided inside the frame callback: a scroll-up by the student between this call
     // and the next frame must win over an older decision to follow.
     request_animation_frame(move || {
+        let force = SCROLL_PENDING.take().unwrap_or(force);
         if !(force || ui.follow.get_untracked()) {
             return;
         }
