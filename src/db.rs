@@ -126,14 +126,21 @@ impl Db {
         &self.url
     }
 
-    /// Sends a PostgreSQL notification (`pg_notify`); delivered to every listener of
-    /// `channel` when the statement commits (at once: it runs alone).
-    pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(channel)
-            .bind(payload)
-            .execute(&self.pool)
-            .await?;
+    /// Sends several notifications in one statement (one round trip), in order. Equal
+    /// (channel, payload) pairs in one statement are delivered once (PostgreSQL's
+    /// rule within a transaction).
+    pub async fn notify_many(&self, notifications: &[(String, String)]) -> Result<(), StoreError> {
+        if notifications.is_empty() {
+            return Ok(());
+        }
+        let calls: Vec<String> =
+            (0..notifications.len()).map(|i| format!("pg_notify(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
+        let sql = format!("SELECT {}", calls.join(", "));
+        let mut query = sqlx::query(&sql);
+        for (channel, payload) in notifications {
+            query = query.bind(channel.as_str()).bind(payload.as_str());
+        }
+        query.execute(&self.pool).await?;
         Ok(())
     }
 

@@ -28,6 +28,8 @@ use crate::protocol::ServerFrame;
 const SHARED_CHANNEL: &str = "tutor_all";
 /// PostgreSQL refuses payloads from 8,000 bytes; batches stay under this.
 pub const MAX_PAYLOAD: usize = 7_600;
+/// Notifications sent in one statement by the publisher.
+const NOTIFICATIONS_PER_STATEMENT: usize = 16;
 /// Events a remote follower may fall behind on before it re-syncs.
 const FEED_BUFFER: usize = 256;
 
@@ -376,14 +378,21 @@ async fn publish(db: Arc<Db>, mut queue: mpsc::UnboundedReceiver<Outgoing>, metr
                 break;
             }
         }
-        for (channel, payload) in payloads(waiting) {
+        let notifications = payloads(waiting);
+        for _ in &notifications {
             metrics.notification_sent();
-            match &hub {
-                Some(hub) => {
-                    let _ = hub.send((channel, payload));
+        }
+        match &hub {
+            Some(hub) => {
+                for notification in notifications {
+                    let _ = hub.send(notification);
                 }
-                None => {
-                    if let Err(error) = db.notify(&channel, &payload).await {
+            }
+            // Up to 16 a statement: one round trip instead of one each, which at a
+            // thousand followed answers was the publisher's queue (docs/BENCHMARKS.md).
+            None => {
+                for group in notifications.chunks(NOTIFICATIONS_PER_STATEMENT) {
+                    if let Err(error) = db.notify_many(group).await {
                         tracing::warn!(%error, "cannot publish on the instances' bus; followers re-sync");
                     }
                 }
