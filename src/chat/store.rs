@@ -272,31 +272,6 @@ impl Db {
         }
         Ok(())
     }
-
-    /// One answer as stored (status, text, last chunk's seq), if it is this user's.
-    pub async fn message_for_user(
-        &self,
-        user_id: &str,
-        message_id: &str,
-    ) -> Result<Option<(MessageStatus, String, u64)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT m.status, m.content, m.chunk_seq FROM messages m \
-             JOIN conversations c ON c.id = m.conversation_id \
-             WHERE m.id = $1 AND c.user_id = $2",
-        )
-        .bind(message_id)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = row else {
-            return Ok(None);
-        };
-        Ok(Some((
-            MessageStatus::parse(&r.try_get::<String, _>(0)?),
-            r.try_get::<String, _>(1)?,
-            u64::try_from(r.try_get::<i64, _>(2)?).unwrap_or(0),
-        )))
-    }
 }
 
 /// A change to the row of an answer being streamed.

@@ -115,7 +115,8 @@ async fn kill_mid_answer(server: &mut ServerProcess, question: &str, streamed: D
 async fn settled(db: &Db, user: &str, message_id: &str, within: Duration) -> (MessageStatus, String) {
     let deadline = std::time::Instant::now() + within;
     loop {
-        let (status, content, _) = db.message_for_user(user, message_id).await.unwrap().unwrap();
+        let stored = db.followed_answer(user, message_id).await.unwrap().unwrap();
+        let (status, content) = (stored.status, stored.content);
         if status != MessageStatus::Streaming {
             return (status, content);
         }
@@ -135,7 +136,8 @@ async fn kill_9_mid_answer_is_continued_by_the_restarted_server_with_no_word_los
 
     let db = Db::connect(&database_url, 1).await.unwrap();
     let user = db.find_user(cookie.trim_start_matches("tutor_session=")).await.unwrap().unwrap();
-    let (status, saved, _) = db.message_for_user(&user, &message_id).await.unwrap().unwrap();
+    let stored = db.followed_answer(&user, &message_id).await.unwrap().unwrap();
+    let (status, saved) = (stored.status, stored.content);
     assert_eq!(status, MessageStatus::Streaming, "nothing ran after the kill");
     assert!(!saved.is_empty() && received.starts_with(&saved), "a checkpoint of what was streamed");
 
@@ -168,7 +170,8 @@ async fn kill_9_mid_answer_keeps_the_partial_text_as_interrupted_when_continuing
 
     let db = Db::connect(&database_url, 1).await.unwrap();
     let user = db.find_user(cookie.trim_start_matches("tutor_session=")).await.unwrap().unwrap();
-    let (status, saved, _) = db.message_for_user(&user, &message_id).await.unwrap().unwrap();
+    let stored = db.followed_answer(&user, &message_id).await.unwrap().unwrap();
+    let (status, saved) = (stored.status, stored.content);
     assert_eq!(status, MessageStatus::Streaming, "nothing ran after the kill");
     assert!(!saved.is_empty(), "a checkpoint was written");
     assert!(received.starts_with(&saved), "the checkpoint is what was streamed");
@@ -290,7 +293,8 @@ async fn sigterm_after_the_grace_period_hands_the_answer_over_and_the_next_start
     // Stored with exactly the text the student saw, released for the next instance.
     let db = Db::connect(&database_url, 1).await.unwrap();
     let user = db.find_user(cookie.trim_start_matches("tutor_session=")).await.unwrap().unwrap();
-    let (status, saved, _) = db.message_for_user(&user, &message_id).await.unwrap().unwrap();
+    let stored = db.followed_answer(&user, &message_id).await.unwrap().unwrap();
+    let (status, saved) = (stored.status, stored.content);
     assert_eq!(status, MessageStatus::Streaming);
     assert_eq!(saved, received);
 
