@@ -23,6 +23,12 @@ pub enum ClientFrame {
     /// Follow an answer again after a reconnect or a reload: the server replies with a
     /// `snapshot` of its text so far, then (while it is still being written) its chunks.
     Resume { message_id: String },
+    /// Ask the question of one of the student's answers again: a new version of that
+    /// answer, from the conversation before it. Only the last answer on screen.
+    Regenerate { message_id: String },
+    /// Send a new version of one of the student's questions; the conversation continues
+    /// from it (the old version and what followed it stay, one switch away).
+    Edit { message_id: String, question: String },
     /// Application-level heartbeat; the server answers `pong` with the same `t`.
     Ping {
         #[serde(default)]
@@ -178,6 +184,13 @@ pub enum ServerFrame {
         /// model wrote it): the entry's id, whose page is `/faq#faq-{id}`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         faq_id: Option<String>,
+        /// The question's id (new, or the one regenerated): what `edit` names.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        question_id: Option<String>,
+        /// For a `regenerate` or an `edit`: the message this is a new version of. The page
+        /// reads the conversation's branch again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaces: Option<String>,
     },
     /// A piece of the answer. `seq` starts at 1 and grows by one per chunk of a message.
     Chunk {
@@ -265,6 +278,8 @@ pub enum ConversationChange {
     Renamed,
     Deleted,
     TeacherReplied,
+    /// Another version of a message was chosen: the branch on screen changed.
+    VersionShown,
 }
 
 /// An answer's state as stored.
@@ -353,7 +368,7 @@ pub struct FrameLimits {
     pub max_question_chars: usize,
 }
 
-const KNOWN_TYPES: [&str; 4] = ["ask", "stop", "ping", "resume"];
+const KNOWN_TYPES: [&str; 6] = ["ask", "stop", "ping", "resume", "regenerate", "edit"];
 
 /// Parses one client text frame. Accepts the course lesson's untyped
 /// `{"question": "..."}` as an `ask`, so the lesson's client works unchanged.
@@ -385,7 +400,7 @@ pub fn parse_client_frame(text: &str, limits: FrameLimits) -> Result<ClientFrame
     }
     let frame: ClientFrame =
         serde_json::from_value(value).map_err(|e| FrameError::Invalid(e.to_string()))?;
-    if let ClientFrame::Ask { question, .. } = &frame {
+    if let ClientFrame::Ask { question, .. } | ClientFrame::Edit { question, .. } = &frame {
         let chars = question.chars().count();
         if question.trim().is_empty() {
             return Err(FrameError::EmptyQuestion);
@@ -448,6 +463,8 @@ mod tests {
                 message_id: "m".into(),
             },
             ClientFrame::Ping { t: 12.5 },
+            ClientFrame::Regenerate { message_id: "a".into() },
+            ClientFrame::Edit { message_id: "q".into(), question: "Что такое SSE?".into() },
         ];
         for frame in frames {
             let text = serde_json::to_string(&frame).unwrap();
@@ -475,6 +492,8 @@ mod tests {
                     snippet: "Each event is a block of lines…".into(),
                 }],
                 faq_id: None,
+                question_id: Some("q".into()),
+                replaces: None,
             },
             ServerFrame::Start {
                 conversation_id: "c".into(),
@@ -482,6 +501,8 @@ mod tests {
                 context_truncated: false,
                 sources: Vec::new(),
                 faq_id: Some("f1".into()),
+                question_id: None,
+                replaces: Some("m".into()),
             },
             ServerFrame::Chunk {
                 content: "Hello".into(),
@@ -576,6 +597,8 @@ mod tests {
             (r#"{"type":"ask"}"#, ErrorCode::BadRequest),
             (r#"{"type":"ask","question":42}"#, ErrorCode::BadRequest),
             (r#"{"question":"   "}"#, ErrorCode::BadRequest),
+            (r#"{"type":"edit","message_id":"q","question":" "}"#, ErrorCode::BadRequest),
+            (r#"{"type":"regenerate"}"#, ErrorCode::BadRequest),
             ("", ErrorCode::BadRequest),
         ];
         for (input, code) in cases {

@@ -199,11 +199,14 @@ async fn main() {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut position = 0i64;
     let mut current = (u64::MAX, 0i64);
+    // Each message follows the one before it in its conversation (history::versions).
+    let mut previous = String::new();
     for (q, &(student, day, at)) in asked.iter().enumerate() {
         let conversation = format!("c{student}-{day}");
         if current != (student, day) {
             current = (student, day);
             position = 0;
+            previous.clear();
             conversations.push(vec![text(&conversation), text(format!("u{student}")), text("t"), int(at), int(at)]);
         }
         let topic = TOPICS[rng.below(TOPICS.len() as u64) as usize];
@@ -226,14 +229,16 @@ async fn main() {
         let answer_id = format!("a{q}");
         messages.push(vec![
             text(format!("q{q}")), text(&conversation), int(position), text("user"), text(question), text("complete"),
-            Value::NullText, int(at), Value::Null, Value::Null, Value::Null, Value::Null, Value::Null,
+            Value::NullText, int(at), Value::Null, Value::Null, Value::Null, Value::Null, Value::Null, text(&previous),
         ]);
         messages.push(vec![
             text(&answer_id), text(&conversation), int(position + 1), text("assistant"),
             text("An answer of a few sentences about the lessons, citing [1] and [2]. ".repeat(4)),
             text(status), error_code.map_or(Value::NullText, text), int(at), int(at + 4_000),
             int(600 + rng.below(1_500) as i64), int(100 + rng.below(500) as i64), opt(ttft), int(score),
+            text(format!("q{q}")),
         ]);
+        previous = answer_id.clone();
         position += 2;
         if score > 0 {
             for n in 0..3 {
@@ -269,7 +274,7 @@ async fn main() {
         "messages",
         &[
             "id", "conversation_id", "position", "role", "content", "status", "error_code", "created_at", "finished_at",
-            "prompt_tokens", "completion_tokens", "first_token_at", "retrieval_score",
+            "prompt_tokens", "completion_tokens", "first_token_at", "retrieval_score", "parent_id",
         ],
         messages,
     )

@@ -16,6 +16,7 @@ use crate::account::store::GuestError;
 use crate::auth::GuestSession;
 use crate::db::StoreError;
 use crate::faq::matcher::{FaqMatch, DIRECT_ANSWER_THRESHOLD, MAX_FAQ_SOURCES, SOURCE_MIN_SCORE};
+use crate::history::versions::{ForkRefusal, VersionOf};
 use crate::history::MessageStatus;
 use crate::lessons::excerpts;
 use crate::lessons::index::Hit;
@@ -50,6 +51,8 @@ pub enum AskError {
     TooManyAnswers { limit: u32 },
     /// The student's question budget is spent; `budget` says when one comes back.
     RateLimited { budget: BudgetLevel },
+    /// A `regenerate` or `edit` of a message that cannot have a new version now.
+    Version(ForkRefusal),
     Store(StoreError),
     /// The model request could not start; the answer's row is stored as an error.
     Upstream { answer_id: String, error: UpstreamError },
@@ -84,6 +87,7 @@ pub async fn start_answer(
     asker: Asker<'_>,
     question: String,
     conversation_id: Option<String>,
+    version_of: Option<VersionOf<'_>>,
 ) -> Result<Started, AskError> {
     let settings = &state.settings;
     let user = match asker.user_id {
@@ -148,6 +152,7 @@ pub async fn start_answer(
             retrieval_score: direct.is_none().then(|| best_score_milli(&hits)),
             sources: &sources,
             answers_at_once_per_user: settings.answers_at_once_per_user,
+            version_of,
         })
         .await
         .map_err(|error| match error {
@@ -157,6 +162,7 @@ pub async fn start_answer(
             BeginError::RateLimited { budget } => AskError::RateLimited { budget },
             BeginError::AddressRateLimited { retry_after } => AskError::AddressRateLimited { retry_after },
             BeginError::SessionEnded => AskError::SessionEnded,
+            BeginError::Version(refusal) => AskError::Version(refusal),
             BeginError::Store(error) => AskError::Store(error),
         })?;
 
@@ -198,6 +204,10 @@ pub async fn start_answer(
         context_truncated: begun.context_truncated,
         sources,
         faq_id: direct.map(|entry| entry.id),
+        question_id: Some(begun.question_id),
+        replaces: version_of.map(|version| match version {
+            VersionOf::Regenerate(id) | VersionOf::Edit(id) => id.to_string(),
+        }),
     };
     let follower = state.live.start(answer_id, user, stream, places);
     Ok(Started {

@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use super::store::context_turns_before;
+use super::store::context_turns_from;
 use crate::db::{Db, StoreError};
 use crate::history::{MessageRole, MessageStatus};
 
@@ -152,17 +152,17 @@ impl Db {
     /// The question an answer replies to, its student, and the turns before it.
     pub async fn continuation_context(&self, answer: &LapsedAnswer, budget_chars: usize) -> Result<Option<ContinuationContext>, StoreError> {
         let mut conn = self.pool.acquire().await?;
+        // The answer's question is its parent; the turns before it, its ancestors.
         let row = sqlx::query(
-            "SELECT c.user_id, m.content, m.position FROM messages m JOIN conversations c ON c.id = m.conversation_id \
-             WHERE m.conversation_id = $1 AND m.position < $2 AND m.role = 'user' ORDER BY m.position DESC LIMIT 1",
+            "SELECT c.user_id, q.content, q.parent_id FROM messages a JOIN messages q ON q.id = a.parent_id \
+             JOIN conversations c ON c.id = a.conversation_id WHERE a.id = $1 AND q.role = 'user'",
         )
-        .bind(&answer.conversation_id)
-        .bind(answer.position)
+        .bind(&answer.id)
         .fetch_optional(&mut *conn)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let question_position: i64 = row.try_get(2)?;
-        let (turns, _) = context_turns_before(&mut conn, &answer.conversation_id, question_position, budget_chars).await?;
+        let question_parent: String = row.try_get(2)?;
+        let (turns, _) = context_turns_from(&mut conn, &question_parent, budget_chars).await?;
         Ok(Some(ContinuationContext { user_id: row.try_get(0)?, question: row.try_get(1)?, turns }))
     }
 

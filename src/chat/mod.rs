@@ -29,4 +29,5 @@ pub mod state;
 pub mod store;
 #[cfg(feature = "ssr")]
 pub mod takeover;
+pub mod versions;
 pub mod view;

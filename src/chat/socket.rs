@@ -28,12 +28,19 @@ use super::notices::{Notice, Subscription};
 use crate::auth::{origin_allowed, GuestSession};
 use crate::db::StoreError;
 use crate::net::client_key;
-use crate::history::MessageStatus;
+use crate::history::versions::{ForkRefusal, VersionOf, VersionTarget};
+use crate::history::{MessageRole, MessageStatus};
 use crate::protocol::{
     parse_client_frame, ClientFrame, ConversationChange, ErrorCode, ServerFrame, PROTOCOL_VERSION,
 };
 use crate::state::AppState;
 use crate::throttle::Bucket;
+
+/// A new version the client asked for, before its target is looked up.
+enum VersionRequest {
+    Regenerate(String),
+    Edit { message_id: String, question: String },
+}
 
 /// Close codes (RFC 6455).
 const CLOSE_GOING_AWAY: u16 = 1001;
@@ -433,48 +440,91 @@ where
             ClientFrame::Ask {
                 question,
                 conversation_id,
-            } => {
-                if self.following.is_some() || self.remote.is_some() {
-                    let busy = ServerFrame::error(
-                        ErrorCode::Busy,
-                        "an answer is still streaming on this connection; wait for `end` or send `stop`",
-                    );
-                    return self.send(&busy).await;
-                }
-                if *self.shutdown.borrow() {
-                    let busy = ServerFrame::Error {
-                        code: ErrorCode::Busy,
-                        message: "The server is restarting; ask again in a moment.".into(),
-                        message_id: None,
-                        retry_after: Some(2),
-                    };
-                    return self.send(&busy).await;
-                }
-                let asker = Asker {
-                    session: &self.session,
-                    user_id: &mut self.user_id,
-                    address: &self.address,
-                };
-                let started = start_answer(&self.state, asker, question, conversation_id).await;
-                self.follow_notices();
-                let (reply, budget) = match started {
-                    Ok(started) => {
-                        self.following = Some(started.follower);
-                        // Every tab of the student shows the budget this question left.
-                        if let (Some(level), Some(user)) = (started.budget, self.user_id.as_deref()) {
-                            self.state.bus.publish_user(user, &level.frame(), None, None);
-                        }
-                        self.tell_other_tabs_asked(&started.start);
-                        (started.start, None)
-                    }
-                    Err(AskError::RateLimited { budget }) => (ask_error_frame(AskError::RateLimited { budget }), Some(budget.frame())),
-                    Err(error) => (ask_error_frame(error), None),
-                };
-                match (self.send(&reply).await, budget) {
-                    (Step::Continue, Some(budget)) => self.send(&budget).await,
-                    (step, _) => step,
-                }
+            } => self.ask(question, conversation_id, None).await,
+            ClientFrame::Regenerate { message_id } => self.ask_version(VersionRequest::Regenerate(message_id)).await,
+            ClientFrame::Edit { message_id, question } => {
+                self.ask_version(VersionRequest::Edit { message_id, question }).await
             }
+        }
+    }
+
+    /// A new version of one of the student's messages: the question it needs and its
+    /// conversation are read first (retrieval runs before the answer's transaction,
+    /// which checks the fork again).
+    async fn ask_version(&mut self, request: VersionRequest) -> Step {
+        let message_id = match &request {
+            VersionRequest::Regenerate(id) | VersionRequest::Edit { message_id: id, .. } => id.clone(),
+        };
+        let target = match self.user_id.as_deref() {
+            Some(user) => match self.state.db.version_target(user, &message_id).await {
+                Ok(target) => target,
+                Err(error) => return self.send(&lookup_error(error)).await,
+            },
+            None => None, // a session that asked nothing owns no message
+        };
+        let wanted = match (&request, target) {
+            (VersionRequest::Regenerate(_), Some(VersionTarget { role: MessageRole::Assistant, question: Some(question), conversation_id }))
+            => Some((question, conversation_id)),
+            (VersionRequest::Edit { question, .. }, Some(VersionTarget { role: MessageRole::User, conversation_id, .. })) => {
+                Some((question.clone(), conversation_id))
+            }
+            _ => None,
+        };
+        let Some((question, conversation_id)) = wanted else {
+            let what = match request {
+                VersionRequest::Regenerate(_) => "no answer of yours has that id",
+                VersionRequest::Edit { .. } => "no question of yours has that id",
+            };
+            return self.send(&ServerFrame::error(ErrorCode::NotFound, what)).await;
+        };
+        let version_of = match &request {
+            VersionRequest::Regenerate(id) => VersionOf::Regenerate(id),
+            VersionRequest::Edit { message_id, .. } => VersionOf::Edit(message_id),
+        };
+        self.ask(question, Some(conversation_id), Some(version_of)).await
+    }
+
+    /// Starts an answer (to a new question, or a new version) and follows it.
+    async fn ask(&mut self, question: String, conversation_id: Option<String>, version_of: Option<VersionOf<'_>>) -> Step {
+        if self.following.is_some() || self.remote.is_some() {
+            let busy = ServerFrame::error(
+                ErrorCode::Busy,
+                "an answer is still streaming on this connection; wait for `end` or send `stop`",
+            );
+            return self.send(&busy).await;
+        }
+        if *self.shutdown.borrow() {
+            let busy = ServerFrame::Error {
+                code: ErrorCode::Busy,
+                message: "The server is restarting; ask again in a moment.".into(),
+                message_id: None,
+                retry_after: Some(2),
+            };
+            return self.send(&busy).await;
+        }
+        let asker = Asker {
+            session: &self.session,
+            user_id: &mut self.user_id,
+            address: &self.address,
+        };
+        let started = start_answer(&self.state, asker, question, conversation_id, version_of).await;
+        self.follow_notices();
+        let (reply, budget) = match started {
+            Ok(started) => {
+                self.following = Some(started.follower);
+                // Every tab of the student shows the budget this question left.
+                if let (Some(level), Some(user)) = (started.budget, self.user_id.as_deref()) {
+                    self.state.bus.publish_user(user, &level.frame(), None, None);
+                }
+                self.tell_other_tabs_asked(&started.start);
+                (started.start, None)
+            }
+            Err(AskError::RateLimited { budget }) => (ask_error_frame(AskError::RateLimited { budget }), Some(budget.frame())),
+            Err(error) => (ask_error_frame(error), None),
+        };
+        match (self.send(&reply).await, budget) {
+            (Step::Continue, Some(budget)) => self.send(&budget).await,
+            (step, _) => step,
         }
     }
 
@@ -708,6 +758,16 @@ fn ask_error_frame(error: AskError) -> ServerFrame {
         },
         AskError::SessionEnded => session_ended_frame(),
         AskError::NotFound => ServerFrame::error(ErrorCode::NotFound, "no such conversation"),
+        AskError::Version(ForkRefusal::NotFound) => {
+            ServerFrame::error(ErrorCode::NotFound, "that message is not on the conversation's branch on screen")
+        }
+        AskError::Version(ForkRefusal::NotLastAnswer) => {
+            ServerFrame::error(ErrorCode::BadRequest, "only the last answer can be regenerated")
+        }
+        AskError::Version(ForkRefusal::Streaming) => ServerFrame::error(
+            ErrorCode::Busy,
+            "an answer is still being written in this conversation; wait for it or stop it",
+        ),
         AskError::TooManyAnswers { limit } => ServerFrame::Error {
             code: ErrorCode::Busy,
             message: format!("You have {limit} answers streaming in other tabs; ask again when one has finished."),

@@ -72,6 +72,8 @@ pub struct ChatItem {
     /// The course FAQ entry this answer is, when the teacher's endorsed answer was
     /// given without the model ("answered by your teacher").
     pub faq_id: RwSignal<Option<String>>,
+    /// The message's versions (its id among them) when it has several.
+    pub versions: RwSignal<Vec<String>>,
 }
 
 impl ChatItem {
@@ -86,6 +88,7 @@ impl ChatItem {
             sources: RwSignal::new(Vec::new()),
             message_id: RwSignal::new(None),
             faq_id: RwSignal::new(None),
+            versions: RwSignal::new(Vec::new()),
         }
     }
 }
@@ -97,6 +100,10 @@ pub struct Pending {
     pub message_id: Option<String>,
     pub last_seq: u64,
 }
+
+/// The pending answer of a regenerate or an edit before the page shows it (no item has
+/// this key; live items count up from 1, an adopted one is `u64::MAX`).
+const VERSION_PLACEHOLDER_KEY: u64 = 0;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ChatUi {
@@ -119,6 +126,11 @@ pub struct ChatUi {
     pub reloads: RwSignal<u32>,
     /// Set when another tab deleted the conversation on screen.
     pub deleted_elsewhere: RwSignal<bool>,
+    /// Why the last regenerate, edit or switch of versions was refused (it has no
+    /// answer on screen to show it under).
+    pub version_error: RwSignal<Option<ItemError>>,
+    /// The version just shown by a switch: its switcher takes the keyboard focus.
+    pub focus_version: RwSignal<Option<String>>,
     /// A stored answer still being written (found after a reload) that this page follows.
     adopted: RwSignal<Option<ChatItem>>,
     next_key: RwSignal<u64>,
@@ -144,6 +156,8 @@ impl ChatUi {
             teacher_replied: RwSignal::new(Vec::new()),
             reloads: RwSignal::new(0),
             deleted_elsewhere: RwSignal::new(false),
+            version_error: RwSignal::new(None),
+            focus_version: RwSignal::new(None),
             adopted: RwSignal::new(None),
             next_key: RwSignal::new(1),
         }
@@ -227,6 +241,32 @@ impl ChatUi {
         }));
     }
 
+    /// A `regenerate` or `edit` was sent: the page waits for its answer, which comes
+    /// with the conversation read again (see `ServerFrame::Start::replaces`).
+    pub fn begin_version(&self) {
+        self.version_error.set(None);
+        self.pending.set(Some(Pending {
+            item_key: VERSION_PLACEHOLDER_KEY,
+            message_id: None,
+            last_seq: 0,
+        }));
+    }
+
+    /// Reads the conversation on screen again from history (another version is shown,
+    /// or another tab changed it). An answer it finds streaming is followed.
+    pub fn reload_conversation(&self) {
+        self.items.set(Vec::new());
+        self.adopted.set(None);
+        self.reloads.update(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The last answer on screen, which alone can be regenerated: the newest one asked
+    /// on this page, else (`None`) the newest stored one.
+    pub fn last_live_answer_key(&self) -> Option<u64> {
+        self.items
+            .with(|items| items.iter().rev().find(|item| item.role == Role::Tutor).map(|item| item.key))
+    }
+
     fn pending_item(&self) -> Option<ChatItem> {
         let key = self.pending.with_untracked(|p| p.as_ref().map(|p| p.item_key))?;
         self.items
@@ -238,7 +278,13 @@ impl ChatUi {
     /// mid-answer). The socket asks for it with `resume`.
     pub fn adopt(&self, item: ChatItem, message_id: String) {
         // Untracked: an Effect calls this once; it must not re-adopt when the answer ends.
-        if self.pending.with_untracked(Option::is_some) {
+        // The one exception: a new version this page asked for, whose answer comes
+        // with the conversation read again.
+        let waiting_for_it = self.pending.with_untracked(|pending| match pending {
+            None => true,
+            Some(p) => p.item_key == VERSION_PLACEHOLDER_KEY && p.message_id.as_deref() == Some(message_id.as_str()),
+        });
+        if !waiting_for_it {
             return;
         }
         self.adopted.set(Some(item));
@@ -247,6 +293,20 @@ impl ChatUi {
             message_id: Some(message_id),
             last_seq: 0,
         }));
+    }
+
+    /// Names the question of the pending answer (from `start`), so it can be edited.
+    fn set_question_id(&self, question_id: String) {
+        let Some(key) = self.pending.with_untracked(|p| p.as_ref().map(|p| p.item_key)) else {
+            return;
+        };
+        let question = self.items.with_untracked(|items| {
+            let at = items.iter().position(|item| item.key == key)?;
+            items[..at].iter().rev().find(|item| item.role == Role::Student).copied()
+        });
+        if let Some(question) = question {
+            question.message_id.set(Some(question_id));
+        }
     }
 
     /// The answer to ask for again after a reconnect, if one was under way.
@@ -259,6 +319,9 @@ impl ChatUi {
         if let Some(item) = self.pending_item() {
             item.status.set(ItemStatus::Failed);
             item.error.set(Some(error));
+        } else {
+            // A refused regenerate or edit: nothing was added to the page.
+            self.version_error.set(Some(error));
         }
         self.pending.set(None);
     }
@@ -284,7 +347,27 @@ impl ChatUi {
                 context_truncated,
                 sources,
                 faq_id,
+                question_id,
+                replaces,
             } => {
+                if replaces.is_some() {
+                    // A new version: the branch on screen changed from that message
+                    // down. It is read again, and its streaming answer adopted.
+                    self.pending.set(Some(Pending {
+                        item_key: VERSION_PLACEHOLDER_KEY,
+                        message_id: Some(message_id),
+                        last_seq: 0,
+                    }));
+                    if self.conversation_id.get_untracked().as_deref() != Some(conversation_id.as_str()) {
+                        self.conversation_id.set(Some(conversation_id));
+                    }
+                    self.bump_sidebar();
+                    self.reload_conversation();
+                    return;
+                }
+                if let Some(question) = question_id {
+                    self.set_question_id(question);
+                }
                 if let Some(item) = self.pending_item() {
                     item.context_truncated.set(context_truncated);
                     item.sources.set(sources);
@@ -435,10 +518,8 @@ impl ChatUi {
                     }
                     // This tab's own answer is on screen: its end reloads the list only.
                     _ if self.is_answering() => {}
-                    ConversationChange::Asked | ConversationChange::TeacherReplied => {
-                        self.items.set(Vec::new());
-                        self.adopted.set(None);
-                        self.reloads.update(|n| *n = n.wrapping_add(1));
+                    ConversationChange::Asked | ConversationChange::TeacherReplied | ConversationChange::VersionShown => {
+                        self.reload_conversation();
                     }
                     ConversationChange::Renamed => {}
                 }
@@ -488,6 +569,8 @@ mod tests {
                 context_truncated: false,
                 sources: Vec::new(),
                 faq_id: None,
+                question_id: None,
+                replaces: None,
             });
             ui.apply(chunk("Server", 1));
             ui.apply(chunk("-sent", 2));
@@ -594,6 +677,8 @@ mod tests {
                 context_truncated: false,
                 sources: Vec::new(),
                 faq_id: None,
+                question_id: None,
+                replaces: None,
             });
             ui.apply(chunk("Hel", 1));
             ui.connection_lost();

@@ -10,6 +10,7 @@ use crate::db::{
 use super::budget::{BudgetLevel, QuestionBudget};
 use crate::account::store::hash_token;
 use crate::history::store::{insert_message, next_position, touch_conversation, NewMessageRow};
+use crate::history::versions::{fork, ForkRefusal, VersionOf};
 use crate::history::{MessageRole, MessageStatus};
 use crate::protocol::{ErrorCode, Source, Usage};
 
@@ -89,7 +90,7 @@ impl Db {
     ) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT m.content FROM messages m JOIN conversations c ON c.id = m.conversation_id \
-             WHERE c.id = $1 AND c.user_id = $2 AND m.role = 'user' \
+             WHERE c.id = $1 AND c.user_id = $2 AND m.role = 'user' AND m.on_branch = 1 \
              ORDER BY m.position DESC LIMIT $3",
         )
         .bind(conversation_id)
@@ -119,6 +120,7 @@ impl Db {
             retrieval_score,
             sources,
             answers_at_once_per_user,
+            version_of,
         } = *new;
         let now = now_ms();
         let mut tx = self.begin_write().await?;
@@ -198,34 +200,47 @@ impl Db {
                 id
             }
         };
-        let (turns, context_truncated) = context_turns_in(&mut tx, &conversation_id, budget_chars).await?;
+        let fork = match fork(&mut tx, &conversation_id, version_of).await? {
+            Ok(fork) => fork,
+            Err(refusal) => return Err(BeginError::Version(refusal)),
+        };
+        let (turns, context_truncated) = context_turns_from(&mut tx, &fork.context_from, budget_chars).await?;
         let position = next_position(&mut tx, &conversation_id).await?;
-        let question_id = new_id();
         let answer_id = new_id();
-        let question_row = NewMessageRow {
-            id: &question_id,
-            conversation_id: &conversation_id,
-            position,
-            role: MessageRole::User,
-            content: question,
-            status: MessageStatus::Complete,
-            owner_instance: None,
-            sources: None,
-            retrieval_score: None,
-            created_at: now,
+        let (question_id, answer_position) = match &fork.existing_question {
+            Some(question_id) => (question_id.clone(), position),
+            None => {
+                let question_id = new_id();
+                let question_row = NewMessageRow {
+                    id: &question_id,
+                    conversation_id: &conversation_id,
+                    parent_id: &fork.context_from,
+                    position,
+                    role: MessageRole::User,
+                    content: question,
+                    status: MessageStatus::Complete,
+                    owner_instance: None,
+                    sources: None,
+                    retrieval_score: None,
+                    created_at: now,
+                };
+                insert_message(&mut tx, &question_row).await?;
+                (question_id, position + 1)
+            }
         };
         let answer_row = NewMessageRow {
             id: &answer_id,
-            position: position + 1,
+            conversation_id: &conversation_id,
+            parent_id: &question_id,
+            position: answer_position,
             role: MessageRole::Assistant,
             content: "",
             status: MessageStatus::Streaming,
             owner_instance: Some(owner_instance),
             sources: sources_json,
             retrieval_score,
-            ..question_row
+            created_at: now,
         };
-        insert_message(&mut tx, &question_row).await?;
         insert_message(&mut tx, &answer_row).await?;
         writes += record_sources(&mut tx, &answer_id, sources, now).await?;
         touch_conversation(&mut tx, &conversation_id, now).await?;
@@ -233,6 +248,7 @@ impl Db {
         self.wrote_n(writes);
         Ok(BegunAnswer {
             conversation_id,
+            question_id,
             answer_id,
             turns,
             context_truncated,
@@ -398,12 +414,17 @@ pub struct NewAnswer<'a> {
     pub sources: &'a [Source],
     /// Answers the user may stream at once across tabs and instances (0: no cap).
     pub answers_at_once_per_user: u32,
+    /// A new version of a question or an answer of `conversation_id`; `None`: a new
+    /// question at the end of the branch.
+    pub version_of: Option<VersionOf<'a>>,
 }
 
 /// What [`Db::begin_answer`] stored and found.
 #[derive(Debug)]
 pub struct BegunAnswer {
     pub conversation_id: String,
+    /// The question answered: new, or the regenerated answer's own.
+    pub question_id: String,
     pub answer_id: String,
     /// Earlier turns for the model, oldest first.
     pub turns: Vec<(MessageRole, String)>,
@@ -434,6 +455,9 @@ pub enum BeginError {
     /// The user has this many answers streaming already (other tabs, any instance).
     #[error("too many answers at once")]
     TooManyAnswers { limit: u32 },
+    /// A version of a message that cannot have one now (`history::versions`).
+    #[error("no version of that message can be made: {0:?}")]
+    Version(ForkRefusal),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -473,32 +497,27 @@ async fn record_sources(conn: &mut sqlx::AnyConnection, answer_id: &str, sources
     Ok(1)
 }
 
-/// The conversation's earlier turns that fit the budget (in characters), oldest first,
-/// and whether older ones were left out. Only finished text is sent.
-async fn context_turns_in(
+/// The turns the model reads before a question, within the budget (in characters),
+/// oldest first, and whether older ones were left out: `from` and its ancestors,
+/// which is exactly the branch the question was asked on (`history::versions`), never
+/// another version. Only finished text is sent.
+pub(crate) async fn context_turns_from(
     conn: &mut sqlx::AnyConnection,
-    conversation_id: &str,
-    budget_chars: usize,
-) -> Result<(Vec<(MessageRole, String)>, bool), StoreError> {
-    context_turns_before(conn, conversation_id, i64::MAX, budget_chars).await
-}
-
-/// The conversation's turns before `position` within the budget, oldest first, and
-/// whether older ones were left out.
-pub(crate) async fn context_turns_before(
-    conn: &mut sqlx::AnyConnection,
-    conversation_id: &str,
-    position: i64,
+    from: &str,
     budget_chars: usize,
 ) -> Result<(Vec<(MessageRole, String)>, bool), StoreError> {
     const SCAN_LIMIT: i64 = 200;
     let rows = sqlx::query(
-        "SELECT role, content FROM messages WHERE conversation_id = $1 AND position < $3 \
-         AND status <> 'error' AND content <> '' ORDER BY position DESC LIMIT $2",
+        "WITH RECURSIVE chain(id, parent_id, depth) AS ( \
+           SELECT id, parent_id, 0 FROM messages WHERE id = $1 \
+           UNION ALL \
+           SELECT m.id, m.parent_id, chain.depth + 1 FROM messages m JOIN chain ON m.id = chain.parent_id \
+           WHERE chain.depth < $2) \
+         SELECT m.role, m.content FROM chain JOIN messages m ON m.id = chain.id \
+         WHERE m.status <> 'error' AND m.content <> '' ORDER BY chain.depth LIMIT $2",
     )
-    .bind(conversation_id)
+    .bind(from)
     .bind(SCAN_LIMIT)
-    .bind(position)
     .fetch_all(&mut *conn)
     .await?;
     let mut used = 0usize;

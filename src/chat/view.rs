@@ -10,6 +10,7 @@ use leptos_router::hooks::use_params_map;
 
 use super::client::ChatClient;
 use super::state::{ChatItem, ChatUi, ConnState, ItemStatus, Role};
+use super::versions::{RegenerateButton, StudentQuestion, VersionSwitcher};
 use crate::history::api::load_conversation;
 use crate::history::{ConversationView, MessageRole, MessageStatus, StoredMessage};
 use crate::escalation::view::AskTeacher;
@@ -221,6 +222,14 @@ pub fn ChatPage() -> impl IntoView {
             >
                 {move || t().jump_to_latest}
             </button>
+            {move || ui.version_error.get().map(|error| {
+                let code = error.code.map_or("connection_lost", |c| c.as_str());
+                let text = match error.code {
+                    Some(code) => t().error_text(code),
+                    None => t().connection_lost,
+                };
+                view! { <p class="msg-error version-error" role="alert" data-code=code title=error.detail>{text}</p> }
+            })}
             <form class="composer" on:submit=move |ev| { ev.prevent_default(); submit(); }>
                 // Read-only rather than disabled while an answer streams: a disabled
                 // field drops keyboard focus, and Esc (stop) and the next question
@@ -366,6 +375,9 @@ fn History(view: ConversationView) -> impl IntoView {
         });
     };
     let mut messages = view.messages;
+    // Only the last answer can be regenerated (and only while none was asked on this
+    // page since: then the newest live one is the last).
+    let last_answer = messages.iter().rev().find(|m| m.role == MessageRole::Assistant).map(|m| m.id.clone());
     // An answer still being written when the page was rendered (a reload mid-answer):
     // shown live, and followed once the socket is up.
     // (A teacher's reply may have come after it: the answer is taken out and shown last.)
@@ -380,6 +392,8 @@ fn History(view: ConversationView) -> impl IntoView {
         let item = ChatItem::new(ADOPTED_KEY, Role::Tutor, stored.content, ItemStatus::Streaming);
         item.sources.set(stored.sources);
         item.faq_id.set(stored.faq_id);
+        item.versions.set(stored.versions);
+        item.message_id.set(Some(stored.id.clone()));
         let message_id = stored.id;
         Effect::new(move |_| {
             ui.adopt(item, message_id.clone());
@@ -394,9 +408,15 @@ fn History(view: ConversationView) -> impl IntoView {
             </button>
         </Show>
         <For each=move || older.get() key=|m| m.id.clone() let:m>
-            <StoredMessageView message=m />
+            <StoredMessageView message=m last=false />
         </For>
-        {messages.into_iter().map(|m| view! { <StoredMessageView message=m /> }).collect_view()}
+        {messages
+            .into_iter()
+            .map(|m| {
+                let last = last_answer.as_deref() == Some(m.id.as_str());
+                view! { <StoredMessageView message=m last=last /> }
+            })
+            .collect_view()}
         {live_tail}
     }
 }
@@ -404,8 +424,10 @@ fn History(view: ConversationView) -> impl IntoView {
 /// Live items count up from 1; an adopted stored answer takes a key they never reach.
 const ADOPTED_KEY: u64 = u64::MAX;
 
+/// A stored message; `last` marks the conversation's last answer (it can be regenerated).
 #[component]
-fn StoredMessageView(message: StoredMessage) -> impl IntoView {
+fn StoredMessageView(message: StoredMessage, last: bool) -> impl IntoView {
+    let ui = expect_context::<ChatUi>();
     let lang = expect_context::<RwSignal<Lang>>();
     let t = move || lang.get().t();
     let role = message.role;
@@ -421,6 +443,19 @@ fn StoredMessageView(message: StoredMessage) -> impl IntoView {
         <FeedbackBar message_id=message.id.clone() initial=message.feedback.clone() />
         <AskTeacher message_id=message.id.clone() initial=message.teacher_request />
     });
+    let answer_tools = (role == MessageRole::Assistant).then(|| {
+        let regenerate = (last && rateable).then(|| {
+            let id = message.id.clone();
+            // Once an answer was asked for on this page, that one is the last.
+            move || ui.last_live_answer_key().is_none().then(|| view! { <RegenerateButton message_id=id.clone() /> })
+        });
+        view! {
+            <div class="msg-tools">
+                <VersionSwitcher versions=Signal::stored(message.versions.clone()) current=Signal::stored(Some(message.id.clone())) />
+                {regenerate}
+            </div>
+        }
+    });
     view! {
         <article class=class data-status=status.as_str() data-message-id=message.id.clone() id=message.id.clone()>
             <div class="msg-who">{move || match role {
@@ -430,7 +465,13 @@ fn StoredMessageView(message: StoredMessage) -> impl IntoView {
             }}</div>
             <div class="msg-body">
                 {if is_student {
-                    view! { <span class="msg-text">{message.content}</span> }.into_any()
+                    view! {
+                        <StudentQuestion
+                            text=Signal::stored(message.content.clone())
+                            message_id=Signal::stored(Some(message.id.clone()))
+                            versions=Signal::stored(message.versions.clone())
+                        />
+                    }.into_any()
                 } else {
                     view! { <AnswerText text=Signal::stored(crate::render::with_seams(&message.content, &message.seams)) sources=Signal::stored(message.sources.clone()) /> }.into_any()
                 }}
@@ -450,6 +491,7 @@ fn StoredMessageView(message: StoredMessage) -> impl IntoView {
                 }
                 MessageStatus::Complete => None,
             }}
+            {answer_tools}
             {feedback}
         </article>
     }
@@ -458,6 +500,7 @@ fn StoredMessageView(message: StoredMessage) -> impl IntoView {
 
 #[component]
 fn Message(item: ChatItem) -> impl IntoView {
+    let ui = expect_context::<ChatUi>();
     let lang = expect_context::<RwSignal<Lang>>();
     let t = move || lang.get().t();
     let (class, who) = match item.role {
@@ -495,7 +538,9 @@ fn Message(item: ChatItem) -> impl IntoView {
             </div>
             <div class="msg-body">
                 {match who {
-                    Role::Student => view! { <span class="msg-text">{move || item.text.get()}</span> }.into_any(),
+                    Role::Student => view! {
+                        <StudentQuestion text=item.text.into() message_id=item.message_id.into() versions=item.versions.into() />
+                    }.into_any(),
                     Role::Tutor | Role::Teacher => view! { <AnswerText text=item.text sources=item.sources /> }.into_any(),
                 }}
                 <Show when=live>
@@ -514,6 +559,20 @@ fn Message(item: ChatItem) -> impl IntoView {
                 <p class="context-note">{move || t().context_note}</p>
             </Show>
             {error_text}
+            {(who == Role::Tutor).then(|| view! {
+                <div class="msg-tools">
+                    <VersionSwitcher versions=item.versions.into() current=item.message_id.into() />
+                    {move || {
+                        let finished = matches!(item.status.get(), ItemStatus::Complete | ItemStatus::Stopped);
+                        // The newest answer on the page (an adopted one is not in the list).
+                        let last = ui.last_live_answer_key().is_none_or(|key| key == item.key);
+                        match (finished && last, item.message_id.get()) {
+                            (true, Some(id)) => Some(view! { <RegenerateButton message_id=id /> }),
+                            _ => None,
+                        }
+                    }}
+                </div>
+            })}
             {move || {
                 let finished = matches!(item.status.get(), ItemStatus::Complete | ItemStatus::Stopped);
                 match (who, finished, item.message_id.get()) {

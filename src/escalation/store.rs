@@ -16,11 +16,10 @@ use crate::teacher::StudentName;
 const TEACHER_READ_LIMIT: i64 = 500;
 
 /// The columns of a [`Request`], for a query joining `escalations e`, `conversations c`
-/// and `users u`; the asked-about answer's question is the student message before it.
+/// and `users u`; the asked-about answer's question is its parent message.
 const REQUEST_COLUMNS: &str = "e.id, e.conversation_id, c.title, u.username, u.guest_no, e.message_id, \
      COALESCE((SELECT q.content FROM messages q JOIN messages a ON a.id = e.message_id \
-               WHERE q.conversation_id = a.conversation_id AND q.role = 'user' AND q.position < a.position \
-               ORDER BY q.position DESC LIMIT 1), ''), \
+               WHERE q.id = a.parent_id), ''), \
      e.note, e.status, e.created_at, e.closed_at";
 
 /// A teacher's reply, stored: whose conversation it went to, and the message.
@@ -115,7 +114,9 @@ impl Db {
              f.rating, f.reasons, f.comment, f.shared, e.status, m.faq_id \
              FROM messages m LEFT JOIN feedback f ON f.message_id = m.id \
              LEFT JOIN escalations e ON e.message_id = m.id \
-             WHERE m.conversation_id = $1 ORDER BY m.position DESC LIMIT $2",
+             WHERE m.conversation_id = $1 \
+               AND (m.on_branch = 1 OR m.id IN (SELECT message_id FROM escalations WHERE conversation_id = $1)) \
+             ORDER BY m.position DESC LIMIT $2",
         )
         .bind(&id)
         .bind(TEACHER_READ_LIMIT)

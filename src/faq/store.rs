@@ -56,7 +56,7 @@ impl Db {
     /// has that id.
     pub async fn endorsable(&self, message_id: &str) -> Result<Option<Endorsable>, StoreError> {
         let Some(row) = sqlx::query(
-            "SELECT conversation_id, position, content, sources FROM messages WHERE id = $1 AND role = 'assistant'",
+            "SELECT parent_id, content, sources FROM messages WHERE id = $1 AND role = 'assistant'",
         )
         .bind(message_id)
         .fetch_optional(&self.pool)
@@ -64,21 +64,18 @@ impl Db {
         else {
             return Ok(None);
         };
-        let (conversation_id, position): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
-        let question: Option<String> = sqlx::query(
-            "SELECT content FROM messages WHERE conversation_id = $1 AND position < $2 AND role = 'user' \
-             ORDER BY position DESC LIMIT 1",
-        )
-        .bind(&conversation_id)
-        .bind(position)
+        // An answer's parent is its question.
+        let question_id: String = row.try_get(0)?;
+        let question: Option<String> = sqlx::query("SELECT content FROM messages WHERE id = $1 AND role = 'user'")
+        .bind(&question_id)
         .fetch_optional(&self.pool)
         .await?
         .map(|row| row.try_get(0))
         .transpose()?;
         Ok(Some(Endorsable {
             question: question.unwrap_or_default(),
-            answer: row.try_get(2)?,
-            sources_json: row.try_get(3)?,
+            answer: row.try_get(1)?,
+            sources_json: row.try_get(2)?,
         }))
     }
 

@@ -121,6 +121,27 @@ pub async fn delete_conversation(id: String) -> Result<(), AppError> {
     }
 }
 
+/// Shows another version of a message (`message_id`, one of the versions listed on a
+/// message of the conversation): the conversation then reads down that version.
+#[server(endpoint = "history/show-version")]
+pub async fn show_version(id: String, message_id: String) -> Result<(), AppError> {
+    use super::versions::ForkRefusal;
+    let (db, user) = ssr::caller().await?;
+    let Some(user) = user else {
+        return Err(ssr::not_found());
+    };
+    match db.show_version(&user, &id, &message_id).await? {
+        Ok(()) => {
+            ssr::tell_tabs(&user, &id, crate::protocol::ConversationChange::VersionShown, None);
+            Ok(())
+        }
+        Err(ForkRefusal::Streaming) => Err(AppError::new(
+            ErrorCode::Busy,
+            "An answer is still being written in this conversation; wait for it or stop it.",
+        )),
+        Err(_) => Err(AppError::new(ErrorCode::NotFound, "No such version in this conversation.")),
+    }
+}
 
 /// Words of a search that count; more are left out (each is a subquery).
 #[cfg(feature = "ssr")]

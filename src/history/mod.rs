@@ -14,6 +14,8 @@ pub mod export;
 pub mod search;
 #[cfg(feature = "ssr")]
 pub mod store;
+#[cfg(feature = "ssr")]
+pub mod versions;
 pub mod view;
 
 /// Conversations per page of search results.
@@ -128,6 +130,10 @@ pub struct StoredMessage {
     /// Where another instance continued an answer (byte offsets into `content`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seams: Vec<u32>,
+    /// Every version of this message (its id among them), oldest first, when it has
+    /// more than one: an edited question or a regenerated answer. Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ use super::{
     ConversationPage, ConversationSummary, ConversationView, MessageRole, MessageStatus,
     StoredMessage, TeacherRequest,
 };
+use super::versions::{branch_leaf, fill_versions};
 use crate::db::{new_id, now_ms, retry_position_race, Db, StoreError};
 
 impl Db {
@@ -109,23 +110,26 @@ impl Db {
         let Some(summary) = self.find_conversation(user_id, conversation_id).await? else {
             return Ok(None);
         };
+        let mut conn = self.pool.acquire().await?;
         let rows = sqlx::query(
             "SELECT m.id, m.position, m.role, m.content, m.status, m.error_code, m.created_at, m.sources, \
-             f.rating, f.reasons, f.comment, f.shared, e.status, m.faq_id, m.seams \
+             f.rating, f.reasons, f.comment, f.shared, e.status, m.faq_id, m.seams, m.parent_id \
              FROM messages m LEFT JOIN feedback f ON f.message_id = m.id \
              LEFT JOIN escalations e ON e.message_id = m.id \
-             WHERE m.conversation_id = $1 AND m.position < $2 \
+             WHERE m.conversation_id = $1 AND m.on_branch = 1 AND m.position < $2 \
              ORDER BY m.position DESC LIMIT $3",
         )
         .bind(conversation_id)
         .bind(before.unwrap_or(i64::MAX))
         .bind(i64::from(limit) + 1)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
-        let mut messages = rows
+        let mut with_parents = rows
             .iter()
-            .map(message_from_row)
-            .collect::<Result<Vec<StoredMessage>, _>>()?;
+            .map(|row| Ok((message_from_row(row)?, row.try_get::<String, _>("parent_id")?)))
+            .collect::<Result<Vec<(StoredMessage, String)>, sqlx::Error>>()?;
+        fill_versions(&mut conn, conversation_id, &mut with_parents).await?;
+        let mut messages: Vec<StoredMessage> = with_parents.into_iter().map(|(message, _)| message).collect();
         let has_older = messages.len() > limit as usize;
         messages.truncate(limit as usize);
         messages.reverse();
@@ -263,11 +267,13 @@ pub(crate) async fn append_message(
     let now = now_ms();
     let id = new_id();
     let position = next_position(&mut *conn, conversation_id).await?;
+    let parent_id = branch_leaf(&mut *conn, conversation_id).await?;
     insert_message(
         &mut *conn,
         &NewMessageRow {
             id: &id,
             conversation_id,
+            parent_id: &parent_id,
             position,
             role,
             content,
@@ -293,6 +299,7 @@ pub(crate) async fn append_message(
         teacher_request: None,
         faq_id: None,
         seams: Vec::new(),
+        versions: Vec::new(),
     })
 }
 
@@ -337,6 +344,8 @@ pub(crate) async fn next_position(conn: &mut sqlx::AnyConnection, conversation_i
 pub(crate) struct NewMessageRow<'a> {
     pub id: &'a str,
     pub conversation_id: &'a str,
+    /// The message this one follows ('' for none): see `history::versions`.
+    pub parent_id: &'a str,
     pub position: i64,
     pub role: MessageRole,
     pub content: &'a str,
@@ -352,7 +361,8 @@ pub(crate) struct NewMessageRow<'a> {
 pub(crate) async fn insert_message(conn: &mut sqlx::AnyConnection, row: &NewMessageRow<'_>) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO messages (id, conversation_id, position, role, content, status, \
-         owner_instance, sources, retrieval_score, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         owner_instance, sources, retrieval_score, created_at, parent_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(row.id)
     .bind(row.conversation_id)
@@ -364,6 +374,7 @@ pub(crate) async fn insert_message(conn: &mut sqlx::AnyConnection, row: &NewMess
     .bind(row.sources)
     .bind(row.retrieval_score)
     .bind(row.created_at)
+    .bind(row.parent_id)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -417,5 +428,6 @@ pub(crate) fn message_from_row(row: &AnyRow) -> Result<StoredMessage, sqlx::Erro
             .flatten()
             .and_then(|json| serde_json::from_str(&json).ok())
             .unwrap_or_default(),
+        versions: Vec::new(),
     })
 }

@@ -42,7 +42,8 @@ pub struct QuestionRow {
 }
 
 impl Db {
-    /// The questions asked since `since` (Unix ms), oldest first, with their answers.
+    /// The questions asked since `since` (Unix ms), oldest first, each with its newest
+    /// answer (a regenerated answer replaces the row's, it adds no row).
     pub async fn questions_for_export(&self, since: i64, read_all: bool) -> Result<Vec<QuestionRow>, StoreError> {
         // The shared conversations are found once and joined, so `shared` needs no
         // second look.
@@ -58,8 +59,8 @@ impl Db {
              JOIN conversations c ON c.id = q.conversation_id \
              JOIN users u ON u.id = c.user_id \
              LEFT JOIN shared s ON s.conversation_id = q.conversation_id \
-             LEFT JOIN messages a ON a.conversation_id = q.conversation_id AND a.position = q.position + 1 \
-                                   AND a.role = 'assistant' \
+             LEFT JOIN messages a ON a.id = (SELECT n.id FROM messages n WHERE n.parent_id = q.id \
+                                   AND n.role = 'assistant' ORDER BY n.position DESC LIMIT 1) \
              LEFT JOIN feedback f ON f.message_id = a.id \
              WHERE q.role = 'user' AND q.created_at >= $1 \
              ORDER BY q.created_at, q.id"

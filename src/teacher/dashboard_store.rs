@@ -483,7 +483,7 @@ impl Db {
     async fn content_gap_groups(&self, since: i64, read_all: bool) -> Rows<super::dashboard::GapGroup> {
         let sql = format!(
             "SELECT q.content, CASE WHEN {} THEN 1 ELSE 0 END \
-             FROM messages a JOIN messages q ON q.conversation_id = a.conversation_id AND q.position = a.position - 1 \
+             FROM messages a JOIN messages q ON q.id = a.parent_id \
              JOIN conversations c ON c.id = a.conversation_id \
              WHERE a.role = 'assistant' AND a.created_at >= $1 AND a.retrieval_score < {WEAK_MATCH_MILLI} \
              ORDER BY a.created_at DESC LIMIT $2",
@@ -524,7 +524,7 @@ impl Db {
                     CASE WHEN {readable} THEN u.guest_no END \
              FROM feedback f JOIN messages a ON a.id = f.message_id \
              JOIN conversations c ON c.id = a.conversation_id JOIN users u ON u.id = c.user_id \
-             LEFT JOIN messages q ON q.conversation_id = a.conversation_id AND q.position = a.position - 1 \
+             LEFT JOIN messages q ON q.id = a.parent_id \
              WHERE f.answer_at >= $1 AND f.rating = 'down' ORDER BY f.answer_at DESC, f.message_id LIMIT $2"
         );
         let rows = sqlx::query(&sql).bind(since).bind(DOWNVOTES_SHOWN).fetch_all(&self.pool).await?;

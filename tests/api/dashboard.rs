@@ -81,8 +81,8 @@ impl Seed {
         .unwrap();
         sqlx::query(
             "INSERT INTO messages (id, conversation_id, position, role, content, status, error_code, created_at, \
-             prompt_tokens, completion_tokens, first_token_at, retrieval_score) \
-             VALUES ($1, $2, $3, 'assistant', $4, $5, $6, $7, $8, $9, $10, $11)",
+             prompt_tokens, completion_tokens, first_token_at, retrieval_score, parent_id) \
+             VALUES ($1, $2, $3, 'assistant', $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&answer_id)
         .bind(t.conversation)
@@ -95,6 +95,8 @@ impl Seed {
         .bind(t.tokens.map(|(_, c)| c))
         .bind(t.ttft.map(|ms| t.at + ms))
         .bind(t.score)
+        // An answer follows its question (history::versions).
+        .bind(format!("q{}{}", t.position, t.conversation))
         .execute(&self.pool)
         .await
         .unwrap();

@@ -373,6 +373,10 @@ pub struct Answer {
     pub faq_id: Option<String>,
     pub conversation_id: String,
     pub message_id: String,
+    /// The question answered (`start`'s `question_id`).
+    pub question_id: Option<String>,
+    /// For a regenerate or an edit: the message this answer's version replaces.
+    pub replaces: Option<String>,
     pub chunks: Vec<(u64, String)>,
     pub end: Option<(u64, EndReason)>,
     pub error: Option<(ErrorCode, Option<u64>)>,
@@ -405,7 +409,11 @@ async fn continue_answer(ws: &mut Ws, mut answer: Answer) -> Answer {
                 context_truncated,
                 sources,
                 faq_id,
+                question_id,
+                replaces,
             } => {
+                answer.question_id = question_id;
+                answer.replaces = replaces;
                 answer.faq_id = faq_id;
                 answer.context_truncated = context_truncated;
                 answer.sources = sources;

@@ -30,3 +30,4 @@ mod static_files;
 mod storage;
 mod teachers;
 mod upstream;
+mod versions;
