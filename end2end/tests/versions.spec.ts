@@ -24,8 +24,9 @@ test('regenerate, edit and switch versions; a reload shows the chosen branch', a
   const first = await ask(page, '[tokens=3] [stamp] What is SSE?');
 
   await answer(page).locator('.regenerate').click();
-  await settled(page);
+  // The new version shows first (its switcher), then it settles.
   await expect(answer(page).locator('.version-label')).toHaveText('2 / 2');
+  await settled(page);
   const second = (await answer(page).locator('.msg-text').textContent()) ?? '';
   expect(second).not.toEqual(first);
   expect(second.trim()).not.toEqual('');
@@ -41,9 +42,9 @@ test('regenerate, edit and switch versions; a reload shows the chosen branch', a
   await expect(field).toHaveValue('[tokens=3] [stamp] What is SSE?');
   await field.fill('[tokens=2] [stamp] What is SSE, in one line?');
   await question(page).locator('.edit-send').click();
+  await expect(question(page).locator('.version-label')).toHaveText('2 / 2');
   await settled(page);
   await expect(question(page).locator('.msg-text')).toHaveText('[tokens=2] [stamp] What is SSE, in one line?');
-  await expect(question(page).locator('.version-label')).toHaveText('2 / 2');
   await expect(answer(page).locator('.versions')).toHaveCount(0);
   await expect(page.locator('.msg-student')).toHaveCount(1);
 
@@ -60,7 +61,8 @@ test('regenerate, edit and switch versions; a reload shows the chosen branch', a
   await expect(question(page).locator('.version-label')).toHaveText('1 / 2');
   await expect(answer(page).locator('.msg-text')).toHaveText(second);
   const axe = await new AxeBuilder({ page }).analyze();
-  expect(axe.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => v.id)).toEqual([]);
+  const serious = axe.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  expect(serious.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)).toEqual([]);
   expect(errors).toEqual([]);
 });
 
@@ -75,8 +77,8 @@ test('keyboard only: ask, regenerate, switch versions and edit', async ({ page }
 
   await answer(page).locator('.regenerate').focus();
   await page.keyboard.press('Enter');
-  await settled(page);
   await expect(answer(page).locator('.version-label')).toHaveText('2 / 2');
+  await settled(page);
 
   // The switch redraws the list; the keyboard stays on the switcher.
   await answer(page).locator('.version-previous').focus();
@@ -100,8 +102,8 @@ test('keyboard only: ask, regenerate, switch versions and edit', async ({ page }
   await page.keyboard.press('ControlOrMeta+a');
   await page.keyboard.type('[tokens=2] Keyboard question, edited');
   await page.keyboard.press('Enter');
-  await settled(page);
   await expect(question(page).locator('.version-label')).toHaveText('2 / 2');
+  await settled(page);
   await expect(question(page).locator('.msg-text')).toHaveText('[tokens=2] Keyboard question, edited');
   expect(errors).toEqual([]);
 });
