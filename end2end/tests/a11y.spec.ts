@@ -174,6 +174,16 @@ test('on a phone the sidebar is a drawer behind a button, and Esc closes it', as
   await expect(sidebar).toBeVisible();
   await expect(sidebar.locator('.new-chat')).toBeFocused();
 
+  // While it is open, Tab stays in the drawer and its button, as in a dialog.
+  await page.keyboard.press('Shift+Tab');
+  await expect(toggle).toBeFocused();
+  await page.keyboard.press('Shift+Tab');
+  expect(await page.evaluate(() => document.activeElement?.closest('nav.sidebar') != null)).toBe(true);
+  await page.keyboard.press('Tab');
+  await expect(toggle).toBeFocused();
+  await page.keyboard.press('Tab');
+  await expect(sidebar.locator('.new-chat')).toBeFocused();
+
   // Esc closes it and gives focus back to the button.
   await page.keyboard.press('Escape');
   await expect(sidebar).toBeHidden();

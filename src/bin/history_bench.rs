@@ -1,7 +1,9 @@
 //! History benchmark for docs/BENCHMARKS.md: on the database DATABASE_URL names (else a
 //! fresh SQLite file), seed a 1,000-message conversation and a user with 10,000
 //! conversations, then time the first page of each through the server functions (HTTP,
-//! as the page calls them), and count database writes for one 200-token answer.
+//! as the page calls them); render whole pages on the server (a 200-message
+//! conversation of Markdown answers with sources, and the chat of the student with
+//! 10,000 conversations); and count database writes for one 200-token answer.
 //!
 //!   cargo run --release --features ssr --bin history_bench
 //!   bash .ci/with-postgres sh -c 'DATABASE_URL=$TUTOR_TEST_DATABASE_URL cargo run --release --features ssr --bin history_bench'
@@ -72,6 +74,41 @@ async fn main() {
     }
     println!("seeded 1,000 messages in {:.1} s", started.elapsed().as_secs_f64());
 
+    // Seed: a 200-message conversation as a course produces it: Markdown answers (a
+    // heading, a list, a code block, citations) with three lesson sources each.
+    let rich = db.create_conversation(&reader, "a conversation with sources").await.unwrap();
+    let answer = "## How it works\n\nThe server keeps **one connection** open [1] and pushes each token as it comes [2]:\n\n\
+                  - the client opens `/ws/chat`\n- the server relays chunks\n- the page renders them\n\n\
+                  ```rust\nlet (mut sink, mut stream) = socket.split();\nsink.send(Message::Text(frame)).await?;\n```\n\n\
+                  See the lesson on backpressure for what happens when the client is slow [3].";
+    for i in 0..200 {
+        let (role, text) = if i % 2 == 0 {
+            (MessageRole::User, "How does the server push tokens over a WebSocket?")
+        } else {
+            (MessageRole::Assistant, answer)
+        };
+        db.add_message(&rich.id, role, text, MessageStatus::Complete, None).await.unwrap();
+    }
+    let sources: Vec<tutor_chat::protocol::Source> = (1..=3)
+        .map(|n| tutor_chat::protocol::Source {
+            n,
+            lesson: "02-streaming-responses-en".into(),
+            lesson_title: "Streaming responses".into(),
+            section: format!("Section {n}"),
+            anchor: format!("section-{n}"),
+            snippet: "Each event is a block of lines; the page renders tokens as they come.".into(),
+        })
+        .collect();
+    // The store writes sources only with a streamed answer; the seed sets them directly.
+    let pool = sqlx::AnyPool::connect(&database_url).await.unwrap();
+    sqlx::query("UPDATE messages SET sources = $1 WHERE conversation_id = $2 AND role = 'assistant'")
+        .bind(serde_json::to_string(&sources).unwrap())
+        .bind(&rich.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
     // Seed: one user with 10,000 conversations.
     let busy_token = state.session_key.mint().unwrap();
     let busy = db.ensure_user(&busy_token, "bench", 0).await.unwrap();
@@ -122,6 +159,39 @@ async fn main() {
             sizes = (size, size_list);
         }
     }
+    // Whole pages, rendered on the server as a browser gets them (the chat shows a
+    // conversation's newest 50 messages; older ones load on demand).
+    let page = |token: String, path: String| {
+        let http = http.clone();
+        async move {
+            let started = Instant::now();
+            let response = http
+                .get(format!("http://{addr}{path}"))
+                .header("cookie", format!("tutor_session={token}"))
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success(), "{path}: {}", response.status());
+            let body = response.bytes().await.unwrap();
+            (started.elapsed(), body.len())
+        }
+    };
+    let mut rich_page = Vec::new();
+    let mut busy_page = Vec::new();
+    let mut page_sizes = (0, 0);
+    for round in 0..ROUNDS + 10 {
+        let (took, size) = page(reader_token.clone(), format!("/c/{}", rich.id)).await;
+        let (took_busy, size_busy) = page(busy_token.clone(), "/".to_string()).await;
+        if round >= 10 {
+            rich_page.push(took);
+            busy_page.push(took_busy);
+            page_sizes = (size, size_busy);
+        }
+    }
+    report("SSR /c/{id}: 200 messages, Markdown + sources", rich_page);
+    report("SSR /: sidebar of 10,000 conversations", busy_page);
+    println!("page sizes: conversation {} bytes, chat with sidebar {} bytes", page_sizes.0, page_sizes.1);
+
     report("load 1,000-message conversation, first page (HTTP)", load);
     report("  the same, store query only", store_load);
     report("list 10,000 conversations, first page (HTTP)", list);

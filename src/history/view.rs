@@ -47,10 +47,18 @@ pub fn Sidebar() -> impl IntoView {
             open.set(false);
         }
     };
+    // While it is open on a phone, Tab stays in the drawer and its button, as in a
+    // dialog: the chat behind it is covered.
+    let drawer = NodeRef::<leptos::html::Nav>::new();
     let on_drawer_key = move |ev: leptos::ev::KeyboardEvent| {
-        if ev.key() == "Escape" && open.get_untracked() {
+        if !open.get_untracked() {
+            return;
+        }
+        if ev.key() == "Escape" {
             ev.prevent_default();
             set_open(false);
+        } else if let (Some(nav), Some(toggle)) = (drawer.get_untracked(), toggle_ref.get_untracked()) {
+            platform::keep_tab_inside(&ev, &nav, &toggle);
         }
     };
     let new_chat = move |_| {
@@ -108,7 +116,7 @@ pub fn Sidebar() -> impl IntoView {
             {move || t().conversations}
         </button>
         <div class="sidebar-backdrop" class:open=move || open.get() aria-hidden="true" on:click=move |_| set_open(false)></div>
-        <nav id="sidebar" class="sidebar" class:open=move || open.get() aria-label=move || t().conversations
+        <nav id="sidebar" class="sidebar" class:open=move || open.get() aria-label=move || t().conversations node_ref=drawer
             on:keydown=on_drawer_key on:click=on_drawer_click>
             <a href="/" class="new-chat" node_ref=first_link on:click=new_chat>{move || format!("+ {}", t().new_chat)}</a>
             <form class="sidebar-search" role="search" on:submit=search>

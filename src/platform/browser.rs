@@ -67,3 +67,33 @@ pub fn load_page(path: &str) {
 
 /// The policy travels with the server's response; the browser has nothing to send.
 pub fn send_page_policy(_dev: bool) {}
+
+/// What can take the keyboard focus inside a container, in tab order (enough for our
+/// own markup: no positive `tabindex`).
+const FOCUSABLE: &str = "a[href], button:not([disabled]), input:not([disabled]), textarea:not([disabled]), \
+                         select:not([disabled]), [tabindex]:not([tabindex='-1'])";
+
+/// Keeps Tab and Shift+Tab inside `container` (an open drawer): from its last focusable
+/// element Tab goes to `first_stop` (the button that opened it), and Shift+Tab from
+/// there goes to the last one. Other keys pass.
+pub fn keep_tab_inside(ev: &leptos::ev::KeyboardEvent, container: &web_sys::Element, first_stop: &web_sys::HtmlElement) {
+    if ev.key() != "Tab" {
+        return;
+    }
+    let Ok(found) = container.query_selector_all(FOCUSABLE) else { return };
+    let visible: Vec<web_sys::HtmlElement> = (0..found.length())
+        .filter_map(|i| found.item(i))
+        .filter_map(|node| node.dyn_into::<web_sys::HtmlElement>().ok())
+        .filter(|el| el.offset_parent().is_some())
+        .collect();
+    let Some(last) = visible.last() else { return };
+    let active = document().active_element();
+    let on = |el: &web_sys::HtmlElement| active.as_ref().is_some_and(|a| a == el.unchecked_ref::<web_sys::Element>());
+    if !ev.shift_key() && on(last) {
+        ev.prevent_default();
+        let _ = first_stop.focus();
+    } else if ev.shift_key() && on(first_stop) {
+        ev.prevent_default();
+        let _ = last.focus();
+    }
+}

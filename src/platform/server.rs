@@ -80,3 +80,11 @@ pub fn remember_lang(_lang: Lang) {}
 
 /// Only a browser loads pages.
 pub fn load_page(_path: &str) {}
+
+/// Keys are the browser's.
+pub fn keep_tab_inside(
+    _ev: &leptos::ev::KeyboardEvent,
+    _container: &leptos::web_sys::Element,
+    _first_stop: &leptos::web_sys::HtmlElement,
+) {
+}
