@@ -704,4 +704,69 @@ mod tests {
             assert!(!ui.is_answering());
         });
     }
+
+    #[test]
+    fn a_new_version_reads_the_conversation_again_and_follows_its_answer() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let ui = ChatUi::new();
+            ui.begin_question("q".into());
+            ui.apply(ServerFrame::Start {
+                conversation_id: "c".into(),
+                message_id: "a1".into(),
+                context_truncated: false,
+                sources: Vec::new(),
+                faq_id: None,
+                question_id: Some("q1".into()),
+                replaces: None,
+            });
+            assert_eq!(ui.items.get_untracked()[0].message_id.get_untracked().as_deref(), Some("q1"), "the question can be edited");
+            ui.apply(ServerFrame::End { message_id: "a1".into(), seq: 0, reason: EndReason::Complete, usage: None });
+
+            // Regenerate: the page waits, then reads the conversation again.
+            ui.begin_version();
+            assert!(ui.is_answering(), "no second question meanwhile");
+            let reloads = ui.reloads.get_untracked();
+            ui.apply(ServerFrame::Start {
+                conversation_id: "c".into(),
+                message_id: "a2".into(),
+                context_truncated: false,
+                sources: Vec::new(),
+                faq_id: None,
+                question_id: Some("q1".into()),
+                replaces: Some("a1".into()),
+            });
+            assert!(ui.items.get_untracked().is_empty(), "the branch on screen is read again");
+            assert_eq!(ui.reloads.get_untracked(), reloads + 1);
+            assert_eq!(ui.resume_target().as_deref(), Some("a2"));
+            // Another stored answer found streaming is not this page's to follow…
+            let other = ChatItem::new(u64::MAX, Role::Tutor, String::new(), ItemStatus::Streaming);
+            ui.adopt(other, "someone-else".into());
+            assert_eq!(ui.resume_target().as_deref(), Some("a2"));
+            // …the new version is, and its chunks then land on it.
+            let adopted = ChatItem::new(u64::MAX, Role::Tutor, String::new(), ItemStatus::Streaming);
+            ui.adopt(adopted, "a2".into());
+            ui.apply(ServerFrame::Chunk { content: "Hi".into(), seq: 1, message_id: "a2".into() });
+            assert_eq!(adopted.text.get_untracked(), "Hi");
+        });
+    }
+
+    #[test]
+    fn a_refused_version_says_why_without_an_answer_to_show_it_under() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let ui = ChatUi::new();
+            ui.begin_version();
+            ui.apply(ServerFrame::Error {
+                code: ErrorCode::Busy,
+                message: "an answer is still being written".into(),
+                message_id: None,
+                retry_after: None,
+            });
+            assert!(!ui.is_answering());
+            assert_eq!(ui.version_error.get_untracked().and_then(|e| e.code), Some(ErrorCode::Busy));
+            ui.begin_version();
+            assert!(ui.version_error.get_untracked().is_none(), "a new attempt clears it");
+        });
+    }
 }
