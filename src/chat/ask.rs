@@ -128,7 +128,7 @@ pub async fn start_answer(
         Some(entry) => (Vec::new(), entry.sources.clone()),
         None => {
             let mut hits = faq_hits(&question, &faq);
-            hits.extend(retrieve(state, &question, conversation_id.as_deref(), &user).await);
+            hits.extend(retrieve(state, &question, conversation_id.as_deref(), &user, version_of).await);
             let sources = excerpts::sources_from(&hits);
             (hits, sources)
         }
@@ -321,11 +321,17 @@ fn sources_json(sources: &[Source]) -> Option<String> {
 
 /// The lesson sections for a question and the student's recent questions. A failure
 /// means an answer without sources, never no answer.
-pub(super) async fn retrieve(state: &AppState, question: &str, conversation_id: Option<&str>, user: &str) -> Vec<Hit> {
+pub(super) async fn retrieve(
+    state: &AppState,
+    question: &str,
+    conversation_id: Option<&str>,
+    user: &str,
+    version_of: Option<VersionOf<'_>>,
+) -> Vec<Hit> {
     let earlier = match conversation_id {
         Some(id) => state
             .db
-            .recent_questions(user, id, RETRIEVAL_EARLIER_TURNS)
+            .recent_questions(user, id, RETRIEVAL_EARLIER_TURNS, version_of)
             .await
             .unwrap_or_else(|error| {
                 tracing::warn!(%error, "cannot read earlier questions for retrieval");

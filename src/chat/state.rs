@@ -470,12 +470,19 @@ impl ChatUi {
                 status,
                 live,
             } => {
-                let Some(item) = self.pending_item() else {
-                    return;
-                };
                 if self.resume_target().as_deref() != Some(message_id.as_str()) {
                     return;
                 }
+                let Some(item) = self.pending_item() else {
+                    // A new version still waiting for the page to show it, and already
+                    // over (its `end` lost with a dropped socket): the reload shows it
+                    // finished; nothing is pending any more.
+                    if !live {
+                        self.pending.set(None);
+                        self.bump_sidebar();
+                    }
+                    return;
+                };
                 item.text.set(content);
                 self.pending.update(|p| {
                     if let Some(p) = p {

@@ -9,7 +9,7 @@ use crate::db::{
 };
 use super::budget::{BudgetLevel, QuestionBudget};
 use crate::account::store::hash_token;
-use crate::history::store::{insert_message, next_position, touch_conversation, NewMessageRow};
+use crate::history::store::{insert_message, next_position, NewMessageRow};
 use crate::history::versions::{fork, ForkRefusal, VersionOf};
 use crate::history::{MessageRole, MessageStatus};
 use crate::protocol::{ErrorCode, Source, Usage};
@@ -80,22 +80,36 @@ impl Db {
         retry_position_race(|| self.try_begin_answer(new)).await
     }
 
-    /// The student's latest questions in one of their conversations, newest first:
-    /// retrieval reads them with the new question. Empty for someone else's.
+    /// The student's latest questions on the branch of one of their conversations,
+    /// newest first: retrieval reads them with the new question. For a new version,
+    /// only those above it (an edit is not searched with the text it replaces, nor a
+    /// regenerate with its own question twice). Empty for someone else's.
     pub async fn recent_questions(
         &self,
         user_id: &str,
         conversation_id: &str,
         limit: u32,
+        version_of: Option<VersionOf<'_>>,
     ) -> Result<Vec<String>, StoreError> {
+        let (edited, regenerated) = match version_of {
+            Some(VersionOf::Edit(id)) => (Some(id), None),
+            Some(VersionOf::Regenerate(id)) => (None, Some(id)),
+            None => (None, None),
+        };
         let rows = sqlx::query(
             "SELECT m.content FROM messages m JOIN conversations c ON c.id = m.conversation_id \
              WHERE c.id = $1 AND c.user_id = $2 AND m.role = 'user' AND m.on_branch = 1 \
+             AND m.position < COALESCE( \
+               (SELECT b.position FROM messages b WHERE b.id = $4), \
+               (SELECT q.position FROM messages x JOIN messages q ON q.id = x.parent_id WHERE x.id = $5), \
+               9223372036854775807) \
              ORDER BY m.position DESC LIMIT $3",
         )
         .bind(conversation_id)
         .bind(user_id)
         .bind(i64::from(limit))
+        .bind(edited)
+        .bind(regenerated)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -135,7 +149,9 @@ impl Db {
         if current.is_none() {
             return Err(BeginError::SessionEnded);
         }
-        let mut writes = 3;
+        // Statements that change data, for the metrics: the answer's row here, the rest
+        // as they run.
+        let mut writes = 1;
         let mut budget_left = None;
         if !budget.is_off() {
             match self.take_question(&mut tx, user_id, budget, budget_now).await? {
@@ -165,12 +181,19 @@ impl Db {
         }
         let conversation_id = match conversation_id {
             Some(id) => {
-                let owned = sqlx::query("SELECT 1 FROM conversations WHERE id = $1 AND user_id = $2")
+                // Marked as changed first: on PostgreSQL that also locks the row, so a
+                // version switch or a teacher's reply in another transaction cannot
+                // move the branch between reading its end and appending to it
+                // (history::versions). SQLite's write transaction already excludes them.
+                let owned = sqlx::query("UPDATE conversations SET updated_at = $3 WHERE id = $1 AND user_id = $2")
                     .bind(id)
                     .bind(user_id)
-                    .fetch_optional(&mut *tx)
+                    .bind(now)
+                    .execute(&mut *tx)
                     .await?
-                    .is_some();
+                    .rows_affected()
+                    == 1;
+                writes += 1;
                 if !owned {
                     return Err(BeginError::NotFound);
                 }
@@ -225,6 +248,7 @@ impl Db {
                     created_at: now,
                 };
                 insert_message(&mut tx, &question_row).await?;
+                writes += 1;
                 (question_id, position + 1)
             }
         };
@@ -243,7 +267,9 @@ impl Db {
         };
         insert_message(&mut tx, &answer_row).await?;
         writes += record_sources(&mut tx, &answer_id, sources, now).await?;
-        touch_conversation(&mut tx, &conversation_id, now).await?;
+        if version_of.is_some() {
+            writes += 1; // the replaced version left the branch
+        }
         tx.commit().await?;
         self.wrote_n(writes);
         Ok(BegunAnswer {

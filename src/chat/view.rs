@@ -444,7 +444,8 @@ fn StoredMessageView(message: StoredMessage, last: bool) -> impl IntoView {
         <AskTeacher message_id=message.id.clone() initial=message.teacher_request />
     });
     let answer_tools = (role == MessageRole::Assistant).then(|| {
-        let regenerate = (last && rateable).then(|| {
+        // A failed or cut answer is the likeliest to be asked again.
+        let regenerate = (last && status != MessageStatus::Streaming).then(|| {
             let id = message.id.clone();
             // Once an answer was asked for on this page, that one is the last.
             move || ui.last_live_answer_key().is_none().then(|| view! { <RegenerateButton message_id=id.clone() /> })
@@ -563,7 +564,10 @@ fn Message(item: ChatItem) -> impl IntoView {
                 <div class="msg-tools">
                     <VersionSwitcher versions=item.versions.into() current=item.message_id.into() />
                     {move || {
-                        let finished = matches!(item.status.get(), ItemStatus::Complete | ItemStatus::Stopped);
+                        let finished = matches!(
+                            item.status.get(),
+                            ItemStatus::Complete | ItemStatus::Stopped | ItemStatus::Failed | ItemStatus::Interrupted
+                        );
                         // The newest answer on the page (an adopted one is not in the list).
                         let last = ui.last_live_answer_key().is_none_or(|key| key == item.key);
                         match (finished && last, item.message_id.get()) {

@@ -115,7 +115,11 @@ impl Db {
              FROM messages m LEFT JOIN feedback f ON f.message_id = m.id \
              LEFT JOIN escalations e ON e.message_id = m.id \
              WHERE m.conversation_id = $1 \
-               AND (m.on_branch = 1 OR m.id IN (SELECT message_id FROM escalations WHERE conversation_id = $1)) \
+               AND (m.on_branch = 1 \
+                    OR m.id IN (SELECT message_id FROM escalations WHERE conversation_id = $1) \
+                    OR m.id IN (SELECT reply_id FROM escalations WHERE conversation_id = $1) \
+                    OR m.id IN (SELECT a.parent_id FROM escalations x JOIN messages a ON a.id = x.message_id \
+                                WHERE x.conversation_id = $1)) \
              ORDER BY m.position DESC LIMIT $2",
         )
         .bind(&id)

@@ -266,6 +266,9 @@ pub(crate) async fn append_message(
 ) -> Result<StoredMessage, StoreError> {
     let now = now_ms();
     let id = new_id();
+    // First, so that on PostgreSQL the conversation's row is locked before the branch's
+    // end is read (a version switch or a question at the same time waits its turn).
+    touch_conversation(&mut *conn, conversation_id, now).await?;
     let position = next_position(&mut *conn, conversation_id).await?;
     let parent_id = branch_leaf(&mut *conn, conversation_id).await?;
     insert_message(
@@ -285,7 +288,6 @@ pub(crate) async fn append_message(
         },
     )
     .await?;
-    touch_conversation(&mut *conn, conversation_id, now).await?;
     Ok(StoredMessage {
         id,
         position,

@@ -83,12 +83,15 @@ impl Db {
         message_id: &str,
     ) -> Result<Result<(), ForkRefusal>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let owned = sqlx::query("SELECT 1 FROM conversations WHERE id = $1 AND user_id = $2")
+        // An UPDATE that changes nothing, for its row lock on PostgreSQL: two switches,
+        // or a switch and a question, take turns on the conversation's branch.
+        let owned = sqlx::query("UPDATE conversations SET updated_at = updated_at WHERE id = $1 AND user_id = $2")
             .bind(conversation_id)
             .bind(user_id)
-            .fetch_optional(&mut *tx)
+            .execute(&mut *tx)
             .await?
-            .is_some();
+            .rows_affected()
+            == 1;
         let chosen = if owned {
             sqlx::query("SELECT parent_id, role, on_branch FROM messages WHERE id = $1 AND conversation_id = $2")
                 .bind(message_id)

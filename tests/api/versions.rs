@@ -235,3 +235,19 @@ async fn a_regenerate_takes_a_question_from_the_budget() {
     let view = app.load(&s.cookie, &first.conversation_id).await.unwrap();
     assert_eq!(view.messages[1].versions.len(), 2, "the refused regenerate made no version");
 }
+
+#[tokio::test]
+async fn a_failed_answer_can_be_asked_again() {
+    let app = spawn_app().await;
+    let mut s = app.student().await;
+    let failed = ask(&mut s.ws, "[fault=500] [tokens=2] one").await;
+    assert_eq!(failed.error.map(|e| e.0), Some(ErrorCode::UpstreamUnavailable));
+    // Asked again: a new version (the test model fails this question every time, so
+    // this one fails too; with a real model a retry is the point).
+    let again = regenerate(&mut s.ws, &failed.message_id).await;
+    assert_eq!(again.error.map(|e| e.0), Some(ErrorCode::UpstreamUnavailable));
+    assert_ne!(again.message_id, failed.message_id);
+    let view = app.load(&s.cookie, &failed.conversation_id).await.unwrap();
+    assert_eq!(view.messages.len(), 2);
+    assert_eq!(view.messages[1].versions, vec![failed.message_id.clone(), again.message_id.clone()]);
+}
