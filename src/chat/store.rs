@@ -198,8 +198,12 @@ impl Db {
                 id
             }
         };
-        let (turns, context_truncated) = context_turns_in(&mut tx, &conversation_id, budget_chars).await?;
-        let position = next_position(&mut tx, &conversation_id).await?;
+        // A conversation made just now has no turns: two reads less for a first question.
+        let ((turns, context_truncated), position) = if new.conversation_id.is_none() {
+            ((Vec::new(), false), 1)
+        } else {
+            (context_turns_in(&mut tx, &conversation_id, budget_chars).await?, next_position(&mut tx, &conversation_id).await?)
+        };
         let question_id = new_id();
         let answer_id = new_id();
         let question_row = NewMessageRow {
