@@ -272,16 +272,9 @@ impl Db {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        if self.backend == Backend::Postgres {
-            // Two guests created at once would read the same highest number.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('users.guest_no'))")
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query(
-            "INSERT INTO users (id, created_at, guest_no) \
-             SELECT $1, $2, COALESCE(MAX(guest_no), 0) + 1 FROM users",
-        )
+        // No guest number yet: numbering here would make every new guest of a class
+        // wait for every other's commit (`number_guests` gives it, off this path).
+        sqlx::query("INSERT INTO users (id, created_at) VALUES ($1, $2)")
         .bind(&user_id)
         .bind(now)
         .execute(&mut *tx)
@@ -400,6 +393,89 @@ impl Db {
             gone.guests += idle.len() as u64;
             if (idle.len() as i64) < CLEANUP_BATCH {
                 return Ok(gone);
+            }
+        }
+    }
+}
+
+/// Reads a teacher's view tries this often to find every guest in it numbered; a
+/// guest that arrives between the numbering and the read is numbered on the next try.
+const NUMBERED_READ_TRIES: usize = 3;
+
+impl Db {
+    /// Gives every guest still without one its number ("Guest 17"), oldest first,
+    /// after the highest so far. Guests are created without a number: numbering them
+    /// as they arrive made a class's arrival queue on one lock (docs/storage.md). Run
+    /// before every read that shows guests to a teacher, so none is shown unnumbered;
+    /// waits for guests whose row a question holds. Returns how many it numbered.
+    pub async fn number_guests(&self) -> Result<u64, StoreError> {
+        self.number_pending_guests(false).await
+    }
+
+    /// The same, once a second in the background (`chat::takeover`'s sweep), for
+    /// the guests whose rows are free now: a row a question is writing is left for
+    /// the next second, so no student waits for the numbering.
+    pub async fn number_guests_in_background(&self) -> Result<u64, StoreError> {
+        self.number_pending_guests(true).await
+    }
+
+    async fn number_pending_guests(&self, skip_busy_rows: bool) -> Result<u64, StoreError> {
+        // The partial index `users_unnumbered` answers this from nothing when no
+        // guest waits, which is nearly always: no write transaction then.
+        let pending = sqlx::query("SELECT 1 FROM users WHERE guest_no IS NULL AND username IS NULL LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        if pending.is_none() {
+            return Ok(0);
+        }
+        let lock = match (self.backend, skip_busy_rows) {
+            (Backend::Sqlite, _) => "",
+            (Backend::Postgres, false) => "FOR UPDATE",
+            (Backend::Postgres, true) => "FOR UPDATE SKIP LOCKED",
+        };
+        let sql = format!(
+            "UPDATE users SET guest_no = numbered.n FROM ( \
+                 SELECT id, (SELECT COALESCE(MAX(guest_no), 0) FROM users) \
+                            + ROW_NUMBER() OVER (ORDER BY created_at, id) AS n \
+                 FROM (SELECT id, created_at FROM users WHERE guest_no IS NULL AND username IS NULL {lock}) AS pending \
+             ) AS numbered WHERE users.id = numbered.id"
+        );
+        let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            // Two numberings at once (two instances, or a teacher's read beside the
+            // sweep) would both start after the same highest number. Only numberings
+            // take this lock; SQLite's write transactions are one at a time already.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('users.guest_no'))")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let numbered = sqlx::query(&sql).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        if numbered > 0 {
+            self.wrote();
+        }
+        Ok(numbered)
+    }
+
+    /// Runs a teacher's `read` with every guest it shows numbered: numbers the
+    /// waiting guests, reads, and if `unnumbered` finds a guest that arrived in
+    /// between, numbers and reads again.
+    pub(crate) async fn with_guest_numbers<T, F, Fut>(
+        &self,
+        read: F,
+        unnumbered: impl Fn(&T) -> bool,
+    ) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut tries = 0;
+        loop {
+            self.number_guests().await?;
+            let seen = read().await?;
+            tries += 1;
+            if tries == NUMBERED_READ_TRIES || !unnumbered(&seen) {
+                return Ok(seen);
             }
         }
     }

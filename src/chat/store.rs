@@ -10,7 +10,7 @@ use crate::db::{
 use super::budget::{BudgetLevel, QuestionBudget};
 use crate::account::store::hash_token;
 use crate::history::store::{insert_message, next_position, NewMessageRow};
-use crate::history::versions::{fork, ForkRefusal, VersionOf};
+use crate::history::versions::{fork, Fork, ForkRefusal, VersionOf};
 use crate::history::{MessageRole, MessageStatus};
 use crate::protocol::{ErrorCode, Source, Usage};
 
@@ -223,12 +223,18 @@ impl Db {
                 id
             }
         };
-        let fork = match fork(&mut tx, &conversation_id, version_of).await? {
-            Ok(fork) => fork,
-            Err(refusal) => return Err(BeginError::Version(refusal)),
+        // A conversation made just now has no turns and no branch yet: three reads less
+        // for a first question.
+        let (fork, (turns, context_truncated), position) = if new.conversation_id.is_none() {
+            (Fork { context_from: String::new(), existing_question: None }, (Vec::new(), false), 1)
+        } else {
+            let fork = match fork(&mut tx, &conversation_id, version_of).await? {
+                Ok(fork) => fork,
+                Err(refusal) => return Err(BeginError::Version(refusal)),
+            };
+            let context = context_turns_from(&mut tx, &fork.context_from, budget_chars).await?;
+            (fork, context, next_position(&mut tx, &conversation_id).await?)
         };
-        let (turns, context_truncated) = context_turns_from(&mut tx, &fork.context_from, budget_chars).await?;
-        let position = next_position(&mut tx, &conversation_id).await?;
         let answer_id = new_id();
         let (question_id, answer_position) = match &fork.existing_question {
             Some(question_id) => (question_id.clone(), position),

@@ -29,7 +29,8 @@ const PER_SWEEP: i64 = 20;
 const TOO_OLD_MS: i64 = 3_600_000;
 
 /// Looks for answers to take over once a second, for the instance's life. The first
-/// look also takes this instance's own answers left streaming before it started.
+/// look also takes this instance's own answers left streaming before it started. The
+/// same tick carries the instance's heartbeat and numbers the guests that arrived.
 pub fn spawn_sweeper(state: AppState) {
     let started_at = now_ms();
     tokio::spawn(
@@ -47,6 +48,10 @@ pub fn spawn_sweeper(state: AppState) {
                 // Its sockets count (across instances) while it says so.
                 if let Err(error) = state.db.instance_alive(&state.instance_id, now_ms()).await {
                     tracing::warn!(%error, "cannot say this instance is alive");
+                }
+                // New guests get their numbers here, off their first question's path.
+                if let Err(error) = state.db.number_guests_in_background().await {
+                    tracing::warn!(%error, "cannot number new guests; trying again in a second");
                 }
                 if let Err(error) = sweep(&state, own).await {
                     tracing::warn!(%error, "cannot look for answers to take over; trying again in a second");

@@ -65,8 +65,17 @@ impl Db {
         Ok(TeacherRequest::parse(&status).map(|status| (conversation, status)))
     }
 
-    /// Open requests, oldest first, then the most recently closed; with counts.
+    /// Open requests, oldest first, then the most recently closed; with counts. Every
+    /// guest among them numbered.
     pub async fn teacher_queue(&self, limit: u32) -> Result<Queue, StoreError> {
+        self.with_guest_numbers(
+            || self.read_queue(limit),
+            |queue| queue.requests.iter().any(|request| request.student.unnumbered()),
+        )
+        .await
+    }
+
+    async fn read_queue(&self, limit: u32) -> Result<Queue, StoreError> {
         let sql = format!(
             "SELECT {REQUEST_COLUMNS} FROM escalations e \
              JOIN conversations c ON c.id = e.conversation_id JOIN users u ON u.id = c.user_id \
@@ -97,8 +106,21 @@ impl Db {
         Ok(queue)
     }
 
-    /// A conversation for a teacher to read, if the privacy rule lets them.
+    /// A conversation for a teacher to read, if the privacy rule lets them; its
+    /// student numbered if a guest.
     pub async fn conversation_for_teacher(&self, conversation_id: &str, read_all: bool) -> Result<Option<TeacherView>, StoreError> {
+        self.with_guest_numbers(
+            || self.read_conversation_for_teacher(conversation_id, read_all),
+            |view| {
+                view.as_ref().is_some_and(|view| {
+                    view.student.unnumbered() || view.requests.iter().any(|request| request.student.unnumbered())
+                })
+            },
+        )
+        .await
+    }
+
+    async fn read_conversation_for_teacher(&self, conversation_id: &str, read_all: bool) -> Result<Option<TeacherView>, StoreError> {
         let sql = format!(
             "SELECT c.id, c.title, u.username, u.guest_no FROM conversations c JOIN users u ON u.id = c.user_id \
              WHERE c.id = $1 AND {}",

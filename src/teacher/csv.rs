@@ -43,8 +43,17 @@ pub struct QuestionRow {
 
 impl Db {
     /// The questions asked since `since` (Unix ms), oldest first, each with its newest
-    /// answer (a regenerated answer replaces the row's, it adds no row).
+    /// answer (a regenerated answer replaces the row's, it adds no row); every guest
+    /// among them numbered.
     pub async fn questions_for_export(&self, since: i64, read_all: bool) -> Result<Vec<QuestionRow>, StoreError> {
+        self.with_guest_numbers(
+            || self.read_questions_for_export(since, read_all),
+            |rows| rows.iter().any(|row| row.student.unnumbered()),
+        )
+        .await
+    }
+
+    async fn read_questions_for_export(&self, since: i64, read_all: bool) -> Result<Vec<QuestionRow>, StoreError> {
         // The shared conversations are found once and joined, so `shared` needs no
         // second look.
         let readable = if read_all { "1 = 1" } else { "s.conversation_id IS NOT NULL" };

@@ -100,7 +100,10 @@ impl Db {
             self.live_numbers(live_from),
             self.students_between(first_day..settled, live_from),
             self.content_gap_groups(since, query.read_all),
-            self.downvotes(since, query.read_all),
+            self.with_guest_numbers(
+                || self.downvotes(since, query.read_all),
+                |(_, list)| list.iter().any(|d| d.shared.as_ref().is_some_and(|s| s.student.unnumbered())),
+            ),
             self.queue(since),
             self.rating_summary(since),
         )?;

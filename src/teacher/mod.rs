@@ -100,12 +100,19 @@ pub enum StudentName {
 }
 
 impl StudentName {
-    /// From the `users` columns `username` and `guest_no`.
+    /// From the `users` columns `username` and `guest_no`. A guest not numbered yet
+    /// (numbers are given in batches, `Db::number_guests`) is `Guest(0)`: numbers
+    /// start at 1, and the teacher's reads number everyone first.
     pub fn from_columns(username: Option<String>, guest_no: Option<i64>) -> StudentName {
         match username {
             Some(name) => StudentName::Account(name),
             None => StudentName::Guest(guest_no.unwrap_or(0)),
         }
+    }
+
+    /// A guest read before it got its number.
+    pub fn unnumbered(&self) -> bool {
+        *self == StudentName::Guest(0)
     }
 
     pub fn label(&self, strings: &crate::i18n::Strings) -> String {

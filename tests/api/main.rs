@@ -9,6 +9,7 @@ mod chat;
 mod escalations;
 mod export;
 mod faq;
+mod guest_numbers;
 mod dashboard;
 mod deployment;
 mod feedback;
