@@ -53,6 +53,11 @@ pub fn App() -> impl IntoView {
     // One chat state and one socket for the page's lifetime: moving between
     // conversations must not drop the connection or an answer in flight.
     let ui = ChatUi::new();
+    // The conversation in the address, known before anything renders: set later, by the
+    // chat page, it would change a signal the sidebar above it has already read, and a
+    // server render would then re-run the sidebar's reads after the page's owner is
+    // gone (a panic that left the response unfinished; docs/BENCHMARKS.md "Whole pages").
+    ui.conversation_id.set(crate::page::conversation_in_path(&platform::request_path()));
     provide_context(ui);
     provide_context(ui.page_state());
     let client = ChatClient::new(ui);

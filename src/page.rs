@@ -48,3 +48,23 @@ impl PageState {
         self.show.run(conversation_id);
     }
 }
+
+/// The conversation a chat address names: `/c/{id}` (`None` for `/` and other pages).
+pub fn conversation_in_path(path: &str) -> Option<String> {
+    let id = path.strip_prefix("/c/")?;
+    (!id.is_empty() && !id.contains('/')).then(|| id.to_string())
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::conversation_in_path;
+
+    #[test]
+    fn only_a_chat_address_names_a_conversation() {
+        assert_eq!(conversation_in_path("/c/3f2a").as_deref(), Some("3f2a"));
+        assert_eq!(conversation_in_path("/"), None);
+        assert_eq!(conversation_in_path("/c/"), None);
+        assert_eq!(conversation_in_path("/c/3f2a/export.md"), None);
+        assert_eq!(conversation_in_path("/lessons/c/x"), None);
+    }
+}

@@ -176,8 +176,14 @@ impl ChatUi {
     /// one and go; its stored messages come from history. An answer still streaming
     /// elsewhere keeps going on the server and is stored there.
     pub fn show_conversation(&self, conversation_id: Option<String>) {
-        self.items.set(Vec::new());
-        self.adopted.set(None);
+        // Only what changes is set: during a server render every set re-runs readers
+        // already rendered.
+        if self.items.with_untracked(|items| !items.is_empty()) {
+            self.items.set(Vec::new());
+        }
+        if self.adopted.with_untracked(Option::is_some) {
+            self.adopted.set(None);
+        }
         if self.conversation_id.get_untracked() != conversation_id {
             self.conversation_id.set(conversation_id);
         }

@@ -97,3 +97,8 @@ pub fn keep_tab_inside(ev: &leptos::ev::KeyboardEvent, container: &web_sys::Elem
         let _ = last.focus();
     }
 }
+
+/// The path the page was loaded at (the server rendered it for the same one).
+pub fn request_path() -> String {
+    window().location().pathname().unwrap_or_default()
+}

@@ -88,3 +88,14 @@ pub fn keep_tab_inside(
     _first_stop: &leptos::web_sys::HtmlElement,
 ) {
 }
+
+/// The path the page was requested at.
+#[cfg(feature = "ssr")]
+pub fn request_path() -> String {
+    use_context::<axum::http::request::Parts>().map_or_else(|| "/".to_string(), |parts| parts.uri.path().to_string())
+}
+
+#[cfg(not(feature = "ssr"))]
+pub fn request_path() -> String {
+    "/".to_string()
+}

@@ -50,3 +50,25 @@ async fn page_language_follows_accept_language_and_cookie() {
     assert!(en.contains(r#"lang="en""#));
     assert!(en.contains("Ask a question about the course"));
 }
+
+/// A conversation's page, rendered again and again, always finishes. Before the chat
+/// state knew the address's conversation from the start, the chat page set it during
+/// the render, the sidebar above re-read it after the page's owner was gone, and one
+/// render in a few hundred panicked and never finished its response.
+// Several worker threads, as the binary runs: the race needs one to render while another
+// disposes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_page_renders_to_the_end_every_time() {
+    let app = spawn_app().await;
+    let mut s = app.student().await;
+    let first = ask(&mut s.ws, "[tokens=3] What is SSE?").await;
+    for n in 0..4 {
+        let _ = ask(&mut s.ws, &format!("[tokens=2] another conversation {n}")).await;
+    }
+    let path = format!("/c/{}", first.conversation_id);
+    for _ in 0..300 {
+        let html = app.page(&s.cookie, &path).await;
+        // A hung render would time the request out (30 s) and fail here.
+        assert!(html.contains("</html>") && html.contains("What is SSE?"), "an unfinished page");
+    }
+}
