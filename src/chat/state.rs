@@ -224,6 +224,12 @@ impl ChatUi {
         self.ask_again_in.get().max(budget_wait)
     }
 
+    /// Whether a question (or a new version of one) can be sent now: none under way,
+    /// the socket up, and neither the rate limit nor an empty budget holding it back.
+    pub fn can_ask(&self) -> bool {
+        !self.is_answering() && self.conn.get() == ConnState::Connected && self.wait_seconds() == 0
+    }
+
     pub fn is_answering(&self) -> bool {
         self.pending.with(Option::is_some)
     }

@@ -6,16 +6,10 @@
 use leptos::prelude::*;
 
 use super::client::ChatClient;
-use super::state::{ChatUi, ConnState, ItemError};
+use super::state::{ChatUi, ItemError};
 use crate::history::api::show_version;
 use crate::i18n::Lang;
 use crate::protocol::ClientFrame;
-
-/// True while a new version cannot be asked for: an answer is under way, the socket
-/// is down, or the question budget is empty.
-fn cannot_ask(ui: ChatUi) -> bool {
-    ui.is_answering() || ui.conn.get() != ConnState::Connected || ui.wait_seconds() > 0
-}
 
 /// A student's question: its text, and once it has an id, Edit (a form in place of
 /// the text) and its versions.
@@ -47,7 +41,7 @@ pub fn StudentQuestion(
     let send = move || {
         let question = draft.get_untracked();
         let Some(message_id) = message_id.get_untracked() else { return };
-        if question.trim().is_empty() || cannot_ask(ui) {
+        if question.trim().is_empty() || !untrack(|| ui.can_ask()) {
             return;
         }
         if client.send(&ClientFrame::Edit { message_id, question }) {
@@ -83,7 +77,7 @@ pub fn StudentQuestion(
                     on:keydown=on_keydown
                 ></textarea>
                 <div class="edit-actions">
-                    <button type="submit" class="edit-send" disabled=move || cannot_ask(ui)>{move || t().edit_send}</button>
+                    <button type="submit" class="edit-send" disabled=move || !ui.can_ask()>{move || t().edit_send}</button>
                     <button type="button" class="edit-cancel" on:click=move |_| editing.set(false)>
                         {move || t().edit_cancel}
                     </button>
@@ -93,7 +87,7 @@ pub fn StudentQuestion(
         <div class="msg-tools">
             <VersionSwitcher versions=versions current=message_id />
             <Show when=move || message_id.with(Option::is_some) && !editing.get()>
-                <button type="button" class="edit-question-button" on:click=open disabled=move || cannot_ask(ui)>
+                <button type="button" class="edit-question-button" on:click=open disabled=move || !ui.can_ask()>
                     {move || t().edit_question}
                 </button>
             </Show>
@@ -108,7 +102,7 @@ pub fn RegenerateButton(message_id: String) -> impl IntoView {
     let ui = expect_context::<ChatUi>();
     let client = expect_context::<ChatClient>();
     let regenerate = move |_| {
-        if cannot_ask(ui) {
+        if !untrack(|| ui.can_ask()) {
             return;
         }
         if client.send(&ClientFrame::Regenerate { message_id: message_id.clone() }) {
@@ -116,7 +110,7 @@ pub fn RegenerateButton(message_id: String) -> impl IntoView {
         }
     };
     view! {
-        <button type="button" class="regenerate" on:click=regenerate disabled=move || cannot_ask(ui)>
+        <button type="button" class="regenerate" on:click=regenerate disabled=move || !ui.can_ask()>
             <span aria-hidden="true">"↻ "</span>
             {move || lang.get().t().regenerate}
         </button>

@@ -88,11 +88,7 @@ pub fn ChatPage() -> impl IntoView {
 
     let submit = move || {
         let question = draft.get_untracked();
-        if question.trim().is_empty() || ui.is_answering() {
-            return;
-        }
-        let budget_spent = ui.budget.with_untracked(|meter| meter.is_some_and(|m| m.remaining == 0));
-        if ui.conn.get_untracked() != ConnState::Connected || ui.ask_again_in.get_untracked() > 0 || budget_spent {
+        if question.trim().is_empty() || !untrack(|| ui.can_ask()) {
             return; // the draft stays; the hint under the input says why
         }
         let frame = ClientFrame::Ask {
@@ -249,7 +245,7 @@ pub fn ChatPage() -> impl IntoView {
                 <Show
                     when=answering
                     fallback=move || view! {
-                        <button type="submit" class="send" disabled=move || { !connected() || ui.wait_seconds() > 0 }>
+                        <button type="submit" class="send" disabled=move || !ui.can_ask()>
                             {move || t().send}
                         </button>
                     }
