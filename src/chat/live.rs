@@ -417,15 +417,13 @@ impl LiveAnswer {
 
 /// Resolves with the first halt requested; never, if none is. One future for the
 /// whole answer, so a token does not cost a waiter registration on the stop signal.
+/// A halt already set counts: a stop sent right behind the question (Esc before the
+/// first token) can reach the socket before this task first runs.
 async fn halt_requested(mut stop: watch::Receiver<Halt>) -> Halt {
-    loop {
-        if stop.changed().await.is_err() {
-            return std::future::pending().await;
-        }
-        let halt = *stop.borrow_and_update();
-        if halt != Halt::No {
-            return halt;
-        }
+    let first = stop.wait_for(|halt| *halt != Halt::No).await.map(|halt| *halt);
+    match first {
+        Ok(halt) => halt,
+        Err(_) => std::future::pending().await,
     }
 }
 
@@ -628,5 +626,29 @@ pub fn not_found(message_id: &str) -> ServerFrame {
         message: "no such answer".into(),
         message_id: Some(message_id.to_string()),
         retry_after: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_halt_set_before_the_writer_watches_still_halts() {
+        let (stop, _) = watch::channel(Halt::No);
+        stop.send_replace(Halt::Stopped);
+        let watching = halt_requested(stop.subscribe());
+        let halt = tokio::time::timeout(Duration::from_secs(5), watching).await;
+        assert_eq!(halt.ok(), Some(Halt::Stopped));
+    }
+
+    #[tokio::test]
+    async fn a_halt_set_while_watching_halts() {
+        let (stop, _) = watch::channel(Halt::No);
+        let watching = tokio::spawn(halt_requested(stop.subscribe()));
+        tokio::task::yield_now().await;
+        stop.send_replace(Halt::Shutdown);
+        let halt = tokio::time::timeout(Duration::from_secs(5), watching).await;
+        assert_eq!(halt.ok().and_then(Result::ok), Some(Halt::Shutdown));
     }
 }

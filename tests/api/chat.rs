@@ -191,6 +191,22 @@ async fn one_answer_at_a_time_and_stop() {
     assert_eq!(next.end, Some((2, EndReason::Complete)));
 }
 
+/// A stop sent right behind the question (Esc pressed before the first token) still
+/// stops the answer: the writer may not have started watching for it yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_right_behind_the_question_stops_it() {
+    let app = spawn_app().await;
+    let mut ws = app.connect().await;
+    for round in 0..10 {
+        send_json(&mut ws, json!({"question": format!("[tokens=60] [delay=50] round {round}")})).await;
+        send_json(&mut ws, json!({"type": "stop"})).await;
+        let answer = read_answer(&mut ws).await;
+        let (seq, reason) = answer.end.expect("the answer ended");
+        assert_eq!(reason, EndReason::Stopped, "round {round}");
+        assert!(seq < 60, "round {round}: stopped early, not after all {seq} chunks");
+    }
+}
+
 #[tokio::test]
 async fn earlier_turns_of_the_conversation_reach_the_model() {
     let app = spawn_app().await;
