@@ -126,22 +126,19 @@ impl Db {
         &self.url
     }
 
-    /// Sends several notifications in one statement (one round trip), in order. Equal
-    /// (channel, payload) pairs in one statement are delivered once (PostgreSQL's
-    /// rule within a transaction).
+    /// Sends several notifications in one statement (one round trip), in order, on a
+    /// pooled connection. Equal (channel, payload) pairs in one statement are
+    /// delivered once (PostgreSQL's rule within a transaction).
     pub async fn notify_many(&self, notifications: &[(String, String)]) -> Result<(), StoreError> {
-        if notifications.is_empty() {
-            return Ok(());
-        }
-        let calls: Vec<String> =
-            (0..notifications.len()).map(|i| format!("pg_notify(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
-        let sql = format!("SELECT {}", calls.join(", "));
-        let mut query = sqlx::query(&sql);
-        for (channel, payload) in notifications {
-            query = query.bind(channel.as_str()).bind(payload.as_str());
-        }
-        query.execute(&self.pool).await?;
-        Ok(())
+        notify_many(&self.pool, notifications).await
+    }
+
+    /// A connection of its own, outside the pool: the bus's publisher sends on one,
+    /// so its notifications never wait for a pooled connection behind a class's
+    /// questions (docs/storage.md, "The bus").
+    pub async fn own_connection(&self) -> Result<sqlx::AnyConnection, StoreError> {
+        use sqlx::Connection;
+        Ok(sqlx::AnyConnection::connect(&self.url).await?)
     }
 
     pub fn backend(&self) -> Backend {
@@ -191,6 +188,25 @@ impl Db {
         self.answer_rows.fetch_add(rows, Ordering::Relaxed);
         self.answer_commits.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// [`Db::notify_many`] on any connection (the publisher's own, or the pool).
+pub async fn notify_many<'c, E>(executor: E, notifications: &[(String, String)]) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    if notifications.is_empty() {
+        return Ok(());
+    }
+    let calls: Vec<String> =
+        (0..notifications.len()).map(|i| format!("pg_notify(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
+    let sql = format!("SELECT {}", calls.join(", "));
+    let mut query = sqlx::query(&sql);
+    for (channel, payload) in notifications {
+        query = query.bind(channel.as_str()).bind(payload.as_str());
+    }
+    query.execute(executor).await?;
+    Ok(())
 }
 
 /// Per-address budgets: which kind of event a row counts.

@@ -63,6 +63,9 @@ struct ConnResult {
     relay_us: Vec<u64>,
     /// Relay latency seen by the follower on another instance.
     follow_relay_us: Vec<u64>,
+    /// The same for the tokens sent a second or more after the follower's snapshot:
+    /// by then its follow request has reached the owner and been answered.
+    follow_in_step_us: Vec<u64>,
     /// When each token was sent by the upstream (unix µs), beside its latency.
     sent_us: Vec<u64>,
     ttft_us: Option<u64>,
@@ -137,8 +140,14 @@ fn stamps(content: &str, received: u64) -> impl Iterator<Item = (u64, u64)> + '_
     })
 }
 
-/// A second tab on another instance: resumes the answer and measures its chunks.
-async fn follow(app: String, cookie: String, message_id: String) -> Result<Vec<u64>, String> {
+/// How long after its snapshot a follower's tokens count as "in step": the follow
+/// request has gone to the owner and its catch-up come back (a round trip on the bus).
+const FOLLOW_JOIN_US: u64 = 1_000_000;
+
+/// A second tab on another instance: resumes the answer and measures its chunks:
+/// the latency of every token sent after the snapshot, and of those sent after
+/// [`FOLLOW_JOIN_US`] more.
+async fn follow(app: String, cookie: String, message_id: String) -> Result<(Vec<u64>, Vec<u64>), String> {
     let (mut ws, _) = open_socket(&app, Some(&cookie)).await?;
     ws.send(Message::Text(
         serde_json::json!({ "type": "resume", "message_id": message_id }).to_string().into(),
@@ -146,6 +155,7 @@ async fn follow(app: String, cookie: String, message_id: String) -> Result<Vec<u
     .await
     .map_err(|e| format!("follower send: {e}"))?;
     let mut relay = Vec::new();
+    let mut in_step = Vec::new();
     // Tokens sent before the follower was in step come in its catch-up, late by design:
     // only those sent after its snapshot measure the live relay between instances.
     let mut in_step_at = u64::MAX;
@@ -156,14 +166,19 @@ async fn follow(app: String, cookie: String, message_id: String) -> Result<Vec<u
         let received = now_us();
         match serde_json::from_str::<ServerFrame>(text.as_str()).map_err(|e| format!("frame: {e}"))? {
             ServerFrame::Snapshot { live: true, .. } => in_step_at = in_step_at.min(received),
-            ServerFrame::Chunk { content, .. } => relay.extend(
-                stamps(&content, received).filter(|(_, sent)| *sent >= in_step_at).map(|(latency, _)| latency),
-            ),
+            ServerFrame::Chunk { content, .. } => {
+                for (latency, sent) in stamps(&content, received).filter(|(_, sent)| *sent >= in_step_at) {
+                    relay.push(latency);
+                    if sent >= in_step_at.saturating_add(FOLLOW_JOIN_US) {
+                        in_step.push(latency);
+                    }
+                }
+            }
             ServerFrame::End { .. } => {
                 let _ = ws.close(None).await;
-                return Ok(relay);
+                return Ok((relay, in_step));
             }
-            ServerFrame::Snapshot { live: false, .. } => return Ok(relay),
+            ServerFrame::Snapshot { live: false, .. } => return Ok((relay, in_step)),
             ServerFrame::Error { code, message, .. } => return Err(format!("follower {}: {message}", code.as_str())),
             _ => {}
         }
@@ -220,7 +235,8 @@ async fn run_conversation(
                     return Err(format!("got {} of {} tokens", result.tokens, args.tokens));
                 }
                 if let Some(follower) = follower {
-                    result.follow_relay_us = follower.await.map_err(|e| format!("follower: {e}"))??;
+                    (result.follow_relay_us, result.follow_in_step_us) =
+                        follower.await.map_err(|e| format!("follower: {e}"))??;
                 }
                 return Ok(());
             }
@@ -283,6 +299,7 @@ async fn main() {
 
     let mut relay: Vec<u64> = Vec::new();
     let mut follow_relay: Vec<u64> = Vec::new();
+    let mut follow_in_step: Vec<u64> = Vec::new();
     // (second of the run the token was sent in, latency)
     let mut by_second: Vec<Vec<u64>> = Vec::new();
     let mut ttft: Vec<u64> = Vec::new();
@@ -292,6 +309,7 @@ async fn main() {
             Ok(r) => {
                 relay.extend_from_slice(&r.relay_us);
                 follow_relay.extend_from_slice(&r.follow_relay_us);
+                follow_in_step.extend_from_slice(&r.follow_in_step_us);
                 for (latency, sent) in r.relay_us.iter().zip(&r.sent_us) {
                     let second = (sent.saturating_sub(started_us) / 1_000_000) as usize;
                     if by_second.len() <= second {
@@ -309,6 +327,7 @@ async fn main() {
     }
     relay.sort_unstable();
     follow_relay.sort_unstable();
+    follow_in_step.sort_unstable();
     ttft.sort_unstable();
     println!("connections        {}", args.connections);
     println!("tokens/connection  {} at {} ms", args.tokens, args.delay_ms);
@@ -326,6 +345,13 @@ async fn main() {
             percentile(&follow_relay, 50.0),
             percentile(&follow_relay, 99.0),
             percentile(&follow_relay, 100.0)
+        );
+        println!(
+            "  of which in step p50 {:.2}  p99 {:.2}  max {:.2}  ({} tokens sent 1 s or more after the snapshot: the follow request's round trip left out)",
+            percentile(&follow_in_step, 50.0),
+            percentile(&follow_in_step, 99.0),
+            percentile(&follow_in_step, 100.0),
+            follow_in_step.len()
         );
     }
     println!(

@@ -369,7 +369,11 @@ fn receive(bus: &Bus, payload: &str) {
 /// The one publisher: sends the outbox in order, merging chunk messages that wait
 /// together for one channel into notifications of up to [`MAX_PAYLOAD`] bytes.
 async fn publish(db: Arc<Db>, mut queue: mpsc::UnboundedReceiver<Outgoing>, metrics: Arc<Metrics>) {
+    /// How often a lost connection of the publisher's own is made again at most.
+    const RECONNECT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
     let hub = (db.backend() == Backend::Sqlite).then(|| in_process_hub(db.url()));
+    let mut own: Option<sqlx::AnyConnection> = None;
+    let mut last_connect: Option<std::time::Instant> = None;
     while let Some(first) = queue.recv().await {
         let mut waiting = vec![first];
         while let Ok(more) = queue.try_recv() {
@@ -390,10 +394,24 @@ async fn publish(db: Arc<Db>, mut queue: mpsc::UnboundedReceiver<Outgoing>, metr
             }
             // Up to 16 a statement: one round trip instead of one each, which at a
             // thousand followed answers was the publisher's queue (docs/BENCHMARKS.md).
+            // On a connection of its own: through the pool, while a class arrives,
+            // every statement queued behind the questions' transactions.
             None => {
                 for group in notifications.chunks(NOTIFICATIONS_PER_STATEMENT) {
-                    if let Err(error) = db.notify_many(group).await {
+                    if own.is_none() && last_connect.is_none_or(|at| at.elapsed() >= RECONNECT_EVERY) {
+                        last_connect = Some(std::time::Instant::now());
+                        match db.own_connection().await {
+                            Ok(connection) => own = Some(connection),
+                            Err(error) => tracing::warn!(%error, "the bus's publisher has no connection of its own; it uses the pool"),
+                        }
+                    }
+                    let sent = match own.as_mut() {
+                        Some(connection) => crate::db::notify_many(&mut *connection, group).await,
+                        None => db.notify_many(group).await,
+                    };
+                    if let Err(error) = sent {
                         tracing::warn!(%error, "cannot publish on the instances' bus; followers re-sync");
+                        own = None;
                     }
                 }
             }
