@@ -17,7 +17,7 @@ use crate::escalation::view::AskTeacher;
 use crate::faq::view::FaqBadge;
 use crate::feedback::view::FeedbackBar;
 use crate::i18n::Lang;
-use crate::lessons::view::{AnswerText, SourceList};
+use crate::lessons::view::{AnswerText, SourceList, StoredAnswerText};
 use crate::page::MESSAGES_ID;
 use crate::platform;
 use crate::protocol::{ClientFrame, ErrorCode};
@@ -470,7 +470,13 @@ fn StoredMessageView(message: StoredMessage, last: bool) -> impl IntoView {
                         />
                     }.into_any()
                 } else {
-                    view! { <AnswerText text=Signal::stored(crate::render::with_seams(&message.content, &message.seams)) sources=Signal::stored(message.sources.clone()) /> }.into_any()
+                    let text = crate::render::with_seams(&message.content, &message.seams);
+                    if status == MessageStatus::Streaming {
+                        // Split like a live answer, so the cursor sits at the open block's end.
+                        view! { <AnswerText text=Signal::stored(text) sources=Signal::stored(message.sources.clone()) /> }.into_any()
+                    } else {
+                        view! { <StoredAnswerText text=text sources=message.sources.clone() /> }.into_any()
+                    }
                 }}
                 {(status == MessageStatus::Streaming).then(|| view! { <span class="cursor" aria-hidden="true"></span> })}
             </div>

@@ -11,7 +11,7 @@ use crate::chat::state::ChatUi;
 use crate::faq::view::EndorseForm;
 use crate::history::{MessageRole, MessageStatus, StoredMessage, TeacherRequest};
 use crate::i18n::Lang;
-use crate::lessons::view::{AnswerText, SourceList};
+use crate::lessons::view::{SourceList, StoredAnswerText};
 use crate::not_found::NotFound;
 use crate::protocol::ErrorCode;
 use crate::teacher::date_time_of_ms;
@@ -283,7 +283,7 @@ fn ReadOnlyMessage(message: StoredMessage, asked: Option<String>) -> impl IntoVi
             <div class="msg-body">
                 {match role {
                     MessageRole::User => view! { <span class="msg-text">{message.content}</span> }.into_any(),
-                    _ => view! { <AnswerText text=Signal::stored(message.content) sources=Signal::stored(message.sources.clone()) /> }.into_any(),
+                    _ => view! { <StoredAnswerText text=message.content sources=message.sources.clone() /> }.into_any(),
                 }}
             </div>
             <SourceList sources=Signal::stored(message.sources) />

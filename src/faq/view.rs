@@ -9,7 +9,7 @@ use leptos_router::hooks::use_query_map;
 use super::api::{faq_list, EditEndorsement, Endorse, WithdrawEndorsement};
 use super::{anchor, href, FaqEntry, MAX_FAQ_ANSWER_CHARS, MAX_FAQ_QUESTION_CHARS};
 use crate::i18n::Lang;
-use crate::lessons::view::{AnswerText, SourceList};
+use crate::lessons::view::{SourceList, StoredAnswerText};
 
 /// `/faq`: the course's endorsed questions and answers; `?q=` searches them.
 #[component]
@@ -57,7 +57,7 @@ fn FaqEntryView(entry: FaqEntry) -> impl IntoView {
     view! {
         <article class="faq-entry" id=anchor(&entry.id)>
             <h2 class="faq-question"><a href=href(&entry.id)>{entry.question}</a></h2>
-            <AnswerText text=Signal::stored(entry.answer) sources=Signal::stored(entry.sources.clone()) />
+            <StoredAnswerText text=entry.answer sources=entry.sources.clone() />
             <SourceList sources=Signal::stored(entry.sources) />
         </article>
     }

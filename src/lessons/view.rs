@@ -81,6 +81,26 @@ pub fn AnswerText(
     .into_any()
 }
 
+/// An answer whose text never changes on this page (stored history, the FAQ, a
+/// teacher's view): rendered whole, once per language, with no block cache. The same
+/// two elements as [`AnswerText`], so stored and streamed answers share their styles;
+/// a page of history renders each answer's Markdown once instead of three times.
+#[component]
+pub fn StoredAnswerText(text: String, sources: Vec<Source>) -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let html = move || {
+        let strings = lang.get().t();
+        crate::render::answer_html(&text, &sources, RenderLabels { copy: strings.copy, seam: strings.continued_here })
+    };
+    view! {
+        <div class="msg-text md">
+            <div class="md-done" inner_html=html></div>
+            <div class="md-tail"></div>
+        </div>
+    }
+    .into_any()
+}
+
 /// The list of sources under an answer: each a link to its lesson section.
 #[component]
 pub fn SourceList(#[prop(into)] sources: Signal<Vec<Source>>) -> impl IntoView {
