@@ -3,6 +3,8 @@
 # test upstream and the app on loopback, runs the load tool for each N, stops both.
 #   bash benches/ws_load.sh            # N = 1, 100, 1000
 #   bash benches/ws_load.sh 10 50      # other Ns
+#   bash benches/ws_load.sh idle:10000 # 10,000 idle sockets held IDLE_SECS (20) s: RSS per socket
+# Exits non-zero when a run had errors (CI runs `10 idle:20` as a smoke test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/end2end/node_modules/.bin:$HOME/.cargo/bin:$PATH"
@@ -32,15 +34,25 @@ for _ in $(seq 100); do curl -sf http://127.0.0.1:$APP_PORT/healthz >/dev/null &
 # CPU seconds (user+system) a process has used so far.
 cpu() { awk '{ printf "%.1f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
 
+failed=0
 for n in "${@:-1 100 1000}"; do
   for each in $n; do
+    if [[ $each == idle:* ]]; then
+      # Best first on a fresh process: the RSS before is then the idle app's own.
+      echo "## idle sockets: ${each#idle:}"
+      ./target/release/loadtest --app http://127.0.0.1:$APP_PORT --connections "${each#idle:}" \
+        --idle-secs "${IDLE_SECS:-20}" --ramp-ms 5000 --server-pid $app --deadline-secs 600 || failed=1
+      echo
+      continue
+    fi
     echo "## N = $each"
     app_cpu=$(cpu $app) fake_cpu=$(cpu $fake)
     /usr/bin/time -f "load tool CPU s      %U user %S system" \
       ./target/release/loadtest --app http://127.0.0.1:$APP_PORT --connections "$each" \
-      --tokens 200 --delay-ms 50 --server-pid $app --deadline-secs 120 --timeline || true
+      --tokens 200 --delay-ms 50 --server-pid $app --deadline-secs 120 --timeline || failed=1
     echo "app CPU s            $(awk -v a="$(cpu $app)" -v b="$app_cpu" 'BEGIN { print a - b }')"
     echo "test upstream CPU s  $(awk -v a="$(cpu $fake)" -v b="$fake_cpu" 'BEGIN { print a - b }')"
     echo
   done
 done
+exit $failed

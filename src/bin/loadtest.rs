@@ -9,6 +9,10 @@
 //! `--follow` gives each student a second socket on the next instance that resumes
 //! the answer as it streams: the cross-instance relay latency is reported apart.
 //!
+//! Idle sockets (#13 target 4): `--idle-secs S` opens the N sockets, reads their first
+//! frames and then only holds them for S seconds (the server's heartbeats go on), and
+//! reports the server's RSS before and with them all open, per socket.
+//!
 //! Only loopback or the project's own test hosts are valid targets.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -56,6 +60,9 @@ struct Args {
     /// Each student also follows its answer from the next instance of `--apps`.
     #[arg(long)]
     follow: bool,
+    /// Open the sockets and hold them this long without asking (needs `--server-pid`).
+    #[arg(long, default_value_t = 0)]
+    idle_secs: u64,
 }
 
 #[derive(Default)]
@@ -260,6 +267,9 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     let args: &'static Args = Box::leak(Box::new(Args::parse()));
+    if args.idle_secs > 0 {
+        return idle(args).await;
+    }
     let started = Instant::now();
     let started_us = now_us();
 
@@ -390,6 +400,72 @@ async fn main() {
         );
     }
     println!("wall time s        {:.1}", started.elapsed().as_secs_f64());
+    if !errors.is_empty() {
+        std::process::exit(1);
+    }
+}
+
+/// Holds `--connections` sockets open and idle (see the module doc): prints the
+/// server's RSS with none of them and with all of them open.
+async fn idle(args: &'static Args) {
+    let Some(pid) = args.server_pid else {
+        eprintln!("loadtest: --idle-secs needs --server-pid");
+        std::process::exit(2);
+    };
+    let app = args.apps.first().unwrap_or(&args.app).clone();
+    let before_kb = read_status_kb(pid, "VmRSS:").unwrap_or(0);
+    let ramp = Duration::from_millis(args.ramp_ms);
+    let held_until = tokio::time::Instant::now() + ramp + Duration::from_secs(args.idle_secs);
+    let mut tasks = Vec::with_capacity(args.connections);
+    for i in 0..args.connections {
+        let offset = ramp.mul_f64(i as f64 / args.connections.max(2).saturating_sub(1) as f64);
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(offset).await;
+            let (mut ws, _) = open_socket(&app, None).await?;
+            let mut frames = 0u32;
+            loop {
+                tokio::select! {
+                    next = ws.next() => match next {
+                        Some(Ok(_)) => frames += 1,
+                        Some(Err(e)) => return Err(format!("socket: {e}")),
+                        None => return Err("the server closed an idle socket".to_string()),
+                    },
+                    () = tokio::time::sleep_until(held_until) => break,
+                }
+            }
+            Ok::<_, String>((ws, frames))
+        }));
+    }
+    // All open, still held: the moment to read what they cost.
+    tokio::time::sleep_until(held_until - Duration::from_millis(500)).await;
+    let with_kb = read_status_kb(pid, "VmRSS:").unwrap_or(0);
+    let mut open = Vec::new();
+    let mut errors = Vec::new();
+    let mut frames = 0u64;
+    for task in tasks {
+        match task.await {
+            Ok(Ok((ws, seen))) => {
+                frames += u64::from(seen);
+                open.push(ws);
+            }
+            Ok(Err(e)) => errors.push(e),
+            Err(e) => errors.push(format!("task: {e}")),
+        }
+    }
+    let held = open.len().max(1) as f64;
+    println!("idle sockets       {} held {} s ({} frames from the server)", open.len(), args.idle_secs, frames);
+    println!(
+        "server RSS MiB     {:.1} before, {:.1} with them open: {:.1} KiB a socket",
+        before_kb as f64 / 1024.0,
+        with_kb as f64 / 1024.0,
+        with_kb.saturating_sub(before_kb) as f64 / held
+    );
+    println!("errors             {}", errors.len());
+    for e in errors.iter().take(5) {
+        println!("  {e}");
+    }
+    drop(open);
     if !errors.is_empty() {
         std::process::exit(1);
     }
