@@ -185,8 +185,8 @@ pub async fn sign_out() -> Result<(), AppError> {
 #[server(endpoint = "account/me")]
 pub async fn who_am_i() -> Result<Option<String>, AppError> {
     let state = crate::state::app_state()?;
-    let Some(session) = crate::auth::current_session() else { return Ok(None) };
-    Ok(state.db.account_of(&session.0).await?.map(|(_, name)| name))
+    let Some(user) = crate::auth::session_user(&state.db).await? else { return Ok(None) };
+    Ok(state.db.username_of(&user).await?)
 }
 
 #[cfg(test)]

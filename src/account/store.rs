@@ -48,13 +48,16 @@ impl Db {
     /// The account a session is signed in to: `(user id, username)`.
     pub async fn account_of(&self, token: &str) -> Result<Option<(String, String)>, StoreError> {
         let Some(user) = self.find_user(token).await? else { return Ok(None) };
+        Ok(self.username_of(&user).await?.map(|name| (user, name)))
+    }
+
+    /// The username of a user with an account (`None` for a guest).
+    pub async fn username_of(&self, user: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT username FROM users WHERE id = $1")
-            .bind(&user)
+            .bind(user)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row
-            .and_then(|r| r.try_get::<Option<String>, _>(0).ok().flatten())
-            .map(|name| (user, name)))
+        Ok(row.and_then(|r| r.try_get::<Option<String>, _>(0).ok().flatten()))
     }
 
     /// Makes an account. A guest browser's user becomes the account, so its

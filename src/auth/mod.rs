@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::cookies::cookie_values;
+use crate::db::{Db, StoreError};
 use crate::error::AppError;
 use crate::net::behind_https;
 use crate::protocol::ErrorCode;
@@ -113,6 +114,23 @@ pub fn current_session() -> Option<GuestSession> {
     parts.extensions.get::<GuestSession>().cloned()
 }
 
+/// The user behind a request's session, once looked up (see [`session_user`]).
+#[derive(Clone, Default)]
+struct SessionUserCell(std::sync::Arc<tokio::sync::OnceCell<Option<String>>>);
+
+/// The user of the request's session (`None`: it owns nothing yet). Looked up once per
+/// request: a page's server render calls several server functions (the sidebar, the
+/// conversation, who is signed in), and each needs it.
+pub async fn session_user(db: &Db) -> Result<Option<String>, StoreError> {
+    let Some(session) = current_session() else { return Ok(None) };
+    let cell = leptos::prelude::use_context::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<SessionUserCell>().cloned());
+    match cell {
+        Some(cell) => cell.0.get_or_try_init(|| db.find_user(&session.0)).await.cloned(),
+        None => db.find_user(&session.0).await,
+    }
+}
+
 /// Server functions refuse requests from other origins (CSRF).
 pub fn check_same_origin() -> Result<(), AppError> {
     let Some(parts) = leptos::prelude::use_context::<axum::http::request::Parts>() else {
@@ -157,6 +175,7 @@ pub async fn session_layer(State(state): State<AppState>, mut request: Request, 
         }
         CookieSession::One(token) if state.session_key.verify(&token) => {
             request.extensions_mut().insert(GuestSession(token));
+            request.extensions_mut().insert(SessionUserCell::default());
             return next.run(request).await;
         }
         CookieSession::One(_) => tracing::debug!("unsigned session token: a fresh guest session"),
@@ -171,6 +190,7 @@ pub async fn session_layer(State(state): State<AppState>, mut request: Request, 
         }
     };
     request.extensions_mut().insert(GuestSession(token.clone()));
+    request.extensions_mut().insert(SessionUserCell::default());
     let mut response = next.run(request).await;
     // A sign-in or sign-up in this very request set the session it made: that one
     // stands (a browser keeps the last Set-Cookie of a name).

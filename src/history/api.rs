@@ -28,11 +28,7 @@ mod ssr {
     pub async fn caller() -> Result<(Arc<Db>, Option<String>), AppError> {
         let state = crate::state::app_state()?;
         crate::auth::check_same_origin()?;
-        let session = crate::auth::current_session();
-        let user = match session {
-            Some(session) => state.db.find_user(&session.0).await?,
-            None => None,
-        };
+        let user = crate::auth::session_user(&state.db).await?;
         Ok((state.db.clone(), user))
     }
 
