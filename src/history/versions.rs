@@ -222,32 +222,37 @@ pub(crate) async fn branch_leaf(conn: &mut sqlx::AnyConnection, conversation_id:
 }
 
 /// Fills `versions` of the messages loaded from the branch (each with its parent's id):
-/// the siblings of the same role, oldest first, where there is more than one.
+/// the siblings of the same role, oldest first, where there is more than one. Reads
+/// only the children of the page's parents (index `messages_siblings`), so a page
+/// costs the same in a long conversation as in a short one.
 pub(crate) async fn fill_versions(
     conn: &mut sqlx::AnyConnection,
     conversation_id: &str,
     messages: &mut [(StoredMessage, String)],
 ) -> Result<(), StoreError> {
-    // Only forks are read: a conversation without versions costs one empty scan of
-    // the conversation's rows.
-    let rows = sqlx::query(
-        "SELECT parent_id, role, id FROM messages WHERE conversation_id = $1 AND parent_id IN ( \
-           SELECT parent_id FROM messages WHERE conversation_id = $1 GROUP BY parent_id, role HAVING COUNT(*) > 1) \
-         ORDER BY position",
-    )
-    .bind(conversation_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    if rows.is_empty() {
+    let mut parents: Vec<&str> = messages.iter().map(|(_, parent)| parent.as_str()).collect();
+    parents.sort_unstable();
+    parents.dedup();
+    if parents.is_empty() {
         return Ok(());
     }
-    let mut forks: HashMap<(String, String), Vec<String>> = HashMap::new();
+    let placeholders: Vec<String> = (0..parents.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "SELECT parent_id, role, id FROM messages WHERE conversation_id = $1 AND parent_id IN ({}) ORDER BY position",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(conversation_id);
+    for parent in &parents {
+        query = query.bind(*parent);
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    let mut children: HashMap<(String, String), Vec<String>> = HashMap::new();
     for row in &rows {
         let key = (row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?);
-        forks.entry(key).or_default().push(row.try_get(2)?);
+        children.entry(key).or_default().push(row.try_get(2)?);
     }
     for (message, parent) in messages.iter_mut() {
-        if let Some(ids) = forks.get(&(parent.clone(), message.role.as_str().to_string())) {
+        if let Some(ids) = children.get(&(parent.clone(), message.role.as_str().to_string())) {
             if ids.len() > 1 {
                 message.versions = ids.clone();
             }
