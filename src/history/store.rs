@@ -112,12 +112,15 @@ impl Db {
         };
         let mut conn = self.pool.acquire().await?;
         let rows = sqlx::query(
+            // The page is picked first and joined after, so a plan that reads the whole
+            // conversation (PostgreSQL before its statistics exist) joins 51 rows, not all.
             "SELECT m.id, m.position, m.role, m.content, m.status, m.error_code, m.created_at, m.sources, \
              f.rating, f.reasons, f.comment, f.shared, e.status, m.faq_id, m.seams, m.parent_id \
-             FROM messages m LEFT JOIN feedback f ON f.message_id = m.id \
+             FROM (SELECT * FROM messages WHERE conversation_id = $1 AND on_branch = 1 AND position < $2 \
+                   ORDER BY position DESC LIMIT $3) m \
+             LEFT JOIN feedback f ON f.message_id = m.id \
              LEFT JOIN escalations e ON e.message_id = m.id \
-             WHERE m.conversation_id = $1 AND m.on_branch = 1 AND m.position < $2 \
-             ORDER BY m.position DESC LIMIT $3",
+             ORDER BY m.position DESC",
         )
         .bind(conversation_id)
         .bind(before.unwrap_or(i64::MAX))
