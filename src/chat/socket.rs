@@ -46,7 +46,9 @@ enum VersionRequest {
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// What a socket reads at a time: a student sends a few small frames a minute (a
+/// question is the longest), so 1 KiB is plenty, and it is held by every open socket.
+const READ_BUFFER_BYTES: usize = 1024;
 /// A follower of an answer on another instance that heard nothing for this long
 /// checks the stored answer (it may have ended, or changed hands unheard).
 const REMOTE_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
@@ -232,24 +234,10 @@ where
     {
         tracing::debug!("connected");
         let settings = self.state.settings.clone();
-        let hello = ServerFrame::Hello {
-            protocol: PROTOCOL_VERSION,
-            max_question_chars: u32::try_from(settings.max_question_chars).unwrap_or(u32::MAX),
-        };
-        if let Step::Close = self.send(&hello).await {
+        // Boxed, like answering a frame: the greeting's queries would otherwise stay in
+        // the socket's future (its memory) for the socket's life.
+        if let Step::Close = Box::pin(self.greet()).await {
             return;
-        }
-        // A student who has asked before hears their teacher's replies on this socket.
-        match self.state.db.find_user(&self.session.0).await {
-            Ok(user) => self.user_id = user,
-            Err(error) => tracing::warn!(%error, "cannot look up the socket's user; notices start with a question"),
-        }
-        self.follow_notices();
-        // The question budget's meter starts from the server's count.
-        if let Some(budget) = super::ask::budget_frame(&self.state, self.user_id.as_deref()).await {
-            if let Step::Close = self.send(&budget).await {
-                return;
-            }
         }
         let mut last_seen = Instant::now();
         let rate = settings.frames_per_second_per_socket;
@@ -283,7 +271,10 @@ where
                                 tokio::time::sleep(wait).await;
                             }
                         }
-                        self.on_message(message).await
+                        // Boxed: answering a frame (a question: retrieval, the store's
+                        // transaction) is a large future, and inline it would be part of
+                        // every idle socket's memory for the socket's whole life.
+                        Box::pin(self.on_message(message)).await
                     }
                 },
                 followed = next_followed(&mut self.following) => self.on_followed(followed).await,
@@ -342,6 +333,27 @@ where
             tracing::debug!(message_id = %following.answer.message_id, "left mid-answer");
         }
         tracing::debug!("disconnected");
+    }
+
+    /// `hello`, the user's notices (a student who asked before hears the teacher's
+    /// replies here) and the question budget's meter as the server counts it.
+    async fn greet(&mut self) -> Step {
+        let hello = ServerFrame::Hello {
+            protocol: PROTOCOL_VERSION,
+            max_question_chars: u32::try_from(self.state.settings.max_question_chars).unwrap_or(u32::MAX),
+        };
+        if let Step::Close = self.send(&hello).await {
+            return Step::Close;
+        }
+        match self.state.db.find_user(&self.session.0).await {
+            Ok(user) => self.user_id = user,
+            Err(error) => tracing::warn!(%error, "cannot look up the socket's user; notices start with a question"),
+        }
+        self.follow_notices();
+        match super::ask::budget_frame(&self.state, self.user_id.as_deref()).await {
+            Some(budget) => self.send(&budget).await,
+            None => Step::Continue,
+        }
     }
 
     async fn on_followed(&mut self, followed: Result<Published, broadcast::error::RecvError>) -> Step {
@@ -629,10 +641,10 @@ where
                 self.remote = None;
                 return Step::Continue;
             }
-            RemoteHeard::Event(_) | RemoteHeard::Quiet => return self.resync_remote().await,
+            RemoteHeard::Event(_) | RemoteHeard::Quiet => return Box::pin(self.resync_remote()).await,
         };
         if tokens.g != remote.generation {
-            return self.resync_remote().await;
+            return Box::pin(self.resync_remote()).await;
         }
         remote.check_at = Instant::now() + REMOTE_QUIET;
         let mut out = Vec::new();
@@ -674,7 +686,7 @@ where
             };
         }
         if !in_step {
-            return self.resync_remote().await;
+            return Box::pin(self.resync_remote()).await;
         }
         Step::Continue
     }
