@@ -4,6 +4,7 @@
 #   bash benches/ws_load.sh            # N = 1, 100, 1000
 #   bash benches/ws_load.sh 10 50      # other Ns
 #   bash benches/ws_load.sh idle:10000 # 10,000 idle sockets held IDLE_SECS (20) s: RSS per socket
+#   bash benches/ws_load.sh sweep      # the largest N whose relay p99 stays under 5 ms (to 100)
 # Exits non-zero when a run had errors (CI runs `10 idle:20` as a smoke test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,9 +35,40 @@ for _ in $(seq 100); do curl -sf http://127.0.0.1:$APP_PORT/healthz >/dev/null &
 # CPU seconds (user+system) a process has used so far.
 cpu() { awk '{ printf "%.1f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
 
+# One run of N students; prints the load tool's report and returns its relay p99 in
+# µs on the last line (a run with errors counts as over any limit).
+relay_p99_us() {
+  local out
+  out=$(./target/release/loadtest --app http://127.0.0.1:$APP_PORT --connections "$1" \
+    --tokens 200 --delay-ms 50 --server-pid $app --deadline-secs 180) || { echo "$out" >&2; echo 999999999; return; }
+  echo "$out" | grep -E "^(relay latency|first token|errors|server RSS)" | sed "s/^/  N = $1: /" >&2
+  echo "$out" | awk '/^relay latency ms/ { printf "%d\n", $7 * 1000 }'
+}
+
+# Past the knee latency grows; the sweep finds where p99 crosses 5 ms: doubling from
+# 500, then halving the gap down to 100 students.
+sweep() {
+  local limit_us=5000 good=0 bad=0 n=500
+  while [ "$bad" -eq 0 ] && [ "$n" -le 8000 ]; do
+    if [ "$(relay_p99_us "$n")" -lt $limit_us ]; then good=$n; n=$((n * 2)); else bad=$n; fi
+  done
+  if [ "$bad" -eq 0 ]; then echo "relay p99 under 5 ms up to N = $good (the largest tried)"; return; fi
+  while [ $((bad - good)) -gt 100 ]; do
+    n=$(((good + bad) / 2))
+    if [ "$(relay_p99_us "$n")" -lt $limit_us ]; then good=$n; else bad=$n; fi
+  done
+  echo "largest N with relay p99 under 5 ms: $good (over 5 ms at $bad)"
+}
+
 failed=0
 for n in "${@:-1 100 1000}"; do
   for each in $n; do
+    if [ "$each" = sweep ]; then
+      echo "## sweep"
+      sweep
+      echo
+      continue
+    fi
     if [[ $each == idle:* ]]; then
       # Best first on a fresh process: the RSS before is then the idle app's own.
       echo "## idle sockets: ${each#idle:}"
