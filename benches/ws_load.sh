@@ -29,7 +29,8 @@ RUST_LOG=warn LEPTOS_SITE_ROOT=target/site TUTOR_BIND=127.0.0.1:$APP_PORT TUTOR_
   OPENAI_BASE_URL=http://127.0.0.1:$FAKE_PORT/v1 OPENAI_API_KEY=bench \
   ./target/release/tutor-chat &
 app=$!
-trap 'kill $app $fake 2>/dev/null || true; rm -rf "$data"' EXIT
+# The app is waited for before its data goes: it writes SQLite while it shuts down.
+trap 'kill $app $fake 2>/dev/null || true; wait $app 2>/dev/null || true; rm -rf "$data" || true' EXIT
 for _ in $(seq 100); do curl -sf http://127.0.0.1:$APP_PORT/healthz >/dev/null && break; sleep 0.1; done
 
 # CPU seconds (user+system) a process has used so far.
