@@ -567,6 +567,19 @@ impl ChatUi {
 mod tests {
     use super::*;
 
+    /// The `start` of answer `message_id` in conversation `c1`.
+    fn start(message_id: &str, question_id: Option<&str>, replaces: Option<&str>) -> ServerFrame {
+        ServerFrame::Start {
+            conversation_id: "c1".into(),
+            message_id: message_id.into(),
+            context_truncated: false,
+            sources: Vec::new(),
+            faq_id: None,
+            question_id: question_id.map(Into::into),
+            replaces: replaces.map(Into::into),
+        }
+    }
+
     fn chunk(content: &str, seq: u64) -> ServerFrame {
         ServerFrame::Chunk {
             content: content.into(),
@@ -582,15 +595,7 @@ mod tests {
             let ui = ChatUi::new();
             ui.begin_question("What is SSE?".into());
             assert!(ui.is_answering());
-            ui.apply(ServerFrame::Start {
-                conversation_id: "c1".into(),
-                message_id: "m1".into(),
-                context_truncated: false,
-                sources: Vec::new(),
-                faq_id: None,
-                question_id: None,
-                replaces: None,
-            });
+            ui.apply(start("m1", None, None));
             ui.apply(chunk("Server", 1));
             ui.apply(chunk("-sent", 2));
             ui.apply(chunk("-sent", 2)); // a repeat is ignored
@@ -690,15 +695,7 @@ mod tests {
         owner.with(|| {
             let ui = ChatUi::new();
             ui.begin_question("q".into());
-            ui.apply(ServerFrame::Start {
-                conversation_id: "c".into(),
-                message_id: "m1".into(),
-                context_truncated: false,
-                sources: Vec::new(),
-                faq_id: None,
-                question_id: None,
-                replaces: None,
-            });
+            ui.apply(start("m1", None, None));
             ui.apply(chunk("Hel", 1));
             ui.connection_lost();
             assert_eq!(ui.resume_target().as_deref(), Some("m1"));
@@ -730,15 +727,7 @@ mod tests {
         owner.with(|| {
             let ui = ChatUi::new();
             ui.begin_question("q".into());
-            ui.apply(ServerFrame::Start {
-                conversation_id: "c".into(),
-                message_id: "a1".into(),
-                context_truncated: false,
-                sources: Vec::new(),
-                faq_id: None,
-                question_id: Some("q1".into()),
-                replaces: None,
-            });
+            ui.apply(start("a1", Some("q1"), None));
             assert_eq!(ui.items.get_untracked()[0].message_id.get_untracked().as_deref(), Some("q1"), "the question can be edited");
             ui.apply(ServerFrame::End { message_id: "a1".into(), seq: 0, reason: EndReason::Complete, usage: None });
 
@@ -746,15 +735,7 @@ mod tests {
             ui.begin_version();
             assert!(ui.is_answering(), "no second question meanwhile");
             let reloads = ui.reloads.get_untracked();
-            ui.apply(ServerFrame::Start {
-                conversation_id: "c".into(),
-                message_id: "a2".into(),
-                context_truncated: false,
-                sources: Vec::new(),
-                faq_id: None,
-                question_id: Some("q1".into()),
-                replaces: Some("a1".into()),
-            });
+            ui.apply(start("a2", Some("q1"), Some("a1")));
             assert!(ui.items.get_untracked().is_empty(), "the branch on screen is read again");
             assert_eq!(ui.reloads.get_untracked(), reloads + 1);
             assert_eq!(ui.resume_target().as_deref(), Some("a2"));
