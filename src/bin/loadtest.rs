@@ -264,6 +264,16 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
+/// When connection `i` starts: the N are spread evenly over `--ramp-ms`, as a class
+/// logging in would.
+fn start_offset(args: &Args, i: usize) -> Duration {
+    if args.connections > 1 {
+        Duration::from_millis(args.ramp_ms * i as u64 / (args.connections as u64 - 1))
+    } else {
+        Duration::ZERO
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: &'static Args = Box::leak(Box::new(Args::parse()));
@@ -288,11 +298,7 @@ async fn main() {
 
     let mut tasks = Vec::with_capacity(args.connections);
     for i in 0..args.connections {
-        let offset = if args.connections > 1 {
-            Duration::from_millis(args.ramp_ms * i as u64 / (args.connections as u64 - 1))
-        } else {
-            Duration::ZERO
-        };
+        let offset = start_offset(args, i);
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(offset).await;
             conversation(args, i).await
@@ -418,7 +424,7 @@ async fn idle(args: &'static Args) {
     let held_until = tokio::time::Instant::now() + ramp + Duration::from_secs(args.idle_secs);
     let mut tasks = Vec::with_capacity(args.connections);
     for i in 0..args.connections {
-        let offset = ramp.mul_f64(i as f64 / args.connections.max(2).saturating_sub(1) as f64);
+        let offset = start_offset(args, i);
         let app = app.clone();
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(offset).await;
