@@ -8,6 +8,12 @@ use crate::i18n::Lang;
 use crate::platform;
 use crate::render::{RenderLabels, StreamingHtml};
 
+/// The words the Markdown renderer puts in an answer, in the page's language.
+fn render_labels(lang: Lang) -> RenderLabels {
+    let strings = lang.t();
+    RenderLabels { copy: strings.copy, seam: strings.continued_here }
+}
+
 /// A tutor's answer: Markdown rendered safely (see [`crate::render`]), with `[n]` as
 /// citation links when `n` is one of its sources.
 ///
@@ -41,8 +47,7 @@ pub fn AnswerText(
     let cache = StoredValue::new(StreamingHtml::default());
     let parts = Memo::new(move |_| {
         frame.track();
-        let strings = lang.get().t();
-        let labels = RenderLabels { copy: strings.copy, seam: strings.continued_here };
+        let labels = render_labels(lang.get());
         sources.with(|sources| {
             text.with_untracked(|text| cache.update_value(|html| html.update(text, sources, labels)))
         });
@@ -88,10 +93,7 @@ pub fn AnswerText(
 #[component]
 pub fn StoredAnswerText(text: String, sources: Vec<Source>) -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
-    let html = move || {
-        let strings = lang.get().t();
-        crate::render::answer_html(&text, &sources, RenderLabels { copy: strings.copy, seam: strings.continued_here })
-    };
+    let html = move || crate::render::answer_html(&text, &sources, render_labels(lang.get()));
     view! {
         <div class="msg-text md">
             <div class="md-done" inner_html=html></div>

@@ -24,8 +24,9 @@ pub mod ssr {
         let state = crate::state::app_state()?;
         crate::auth::check_same_origin()?;
         let not_found = || AppError::new(ErrorCode::NotFound, "Not found.");
-        let session = crate::auth::current_session().ok_or_else(not_found)?;
-        let (user, username) = state.db.account_of(&session.0).await?.ok_or_else(not_found)?;
+        // Looked up once per request: a teacher's page calls several of these.
+        let user = crate::auth::session_user(&state.db).await?.ok_or_else(not_found)?;
+        let username = state.db.username_of(&user).await?.ok_or_else(not_found)?;
         if state.db.is_teacher(&user).await? {
             Ok(Teacher { state, username })
         } else {
