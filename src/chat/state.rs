@@ -101,6 +101,21 @@ pub struct Pending {
     pub last_seq: u64,
 }
 
+/// What the page must do after a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// Ask for the followed answer again (`resume`): a snapshot puts the page in step.
+    Resync,
+}
+
+/// How an `end` relates to the answer the page follows.
+enum EndStep {
+    InStep,
+    Behind,
+    Other,
+}
+
 /// The pending answer of a regenerate or an edit before the page shows it (no item has
 /// this key; live items count up from 1, an adopted one is `u64::MAX`).
 const VERSION_PLACEHOLDER_KEY: u64 = 0;
@@ -350,7 +365,9 @@ impl ChatUi {
         }
     }
 
-    pub fn apply(&self, frame: ServerFrame) {
+    /// Applies one frame from the server. `Resync` asks the caller to send `resume`
+    /// for [`Self::resume_target`]: the page fell behind the answer it follows.
+    pub fn apply(&self, frame: ServerFrame) -> Applied {
         match frame {
             ServerFrame::Hello { .. } => {}
             ServerFrame::Start {
@@ -375,7 +392,7 @@ impl ChatUi {
                     }
                     self.bump_sidebar();
                     self.reload_conversation();
-                    return;
+                    return Applied::Done;
                 }
                 if let Some(question) = question_id {
                     self.set_question_id(question);
@@ -403,7 +420,7 @@ impl ChatUi {
                 message_id,
             } => {
                 let Some(item) = self.pending_item() else {
-                    return;
+                    return Applied::Done;
                 };
                 let accepted = self.pending.try_update(|p| match p {
                     Some(p)
@@ -421,7 +438,22 @@ impl ChatUi {
                     item.status.set(ItemStatus::Streaming);
                 }
             }
-            ServerFrame::End { reason, .. } => {
+            ServerFrame::End { message_id, seq, reason, .. } => {
+                let step = self.pending.with_untracked(|p| match p {
+                    Some(p) if p.message_id.as_deref().is_some_and(|id| id != message_id) => EndStep::Other,
+                    Some(p) if p.last_seq < seq && p.message_id.is_some() => EndStep::Behind,
+                    _ => EndStep::InStep,
+                });
+                match step {
+                    // Another answer's end (one this page no longer follows).
+                    EndStep::Other => return Applied::Done,
+                    // Chunks are missing on screen: an answer adopted from history
+                    // whose snapshot has not come yet, or a follower that fell behind.
+                    // Ending it here would keep a cut text marked complete; the
+                    // snapshot brings the whole text and ends it.
+                    EndStep::Behind => return Applied::Resync,
+                    EndStep::InStep => {}
+                }
                 self.bump_sidebar();
                 if let Some(item) = self.pending_item() {
                     item.status.set(match reason {
@@ -483,7 +515,7 @@ impl ChatUi {
                 live,
             } => {
                 if self.resume_target().as_deref() != Some(message_id.as_str()) {
-                    return;
+                    return Applied::Done;
                 }
                 let Some(item) = self.pending_item() else {
                     // A new version still waiting for the page to show it, and already
@@ -493,7 +525,7 @@ impl ChatUi {
                         self.pending.set(None);
                         self.bump_sidebar();
                     }
-                    return;
+                    return Applied::Done;
                 };
                 item.text.set(content);
                 self.pending.update(|p| {
@@ -527,7 +559,7 @@ impl ChatUi {
                 self.bump_sidebar();
                 let on_screen = self.conversation_id.get_untracked().as_deref() == Some(conversation_id.as_str());
                 if !on_screen {
-                    return;
+                    return Applied::Done;
                 }
                 match change {
                     ConversationChange::Deleted => {
@@ -560,6 +592,7 @@ impl ChatUi {
                 }));
             }
         }
+        Applied::Done
     }
 }
 
@@ -748,6 +781,54 @@ mod tests {
             ui.adopt(adopted, "a2".into());
             ui.apply(ServerFrame::Chunk { content: "Hi".into(), seq: 1, message_id: "a2".into() });
             assert_eq!(adopted.text.get_untracked(), "Hi");
+        });
+    }
+
+    #[test]
+    fn an_end_that_overtakes_the_snapshot_of_an_adopted_answer_does_not_cut_it() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let ui = ChatUi::new();
+            ui.begin_version();
+            ui.apply(start("a2", Some("q1"), Some("a1")));
+            // The history read found two chunks stored; the page adopts the answer.
+            let adopted = ChatItem::new(u64::MAX, Role::Tutor, "one two".into(), ItemStatus::Streaming);
+            ui.adopt(adopted, "a2".into());
+            // The third chunk and the end were on their way before the snapshot.
+            let third = ServerFrame::Chunk { content: " three".into(), seq: 3, message_id: "a2".into() };
+            assert_eq!(ui.apply(third), Applied::Done);
+            let end = ServerFrame::End { message_id: "a2".into(), seq: 3, reason: EndReason::Complete, usage: None };
+            assert_eq!(ui.apply(end), Applied::Resync, "the page asks for the answer again");
+            assert_eq!(adopted.status.get_untracked(), ItemStatus::Streaming, "not complete with a cut text");
+            assert_eq!(ui.resume_target().as_deref(), Some("a2"));
+            ui.apply(ServerFrame::Snapshot {
+                message_id: "a2".into(),
+                content: "one two three".into(),
+                seq: 3,
+                status: AnswerStatus::Complete,
+                live: false,
+            });
+            assert_eq!(adopted.text.get_untracked(), "one two three");
+            assert_eq!(adopted.status.get_untracked(), ItemStatus::Complete);
+            assert!(!ui.is_answering());
+        });
+    }
+
+    #[test]
+    fn another_answers_end_leaves_the_followed_one_going() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let ui = ChatUi::new();
+            ui.begin_question("q".into());
+            ui.apply(start("m1", None, None));
+            ui.apply(chunk("Hi", 1));
+            let stale = ServerFrame::End { message_id: "m0".into(), seq: 1, reason: EndReason::Complete, usage: None };
+            assert_eq!(ui.apply(stale), Applied::Done);
+            let answer = ui.items.get_untracked()[1];
+            assert_eq!(answer.status.get_untracked(), ItemStatus::Streaming);
+            assert!(ui.is_answering());
+            ui.apply(ServerFrame::End { message_id: "m1".into(), seq: 1, reason: EndReason::Complete, usage: None });
+            assert_eq!(answer.status.get_untracked(), ItemStatus::Complete);
         });
     }
 

@@ -23,7 +23,7 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 use web_sys::Event;
 
-use crate::chat::state::{ChatUi, ConnState};
+use crate::chat::state::{Applied, ChatUi, ConnState};
 use crate::page::MESSAGES_ID;
 use crate::protocol::{ClientFrame, ServerFrame};
 
@@ -348,7 +348,9 @@ fn receive(client: &Client, text: &str) {
             if matches!(frame, ServerFrame::Budget { .. }) {
                 client.budget_moved_at.set(now_ms());
             }
-            client.ui.apply(frame);
+            if client.ui.apply(frame) == Applied::Resync {
+                resume_if_connected(client);
+            }
             scroll_to_latest(client.ui, false);
         }
         Err(e) => leptos::logging::warn!("ignoring a frame this client does not know: {e}"),
