@@ -130,3 +130,27 @@ test('a long answer streamed in thousands of chunks renders whole: every word, i
   expect(errors).toEqual([]);
 });
 
+
+test('an answer that ends shows its last words at once, in a tab that gets no animation frames', async ({ page }) => {
+  const errors = watchForTrouble(page);
+  // A tab in the background gets no animation frames; the streaming text renders on
+  // them. Here none ever comes.
+  await page.addInitScript(() => {
+    window.requestAnimationFrame = () => 0;
+  });
+  await page.goto('/');
+  await ready(page);
+  await send(page, '[tokens=5] [stamp] Five words, please');
+  const answer = page.locator('.msg-tutor').last();
+  await expect(answer).toHaveAttribute('data-status', 'complete');
+  // Read in the same task as the status: no later render may fill the text in.
+  const [status, text] = await answer.evaluate((el) => [
+    el.getAttribute('data-status'),
+    el.querySelector('.msg-text')?.textContent ?? '',
+  ]);
+  const sent = (await upstreamLog()).at(-1)!;
+  expect(sent.completed).toBe(true);
+  expect(status).toBe('complete');
+  expect(text.trim().split(/\s+/)).toEqual(sent.answer.trim().split(/\s+/));
+  expect(errors).toEqual([]);
+});

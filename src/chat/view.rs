@@ -473,7 +473,7 @@ fn StoredMessageView(message: StoredMessage, last: bool) -> impl IntoView {
                     let text = crate::render::with_seams(&message.content, &message.seams);
                     if status == MessageStatus::Streaming {
                         // Split like a live answer, so the cursor sits at the open block's end.
-                        view! { <AnswerText text=Signal::stored(text) sources=Signal::stored(message.sources.clone()) /> }.into_any()
+                        view! { <AnswerText text=Signal::stored(text) sources=Signal::stored(message.sources.clone()) live=true /> }.into_any()
                     } else {
                         view! { <StoredAnswerText text=text sources=message.sources.clone() /> }.into_any()
                     }
@@ -544,7 +544,7 @@ fn Message(item: ChatItem) -> impl IntoView {
                     Role::Student => view! {
                         <StudentQuestion text=item.text.into() message_id=item.message_id.into() versions=item.versions.into() />
                     }.into_any(),
-                    Role::Tutor | Role::Teacher => view! { <AnswerText text=item.text sources=item.sources /> }.into_any(),
+                    Role::Tutor | Role::Teacher => view! { <AnswerText text=item.text sources=item.sources live=Signal::derive(live) /> }.into_any(),
                 }}
                 <Show when=live>
                     <span class="cursor" aria-hidden="true"></span>

@@ -24,10 +24,15 @@ fn render_labels(lang: Lang) -> RenderLabels {
 /// and does not parse or lay them out again each frame. The two parts together are
 /// exactly [`crate::render::answer_html`] of the text, so the server's render and a
 /// stored answer are the same HTML as the streamed one.
+///
+/// When `live` turns false (the answer ended) the text renders at once, not at the
+/// next frame: the page never says "complete" over a text without its last words
+/// (and a tab in the background, which gets no frames, shows the whole answer).
 #[component]
 pub fn AnswerText(
     #[prop(into)] text: Signal<String>,
     #[prop(into)] sources: Signal<Vec<Source>>,
+    #[prop(into)] live: Signal<bool>,
 ) -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
     // Bumped once in each animation frame after the text changed.
@@ -47,6 +52,7 @@ pub fn AnswerText(
     let cache = StoredValue::new(StreamingHtml::default());
     let parts = Memo::new(move |_| {
         frame.track();
+        live.track();
         let labels = render_labels(lang.get());
         sources.with(|sources| {
             text.with_untracked(|text| cache.update_value(|html| html.update(text, sources, labels)))
