@@ -48,6 +48,8 @@ pub struct Db {
     /// tests of batching.
     answer_rows: AtomicU64,
     answer_commits: AtomicU64,
+    /// SQLite: one write transaction of this process at a time, in arrival order.
+    write_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 pub fn now_ms() -> i64 {
@@ -119,6 +121,7 @@ impl Db {
             writes: AtomicU64::new(0),
             answer_rows: AtomicU64::new(0),
             answer_commits: AtomicU64::new(0),
+            write_turn: Default::default(),
         })
     }
 
@@ -159,10 +162,19 @@ impl Db {
     /// A transaction that will write. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`): a deferred one that read first could not upgrade when another
     /// writer got in between, and would fail at once instead of waiting its turn.
-    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    ///
+    /// On SQLite the transactions of this process also queue for [`Db::write_turn`]
+    /// first, so they do not meet at the file's lock: a writer that finds it taken
+    /// sleeps in SQLite's busy handler (1, 2, 5 … 100 ms, and a newcomer can overtake
+    /// it), which piled a class's arrivals up into seconds (docs/BENCHMARKS.md).
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => {
+                let turn = self.write_turn.clone().lock_owned().await;
+                let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+                Ok(WriteTx { tx, _turn: Some(turn) })
+            }
+            Backend::Postgres => Ok(WriteTx { tx: self.pool.begin().await?, _turn: None }),
         }
     }
 
@@ -187,6 +199,36 @@ impl Db {
         self.wrote_n(rows);
         self.answer_rows.fetch_add(rows, Ordering::Relaxed);
         self.answer_commits.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A write transaction ([`Db::begin_write`]); on SQLite it holds this process's turn
+/// to write until it commits or is dropped.
+pub(crate) struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
     }
 }
 
@@ -349,6 +391,41 @@ fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The write turn is first come, first served: twenty writers that queued behind
+    /// a transaction commit in the order they asked, none in SQLite's busy handler.
+    #[tokio::test(flavor = "current_thread")]
+    async fn sqlite_writers_take_turns_in_the_order_they_asked() {
+        let dir = std::env::temp_dir().join(format!("tutor-write-turn-{}", new_id()));
+        let db = std::sync::Arc::new(Db::connect(&database_url(None, &dir), 20).await.unwrap());
+        let first = db.begin_write().await.unwrap();
+        let mut writers = Vec::new();
+        for i in 0..20i64 {
+            let db = db.clone();
+            writers.push(tokio::spawn(async move {
+                let mut tx = db.begin_write().await.unwrap();
+                sqlx::query("INSERT INTO instances (id, seen_at) VALUES ($1, $2)")
+                    .bind(format!("writer-{i}"))
+                    .bind(i)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+            }));
+            // This writer asks for its turn before the next one is started.
+            tokio::task::yield_now().await;
+        }
+        first.commit().await.unwrap();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        let order: Vec<i64> = sqlx::query_scalar("SELECT seen_at FROM instances WHERE id LIKE 'writer-%' ORDER BY rowid")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(order, (0..20).collect::<Vec<i64>>());
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn sqlite_url_parent_dir() {
