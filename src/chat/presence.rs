@@ -39,18 +39,9 @@ impl Db {
     pub async fn try_open_socket(&self, session_token: &str, instance: &str, cap: usize) -> Result<Option<String>, StoreError> {
         let key = hash_token(session_token);
         let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        if self.backend() == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind(&key)
-                .execute(&mut *tx)
-                .await?;
-        }
         // The count and the insert are one statement: a round trip less per socket.
-        // On PostgreSQL it starts after the lock is granted, so it sees the sockets
-        // of every upgrade of this session that held the lock before it.
         let id = new_id();
-        let inserted = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO open_sockets (id, session_key, instance_id, opened_at) \
              SELECT $1, $2, $3, $4 WHERE (SELECT COUNT(*) FROM open_sockets s JOIN instances i ON i.id = s.instance_id \
                                           WHERE s.session_key = $2 AND i.seen_at > $5) < $6",
@@ -60,18 +51,34 @@ impl Db {
         .bind(instance)
         .bind(now)
         .bind(now - INSTANCE_SILENT_MS)
-        .bind(i64::try_from(cap).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            return Ok(None);
-        }
-        tx.commit().await?;
-        Ok(Some(id))
+        .bind(i64::try_from(cap).unwrap_or(i64::MAX));
+        let inserted = match self.backend() {
+            // One statement is atomic by itself: no BEGIN and COMMIT to hand to SQLite's
+            // thread, two of the three round trips of every page's socket.
+            Backend::Sqlite => {
+                let _turn = self.write_turn().await;
+                insert.execute(&self.pool).await?.rows_affected()
+            }
+            // Upgrades of one session on several instances take turns on its lock; the
+            // statement starts after it is granted, so it sees the sockets of every
+            // upgrade that held the lock before it.
+            Backend::Postgres => {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(&key)
+                    .execute(&mut *tx)
+                    .await?;
+                let inserted = insert.execute(&mut *tx).await?.rows_affected();
+                tx.commit().await?;
+                inserted
+            }
+        };
+        Ok((inserted > 0).then_some(id))
     }
 
     pub async fn close_socket(&self, id: &str) -> Result<(), StoreError> {
+        // A class leaving together is a burst of these: in turn, like the opens.
+        let _turn = self.write_turn().await;
         sqlx::query("DELETE FROM open_sockets WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(())
     }
