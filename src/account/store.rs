@@ -268,13 +268,6 @@ impl Db {
         if let Some(retry_after) = refused {
             return Err(GuestError::TooMany { retry_after });
         }
-        // An account's session that expired names nobody now: the browser carries on
-        // as a fresh guest under the same (signed) token.
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1 AND expires_at IS NOT NULL AND expires_at <= $2")
-            .bind(hash_token(token))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
         // No guest number yet: numbering here would make every new guest of a class
         // wait for every other's commit (`number_guests` gives it, off this path).
         sqlx::query("INSERT INTO users (id, created_at) VALUES ($1, $2)")
@@ -282,9 +275,14 @@ impl Db {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        // An account's session that expired names nobody now: the browser carries on
+        // as a fresh guest under the same (signed) token, its row taken over. A live
+        // row is left alone (below).
         let inserted = sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (token_hash) DO NOTHING",
+             ON CONFLICT (token_hash) DO UPDATE \
+             SET user_id = excluded.user_id, created_at = excluded.created_at, expires_at = NULL \
+             WHERE sessions.expires_at IS NOT NULL AND sessions.expires_at <= $3",
         )
         .bind(hash_token(token))
         .bind(&user_id)

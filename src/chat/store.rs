@@ -9,7 +9,7 @@ use crate::db::{
 };
 use super::budget::{BudgetLevel, QuestionBudget};
 use crate::account::store::hash_token;
-use crate::history::store::{insert_message, next_position, NewMessageRow};
+use crate::history::store::{insert_messages, next_position, NewMessageRow};
 use crate::history::versions::{fork, Fork, ForkRefusal, VersionOf};
 use crate::history::{MessageRole, MessageStatus};
 use crate::protocol::{ErrorCode, Source, Usage};
@@ -138,15 +138,25 @@ impl Db {
         } = *new;
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let current = sqlx::query(
-            "SELECT 1 FROM sessions WHERE token_hash = $1 AND user_id = $2 AND (expires_at IS NULL OR expires_at > $3)",
-        )
+        // The session still names this user, and (for a new conversation) how many the
+        // user keeps: one round trip for both, inside the writer's turn.
+        let kept_conversations = if conversation_id.is_none() {
+            "(SELECT COUNT(*) FROM conversations WHERE user_id = $2)"
+        } else {
+            "0"
+        };
+        let checks = sqlx::query(&format!(
+            "SELECT (SELECT COUNT(*) FROM sessions WHERE token_hash = $1 AND user_id = $2 \
+                     AND (expires_at IS NULL OR expires_at > $3)), {kept_conversations}"
+        ))
         .bind(hash_token(session_token))
         .bind(user_id)
         .bind(now)
-        .fetch_optional(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
-        if current.is_none() {
+        let current: i64 = checks.try_get(0)?;
+        let kept: i64 = checks.try_get(1)?;
+        if current == 0 {
             return Err(BeginError::SessionEnded);
         }
         // Statements that change data, for the metrics: the answer's row here, the rest
@@ -200,11 +210,6 @@ impl Db {
                 id.to_string()
             }
             None => {
-                let kept: i64 = sqlx::query("SELECT COUNT(*) FROM conversations WHERE user_id = $1")
-                    .bind(user_id)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .and_then(|row| row.try_get(0))?;
                 if kept >= i64::from(max_conversations) {
                     return Err(BeginError::TooManyConversations { limit: max_conversations });
                 }
@@ -236,29 +241,28 @@ impl Db {
             (fork, context, next_position(&mut tx, &conversation_id).await?)
         };
         let answer_id = new_id();
-        let (question_id, answer_position) = match &fork.existing_question {
-            Some(question_id) => (question_id.clone(), position),
-            None => {
-                let question_id = new_id();
-                let question_row = NewMessageRow {
-                    id: &question_id,
-                    conversation_id: &conversation_id,
-                    parent_id: &fork.context_from,
-                    position,
-                    role: MessageRole::User,
-                    content: question,
-                    status: MessageStatus::Complete,
-                    owner_instance: None,
-                    sources: None,
-                    retrieval_score: None,
-                    created_at: now,
-                };
-                insert_message(&mut tx, &question_row).await?;
-                writes += 1;
-                (question_id, position + 1)
-            }
+        let (question_id, answer_position, question_is_new) = match &fork.existing_question {
+            Some(question_id) => (question_id.clone(), position, false),
+            None => (new_id(), position + 1, true),
         };
-        let answer_row = NewMessageRow {
+        let mut rows = Vec::with_capacity(2);
+        if question_is_new {
+            rows.push(NewMessageRow {
+                id: &question_id,
+                conversation_id: &conversation_id,
+                parent_id: &fork.context_from,
+                position,
+                role: MessageRole::User,
+                content: question,
+                status: MessageStatus::Complete,
+                owner_instance: None,
+                sources: None,
+                retrieval_score: None,
+                created_at: now,
+            });
+            writes += 1;
+        }
+        rows.push(NewMessageRow {
             id: &answer_id,
             conversation_id: &conversation_id,
             parent_id: &question_id,
@@ -270,8 +274,9 @@ impl Db {
             sources: sources_json,
             retrieval_score,
             created_at: now,
-        };
-        insert_message(&mut tx, &answer_row).await?;
+        });
+        // The question and its answer in one statement.
+        insert_messages(&mut tx, &rows).await?;
         writes += record_sources(&mut tx, &answer_id, sources, now).await?;
         if version_of.is_some() {
             writes += 1; // the replaced version left the branch

@@ -364,24 +364,42 @@ pub(crate) struct NewMessageRow<'a> {
 }
 
 pub(crate) async fn insert_message(conn: &mut sqlx::AnyConnection, row: &NewMessageRow<'_>) -> Result<(), StoreError> {
-    sqlx::query(
+    insert_messages(conn, std::slice::from_ref(row)).await
+}
+
+/// Several messages in one statement (a question and its answer): one round trip.
+pub(crate) async fn insert_messages(conn: &mut sqlx::AnyConnection, rows: &[NewMessageRow<'_>]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let values: Vec<String> = (0..rows.len())
+        .map(|i| {
+            let at = 11 * i;
+            let params: Vec<String> = (1..=11).map(|n| format!("${}", at + n)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    let sql = format!(
         "INSERT INTO messages (id, conversation_id, position, role, content, status, \
-         owner_instance, sources, retrieval_score, created_at, parent_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(row.id)
-    .bind(row.conversation_id)
-    .bind(row.position)
-    .bind(row.role.as_str())
-    .bind(row.content)
-    .bind(row.status.as_str())
-    .bind(row.owner_instance)
-    .bind(row.sources)
-    .bind(row.retrieval_score)
-    .bind(row.created_at)
-    .bind(row.parent_id)
-    .execute(&mut *conn)
-    .await?;
+         owner_instance, sources, retrieval_score, created_at, parent_id) VALUES {}",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for row in rows {
+        query = query
+            .bind(row.id)
+            .bind(row.conversation_id)
+            .bind(row.position)
+            .bind(row.role.as_str())
+            .bind(row.content)
+            .bind(row.status.as_str())
+            .bind(row.owner_instance)
+            .bind(row.sources)
+            .bind(row.retrieval_score)
+            .bind(row.created_at)
+            .bind(row.parent_id);
+    }
+    query.execute(&mut *conn).await?;
     Ok(())
 }
 
