@@ -72,3 +72,25 @@ test('printing shows the conversation without the sidebar, composer or buttons',
   await page.emulateMedia({ media: 'screen' });
   await expect(page.locator('.sidebar')).toBeVisible();
 });
+
+test('a tab opened before the first question lists the conversation the other tab starts', async ({ browser }) => {
+  // A new student with two tabs open and no question asked yet.
+  const context = await browser.newContext();
+  const first = await context.newPage();
+  const errors = await openReady(first);
+  const second = await context.newPage();
+  await openReady(second);
+  await expect(first.locator('.conversation')).toHaveCount(0);
+
+  const question = '[tokens=2] Two tabs, one student';
+  await ask(second, question);
+  await expect(first.locator('.conversation-title')).toHaveText(question);
+  // Its meter counts the question too.
+  await expect(first.locator('.budget')).toHaveAttribute('data-remaining', await second.locator('.budget').getAttribute('data-remaining') ?? '');
+  // And from then on the tab hears the student's doings: a second conversation.
+  await second.locator('.new-chat').click();
+  await ask(second, '[tokens=2] And a second one');
+  await expect(first.locator('.conversation')).toHaveCount(2);
+  expect(errors).toEqual([]);
+  await context.close();
+});

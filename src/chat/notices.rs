@@ -37,12 +37,33 @@ pub struct Subscription {
     notices: Arc<Notices>,
 }
 
+/// The key a socket whose session has no user yet listens on: the tab that asks the
+/// session's first question makes the user, and tells the session's other tabs here
+/// (they then follow the user). Keyed by the token's hash (its first 128 bits: the key
+/// is held by every such socket): tokens never travel the bus.
+pub fn session_key(token_hash: &str) -> String {
+    format!("s:{}", token_hash.get(..32).unwrap_or(token_hash))
+}
+
+/// What a session's other tabs hear before they know the user: the question asked.
+const SESSION_BUFFER: usize = 1;
+
 impl Notices {
     pub fn subscribe(self: &Arc<Self>, user: &str) -> Subscription {
+        self.subscribe_with(user, NOTICE_BUFFER)
+    }
+
+    /// Listens on [`session_key`] until the socket knows its user (a small buffer: a
+    /// guest's idle tab costs little).
+    pub fn subscribe_session(self: &Arc<Self>, key: &str) -> Subscription {
+        self.subscribe_with(key, SESSION_BUFFER)
+    }
+
+    fn subscribe_with(self: &Arc<Self>, user: &str, capacity: usize) -> Subscription {
         let mut by_user = self.by_user.lock().unwrap_or_else(|p| p.into_inner());
         let frames = by_user
             .entry(user.to_string())
-            .or_insert_with(|| broadcast::channel(NOTICE_BUFFER).0)
+            .or_insert_with(|| broadcast::channel(capacity).0)
             .subscribe();
         let socket = self.next_socket.fetch_add(1, Ordering::Relaxed) + 1;
         Subscription { frames, socket, user: user.to_string(), notices: self.clone() }

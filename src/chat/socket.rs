@@ -24,7 +24,8 @@ use tracing::Instrument;
 use super::ask::{start_answer, AskError, Asker};
 use super::bus::{Feed, FeedEvent};
 use super::live::{self, Follower, LiveAnswer, Published};
-use super::notices::{Notice, Subscription};
+use super::notices::{session_key, Notice, Subscription};
+use crate::account::store::hash_token;
 use crate::auth::{origin_allowed, GuestSession};
 use crate::db::StoreError;
 use crate::net::client_key;
@@ -281,10 +282,22 @@ where
                 heard = next_remote(&mut self.remote) => self.on_remote(heard).await,
                 notice = next_notice(&mut self.notices) => match notice {
                     Ok(Notice { from_socket, .. }) if from_socket.is_some() && from_socket == self.notices.as_ref().map(|n| n.socket) => Step::Continue,
-                    Ok(Notice { json, .. }) => match self.sink.send(Message::Text(json)).await {
-                        Ok(()) => Step::Continue,
-                        Err(_) => Step::Close,
-                    },
+                    Ok(Notice { json, .. }) => {
+                        // Before the frame goes: once the page hears it, this socket
+                        // already follows the user. Boxed: an idle socket's future
+                        // stays small.
+                        let learned = match self.user_id {
+                            None => Box::pin(self.learn_user()).await,
+                            Some(_) => Step::Continue,
+                        };
+                        match learned {
+                            Step::Close => Step::Close,
+                            Step::Continue => match self.sink.send(Message::Text(json)).await {
+                                Ok(()) => Step::Continue,
+                                Err(_) => Step::Close,
+                            },
+                        }
+                    }
                     // Missed notices are in history; the feed goes on.
                     Err(broadcast::error::RecvError::Lagged(_)) => Step::Continue,
                     Err(broadcast::error::RecvError::Closed) => {
@@ -514,6 +527,7 @@ where
             };
             return self.send(&busy).await;
         }
+        let had_user = self.user_id.is_some();
         let asker = Asker {
             session: &self.session,
             user_id: &mut self.user_id,
@@ -528,7 +542,7 @@ where
                 if let (Some(level), Some(user)) = (started.budget, self.user_id.as_deref()) {
                     self.state.bus.publish_user(user, &level.frame(), None, None);
                 }
-                self.tell_other_tabs_asked(&started.start);
+                self.tell_other_tabs_asked(&started.start, !had_user);
                 (started.start, None)
             }
             Err(AskError::RateLimited { budget }) => (ask_error_frame(AskError::RateLimited { budget }), Some(budget.frame())),
@@ -691,8 +705,12 @@ where
         Step::Continue
     }
 
-    /// Tells the student's other tabs (every instance) that a question was asked here.
-    fn tell_other_tabs_asked(&self, start: &ServerFrame) {
+    /// Tells the student's other tabs (every instance) that a question was asked here;
+    /// for the session's first question (`made_user`), also the tabs that opened
+    /// before the student had a user. That is the one frame they get on the session's
+    /// key: on it they switch to the user's (and read the budget themselves), so a
+    /// second frame there could arrive after they left.
+    fn tell_other_tabs_asked(&self, start: &ServerFrame, made_user: bool) {
         let (Some(user), ServerFrame::Start { conversation_id, message_id, .. }) = (&self.user_id, start) else {
             return;
         };
@@ -704,17 +722,53 @@ where
         };
         let me = self.notices.as_ref().map(|n| n.socket);
         self.state.bus.publish_user(user, &frame, me, None);
+        if made_user {
+            self.tell_tabs_of_the_session(&frame);
+        }
+    }
+
+    /// A frame for the tabs of this socket's session that do not know its user yet
+    /// (this socket follows the user by now).
+    fn tell_tabs_of_the_session(&self, frame: &ServerFrame) {
+        let key = session_key(&hash_token(&self.session.0));
+        self.state.bus.publish_user(&key, frame, None, None);
     }
 
     /// Subscribes to the user's notices once the user is known (and again if the
-    /// socket's user changed).
+    /// socket's user changed); until then, to its session's (see [`session_key`]).
     fn follow_notices(&mut self) {
         match &self.user_id {
             Some(user) if self.notices.as_ref().is_none_or(|n| n.user() != user) => {
                 self.notices = Some(self.state.notices.subscribe(user));
             }
             Some(_) => {}
-            None => self.notices = None,
+            None => {
+                let key = session_key(&hash_token(&self.session.0));
+                if self.notices.as_ref().is_none_or(|n| n.user() != key) {
+                    self.notices = Some(self.state.notices.subscribe_session(&key));
+                }
+            }
+        }
+    }
+
+    /// A notice reached this socket on its session's key: another tab made the
+    /// student's user. The socket looks it up, follows the user's notices, and sends
+    /// the budget as it is now (the question that made the user took one, before
+    /// this socket listened to the user).
+    async fn learn_user(&mut self) -> Step {
+        match self.state.db.find_user(&self.session.0).await {
+            Ok(user) => {
+                self.user_id = user;
+                self.follow_notices();
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot look up the socket's user; notices start with a question");
+                return Step::Continue;
+            }
+        }
+        match super::ask::budget_frame(&self.state, self.user_id.as_deref()).await {
+            Some(budget) => self.send(&budget).await,
+            None => Step::Continue,
         }
     }
 

@@ -44,6 +44,7 @@ impl Db {
         match writes {
             [] => return Ok(()),
             [one] => {
+                let _turn = self.write_turn().await;
                 one.query().execute(&self.pool).await?;
             }
             many => {

@@ -354,3 +354,59 @@ async fn signing_out_ends_the_sessions_sockets_here_and_elsewhere() {
     send_json(&mut elsewhere, serde_json::json!({"type": "resume", "message_id": asked.message_id})).await;
     assert!(matches!(next_frame(&mut elsewhere).await, ServerFrame::Error { code: ErrorCode::SessionEnded, .. }));
 }
+
+/// The next notice from the student's other tabs (the budget meter passed over).
+async fn next_change(ws: &mut Ws) -> ServerFrame {
+    loop {
+        match next_frame(ws).await {
+            ServerFrame::Budget { .. } => continue,
+            frame => return frame,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_tab_opened_before_the_first_question_hears_it_and_then_what_follows() {
+    use tutor_chat::protocol::ConversationChange;
+    let app = spawn_app_with(|s| s.question_budget = 5).await;
+    let cookie = app.session_cookie().await;
+    // Two tabs of a new guest: no user yet, the first question makes one.
+    let mut idle_tab = app.socket(&cookie).await;
+    let mut asking_tab = app.socket(&cookie).await;
+    let first = ask(&mut asking_tab, "[tokens=2] the first question").await;
+    // The meter as the idle tab showed it, then as it is after the question.
+    let before = next_frame(&mut idle_tab).await;
+    let ServerFrame::Budget { remaining: full, .. } = before else { panic!("expected the budget, got {before:?}") };
+    let after = next_frame(&mut idle_tab).await;
+    let ServerFrame::Budget { remaining, .. } = after else { panic!("expected the budget the question left, got {after:?}") };
+    assert_eq!(remaining + 1, full, "the idle tab's meter counts the other tab's question");
+    match next_change(&mut idle_tab).await {
+        ServerFrame::ConversationChanged { conversation_id, change: ConversationChange::Asked, message_id, .. } => {
+            assert_eq!(conversation_id, first.conversation_id);
+            assert_eq!(message_id.as_deref(), Some(first.message_id.as_str()));
+        }
+        other => panic!("the tab opened first heard {other:?}"),
+    }
+    // From then on it hears the student's own notices: a rename in the other tab.
+    let (status, _) = app
+        .call(&cookie, "history/rename", &[("id", first.conversation_id.as_str()), ("title", "Sockets")])
+        .await;
+    assert_eq!(status, 200);
+    match next_change(&mut idle_tab).await {
+        ServerFrame::ConversationChanged { conversation_id, change: ConversationChange::Renamed, title, .. } => {
+            assert_eq!(conversation_id, first.conversation_id);
+            assert_eq!(title.as_deref(), Some("Sockets"));
+        }
+        other => panic!("expected the rename, got {other:?}"),
+    }
+    // A second question in the asking tab reaches it through the student's own feed.
+    send_json(
+        &mut asking_tab,
+        serde_json::json!({"type": "ask", "question": "[tokens=2] and another", "conversation_id": first.conversation_id}),
+    )
+    .await;
+    match next_change(&mut idle_tab).await {
+        ServerFrame::ConversationChanged { change: ConversationChange::Asked, .. } => {}
+        other => panic!("expected the second question, got {other:?}"),
+    }
+}
