@@ -49,7 +49,7 @@ pub struct Db {
     answer_rows: AtomicU64,
     answer_commits: AtomicU64,
     /// SQLite: one write transaction of this process at a time, in arrival order.
-    write_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
+    write_queue: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 pub fn now_ms() -> i64 {
@@ -121,7 +121,7 @@ impl Db {
             writes: AtomicU64::new(0),
             answer_rows: AtomicU64::new(0),
             answer_commits: AtomicU64::new(0),
-            write_turn: Default::default(),
+            write_queue: Default::default(),
         })
     }
 
@@ -182,7 +182,7 @@ impl Db {
     /// transaction of its own (see [`Db::begin_write`]); `None` on PostgreSQL.
     pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match self.backend {
-            Backend::Sqlite => Some(self.write_turn.clone().lock_owned().await),
+            Backend::Sqlite => Some(self.write_queue.clone().lock_owned().await),
             Backend::Postgres => None,
         }
     }

@@ -723,15 +723,14 @@ where
         let me = self.notices.as_ref().map(|n| n.socket);
         self.state.bus.publish_user(user, &frame, me, None);
         if made_user {
-            self.tell_tabs_of_the_session(&frame);
+            // This socket follows the user by now: only the session's other tabs hear it.
+            self.state.bus.publish_user(&self.session_notice_key(), &frame, None, None);
         }
     }
 
-    /// A frame for the tabs of this socket's session that do not know its user yet
-    /// (this socket follows the user by now).
-    fn tell_tabs_of_the_session(&self, frame: &ServerFrame) {
-        let key = session_key(&hash_token(&self.session.0));
-        self.state.bus.publish_user(&key, frame, None, None);
+    /// Where this socket's session hears its events while it has no user.
+    fn session_notice_key(&self) -> String {
+        session_key(&hash_token(&self.session.0))
     }
 
     /// Subscribes to the user's notices once the user is known (and again if the
@@ -743,7 +742,7 @@ where
             }
             Some(_) => {}
             None => {
-                let key = session_key(&hash_token(&self.session.0));
+                let key = self.session_notice_key();
                 if self.notices.as_ref().is_none_or(|n| n.user() != key) {
                     self.notices = Some(self.state.notices.subscribe_session(&key));
                 }
