@@ -57,7 +57,7 @@ pub fn leptos_options() -> Result<LeptosOptions, StartError> {
 
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
-    let shell_options = state.leptos_options.clone();
+    let shell_options = LeptosOptions::clone(&state.leptos_options);
     let context_state = state.clone();
     let not_found = leptos_axum::file_and_error_handler::<AppState, _>(shell);
     let not_found_other_methods = not_found.clone();

@@ -23,11 +23,15 @@ use crate::settings::{Settings, DEFAULT_BASE_URL};
 use crate::throttle::Buckets;
 use crate::upstream::UpstreamClient;
 
+/// Cloned into every request and every open socket (whose memory it is part of), so
+/// what is larger than a pointer sits behind an `Arc`.
 #[derive(Clone, FromRef)]
 pub struct AppState {
-    pub leptos_options: LeptosOptions,
+    #[from_ref(skip)]
+    pub leptos_options: Arc<LeptosOptions>,
     pub settings: Arc<Settings>,
-    pub upstream: UpstreamClient,
+    /// The client holds its settings (the system prompt among them) by value.
+    pub upstream: Arc<UpstreamClient>,
     /// True when no model endpoint and no key were configured: answers are excerpts
     /// from the lessons (lesson mode).
     pub lesson_mode: bool,
@@ -67,6 +71,13 @@ pub struct AppState {
     pub call_buckets: Arc<Buckets>,
     /// This instance's `/metrics` (docs/deploy.md).
     pub metrics: Arc<Metrics>,
+}
+
+/// What leptos_axum's handlers extract.
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        LeptosOptions::clone(&state.leptos_options)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,9 +140,9 @@ impl AppState {
         let calls_per_second = settings.calls_per_second_per_address;
         spawn_cleanup(db.clone(), settings.guest_idle_days);
         Ok(AppState {
-            leptos_options,
+            leptos_options: Arc::new(leptos_options),
             settings: Arc::new(settings),
-            upstream,
+            upstream: Arc::new(upstream),
             lesson_mode,
             lessons,
             faq,

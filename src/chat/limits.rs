@@ -8,7 +8,9 @@ use tokio::sync::watch;
 
 /// Open chat sockets, per session, on this instance.
 pub struct Connections {
-    open: Mutex<HashMap<String, Open>>,
+    /// Keyed by a shared string: the key (a session token) is also held by each of its
+    /// sockets' guards, and is long.
+    open: Mutex<HashMap<Arc<str>, Open>>,
     /// All sockets together: shutdown waits on it instead of polling.
     total: watch::Sender<usize>,
 }
@@ -31,14 +33,18 @@ struct Open {
 /// Held by a socket for its lifetime; dropping it frees the place.
 pub struct ConnectionGuard {
     connections: Arc<Connections>,
-    key: String,
+    key: Arc<str>,
 }
 
 impl Connections {
     /// A place for one more socket of `key`, unless it already has `cap`.
     pub fn try_open(self: &Arc<Self>, key: &str, cap: usize) -> Option<ConnectionGuard> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = open.entry(key.to_string()).or_insert_with(|| Open {
+        let key: Arc<str> = match open.get_key_value(key) {
+            Some((shared, _)) => shared.clone(),
+            None => Arc::from(key),
+        };
+        let entry = open.entry(key.clone()).or_insert_with(|| Open {
             count: 0,
             revoked: watch::channel(false).0,
         });
@@ -49,7 +55,7 @@ impl Connections {
         self.total.send_modify(|total| *total += 1);
         Some(ConnectionGuard {
             connections: self.clone(),
-            key: key.to_string(),
+            key,
         })
     }
 
@@ -87,10 +93,10 @@ impl Connections {
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         let mut open = self.connections.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = open.get_mut(&self.key) {
+        if let Some(entry) = open.get_mut(&*self.key) {
             entry.count -= 1;
             if entry.count == 0 {
-                open.remove(&self.key);
+                open.remove(&*self.key);
             }
             self.connections.total.send_modify(|total| *total -= 1);
         }

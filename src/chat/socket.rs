@@ -119,17 +119,42 @@ pub async fn ws_handler(
     // Chat frames are small; the 128 KiB default read buffer per socket would be most
     // of a connection's memory (measured in docs/BENCHMARKS.md), and tungstenite zeroes
     // the free part of it before every read. Longer frames just take more reads.
+    //
+    // What the socket needs goes in one box: the upgrade's task keeps its callback for
+    // the socket's whole life (an async block's captures are never reused), so a
+    // callback holding the state by value would double it in every open socket.
+    let accepted = Box::new(Accepted {
+        state,
+        session,
+        address,
+        places: Places { _user: Some(place), _address: address_place, _counted: counted },
+    });
     ws.read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(settings.hard_frame_bytes)
         .max_frame_size(settings.hard_frame_bytes)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
-        .on_upgrade(move |socket| async move {
+        .on_upgrade(move |socket| {
             let (sink, stream) = socket.split();
-            handle_socket(sink, stream, state, session, address).await;
-            drop(place);
-            drop(address_place);
-            drop(counted);
+            let Accepted { state, session, address, places } = *accepted;
+            handle_socket(sink, stream, state, session, address, places)
         })
+}
+
+/// What an accepted upgrade hands to its socket.
+struct Accepted {
+    state: AppState,
+    session: GuestSession,
+    address: String,
+    places: Places,
+}
+
+/// The places a socket holds among the open sockets (its user's, its address's, its
+/// session's on all instances); given back when the socket ends.
+#[derive(Default)]
+pub struct Places {
+    _user: Option<crate::chat::limits::ConnectionGuard>,
+    _address: Option<crate::chat::limits::ConnectionGuard>,
+    _counted: Option<CountedSocket>,
 }
 
 /// A socket's row among its session's open sockets on all instances; removed when
@@ -154,7 +179,17 @@ impl Drop for CountedSocket {
 
 /// Runs one connection until the peer leaves, goes silent, or the server stops.
 /// `address` is the client address it is counted under (`net::client_key`).
-pub async fn handle_socket<S, R>(sink: S, stream: R, state: AppState, session: GuestSession, address: String)
+///
+/// Not an `async fn`: one would keep its arguments beside the `Connection` they are
+/// moved into, twice the state in every open socket's future.
+pub fn handle_socket<S, R>(
+    sink: S,
+    stream: R,
+    state: AppState,
+    session: GuestSession,
+    address: String,
+    places: Places,
+) -> impl std::future::Future<Output = ()>
 where
     S: Sink<Message> + Unpin,
     S::Error: std::fmt::Display,
@@ -174,8 +209,12 @@ where
         notices: None,
         shutdown,
         revoked,
+        _places: places,
     };
-    connection.run(stream).instrument(span).await
+    // The block owns the connection and `run` borrows it: an `async fn` taking `self`
+    // would keep a second copy of it for the socket's life.
+    let mut connection = connection;
+    async move { connection.run(stream).await }.instrument(span)
 }
 
 /// A socket's view of an answer another instance streams: where the client is.
@@ -222,6 +261,8 @@ struct Connection<S> {
     shutdown: watch::Receiver<bool>,
     /// Fires when this socket's session is signed out on this instance.
     revoked: watch::Receiver<bool>,
+    /// Held for the socket's life, given back when it ends.
+    _places: Places,
 }
 
 impl<S> Connection<S>
@@ -229,7 +270,7 @@ where
     S: Sink<Message> + Unpin,
     S::Error: std::fmt::Display,
 {
-    async fn run<R>(mut self, mut stream: R)
+    async fn run<R>(&mut self, mut stream: R)
     where
         R: Stream<Item = Result<Message, axum::Error>> + Unpin,
     {
@@ -341,7 +382,7 @@ where
                 break;
             }
         }
-        if let Some(following) = self.following {
+        if let Some(following) = self.following.take() {
             // The answer goes on being written and stored; a reconnect can follow it again.
             tracing::debug!(message_id = %following.answer.message_id, "left mid-answer");
         }
@@ -394,7 +435,8 @@ where
                     return Step::Continue;
                 };
                 tracing::debug!(missed, "follower lagged; sending a snapshot");
-                self.resync(&following.answer).await
+                // Boxed: rare, and inline it would triple the size of every token's step.
+                Box::pin(self.resync(&following.answer)).await
             }
             Err(broadcast::error::RecvError::Closed) => {
                 self.following = None;
@@ -971,7 +1013,7 @@ mod tests {
         let (client_tx, server_rx) = mpsc::unbounded::<Result<Message, axum::Error>>();
         let (server_tx, client_rx) = mpsc::unbounded::<Message>();
         let session = GuestSession("0".repeat(64));
-        let task = tokio::spawn(handle_socket(server_tx, server_rx, state, session, "127.0.0.1".into()));
+        let task = tokio::spawn(handle_socket(server_tx, server_rx, state, session, "127.0.0.1".into(), Places::default()));
         (client_tx, client_rx, task)
     }
 
