@@ -212,6 +212,7 @@ impl LiveAnswers {
         }
         let registry = self.clone();
         let task_answer = answer.clone();
+        let stream = Box::new(stream);
         tokio::spawn(
             async move {
                 run(&registry, &task_answer, stream).await;
@@ -429,7 +430,10 @@ async fn halt_requested(mut stop: watch::Receiver<Halt>) -> Halt {
 
 /// Streams one answer to its end: publishes each chunk, leaves the text for the
 /// writer's next checkpoint, and stores the final state.
-async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStream) {
+/// The stream comes boxed: an `async fn` keeps its arguments beside the locals they
+/// move into, and the spawning block keeps its captures, so inline it would be held
+/// three times by every streaming answer.
+async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: Box<AnswerStream>) {
     let halt = halt_requested(answer.stop.subscribe());
     tokio::pin!(halt);
     let mut seq = lock(&answer.state).seq;
@@ -486,7 +490,7 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
                     let text = lock(&answer.state).text.clone();
                     drop(stream);
                     let release = AnswerWrite::Release { message_id: id.clone(), content: text, chunk_seq: seq, generation: answer.generation };
-                    if let Err(error) = live.store_finish(release).await {
+                    if let Err(error) = Box::pin(live.store_finish(release)).await {
                         tracing::error!(%error, message_id = %id, "cannot release the answer; it is taken over when its lease lapses");
                     }
                     // Its sockets stop following (nothing is sent): they close with 1001.
@@ -514,7 +518,9 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
         first_token_at,
         generation: answer.generation,
     };
-    if let Err(error) = live.store_finish(finish).await {
+    // Boxed, like the stream: this last write's future is larger than the whole token
+    // loop, and inline it would be held by every streaming answer from its start.
+    if let Err(error) = Box::pin(live.store_finish(finish)).await {
         tracing::error!(%error, message_id = %id, "cannot store the finished answer");
     }
     live.metrics.answer_ended(&last);
