@@ -95,6 +95,11 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings a connection each time it leaves the pool: for SQLite a round
+            // trip to the connection's thread before every statement, for nothing (a
+            // file does not drop the connection). PostgreSQL keeps the check: a
+            // restarted server leaves dead connections in the pool.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
