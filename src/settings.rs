@@ -197,6 +197,10 @@ pub struct FileSettings {
     pub retrieval_top_k: Option<usize>,
     pub question_budget: Option<u32>,
     pub question_refill_ms: Option<u64>,
+    /// Retired (the question budget replaced it): read as `question_budget = N` and
+    /// `question_refill_ms = 60000 / N` where those are not set, so an older
+    /// Leptos.toml still starts the server, as strict as it was.
+    pub questions_per_minute: Option<u32>,
     pub max_concurrent_answers: Option<usize>,
     pub max_connections_per_user: Option<usize>,
     pub max_conversations_per_user: Option<u32>,
@@ -395,6 +399,15 @@ impl Settings {
             }
             Err(source) => return Err(SettingsError::Read { path, source }),
         };
+        if let Some(n) = file.questions_per_minute {
+            // Before logging starts (its format is a setting): straight to stderr.
+            eprintln!(
+                "tutor-chat: {}: `questions_per_minute` is retired; read as question_budget = {n} and \
+                 question_refill_ms = {} (where those are not set). Rename it to silence this.",
+                path.display(),
+                if n == 0 { 0 } else { 60_000 / u64::from(n) },
+            );
+        }
         let proxies = cli.trusted_proxies.iter().chain(file.trusted_proxies.iter()).flatten();
         if let Some(bad) = proxies.filter(|c| !c.trim().is_empty()).find(|c| parse_cidr(c).is_none()) {
             return Err(SettingsError::Invalid(format!(
@@ -407,6 +420,8 @@ impl Settings {
     }
 
     pub fn resolve(cli: Cli, file: FileSettings) -> Settings {
+        // N questions a minute: a budget of N, one back every 60 / N seconds.
+        let retired_refill_ms = file.questions_per_minute.filter(|n| *n > 0).map(|n| 60_000 / u64::from(n));
         let ms = |a: Option<u64>, b: Option<u64>, default: u64| {
             Duration::from_millis(a.or(b).unwrap_or(default))
         };
@@ -464,9 +479,10 @@ impl Settings {
             secure_cookies: cli.secure_cookies.or(file.secure_cookies).unwrap_or(false),
             lessons_dir: cli.lessons_dir.or(file.lessons_dir).unwrap_or_else(|| PathBuf::from("lessons")),
             retrieval_top_k: cli.retrieval_top_k.or(file.retrieval_top_k).unwrap_or(3).min(10),
-            question_budget: cli.question_budget.or(file.question_budget).unwrap_or(10),
+            question_budget: cli.question_budget.or(file.question_budget).or(file.questions_per_minute).unwrap_or(10),
             // At least a second: a budget that refills faster is no budget.
-            question_refill: ms(cli.question_refill_ms, file.question_refill_ms, 6_000).max(Duration::from_secs(1)),
+            question_refill: ms(cli.question_refill_ms, file.question_refill_ms.or(retired_refill_ms), 6_000)
+                .max(Duration::from_secs(1)),
             clock: crate::clock::Clock::system(),
             max_concurrent_answers: cli
                 .max_concurrent_answers
@@ -558,6 +574,20 @@ mod tests {
         assert_eq!(s.max_question_chars, 10);
         assert_eq!(s.allowed_origins, vec!["https://a.example".to_string()]);
         assert_eq!(s.max_frame_bytes, 16 * 1024);
+    }
+
+    #[test]
+    fn an_older_file_with_questions_per_minute_still_loads_as_strict_as_it_was() {
+        let file: FileSettings = toml::from_str("questions_per_minute = 6").unwrap();
+        let s = Settings::resolve(Cli::default(), file);
+        assert_eq!((s.question_budget, s.question_refill), (6, Duration::from_secs(10)));
+        // The new keys win where they are set.
+        let file: FileSettings = toml::from_str("questions_per_minute = 6\nquestion_budget = 3").unwrap();
+        let s = Settings::resolve(Cli::default(), file);
+        assert_eq!((s.question_budget, s.question_refill), (3, Duration::from_secs(10)));
+        // 0 was "no limit", as a budget of 0 is.
+        let file: FileSettings = toml::from_str("questions_per_minute = 0").unwrap();
+        assert_eq!(Settings::resolve(Cli::default(), file).question_budget, 0);
     }
 
     #[test]
