@@ -54,7 +54,8 @@ pub struct AppState {
     pub instance_id: Arc<str>,
     /// One permit per answer streamed at once (`max_concurrent_answers`).
     pub answer_slots: Arc<Semaphore>,
-    /// Open chat sockets per user (`max_connections_per_user`).
+    /// Open chat sockets per session (`max_connections_per_user`), keyed by the
+    /// token's hash: a sign-out on another instance names the session by it.
     pub connections: Arc<Connections>,
     /// Answers streaming per client address (`answers_at_once_per_address`).
     #[from_ref(skip)]
@@ -134,7 +135,8 @@ impl AppState {
         let instance_id: Arc<str> = instance_id.into();
         let notices = Arc::new(crate::chat::notices::Notices::default());
         let metrics = Arc::new(Metrics::new());
-        let bus = crate::chat::bus::Bus::start(db.clone(), &instance_id, notices.clone(), metrics.clone());
+        let connections = Arc::new(Connections::default());
+        let bus = crate::chat::bus::Bus::start(db.clone(), &instance_id, notices.clone(), connections.clone(), metrics.clone());
         let live = LiveAnswers::new(db.clone(), bus.clone(), instance_id.clone(), settings.answer_lease, metrics.clone());
         let settings_queue = settings.password_hash_queue;
         let calls_per_second = settings.calls_per_second_per_address;
@@ -154,7 +156,7 @@ impl AppState {
             db,
             instance_id,
             answer_slots,
-            connections: Arc::new(Connections::default()),
+            connections,
             answers_per_address: Arc::new(Connections::default()),
             sockets_per_address: Arc::new(Connections::default()),
             session_key,

@@ -170,9 +170,12 @@ pub async fn sign_out() -> Result<(), AppError> {
     let state = crate::state::app_state()?;
     if let Some(session) = crate::auth::current_session() {
         state.db.sign_out(&session.0).await?;
-        // This instance's sockets of the session end now; on other instances their
-        // next question finds the session gone (`session_ended`).
-        state.connections.revoke(&session.0);
+        // The session's sockets end now: this instance's here, the others' through
+        // the bus (a socket that misses it finds the session gone at its next
+        // question: `session_ended`).
+        let key = crate::account::store::hash_token(&session.0);
+        state.connections.revoke(&key);
+        state.bus.announce_session_ended(&key);
     }
     // A fresh guest session for this browser from now on.
     let token = state.session_key.mint().map_err(ssr::generic)?;

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 use tracing::Instrument;
 
+use super::limits::Connections;
 use super::notices::Notices;
 use crate::db::{now_ms, Backend, Db};
 use crate::metrics::Metrics;
@@ -58,6 +59,10 @@ pub enum BusMessage {
     /// to its own sockets already).
     #[serde(rename = "u")]
     User { o: String, u: String, f: String },
+    /// Session `h` (its token's hash) was signed out on instance `o`: its sockets
+    /// everywhere end now, not at their next question.
+    #[serde(rename = "r")]
+    SessionEnded { o: String, h: String },
 }
 
 /// Some of one answer's chunks, in order, from its owner of generation `g`.
@@ -109,6 +114,8 @@ pub struct Bus {
     /// Remote answers followed by sockets here, by message id.
     feeds: Mutex<HashMap<String, broadcast::Sender<FeedEvent>>>,
     notices: Arc<Notices>,
+    /// This instance's open sockets per session, ended by a sign-out elsewhere.
+    sessions: Arc<Connections>,
     owner_requests: mpsc::UnboundedSender<OwnerRequest>,
     owner_inbox: Mutex<Option<mpsc::UnboundedReceiver<OwnerRequest>>>,
     metrics: Arc<Metrics>,
@@ -145,7 +152,13 @@ pub fn instance_channel(instance: &str) -> String {
 impl Bus {
     /// The bus of this instance, listening from now on (its own channel and the
     /// shared one) and publishing through one ordered outbox.
-    pub fn start(db: Arc<Db>, instance: &str, notices: Arc<Notices>, metrics: Arc<Metrics>) -> Arc<Bus> {
+    pub fn start(
+        db: Arc<Db>,
+        instance: &str,
+        notices: Arc<Notices>,
+        sessions: Arc<Connections>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Bus> {
         let (outbox, queue) = mpsc::unbounded_channel();
         let (owner_requests, owner_inbox) = mpsc::unbounded_channel();
         let bus = Arc::new(Bus {
@@ -155,6 +168,7 @@ impl Bus {
             outbox,
             feeds: Mutex::default(),
             notices,
+            sessions,
             owner_requests,
             owner_inbox: Mutex::new(Some(owner_inbox)),
             metrics,
@@ -233,6 +247,15 @@ impl Bus {
         );
     }
 
+    /// Ends the sockets of a signed-out session on every other instance (this one's
+    /// are ended by the caller). By the token's hash: tokens never travel the bus.
+    pub fn announce_session_ended(&self, token_hash: &str) {
+        self.send(
+            SHARED_CHANNEL.into(),
+            BusMessage::SessionEnded { o: self.instance.clone(), h: token_hash.to_string() },
+        );
+    }
+
     fn send(&self, channel: String, message: BusMessage) {
         // Only fails while the runtime shuts down; then nobody listens either.
         let _ = self.outbox.send(Outgoing { channel, message });
@@ -269,6 +292,11 @@ impl Bus {
             BusMessage::User { o, u, f } => {
                 if o != self.instance {
                     self.notices.publish_json(&u, f.into(), None);
+                }
+            }
+            BusMessage::SessionEnded { o, h } => {
+                if o != self.instance {
+                    self.sessions.revoke(&h);
                 }
             }
         }

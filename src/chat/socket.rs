@@ -92,7 +92,7 @@ pub async fn ws_handler(
     // A place among this user's open sockets, held until the socket ends.
     let Some(place) = state
         .connections
-        .try_open(&session.0, settings.max_connections_per_user)
+        .try_open(&hash_token(&session.0), settings.max_connections_per_user)
     else {
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -197,7 +197,7 @@ where
 {
     let span = tracing::info_span!("ws", session = session.log_label());
     let shutdown = state.shutdown.subscribe();
-    let revoked = state.connections.revocation(&session.0);
+    let revoked = state.connections.revocation(&hash_token(&session.0));
     let connection = Connection {
         sink,
         state,

@@ -319,26 +319,64 @@ async fn signing_out_ends_the_sessions_sockets_here_and_elsewhere() {
     let app = spawn_app().await;
     let cookie = app.signed_up("olga", "olga's password").await;
     let mut here = app.socket(&cookie).await;
-    let asked = ask_in(&mut here, "[tokens=2] before signing out", None).await;
+    ask_in(&mut here, "[tokens=2] before signing out", None).await;
     // A second instance on the same database, with a socket of the same session.
     let database_url = app.state.settings.database_url.clone();
     let other = spawn_app_with(|s| s.database_url = database_url).await;
     let mut elsewhere = other.socket(&cookie).await;
     assert_eq!(ask_in(&mut elsewhere, "[tokens=2] from the other instance", None).await.error, None);
 
+    // A socket the other instance opened after the question, which it has not used.
+    let mut quiet_elsewhere = other.socket(&cookie).await;
+
     let (status, body) = app.call(&cookie, "account/signout", &[]).await;
     assert_eq!(status, 200, "{body}");
-    // This instance's socket is told and closed at once.
-    // (After the other tab's question, heard here as every tab hears its student's.)
+    // Every socket of the session is told and closed at once: this instance's
+    // directly, the other instance's through the bus (without asking anything first).
+    for socket in [&mut here, &mut elsewhere, &mut quiet_elsewhere] {
+        expect_session_ended_and_closed(socket).await;
+    }
+    // Nothing was asked of the model after the sign-out.
+    let calls = other.fake.requests().len();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(other.fake.requests().len(), calls, "no model call");
+}
+
+#[tokio::test]
+async fn a_socket_that_outlives_its_session_is_refused_its_questions_and_resumes() {
+    // A sign-out whose word never reached this socket (another instance's bus message
+    // lost): the session's row is gone, the socket is still open.
+    let app = spawn_app().await;
+    let cookie = app.signed_up("pavel", "pavel's password").await;
+    let mut ws = app.socket(&cookie).await;
+    let asked = ask_in(&mut ws, "[tokens=2] before the session ends", None).await;
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+        .bind(hash_token(token_of(&cookie)))
+        .execute(&pool(&app).await)
+        .await
+        .unwrap();
+
+    let calls = app.fake.requests().len();
+    let refused = ask_in(&mut ws, "[tokens=2] after the session ended", None).await;
+    assert_eq!(refused.error.map(|e| e.0), Some(ErrorCode::SessionEnded));
+    assert_eq!(app.fake.requests().len(), calls, "no model call");
+    send_json(&mut ws, serde_json::json!({"type": "resume", "message_id": asked.message_id})).await;
+    assert!(matches!(next_frame(&mut ws).await, ServerFrame::Error { code: ErrorCode::SessionEnded, .. }));
+}
+
+/// The socket hears `session_ended` (after any of its student's events) and is closed
+/// with 1008 within 5 s.
+async fn expect_session_ended_and_closed(ws: &mut Ws) {
     let told = loop {
-        match tokio::time::timeout(std::time::Duration::from_secs(5), next_frame(&mut here)).await.unwrap() {
-            ServerFrame::ConversationChanged { .. } => continue,
-            other => break other,
+        match tokio::time::timeout(std::time::Duration::from_secs(5), next_frame(ws)).await {
+            Ok(ServerFrame::ConversationChanged { .. } | ServerFrame::Budget { .. }) => continue,
+            Ok(other) => break other,
+            Err(_) => panic!("the socket was not told the session ended within 5 s"),
         }
     };
     assert!(matches!(told, ServerFrame::Error { code: ErrorCode::SessionEnded, .. }), "{told:?}");
     loop {
-        match tokio::time::timeout(std::time::Duration::from_secs(5), next_message(&mut here)).await.unwrap() {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), next_message(ws)).await.unwrap() {
             tokio_tungstenite::tungstenite::Message::Close(Some(frame)) => {
                 assert_eq!(u16::from(frame.code), 1008);
                 break;
@@ -346,13 +384,6 @@ async fn signing_out_ends_the_sessions_sockets_here_and_elsewhere() {
             _ => continue,
         }
     }
-    // The other instance's socket asks and resumes nothing more as the account.
-    let calls = other.fake.requests().len();
-    let refused = ask_in(&mut elsewhere, "[tokens=2] after signing out", None).await;
-    assert_eq!(refused.error.map(|e| e.0), Some(ErrorCode::SessionEnded));
-    assert_eq!(other.fake.requests().len(), calls, "no model call");
-    send_json(&mut elsewhere, serde_json::json!({"type": "resume", "message_id": asked.message_id})).await;
-    assert!(matches!(next_frame(&mut elsewhere).await, ServerFrame::Error { code: ErrorCode::SessionEnded, .. }));
 }
 
 /// The next notice from the student's other tabs (the budget meter passed over).
