@@ -403,9 +403,10 @@ impl Settings {
             // Before logging starts (its format is a setting): straight to stderr.
             eprintln!(
                 "tutor-chat: {}: `questions_per_minute` is retired; read as question_budget = {n} and \
-                 question_refill_ms = {} (where those are not set). Rename it to silence this.",
+                 question_refill_ms = {} (where those are not set; a refill is at least 1000 ms). \
+                 Rename it to silence this.",
                 path.display(),
-                if n == 0 { 0 } else { 60_000 / u64::from(n) },
+                if n == 0 { 0 } else { (60_000 / u64::from(n)).max(1_000) },
             );
         }
         let proxies = cli.trusted_proxies.iter().chain(file.trusted_proxies.iter()).flatten();

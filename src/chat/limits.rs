@@ -8,8 +8,8 @@ use tokio::sync::watch;
 
 /// Open chat sockets, per session, on this instance.
 pub struct Connections {
-    /// Keyed by a shared string: the key (a session token) is also held by each of its
-    /// sockets' guards, and is long.
+    /// Keyed by a shared string: the key (a session token's hash, or an address) is
+    /// also held by each of its sockets' guards, and a hash is long.
     open: Mutex<HashMap<Arc<str>, Open>>,
     /// All sockets together: shutdown waits on it instead of polling.
     total: watch::Sender<usize>,
