@@ -84,6 +84,10 @@ pub struct Cli {
     /// Milliseconds for one question of the budget to come back.
     #[arg(long, env = "TUTOR_QUESTION_REFILL_MS")]
     pub question_refill_ms: Option<u64>,
+    /// Retired, read as the budget (see the file's `questions_per_minute`): a service
+    /// started with the old variable keeps its limit instead of silently losing it.
+    #[arg(long, env = "TUTOR_QUESTIONS_PER_MINUTE", hide = true)]
+    pub questions_per_minute: Option<u32>,
     /// Answers this instance streams at once; one more gets `busy`.
     #[arg(long, env = "TUTOR_MAX_CONCURRENT_ANSWERS")]
     pub max_concurrent_answers: Option<usize>,
@@ -399,13 +403,16 @@ impl Settings {
             }
             Err(source) => return Err(SettingsError::Read { path, source }),
         };
-        if let Some(n) = file.questions_per_minute {
+        let retired = match (cli.questions_per_minute, file.questions_per_minute) {
+            (Some(n), _) => Some((n, "TUTOR_QUESTIONS_PER_MINUTE (or --questions-per-minute)".to_string())),
+            (None, Some(n)) => Some((n, format!("{}: `questions_per_minute`", path.display()))),
+            (None, None) => None,
+        };
+        if let Some((n, source)) = retired {
             // Before logging starts (its format is a setting): straight to stderr.
             eprintln!(
-                "tutor-chat: {}: `questions_per_minute` is retired; read as question_budget = {n} and \
-                 question_refill_ms = {} (where those are not set; a refill is at least 1000 ms). \
-                 Rename it to silence this.",
-                path.display(),
+                "tutor-chat: {source} is retired; read as question_budget = {n} and question_refill_ms = {} \
+                 (where those are not set; a refill is at least 1000 ms). Rename it to silence this.",
                 if n == 0 { 0 } else { (60_000 / u64::from(n)).max(1_000) },
             );
         }
@@ -422,7 +429,8 @@ impl Settings {
 
     pub fn resolve(cli: Cli, file: FileSettings) -> Settings {
         // N questions a minute: a budget of N, one back every 60 / N seconds.
-        let retired_refill_ms = file.questions_per_minute.filter(|n| *n > 0).map(|n| 60_000 / u64::from(n));
+        let retired = cli.questions_per_minute.or(file.questions_per_minute);
+        let retired_refill_ms = retired.filter(|n| *n > 0).map(|n| 60_000 / u64::from(n));
         let ms = |a: Option<u64>, b: Option<u64>, default: u64| {
             Duration::from_millis(a.or(b).unwrap_or(default))
         };
@@ -480,7 +488,7 @@ impl Settings {
             secure_cookies: cli.secure_cookies.or(file.secure_cookies).unwrap_or(false),
             lessons_dir: cli.lessons_dir.or(file.lessons_dir).unwrap_or_else(|| PathBuf::from("lessons")),
             retrieval_top_k: cli.retrieval_top_k.or(file.retrieval_top_k).unwrap_or(3).min(10),
-            question_budget: cli.question_budget.or(file.question_budget).or(file.questions_per_minute).unwrap_or(10),
+            question_budget: cli.question_budget.or(file.question_budget).or(retired).unwrap_or(10),
             // At least a second: a budget that refills faster is no budget.
             question_refill: ms(cli.question_refill_ms, file.question_refill_ms.or(retired_refill_ms), 6_000)
                 .max(Duration::from_secs(1)),
@@ -589,6 +597,11 @@ mod tests {
         // 0 was "no limit", as a budget of 0 is.
         let file: FileSettings = toml::from_str("questions_per_minute = 0").unwrap();
         assert_eq!(Settings::resolve(Cli::default(), file).question_budget, 0);
+        // The old variable (or flag) too, over the file's old key.
+        let cli = Cli::try_parse_from(["tutor-chat", "--questions-per-minute", "20"]).unwrap();
+        let file: FileSettings = toml::from_str("questions_per_minute = 6").unwrap();
+        let s = Settings::resolve(cli, file);
+        assert_eq!((s.question_budget, s.question_refill), (20, Duration::from_secs(3)));
     }
 
     #[test]
