@@ -61,7 +61,7 @@ impl Connections {
 
     /// Fires when the key's sockets must end (its session was signed out); a key with
     /// no open socket gets a receiver that never fires.
-    pub fn revocation(&self, key: &str) -> watch::Receiver<bool> {
+    fn revocation(&self, key: &str) -> watch::Receiver<bool> {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         match open.get(key) {
             Some(entry) => entry.revoked.subscribe(),
@@ -87,6 +87,14 @@ impl Connections {
         let mut total = self.total.subscribe();
         let closed = async move { total.wait_for(|open| *open == 0).await.is_ok() };
         tokio::time::timeout_at(deadline, closed).await.unwrap_or(false)
+    }
+}
+
+impl ConnectionGuard {
+    /// Fires when this place's key is revoked (its session signed out, here or on
+    /// another instance).
+    pub fn revocation(&self) -> watch::Receiver<bool> {
+        self.connections.revocation(&self.key)
     }
 }
 

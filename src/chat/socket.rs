@@ -127,7 +127,7 @@ pub async fn ws_handler(
         state,
         session,
         address,
-        places: Places { _user: Some(place), _address: address_place, _counted: counted },
+        places: Places { user: Some(place), _address: address_place, _counted: counted },
     });
     ws.read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(settings.hard_frame_bytes)
@@ -152,9 +152,19 @@ struct Accepted {
 /// session's on all instances); given back when the socket ends.
 #[derive(Default)]
 pub struct Places {
-    _user: Option<crate::chat::limits::ConnectionGuard>,
+    user: Option<crate::chat::limits::ConnectionGuard>,
     _address: Option<crate::chat::limits::ConnectionGuard>,
     _counted: Option<CountedSocket>,
+}
+
+impl Places {
+    /// Fires when the socket's session is signed out; never without a place (tests).
+    fn revocation(&self) -> watch::Receiver<bool> {
+        match &self.user {
+            Some(place) => place.revocation(),
+            None => watch::channel(false).1,
+        }
+    }
 }
 
 /// A socket's row among its session's open sockets on all instances; removed when
@@ -197,8 +207,10 @@ where
 {
     let span = tracing::info_span!("ws", session = session.log_label());
     let shutdown = state.shutdown.subscribe();
-    let revoked = state.connections.revocation(&hash_token(&session.0));
-    let connection = Connection {
+    let revoked = places.revocation();
+    // The block owns the connection and `run` borrows it: an `async fn` taking `self`
+    // would keep a second copy of it for the socket's life.
+    let mut connection = Connection {
         sink,
         state,
         session,
@@ -211,9 +223,6 @@ where
         revoked,
         _places: places,
     };
-    // The block owns the connection and `run` borrows it: an `async fn` taking `self`
-    // would keep a second copy of it for the socket's life.
-    let mut connection = connection;
     async move { connection.run(stream).await }.instrument(span)
 }
 
