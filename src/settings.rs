@@ -404,18 +404,10 @@ impl Settings {
             Err(source) => return Err(SettingsError::Read { path, source }),
         };
         let retired = match (cli.questions_per_minute, file.questions_per_minute) {
-            (Some(n), _) => Some((n, "TUTOR_QUESTIONS_PER_MINUTE (or --questions-per-minute)".to_string())),
-            (None, Some(n)) => Some((n, format!("{}: `questions_per_minute`", path.display()))),
+            (Some(_), _) => Some("TUTOR_QUESTIONS_PER_MINUTE (or --questions-per-minute)".to_string()),
+            (None, Some(_)) => Some(format!("{}: `questions_per_minute`", path.display())),
             (None, None) => None,
         };
-        if let Some((n, source)) = retired {
-            // Before logging starts (its format is a setting): straight to stderr.
-            eprintln!(
-                "tutor-chat: {source} is retired; read as question_budget = {n} and question_refill_ms = {} \
-                 (where those are not set; a refill is at least 1000 ms). Rename it to silence this.",
-                if n == 0 { 0 } else { (60_000 / u64::from(n)).max(1_000) },
-            );
-        }
         let proxies = cli.trusted_proxies.iter().chain(file.trusted_proxies.iter()).flatten();
         if let Some(bad) = proxies.filter(|c| !c.trim().is_empty()).find(|c| parse_cidr(c).is_none()) {
             return Err(SettingsError::Invalid(format!(
@@ -423,6 +415,15 @@ impl Settings {
             )));
         }
         let settings = Settings::resolve(cli, file);
+        if let Some(source) = retired {
+            // Before logging starts (its format is a setting): straight to stderr.
+            eprintln!(
+                "tutor-chat: {source} is retired; the budget in use is question_budget = {} and \
+                 question_refill_ms = {}. Set those instead to silence this.",
+                settings.question_budget,
+                settings.question_refill.as_millis(),
+            );
+        }
         settings.validate()?;
         Ok(settings)
     }
