@@ -212,7 +212,6 @@ impl LiveAnswers {
         }
         let registry = self.clone();
         let task_answer = answer.clone();
-        let stream = Box::new(stream);
         tokio::spawn(
             async move {
                 run(&registry, &task_answer, stream).await;
@@ -430,10 +429,7 @@ async fn halt_requested(mut stop: watch::Receiver<Halt>) -> Halt {
 
 /// Streams one answer to its end: publishes each chunk, leaves the text for the
 /// writer's next checkpoint, and stores the final state.
-/// The stream comes boxed: an `async fn` keeps its arguments beside the locals they
-/// move into, and the spawning block keeps its captures, so inline it would be held
-/// three times by every streaming answer.
-async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: Box<AnswerStream>) {
+async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStream) {
     let halt = halt_requested(answer.stop.subscribe());
     tokio::pin!(halt);
     let mut seq = lock(&answer.state).seq;
@@ -518,8 +514,8 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: Box<Answe
         first_token_at,
         generation: answer.generation,
     };
-    // Boxed, like the stream: this last write's future is larger than the whole token
-    // loop, and inline it would be held by every streaming answer from its start.
+    // Boxed: this last write's future is larger than the whole token loop, and inline
+    // it would be held by every streaming answer from its start.
     if let Err(error) = Box::pin(live.store_finish(finish)).await {
         tracing::error!(%error, message_id = %id, "cannot store the finished answer");
     }

@@ -159,7 +159,7 @@ impl UpstreamClient {
         source.set_retry_policy(Box::new(reqwest_eventsource::retry::Never));
         let now = Instant::now();
         let first_deadline = (now + self.settings.first_token_timeout).min(now + self.settings.total_timeout);
-        Ok(AnswerStream(Inner::Sse(SseStream {
+        Ok(AnswerStream(Inner::Sse(Box::new(SseStream {
             source,
             timer: Box::pin(tokio::time::sleep_until(first_deadline)),
             total_deadline: now + self.settings.total_timeout,
@@ -173,7 +173,7 @@ impl UpstreamClient {
             usage: None,
             finished: false,
             prompt_chars: messages.iter().map(|m| m.content.chars().count()).sum(),
-        })))
+        }))))
     }
 }
 
@@ -182,7 +182,9 @@ impl UpstreamClient {
 pub struct AnswerStream(Inner);
 
 enum Inner {
-    Sse(SseStream),
+    /// Boxed: the HTTP response and the SSE parser are ~520 bytes, and an answer's
+    /// stream is moved into, and held by, its long-lived task.
+    Sse(Box<SseStream>),
     Local(LocalStream),
 }
 
