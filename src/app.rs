@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::{ParamSegment, SsrMode, StaticSegment};
+use leptos_router::{Lazy, LazyRoute, ParamSegment, SsrMode, StaticSegment};
 
 use crate::account::view::{SignInPage, SignUpPage};
 use crate::chat::client::ChatClient;
@@ -82,21 +82,21 @@ pub fn App() -> impl IntoView {
                         view=ChatPage
                         ssr=SsrMode::InOrder
                     />
-                    <Route path=StaticSegment("lessons") view=LessonList ssr=SsrMode::InOrder />
+                    <Route path=StaticSegment("lessons") view={Lazy::<LessonListRoute>::new()} ssr=SsrMode::InOrder />
                     <Route path=StaticSegment("faq") view=FaqPage ssr=SsrMode::InOrder />
                     <Route path=StaticSegment("signin") view=SignInPage ssr=SsrMode::InOrder />
                     <Route path=StaticSegment("signup") view=SignUpPage ssr=SsrMode::InOrder />
                     // Async: the 404 for anyone but the teacher is decided before the first byte.
-                    <Route path=StaticSegment("teach") view=TeachPage ssr=SsrMode::Async />
-                    <Route path=(StaticSegment("teach"), StaticSegment("queue")) view=QueuePage ssr=SsrMode::Async />
+                    <Route path=StaticSegment("teach") view={Lazy::<TeachRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=(StaticSegment("teach"), StaticSegment("queue")) view={Lazy::<QueueRoute>::new()} ssr=SsrMode::Async />
                     <Route
                         path=(StaticSegment("teach"), StaticSegment("c"), ParamSegment("id"))
-                        view=TeacherConversationPage
+                        view={Lazy::<TeacherConversationRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=(StaticSegment("lessons"), ParamSegment("slug"))
-                        view=LessonView
+                        view={Lazy::<LessonRoute>::new()}
                         ssr=SsrMode::InOrder
                     />
                 </Routes>
@@ -105,3 +105,44 @@ pub fn App() -> impl IntoView {
     }
 }
 
+
+/// Pages a student rarely or never opens: the teacher's pages and the lessons. A split
+/// release build (`cargo leptos build --split`, docs/page.md) puts their code in WASM
+/// the browser fetches when one is first shown; the server names it in the page when
+/// one is opened from a link, so it loads beside the main module. A build that is not
+/// split (`cargo leptos watch`) has them in the main module, with the same routes and
+/// markup (`cfg(wasm_split)` comes from build.rs).
+macro_rules! lazy_page {
+    ($route:ident, $page:ident) => {
+        pub struct $route;
+
+        #[cfg(any(feature = "ssr", wasm_split))]
+        #[leptos_router::lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            fn view(_this: Self) -> AnyView {
+                view! { <$page /> }.into_any()
+            }
+        }
+
+        #[cfg(not(any(feature = "ssr", wasm_split)))]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            async fn view(_this: Self) -> AnyView {
+                view! { <$page /> }.into_any()
+            }
+        }
+    };
+}
+
+lazy_page!(TeachRoute, TeachPage);
+lazy_page!(QueueRoute, QueuePage);
+lazy_page!(TeacherConversationRoute, TeacherConversationPage);
+lazy_page!(LessonListRoute, LessonList);
+lazy_page!(LessonRoute, LessonView);

@@ -60,5 +60,7 @@ mod proptests;
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    // Lazy: a page opened on a lazily loaded route (src/app.rs) hydrates once its part
+    // of the WASM has arrived.
+    leptos::mount::hydrate_lazy(app::App);
 }

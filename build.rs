@@ -1,0 +1,13 @@
+//! Sets `cfg(wasm_split)` when the WASM is built to be split into lazily loaded parts
+//! (`cargo leptos build --split` links it with `--emit-relocs`). Only then may a route's
+//! view be `#[lazy]`: in a WASM that is not split, a lazy function's call imports a
+//! placeholder module that does not exist, and the page never hydrates (src/app.rs).
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(wasm_split)");
+    println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    if flags.split('\x1f').any(|flag| flag.contains("--emit-relocs")) {
+        println!("cargo::rustc-cfg=wasm_split");
+    }
+}

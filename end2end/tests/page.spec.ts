@@ -1,0 +1,77 @@
+// What the page downloads (docs/page.md): the release build splits the WASM
+// (`cargo leptos build --split`), so a student's first visit loads the chat's code only;
+// the lessons' and the teacher's pages bring theirs when they are first shown.
+import { test, expect, type Page } from '@playwright/test';
+import { ask, hydrated, openReady, watchForTrouble } from './helpers';
+import { serversForThisFile } from './servers';
+
+test.describe.configure({ mode: 'serial' });
+
+serversForThisFile();
+
+const LESSON = '/lessons/05-rate-limiting-en';
+
+/** The names of the WASM files the page fetches, in the order it asks for them. */
+function wasmFetched(page: Page): string[] {
+  const names: string[] = [];
+  page.on('request', (request) => {
+    const path = new URL(request.url()).pathname;
+    if (path.endsWith('.wasm')) names.push(path.split('/').pop()!);
+  });
+  return names;
+}
+
+test('the chat loads its own code only; the lessons bring theirs when the student opens them', async ({ page }) => {
+  const wasm = wasmFetched(page);
+  const errors = await openReady(page);
+  await ask(page, '[tokens=4] what is backpressure');
+  const conversation = page.url();
+  // One module: the chat's. Nothing of the lessons or the teacher's pages.
+  expect(wasm).toHaveLength(1);
+  expect(wasm[0]).toMatch(/^tutor-chat\.[\w-]+\.wasm$/);
+
+  // The sidebar's link moves within the page (no reload) and fetches the lesson list's code.
+  await page.evaluate(() => ((window as unknown as { stillHere: boolean }).stillHere = true));
+  await page.locator('.sidebar-lessons').click();
+  await expect(page).toHaveURL(/\/lessons$/);
+  const lessons = page.locator('.lesson-list li a');
+  await expect(lessons.first()).toBeVisible();
+  expect(await page.evaluate(() => (window as unknown as { stillHere?: boolean }).stillHere)).toBe(true);
+  expect(wasm.some((name) => name.startsWith('split___lesson_list_route_view'))).toBe(true);
+
+  // One lesson, then back to the conversation: it and the socket are still there.
+  await page.locator(`.lesson-list a[href="${LESSON}"]`).click();
+  await expect(page.locator('article.lesson')).toContainText('A token bucket holds up to N tokens');
+  expect(wasm.some((name) => name.startsWith('split___lesson_route_view'))).toBe(true);
+  await page.goBack();
+  await page.goBack();
+  await expect(page).toHaveURL(conversation);
+  await expect(page.locator('.msg-tutor')).toHaveCount(1);
+  await expect(page.locator('.conn')).toHaveAttribute('data-state', 'connected');
+  expect(await page.evaluate(() => (window as unknown as { stillHere?: boolean }).stillHere)).toBe(true);
+
+  expect(wasm.some((name) => /teach|queue/.test(name))).toBe(false);
+  expect(errors).toEqual([]);
+});
+
+test('a lesson opened from a link names its code in the page, loads it at once and works', async ({ page }) => {
+  const wasm = wasmFetched(page);
+  const errors = watchForTrouble(page);
+  const response = await page.goto(LESSON);
+  // The server names the lesson's code (and the chunks it shares) for the browser to
+  // fetch beside the main module, not after it.
+  const links = (await response!.text()).match(/<link [^>]*>/g) ?? [];
+  const preloaded = links.filter((link) => link.includes('rel="preload"'));
+  expect(preloaded.some((link) => /href="\/pkg\/split___lesson_route_view_[^"]+\.wasm"/.test(link))).toBe(true);
+  expect(preloaded.some((link) => /teach|queue/.test(link))).toBe(false);
+  await hydrated(page);
+  await expect(page.locator('article.lesson h2#token-bucket')).toHaveText('Token bucket');
+  expect(wasm.some((name) => name.startsWith('split___lesson_route_view'))).toBe(true);
+
+  // Hydrated for real: the page's own link moves within it.
+  await page.evaluate(() => ((window as unknown as { stillHere: boolean }).stillHere = true));
+  await page.locator('.lesson-nav a[href="/lessons"]').click();
+  await expect(page.locator('.lesson-list li a').first()).toBeVisible();
+  expect(await page.evaluate(() => (window as unknown as { stillHere?: boolean }).stillHere)).toBe(true);
+  expect(errors).toEqual([]);
+});
