@@ -83,9 +83,9 @@ pub fn App() -> impl IntoView {
                         ssr=SsrMode::InOrder
                     />
                     <Route path=StaticSegment("lessons") view={Lazy::<LessonListRoute>::new()} ssr=SsrMode::InOrder />
-                    <Route path=StaticSegment("faq") view=FaqPage ssr=SsrMode::InOrder />
-                    <Route path=StaticSegment("signin") view=SignInPage ssr=SsrMode::InOrder />
-                    <Route path=StaticSegment("signup") view=SignUpPage ssr=SsrMode::InOrder />
+                    <Route path=StaticSegment("faq") view={Lazy::<FaqRoute>::new()} ssr=SsrMode::InOrder />
+                    <Route path=StaticSegment("signin") view={Lazy::<SignInRoute>::new()} ssr=SsrMode::InOrder />
+                    <Route path=StaticSegment("signup") view={Lazy::<SignUpRoute>::new()} ssr=SsrMode::InOrder />
                     // Async: the 404 for anyone but the teacher is decided before the first byte.
                     <Route path=StaticSegment("teach") view={Lazy::<TeachRoute>::new()} ssr=SsrMode::Async />
                     <Route path=(StaticSegment("teach"), StaticSegment("queue")) view={Lazy::<QueueRoute>::new()} ssr=SsrMode::Async />
@@ -146,3 +146,6 @@ lazy_page!(QueueRoute, QueuePage);
 lazy_page!(TeacherConversationRoute, TeacherConversationPage);
 lazy_page!(LessonListRoute, LessonList);
 lazy_page!(LessonRoute, LessonView);
+lazy_page!(FaqRoute, FaqPage);
+lazy_page!(SignInRoute, SignInPage);
+lazy_page!(SignUpRoute, SignUpPage);

@@ -57,3 +57,17 @@ export async function askUntilSettled(page: Page, question: string) {
   await send(page, question);
   await expect(page.locator('.msg-tutor').last()).not.toHaveAttribute('data-status', /waiting|streaming/);
 }
+
+/**
+ * Signs in on the open sign-in page and waits for the page to start over as the new
+ * user: the form's redirect moves within the page first, then the page reloads
+ * (account/view.rs), and a `goto` between the two would be cut short by the reload.
+ */
+export async function submitSignIn(page: Page, username: string, password: string) {
+  await page.locator('input[name=username]').fill(username);
+  await page.locator('input[name=password]').fill(password);
+  const reloaded = page.waitForEvent('load');
+  await page.locator('.account-form button[type=submit]').click();
+  await reloaded;
+  await ready(page);
+}

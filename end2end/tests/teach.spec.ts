@@ -2,7 +2,7 @@
 // hydrated; inline SVG charts with table views; the period in the URL. Screenshots
 // go to the test's output (desktop and phone widths) for a person to look at.
 import { test, expect } from '@playwright/test';
-import { ask, hydrated, openReady, watchForTrouble } from './helpers';
+import { ask, hydrated, openReady, submitSignIn, watchForTrouble } from './helpers';
 import { addTeacher, serversForThisFile } from './servers';
 
 test.describe.configure({ mode: 'serial' });
@@ -33,10 +33,8 @@ test('a teacher opens the dashboard; charts, tables and periods work, with and w
   const errors = watchForTrouble(teacher);
   await teacher.goto('/signin');
   await hydrated(teacher);
-  await teacher.locator('input[name=username]').fill(TEACHER);
-  await teacher.locator('input[name=password]').fill(PASSWORD);
-  await teacher.locator('.account-form button[type=submit]').click();
-  await teacher.waitForURL((url) => url.pathname === '/');
+  await submitSignIn(teacher, TEACHER, PASSWORD);
+  expect(new URL(teacher.url()).pathname).toBe('/');
 
   await teacher.goto('/teach');
   await hydrated(teacher);

@@ -2,7 +2,7 @@
 // with a reason, shared; "ask my teacher"; the teacher's dashboard, queue and reply;
 // the reply appearing on the student's open page without a reload.
 import { test, expect, type Browser, type Page } from '@playwright/test';
-import { ask, hydrated, openReady, ready } from './helpers';
+import { ask, hydrated, openReady, submitSignIn } from './helpers';
 import { addTeacher, serversForThisFile } from './servers';
 
 test.describe.configure({ mode: 'serial' });
@@ -16,10 +16,7 @@ async function signInAsTeacher(browser: Browser): Promise<Page> {
   const page = await (await browser.newContext()).newPage();
   await page.goto('/signin');
   await hydrated(page);
-  await page.locator('input[name=username]').fill(TEACHER);
-  await page.locator('input[name=password]').fill(PASSWORD);
-  await page.locator('.account-form button[type=submit]').click();
-  await ready(page);
+  await submitSignIn(page, TEACHER, PASSWORD);
   return page;
 }
 
