@@ -106,46 +106,84 @@ pub fn App() -> impl IntoView {
 }
 
 
-/// Pages a student rarely or never opens: the teacher's pages and the lessons. A split
-/// release build (`cargo leptos build --split`, docs/page.md) puts their code in WASM
-/// the browser fetches when one is first shown; the server names it in the page when
-/// one is opened from a link, so it loads beside the main module. A build that is not
-/// split (`cargo leptos watch`) has them in the main module, with the same routes and
-/// markup (`cfg(wasm_split)` comes from build.rs).
+/// Pages a student rarely or never opens: the teacher's pages, the lessons, the FAQ and
+/// the account pages. A split release build (`cargo leptos build --split`, docs/page.md)
+/// puts each page's code in a part of the WASM the browser fetches when the page is
+/// first shown; the server names the parts in the `<head>` of a page opened on one of
+/// them, so they load beside the main module.
+///
+/// A part can fail to arrive: offline, or a page open across a release whose parts are
+/// gone. The page then says so, with a reload button, and the chat keeps working (a
+/// `#[lazy]` view would panic and leave the page dead), hence `fallible` split functions
+/// written out here rather than `#[lazy_route]`.
+///
+/// A build that is not split (`cargo leptos watch`) must not call split functions: each
+/// call imports a placeholder module that does not exist and the page never hydrates.
+/// `cfg(wasm_split)` (build.rs) is set only for a split WASM; without it the view is
+/// built in place. The server's build never splits; it names the part for the page.
 macro_rules! lazy_page {
-    ($route:ident, $page:ident) => {
+    ($route:ident, $page:ident, $part:ident, $preload:ident) => {
         pub struct $route;
 
-        #[cfg(any(feature = "ssr", wasm_split))]
-        #[leptos_router::lazy_route]
         impl LazyRoute for $route {
             fn data() -> Self {
                 $route
             }
 
-            fn view(_this: Self) -> AnyView {
-                view! { <$page /> }.into_any()
-            }
-        }
-
-        #[cfg(not(any(feature = "ssr", wasm_split)))]
-        impl LazyRoute for $route {
-            fn data() -> Self {
-                $route
+            /// The router awaits this before it renders (or hydrates) the route: a view
+            /// still waiting for its part when the page hydrates would not match the
+            /// server's HTML. A part that fails here is reported by `view`.
+            async fn preload() {
+                #[cfg(wasm_split)]
+                let _ = $preload().await;
             }
 
             async fn view(_this: Self) -> AnyView {
-                view! { <$page /> }.into_any()
+                #[cfg(feature = "ssr")]
+                leptos::prefetch_lazy_fn_on_server(stringify!($part));
+                #[cfg(wasm_split)]
+                let view = $part().await.unwrap_or_else(|_| part_missing());
+                #[cfg(not(wasm_split))]
+                let view = view! { <$page /> }.into_any();
+                view
             }
+        }
+
+        #[cfg(wasm_split)]
+        #[leptos::wasm_split::wasm_split(
+            $part,
+            wasm_split_path = ::leptos::wasm_split,
+            fallible,
+            preload($preload)
+        )]
+        fn $part() -> Result<AnyView, leptos::wasm_split::SplitLoaderError> {
+            Ok(view! { <$page /> }.into_any())
         }
     };
 }
 
-lazy_page!(TeachRoute, TeachPage);
-lazy_page!(QueueRoute, QueuePage);
-lazy_page!(TeacherConversationRoute, TeacherConversationPage);
-lazy_page!(LessonListRoute, LessonList);
-lazy_page!(LessonRoute, LessonView);
-lazy_page!(FaqRoute, FaqPage);
-lazy_page!(SignInRoute, SignInPage);
-lazy_page!(SignUpRoute, SignUpPage);
+lazy_page!(TeachRoute, TeachPage, teach_page, preload_teach_page);
+lazy_page!(QueueRoute, QueuePage, queue_page, preload_queue_page);
+lazy_page!(TeacherConversationRoute, TeacherConversationPage, teacher_conversation_page, preload_teacher_conversation_page);
+lazy_page!(LessonListRoute, LessonList, lesson_list_page, preload_lesson_list_page);
+lazy_page!(LessonRoute, LessonView, lesson_page, preload_lesson_page);
+lazy_page!(FaqRoute, FaqPage, faq_page, preload_faq_page);
+lazy_page!(SignInRoute, SignInPage, sign_in_page, preload_sign_in_page);
+lazy_page!(SignUpRoute, SignUpPage, sign_up_page, preload_sign_up_page);
+
+/// In place of a page whose part of the WASM did not arrive.
+#[cfg_attr(not(wasm_split), allow(dead_code))]
+fn part_missing() -> AnyView {
+    let lang = expect_context::<RwSignal<crate::i18n::Lang>>();
+    let t = move || lang.get().t();
+    view! {
+        <div class="lesson-page part-missing" role="alert">
+            <nav class="lesson-nav"><a href="/">{move || t().back_to_chat}</a></nav>
+            <p>{move || t().page_part_missing}</p>
+            <button type="button" class="reload-page" on:click=|_| platform::reload_page()>
+                {move || t().reload_page}
+            </button>
+        </div>
+    }
+    .into_any()
+}

@@ -37,12 +37,12 @@ test('the chat loads its own code only; the lessons bring theirs when the studen
   const lessons = page.locator('.lesson-list li a');
   await expect(lessons.first()).toBeVisible();
   expect(await page.evaluate(() => (window as unknown as { stillHere?: boolean }).stillHere)).toBe(true);
-  expect(wasm.some((name) => name.startsWith('split___lesson_list_route_view'))).toBe(true);
+  expect(wasm.some((name) => name.startsWith('split_lesson_list_page.'))).toBe(true);
 
   // One lesson, then back to the conversation: it and the socket are still there.
   await page.locator(`.lesson-list a[href="${LESSON}"]`).click();
   await expect(page.locator('article.lesson')).toContainText('A token bucket holds up to N tokens');
-  expect(wasm.some((name) => name.startsWith('split___lesson_route_view'))).toBe(true);
+  expect(wasm.some((name) => name.startsWith('split_lesson_page.'))).toBe(true);
   await page.goBack();
   await page.goBack();
   await expect(page).toHaveURL(conversation);
@@ -62,16 +62,46 @@ test('a lesson opened from a link names its code in the page, loads it at once a
   // fetch beside the main module, not after it.
   const links = (await response!.text()).match(/<link [^>]*>/g) ?? [];
   const preloaded = links.filter((link) => link.includes('rel="preload"'));
-  expect(preloaded.some((link) => /href="\/pkg\/split___lesson_route_view_[^"]+\.wasm"/.test(link))).toBe(true);
+  expect(preloaded.some((link) => /href="\/pkg\/split_lesson_page\.[^"]+\.wasm"/.test(link))).toBe(true);
   expect(preloaded.some((link) => /teach|queue/.test(link))).toBe(false);
   await hydrated(page);
   await expect(page.locator('article.lesson h2#token-bucket')).toHaveText('Token bucket');
-  expect(wasm.some((name) => name.startsWith('split___lesson_route_view'))).toBe(true);
+  expect(wasm.some((name) => name.startsWith('split_lesson_page.'))).toBe(true);
 
   // Hydrated for real: the page's own link moves within it.
   await page.evaluate(() => ((window as unknown as { stillHere: boolean }).stillHere = true));
   await page.locator('.lesson-nav a[href="/lessons"]').click();
   await expect(page.locator('.lesson-list li a').first()).toBeVisible();
   expect(await page.evaluate(() => (window as unknown as { stillHere?: boolean }).stillHere)).toBe(true);
+  expect(errors).toEqual([]);
+});
+
+test('a page whose code does not arrive says so, the chat goes on, and a reload brings the page', async ({ page }) => {
+  const errors = await openReady(page);
+  await ask(page, '[tokens=3] first question');
+  const conversation = page.url();
+  // As for a page left open across a release that removed its parts, or gone offline.
+  const gone = /\/pkg\/split_lesson_list_page\./;
+  await page.route(gone, (route) => route.fulfill({ status: 404, body: 'gone' }));
+  await page.locator('.sidebar-lessons').click();
+  const missing = page.locator('.part-missing');
+  await expect(missing).toBeVisible();
+  await expect(missing).toContainText('could not be loaded');
+  await expect(page).toHaveURL(/\/lessons$/);
+
+  // The rest of the page works: back to the conversation, and ask again.
+  await page.goBack();
+  await expect(page).toHaveURL(conversation);
+  await expect(page.locator('.conn')).toHaveAttribute('data-state', 'connected');
+  await ask(page, '[tokens=3] second question');
+  await expect(page.locator('.msg-tutor')).toHaveCount(2);
+
+  // Forward again: still missing. Then the part is back: the button loads the page afresh.
+  await page.goForward();
+  await expect(missing).toBeVisible();
+  await page.unroute(gone);
+  await page.locator('.reload-page').click();
+  await expect(page.locator('.lesson-list li a').first()).toBeVisible();
+  await hydrated(page);
   expect(errors).toEqual([]);
 });

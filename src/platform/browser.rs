@@ -65,6 +65,11 @@ pub fn load_page(path: &str) {
     let _ = window().location().set_href(path);
 }
 
+/// Loads this page again from the server (its address as it is now).
+pub fn reload_page() {
+    let _ = window().location().reload();
+}
+
 /// The policy travels with the server's response; the browser has nothing to send.
 pub fn send_page_policy(_dev: bool) {}
 

@@ -81,6 +81,9 @@ pub fn remember_lang(_lang: Lang) {}
 /// Only a browser loads pages.
 pub fn load_page(_path: &str) {}
 
+/// Only a browser loads pages.
+pub fn reload_page() {}
+
 /// Keys are the browser's.
 pub fn keep_tab_inside(
     _ev: &leptos::ev::KeyboardEvent,
