@@ -4,8 +4,9 @@
 //! placeholder module that does not exist, and the page never hydrates (src/app.rs).
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(wasm_split)");
+    // No rerun-if-env-changed: cargo builds anew when the flags change (they are part
+    // of the build's identity), so the cfg follows --split without it.
     println!("cargo::rerun-if-changed=build.rs");
-    println!("cargo::rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
     let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
     if flags.split('\x1f').any(|flag| flag.contains("--emit-relocs")) {
         println!("cargo::rustc-cfg=wasm_split");

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkg=target/site/pkg
-[ -d "$pkg" ] || { echo "no $pkg: run cargo leptos build --release --precompress first" >&2; exit 1; }
+[ -d "$pkg" ] || { echo "no $pkg: run bash .ci/release-build first" >&2; exit 1; }
 printf '%-48s %10s %10s %10s\n' file bytes brotli gzip
 for f in "$pkg"/*; do
   case $f in *.br|*.gz|*.d.ts) continue ;; esac

@@ -62,12 +62,11 @@ pub fn App() -> impl IntoView {
     provide_context(ui.page_state());
     let client = ChatClient::new(ui);
     provide_context(client);
-    let hydrated = Hydrated(RwSignal::new(false));
+    // Set by `crate::hydrate` when the whole page has hydrated: a page on a lazily
+    // loaded route finishes only when its part has arrived, after Effects have run.
+    let hydrated = use_context::<Hydrated>().unwrap_or_else(|| Hydrated(RwSignal::new(false)));
     provide_context(hydrated);
-    Effect::new(move |_| {
-        hydrated.0.set(true);
-        client.start();
-    });
+    Effect::new(move |_| client.start());
     view! {
         <Title text=move || lang.get().t().product />
         <Router>
@@ -132,10 +131,13 @@ macro_rules! lazy_page {
 
             /// The router awaits this before it renders (or hydrates) the route: a view
             /// still waiting for its part when the page hydrates would not match the
-            /// server's HTML. A part that fails here is reported by `view`.
+            /// server's HTML. A part that fails here is reported by `view`, or, while
+            /// the page hydrates, by `part_missing_while_hydrating`.
             async fn preload() {
                 #[cfg(wasm_split)]
-                let _ = $preload().await;
+                if $preload().await.is_err() {
+                    part_missing_while_hydrating(stringify!($part)).await;
+                }
             }
 
             async fn view(_this: Self) -> AnyView {
@@ -170,6 +172,22 @@ lazy_page!(LessonRoute, LessonView, lesson_page, preload_lesson_page);
 lazy_page!(FaqRoute, FaqPage, faq_page, preload_faq_page);
 lazy_page!(SignInRoute, SignInPage, sign_in_page, preload_sign_in_page);
 lazy_page!(SignUpRoute, SignUpPage, sign_up_page, preload_sign_up_page);
+
+/// A page opened on a lazily loaded route cannot hydrate without its part: what `view`
+/// shows instead would not match the server's HTML, and a mismatch panics. The page is
+/// loaded once more (a release may have replaced the parts); if that was tried in the
+/// last minute, hydration stops here and the server's page stays as it is: readable,
+/// its links followed by the browser, as without JavaScript.
+#[cfg(wasm_split)]
+async fn part_missing_while_hydrating(part: &str) {
+    let hydrating = Owner::current_shared_context().is_some_and(|context| context.during_hydration());
+    if hydrating {
+        if !platform::reload_once(part) {
+            platform::follow_links_plainly();
+        }
+        std::future::pending::<()>().await;
+    }
+}
 
 /// In place of a page whose part of the WASM did not arrive.
 #[cfg_attr(not(wasm_split), allow(dead_code))]

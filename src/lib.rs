@@ -59,8 +59,20 @@ mod proptests;
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
+    use leptos::prelude::*;
     console_error_panic_hook::set_once();
-    // Lazy: a page opened on a lazily loaded route (src/app.rs) hydrates once its part
-    // of the WASM has arrived.
-    leptos::mount::hydrate_lazy(app::App);
+    // As `leptos::mount::hydrate_lazy` (a page opened on a lazily loaded route hydrates
+    // once its part of the WASM has arrived, src/app.rs), and then the page says it is
+    // hydrated: `data-hydrated`, which tests and the page-load benchmark wait for.
+    let hydrated = chat::view::Hydrated(RwSignal::new(false));
+    wasm_bindgen_futures::spawn_local(async move {
+        let body = document().body().expect("a page has a body");
+        let mounted = leptos::mount::hydrate_from_async(body, move || {
+            provide_context(hydrated);
+            app::App()
+        })
+        .await;
+        hydrated.0.set(true);
+        mounted.forget();
+    });
 }

@@ -3,7 +3,7 @@
 //! them (docs/page.md):
 //!
 //! - precompressed: the release build writes `.br` and `.gz` beside every file
-//!   (`cargo leptos build --release --precompress`), and the smallest one the browser
+//!   (`bash .ci/release-build`: `cargo leptos build --release --precompress --split`), and the smallest one the browser
 //!   accepts is sent as it is, no compressing per request;
 //! - cached for good when their names carry their content's hash (cargo-leptos's
 //!   `hash-files`): `Cache-Control: public, max-age=31536000, immutable`, so a warm

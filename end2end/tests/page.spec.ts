@@ -29,6 +29,7 @@ test('the chat loads its own code only; the lessons bring theirs when the studen
   // One module: the chat's. Nothing of the lessons or the teacher's pages.
   expect(wasm).toHaveLength(1);
   expect(wasm[0]).toMatch(/^tutor-chat\.[\w-]+\.wasm$/);
+  expect(wasm.filter((name) => /^(split_|chunk_)/.test(name))).toEqual([]);
 
   // The sidebar's link moves within the page (no reload) and fetches the lesson list's code.
   await page.evaluate(() => ((window as unknown as { stillHere: boolean }).stillHere = true));
@@ -54,7 +55,7 @@ test('the chat loads its own code only; the lessons bring theirs when the studen
   expect(errors).toEqual([]);
 });
 
-test('a lesson opened from a link names its code in the page, loads it at once and works', async ({ page }) => {
+test('a lesson opened from a link names its code in the page, loads it and works', async ({ page }) => {
   const wasm = wasmFetched(page);
   const errors = watchForTrouble(page);
   const response = await page.goto(LESSON);
@@ -103,5 +104,39 @@ test('a page whose code does not arrive says so, the chat goes on, and a reload 
   await page.locator('.reload-page').click();
   await expect(page.locator('.lesson-list li a').first()).toBeVisible();
   await hydrated(page);
+  await expect(missing).toHaveCount(0);
+  // Hydrated for real: the list's links move within the page.
+  await page.evaluate(() => ((window as unknown as { stillHere: boolean }).stillHere = true));
+  await page.locator(`.lesson-list a[href="${LESSON}"]`).click();
+  await expect(page.locator('article.lesson h2#token-bucket')).toHaveText('Token bucket');
+  expect(await page.evaluate(() => (window as unknown as { stillHere?: boolean }).stillHere)).toBe(true);
+  expect(errors).toEqual([]);
+});
+
+test('a lesson opened from a link whose code does not arrive loads once more, then stays readable', async ({ page }) => {
+  const errors = watchForTrouble(page);
+  let loads = 0;
+  page.on('load', () => loads++);
+  let refused = 0;
+  const gone = /\/pkg\/split_lesson_page\./;
+  await page.route(gone, (route) => {
+    refused++;
+    return route.fulfill({ status: 404, body: 'gone' });
+  });
+  await page.goto(LESSON);
+  // The first failure loads the page again (a release may have replaced the parts);
+  // the second leaves the server's page as it is, without a loop and without a crash.
+  await expect.poll(() => refused).toBe(2);
+  await page.waitForLoadState('load');
+  expect(loads).toBe(2);
+  await expect(page.locator('article.lesson h2#token-bucket')).toHaveText('Token bucket');
+  await expect(page.locator('[data-hydrated="true"]')).toHaveCount(0);
+
+  // Its links still work, as plain links: the lesson list loads and hydrates.
+  await page.locator('.lesson-nav a[href="/lessons"]').click();
+  await expect(page).toHaveURL(/\/lessons$/);
+  await hydrated(page);
+  await expect(page.locator('.lesson-list li a').first()).toBeVisible();
+  expect(loads).toBe(3);
   expect(errors).toEqual([]);
 });

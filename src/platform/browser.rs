@@ -70,6 +70,48 @@ pub fn reload_page() {
     let _ = window().location().reload();
 }
 
+/// Loads this page again, unless that was done for the same reason in the last minute:
+/// a page whose part of the WASM is missing reloads once (a release may have replaced
+/// the parts), not in a loop. Returns whether it reloads.
+pub fn reload_once(reason: &str) -> bool {
+    let Ok(Some(storage)) = window().session_storage() else { return false };
+    let now = js_sys::Date::now();
+    let key = format!("tutor-reload:{reason}");
+    let recent = storage
+        .get_item(&key)
+        .ok()
+        .flatten()
+        .and_then(|at| at.parse::<f64>().ok())
+        .is_some_and(|at| now - at < 60_000.0);
+    if recent {
+        return false;
+    }
+    let _ = storage.set_item(&key, &now.to_string());
+    reload_page();
+    true
+}
+
+/// From now on the browser follows links itself: for a page whose hydration stopped,
+/// where the router would take a click and wait forever for the page to finish. Runs
+/// before the router's listeners (capture, on the window) and keeps the click from them.
+pub fn follow_links_plainly() {
+    let on_click = wasm_bindgen::closure::Closure::<dyn FnMut(leptos::web_sys::Event)>::new(
+        |event: leptos::web_sys::Event| {
+            let on_link = event
+                .target()
+                .and_then(|target| target.dyn_into::<leptos::web_sys::Element>().ok())
+                .and_then(|element| element.closest("a[href]").ok().flatten())
+                .is_some();
+            if on_link {
+                event.stop_immediate_propagation();
+            }
+        },
+    );
+    let _ = window().add_event_listener_with_callback_and_bool("click", on_click.as_ref().unchecked_ref(), true);
+    // It lives as long as the page.
+    on_click.forget();
+}
+
 /// The policy travels with the server's response; the browser has nothing to send.
 pub fn send_page_policy(_dev: bool) {}
 
