@@ -69,7 +69,9 @@ pub fn hydrate() {
         let body = document().body().expect("a page has a body");
         let mounted = leptos::mount::hydrate_from_async(body, move || {
             provide_context(hydrated);
-            app::App()
+            // Through view!: the component's type is erased like every other's (a
+            // direct `App()` call instantiates its whole view again, +25 KB of WASM).
+            view! { <app::App /> }
         })
         .await;
         hydrated.0.set(true);

@@ -75,14 +75,15 @@ pub fn reload_page() {
 /// the parts), not in a loop. Returns whether it reloads.
 pub fn reload_once(reason: &str) -> bool {
     let Ok(Some(storage)) = window().session_storage() else { return false };
-    let now = js_sys::Date::now();
+    // Whole milliseconds: parsing an f64 would bring float parsing into the WASM (~20 KB).
+    let now = js_sys::Date::now() as i64;
     let key = format!("tutor-reload:{reason}");
     let recent = storage
         .get_item(&key)
         .ok()
         .flatten()
-        .and_then(|at| at.parse::<f64>().ok())
-        .is_some_and(|at| now - at < 60_000.0);
+        .and_then(|at| at.parse::<i64>().ok())
+        .is_some_and(|at| now - at < 60_000);
     if recent {
         return false;
     }
