@@ -22,7 +22,8 @@ use crate::page::MESSAGES_ID;
 use crate::platform;
 use crate::protocol::{ClientFrame, ErrorCode};
 
-/// Set from an Effect once the page is hydrated (tests wait for it before clicking).
+/// True once the whole page has hydrated, lazily loaded parts included (`crate::hydrate`
+/// sets it; tests wait for it before clicking).
 #[derive(Debug, Clone, Copy)]
 pub struct Hydrated(pub RwSignal<bool>);
 
