@@ -1,6 +1,6 @@
 //! Sets `cfg(wasm_split)` when the WASM is built to be split into lazily loaded parts
 //! (`cargo leptos build --split` links it with `--emit-relocs`). Only then may a route's
-//! view be `#[lazy]`: in a WASM that is not split, a lazy function's call imports a
+//! view call a split function: in a WASM that is not split, such a call imports a
 //! placeholder module that does not exist, and the page never hydrates (src/app.rs).
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(wasm_split)");

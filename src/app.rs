@@ -104,7 +104,6 @@ pub fn App() -> impl IntoView {
     }
 }
 
-
 /// Pages a student rarely or never opens: the teacher's pages, the lessons, the FAQ and
 /// the account pages. A split release build (`cargo leptos build --split`, docs/page.md)
 /// puts each page's code in a part of the WASM the browser fetches when the page is

@@ -3,8 +3,9 @@
 //! them (docs/page.md):
 //!
 //! - precompressed: the release build writes `.br` and `.gz` beside every file
-//!   (`bash .ci/release-build`: `cargo leptos build --release --precompress --split`), and the smallest one the browser
-//!   accepts is sent as it is, no compressing per request;
+//!   (`bash .ci/release-build`: `cargo leptos build --release --precompress --split`),
+//!   and the smallest one the browser accepts is sent as it is, no compressing per
+//!   request;
 //! - cached for good when their names carry their content's hash (cargo-leptos's
 //!   `hash-files`): `Cache-Control: public, max-age=31536000, immutable`, so a warm
 //!   page load asks for none of them again; a build without hashes (a debug build)

@@ -84,14 +84,6 @@ pub fn load_page(_path: &str) {}
 /// Only a browser loads pages.
 pub fn reload_page() {}
 
-/// Only a browser loads pages.
-pub fn reload_once(_reason: &str) -> bool {
-    false
-}
-
-/// Only a browser follows links.
-pub fn follow_links_plainly() {}
-
 /// Keys are the browser's.
 pub fn keep_tab_inside(
     _ev: &leptos::ev::KeyboardEvent,
