@@ -251,10 +251,10 @@ impl Db {
         Ok(refused)
     }
 
-    /// The session's user, created with its first question (page views create nothing).
-    /// A new guest is taken from the client address's hourly budget of new guests
-    /// (`guests_per_hour`, 0: none), so a script with a fresh cookie per question runs
-    /// out of fresh students.
+    /// The session's user, made now if it has none (a student's is made with their
+    /// first question instead, in the same transaction: `Db::begin_answer`). A new
+    /// guest is taken from the client address's hourly budget of new guests
+    /// (`guests_per_hour`, 0: none).
     pub async fn ensure_user(&self, token: &str, address: &str, guests_per_hour: u32) -> Result<String, GuestError> {
         if let Some(user) = self.find_user(token).await? {
             return Ok(user);
@@ -262,47 +262,86 @@ impl Db {
         let user_id = new_id();
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let refused =
-            take_address_event(&mut tx, self.backend, address, AddressEvent::NewGuest, guests_per_hour, 3_600_000, now)
-                .await?;
-        if let Some(retry_after) = refused {
-            return Err(GuestError::TooMany { retry_after });
-        }
-        // No guest number yet: numbering here would make every new guest of a class
-        // wait for every other's commit (`number_guests` gives it, off this path).
-        sqlx::query("INSERT INTO users (id, created_at) VALUES ($1, $2)")
-        .bind(&user_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        // An account's session that expired names nobody now: the browser carries on
-        // as a fresh guest under the same (signed) token, its row taken over. A live
-        // row is left alone (below).
-        let inserted = sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (token_hash) DO UPDATE \
-             SET user_id = excluded.user_id, created_at = excluded.created_at, expires_at = NULL \
-             WHERE sessions.expires_at IS NOT NULL AND sessions.expires_at <= $3",
-        )
-        .bind(hash_token(token))
-        .bind(&user_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            // Another tab of the same browser won the race: use its user.
-            tx.rollback().await?;
-            return Ok(self
-                .find_user(token)
-                .await?
-                .ok_or(StoreError::Sqlx(sqlx::Error::RowNotFound))?);
+        match insert_guest(&mut tx, self.backend, &NewGuest { token, user_id: &user_id, address, guests_per_hour, questions_full_at: 0 }, now)
+            .await?
+        {
+            GuestInsert::Made => {}
+            GuestInsert::AddressFull { retry_after } => return Err(GuestError::TooMany { retry_after }),
+            GuestInsert::SessionHasUser => {
+                // Another tab of the same browser won the race: use its user.
+                tx.rollback().await?;
+                return Ok(self
+                    .find_user(token)
+                    .await?
+                    .ok_or(StoreError::Sqlx(sqlx::Error::RowNotFound))?);
+            }
         }
         tx.commit().await?;
         self.wrote();
         self.wrote();
         Ok(user_id)
     }
+}
+
+/// A guest user to make for a session that has none.
+pub(crate) struct NewGuest<'a> {
+    pub token: &'a str,
+    pub user_id: &'a str,
+    /// The client address, and its budget of new guests an hour (0: no limit).
+    pub address: &'a str,
+    pub guests_per_hour: u32,
+    /// Where the new user's question budget starts (`chat::budget`; 0: full).
+    pub questions_full_at: i64,
+}
+
+/// What [`insert_guest`] came to.
+pub(crate) enum GuestInsert {
+    Made,
+    /// The address started its hour's budget of new guests.
+    AddressFull { retry_after: u64 },
+    /// The session names a user already (another tab made it a moment ago): roll back
+    /// and use that one.
+    SessionHasUser,
+}
+
+/// Makes a guest and gives it the session, inside the caller's write transaction:
+/// [`Db::ensure_user`] on its own, and a first question (`chat::store`) together with
+/// its conversation, so a new student's arrival is one transaction, not two.
+pub(crate) async fn insert_guest(
+    tx: &mut sqlx::AnyConnection,
+    backend: Backend,
+    guest: &NewGuest<'_>,
+    now: i64,
+) -> Result<GuestInsert, sqlx::Error> {
+    let refused =
+        take_address_event(tx, backend, guest.address, AddressEvent::NewGuest, guest.guests_per_hour, 3_600_000, now).await?;
+    if let Some(retry_after) = refused {
+        return Ok(GuestInsert::AddressFull { retry_after });
+    }
+    // No guest number yet: numbering here would make every new guest of a class wait
+    // for every other's commit (`number_guests` gives it, off this path).
+    sqlx::query("INSERT INTO users (id, created_at, questions_full_at) VALUES ($1, $2, $3)")
+        .bind(guest.user_id)
+        .bind(now)
+        .bind(guest.questions_full_at)
+        .execute(&mut *tx)
+        .await?;
+    // An account's session that expired names nobody now: the browser carries on as a
+    // fresh guest under the same (signed) token, its row taken over. A live row is
+    // left alone.
+    let inserted = sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (token_hash) DO UPDATE \
+         SET user_id = excluded.user_id, created_at = excluded.created_at, expires_at = NULL \
+         WHERE sessions.expires_at IS NOT NULL AND sessions.expires_at <= $3",
+    )
+    .bind(hash_token(guest.token))
+    .bind(guest.user_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(if inserted == 0 { GuestInsert::SessionHasUser } else { GuestInsert::Made })
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,8 +1,9 @@
 //! Starting an answer: the student's user, a place among the answers streamed at
 //! once, the lesson sections for the question, one transaction that stores the
-//! question (rate limit and conversation cap included) and the answer's row, then the
-//! model's stream (or lesson mode's excerpts) handed to the answer's own task. The
-//! question is saved before the model is called; when saving fails, no model is.
+//! question (rate limit and conversation cap included; a new student's guest user too)
+//! and the answer's row, then the model's stream (or lesson mode's excerpts) handed to
+//! the answer's own task. The question is saved before the model is called; when
+//! saving fails, no model is.
 
 use std::time::Duration;
 
@@ -12,9 +13,8 @@ use super::budget::{BudgetLevel, QuestionBudget};
 use super::live::{AnswerPlaces, Follower};
 use super::prompt::model_messages;
 use super::store::{BeginError, NewAnswer};
-use crate::account::store::GuestError;
 use crate::auth::GuestSession;
-use crate::db::StoreError;
+use crate::db::{new_id, StoreError};
 use crate::faq::matcher::{FaqMatch, DIRECT_ANSWER_THRESHOLD, MAX_FAQ_SOURCES, SOURCE_MIN_SCORE};
 use crate::history::versions::{ForkRefusal, VersionOf};
 use crate::history::MessageStatus;
@@ -90,18 +90,16 @@ pub async fn start_answer(
     version_of: Option<VersionOf<'_>>,
 ) -> Result<Started, AskError> {
     let settings = &state.settings;
-    let user = match asker.user_id {
-        Some(user) => user.clone(),
-        None => {
-            let guests_per_hour = settings.new_guests_per_hour_per_address;
-            let user = match state.db.ensure_user(&asker.session.0, asker.address, guests_per_hour).await {
-                Ok(user) => user,
-                Err(GuestError::TooMany { retry_after }) => return Err(AskError::TooManyGuests { retry_after }),
-                Err(GuestError::Store(error)) => return Err(AskError::Store(error)),
-            };
-            *asker.user_id = Some(user.clone());
-            user
-        }
+    // A session without a user yet gets a new guest, made with the question below.
+    let (user, creates_guest) = match asker.user_id {
+        Some(user) => (user.clone(), None),
+        None => match state.db.find_user(&asker.session.0).await? {
+            Some(user) => {
+                *asker.user_id = Some(user.clone());
+                (user, None)
+            }
+            None => (new_id(), Some(settings.new_guests_per_hour_per_address)),
+        },
     };
     // Places among the answers this instance streams at once, and among the address's,
     // held by the answer's task; without them the question is refused before anything
@@ -134,37 +132,49 @@ pub async fn start_answer(
         }
     };
     let sources_json = sources_json(&sources);
-    let begun = state
-        .db
-        .begin_answer(&NewAnswer {
-            user_id: &user,
-            conversation_id: conversation_id.as_deref(),
-            question: &question,
-            budget_chars: settings.context_budget_chars(),
-            owner_instance: &state.instance_id,
-            sources_json: sources_json.as_deref(),
-            budget: question_budget(state),
-            budget_now: settings.clock.now_ms(),
-            max_conversations: settings.max_conversations_per_user,
-            address: asker.address,
-            questions_per_minute_per_address: settings.questions_per_minute_per_address,
-            session_token: &asker.session.0,
-            retrieval_score: direct.is_none().then(|| best_score_milli(&hits)),
-            sources: &sources,
-            answers_at_once_per_user: settings.answers_at_once_per_user,
-            version_of,
-        })
-        .await
-        .map_err(|error| match error {
-            BeginError::NotFound => AskError::NotFound,
-            BeginError::TooManyConversations { limit } => AskError::TooManyConversations { limit },
-            BeginError::TooManyAnswers { limit } => AskError::TooManyAnswers { limit },
-            BeginError::RateLimited { budget } => AskError::RateLimited { budget },
-            BeginError::AddressRateLimited { retry_after } => AskError::AddressRateLimited { retry_after },
-            BeginError::SessionEnded => AskError::SessionEnded,
-            BeginError::Version(refusal) => AskError::Version(refusal),
-            BeginError::Store(error) => AskError::Store(error),
-        })?;
+    // Set when another tab of this browser made the session's user first.
+    let other_tabs_user: String;
+    let mut new = NewAnswer {
+        user_id: &user,
+        conversation_id: conversation_id.as_deref(),
+        question: &question,
+        budget_chars: settings.context_budget_chars(),
+        owner_instance: &state.instance_id,
+        sources_json: sources_json.as_deref(),
+        budget: question_budget(state),
+        budget_now: settings.clock.now_ms(),
+        max_conversations: settings.max_conversations_per_user,
+        address: asker.address,
+        questions_per_minute_per_address: settings.questions_per_minute_per_address,
+        session_token: &asker.session.0,
+        retrieval_score: direct.is_none().then(|| best_score_milli(&hits)),
+        sources: &sources,
+        answers_at_once_per_user: settings.answers_at_once_per_user,
+        version_of,
+        creates_guest,
+    };
+    let begun = match state.db.begin_answer(&new).await {
+        Err(BeginError::SessionHasUser) => {
+            other_tabs_user = state.db.find_user(&asker.session.0).await?.ok_or(AskError::SessionEnded)?;
+            new.user_id = &other_tabs_user;
+            new.creates_guest = None;
+            state.db.begin_answer(&new).await
+        }
+        begun => begun,
+    }
+    .map_err(|error| match error {
+        BeginError::NotFound => AskError::NotFound,
+        BeginError::TooManyConversations { limit } => AskError::TooManyConversations { limit },
+        BeginError::TooManyAnswers { limit } => AskError::TooManyAnswers { limit },
+        BeginError::RateLimited { budget } => AskError::RateLimited { budget },
+        BeginError::AddressRateLimited { retry_after } => AskError::AddressRateLimited { retry_after },
+        BeginError::TooManyGuests { retry_after } => AskError::TooManyGuests { retry_after },
+        BeginError::SessionEnded | BeginError::SessionHasUser => AskError::SessionEnded,
+        BeginError::Version(refusal) => AskError::Version(refusal),
+        BeginError::Store(error) => AskError::Store(error),
+    })?;
+    let user = new.user_id.to_string();
+    *asker.user_id = Some(user.clone());
 
     let answer_id = begun.answer_id;
     if let Some(entry) = &direct {

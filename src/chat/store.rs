@@ -8,7 +8,7 @@ use crate::db::{
     new_id, now_ms, retry_position_race, take_address_event, AddressEvent, Backend, Db, PositionRace, StoreError,
 };
 use super::budget::{BudgetLevel, QuestionBudget};
-use crate::account::store::hash_token;
+use crate::account::store::{hash_token, insert_guest, GuestInsert, NewGuest};
 use crate::history::store::{insert_messages, next_position, NewMessageRow};
 use crate::history::versions::{fork, Fork, ForkRefusal, VersionOf};
 use crate::history::{MessageRole, MessageStatus};
@@ -134,46 +134,52 @@ impl Db {
             session_token,
             retrieval_score,
             sources,
-            answers_at_once_per_user,
+            answers_at_once_per_user: _,
             version_of,
+            creates_guest,
         } = *new;
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        // The session still names this user, and (for a new conversation) how many the
-        // user keeps: one round trip for both, inside the writer's turn.
-        let kept_conversations = if conversation_id.is_none() {
-            "(SELECT COUNT(*) FROM conversations WHERE user_id = $2)"
-        } else {
-            "0"
-        };
-        let checks = sqlx::query(&format!(
-            "SELECT (SELECT COUNT(*) FROM sessions WHERE token_hash = $1 AND user_id = $2 \
-                     AND (expires_at IS NULL OR expires_at > $3)), {kept_conversations}"
-        ))
-        .bind(hash_token(session_token))
-        .bind(user_id)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let current: i64 = checks.try_get(0)?;
-        let kept: i64 = checks.try_get(1)?;
-        if current == 0 {
-            return Err(BeginError::SessionEnded);
-        }
         // Statements that change data, for the metrics: the answer's row here, the rest
         // as they run.
         let mut writes = 1;
         let mut budget_left = None;
-        if !budget.is_off() {
-            match self.take_question(&mut tx, user_id, budget, budget_now).await? {
-                Ok(level) => budget_left = Some(level),
-                Err(level) => return Err(BeginError::RateLimited { budget: level }),
+        let kept = match creates_guest {
+            Some(guests_per_hour) => {
+                // A new student: the guest is made here, its budget already less this
+                // question. Its session, conversations and answers under way need no
+                // checking: they are this transaction's.
+                let questions_full_at = if budget.is_off() {
+                    0
+                } else {
+                    match budget.take(0, budget_now) {
+                        Ok((full_at, level)) => {
+                            budget_left = Some(level);
+                            full_at
+                        }
+                        Err(level) => return Err(BeginError::RateLimited { budget: level }),
+                    }
+                };
+                let guest = NewGuest { token: session_token, user_id, address, guests_per_hour, questions_full_at };
+                match insert_guest(&mut tx, self.backend, &guest, now).await? {
+                    GuestInsert::Made => writes += 2,
+                    GuestInsert::AddressFull { retry_after } => return Err(BeginError::TooManyGuests { retry_after }),
+                    GuestInsert::SessionHasUser => {
+                        tx.rollback().await?;
+                        return Err(BeginError::SessionHasUser);
+                    }
+                }
+                0
             }
-            writes += 1;
-        }
-        if answers_at_once_per_user > 0 {
-            self.check_answers_at_once(&mut tx, user_id, answers_at_once_per_user, now).await?;
-        }
+            None => {
+                let (kept, budget_level) = self.check_asker(&mut tx, new, now).await?;
+                if budget_level.is_some() {
+                    writes += 1;
+                }
+                budget_left = budget_level;
+                kept
+            }
+        };
         if questions_per_minute_per_address > 0 {
             let refused = take_address_event(
                 &mut tx,
@@ -292,6 +298,48 @@ impl Db {
             context_truncated,
             budget: budget_left,
         })
+    }
+
+    /// The checks on a user who asked before: the session still names them, their
+    /// question budget (taken from), their answers streaming at once, and (for a new
+    /// conversation) how many they keep, which it returns with the budget left.
+    async fn check_asker(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        new: &NewAnswer<'_>,
+        now: i64,
+    ) -> Result<(i64, Option<BudgetLevel>), BeginError> {
+        // The session and the conversations kept: one round trip for both.
+        let kept_conversations = if new.conversation_id.is_none() {
+            "(SELECT COUNT(*) FROM conversations WHERE user_id = $2)"
+        } else {
+            "0"
+        };
+        let checks = sqlx::query(&format!(
+            "SELECT (SELECT COUNT(*) FROM sessions WHERE token_hash = $1 AND user_id = $2 \
+                     AND (expires_at IS NULL OR expires_at > $3)), {kept_conversations}"
+        ))
+        .bind(hash_token(new.session_token))
+        .bind(new.user_id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let current: i64 = checks.try_get(0)?;
+        let kept: i64 = checks.try_get(1)?;
+        if current == 0 {
+            return Err(BeginError::SessionEnded);
+        }
+        let mut budget_left = None;
+        if !new.budget.is_off() {
+            match self.take_question(&mut *tx, new.user_id, new.budget, new.budget_now).await? {
+                Ok(level) => budget_left = Some(level),
+                Err(level) => return Err(BeginError::RateLimited { budget: level }),
+            }
+        }
+        if new.answers_at_once_per_user > 0 {
+            self.check_answers_at_once(&mut *tx, new.user_id, new.answers_at_once_per_user, now).await?;
+        }
+        Ok((kept, budget_left))
     }
 
     /// A student's answers streaming at once, in all their tabs on all instances: the
@@ -455,6 +503,11 @@ pub struct NewAnswer<'a> {
     /// A new version of a question or an answer of `conversation_id`; `None`: a new
     /// question at the end of the branch.
     pub version_of: Option<VersionOf<'a>>,
+    /// `Some(guests_per_hour)`: the session has no user yet, and `user_id` is a new
+    /// guest's, made in the question's transaction (the address's budget of new guests
+    /// an hour, 0: no limit). A class arriving then costs the single writer one
+    /// transaction a student instead of two.
+    pub creates_guest: Option<u32>,
 }
 
 /// What [`Db::begin_answer`] stored and found.
@@ -496,6 +549,13 @@ pub enum BeginError {
     /// A version of a message that cannot have one now (`history::versions`).
     #[error("no version of that message can be made: {0:?}")]
     Version(ForkRefusal),
+    /// The address started its hour's budget of new guests (`creates_guest`).
+    #[error("too many new guests from this address")]
+    TooManyGuests { retry_after: u64 },
+    /// The session was given a user by another tab while this one made its own
+    /// (`creates_guest`): nothing was stored; ask again as that user.
+    #[error("the session has a user already")]
+    SessionHasUser,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

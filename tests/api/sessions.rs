@@ -441,3 +441,43 @@ async fn a_tab_opened_before_the_first_question_hears_it_and_then_what_follows()
         other => panic!("expected the second question, got {other:?}"),
     }
 }
+
+/// A new student's first question makes their guest in the question's own
+/// transaction: two tabs of one browser asking their first questions at the same
+/// moment still become one student, each tab answered.
+#[tokio::test]
+async fn two_tabs_asking_their_first_questions_at_once_are_one_student() {
+    let app = spawn_app().await;
+    for round in 0..4 {
+        let cookie = app.session_cookie().await;
+        let (mut first, mut second) = (app.socket(&cookie).await, app.socket(&cookie).await);
+        let questions = [format!("[tokens=2] round {round}, first tab"), format!("[tokens=2] round {round}, second tab")];
+        let (a, b) = tokio::join!(ask_in(&mut first, &questions[0], None), ask_in(&mut second, &questions[1], None));
+        for answer in [&a, &b] {
+            assert_eq!(answer.error, None, "round {round}");
+            assert_eq!(answer.end.map(|(_, reason)| reason), Some(EndReason::Complete), "round {round}");
+        }
+        let mut listed: Vec<String> = app.list(&cookie).await.items.into_iter().map(|c| c.id).collect();
+        let mut asked = vec![a.conversation_id, b.conversation_id];
+        listed.sort();
+        asked.sort();
+        assert_eq!(listed, asked, "round {round}: both conversations are the one student's");
+    }
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&pool(&app).await).await.unwrap();
+    assert_eq!(users, 4, "one guest per browser");
+}
+
+/// A first question that is refused stores nothing, its guest included: the guest is
+/// made in the question's transaction.
+#[tokio::test]
+async fn a_refused_first_question_makes_no_guest() {
+    let app = spawn_app_with(|s| s.questions_per_minute_per_address = 1).await;
+    let mut first = app.student().await;
+    assert_eq!(ask_in(&mut first.ws, "[tokens=2] the address's one question", None).await.error, None);
+    let mut second = app.student().await;
+    let refused = ask_in(&mut second.ws, "[tokens=2] one too many", None).await;
+    assert_eq!(refused.error.map(|(code, _)| code), Some(ErrorCode::RateLimited));
+    assert_eq!(app.state.db.find_user(token_of(&second.cookie)).await.unwrap(), None, "no guest for a refused question");
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&pool(&app).await).await.unwrap();
+    assert_eq!(users, 1);
+}
