@@ -27,6 +27,8 @@ pub struct PageState {
     pub conversation_id: RwSignal<Option<String>>,
     /// Bumped when the list of conversations changed (a new one, a finished answer).
     pub sidebar_version: RwSignal<u32>,
+    /// Bumped when the browser signed in (or up) in another tab.
+    pub account_version: RwSignal<u32>,
     show: Callback<Option<String>>,
 }
 
@@ -34,11 +36,13 @@ impl PageState {
     pub fn new(
         conversation_id: RwSignal<Option<String>>,
         sidebar_version: RwSignal<u32>,
+        account_version: RwSignal<u32>,
         show: impl Fn(Option<String>) + Send + Sync + 'static,
     ) -> Self {
         PageState {
             conversation_id,
             sidebar_version,
+            account_version,
             show: Callback::new(show),
         }
     }

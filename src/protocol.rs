@@ -268,6 +268,10 @@ pub enum ServerFrame {
         status: AnswerStatus,
         live: bool,
     },
+    /// The browser signed in (or up) in another tab: its cookie names the account now,
+    /// which has the guest's conversations. The socket closes next (1012); the page
+    /// reconnects with its cookie and shows who is signed in.
+    SessionChanged,
 }
 
 /// What changed in a conversation (`conversation_changed`).

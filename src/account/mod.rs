@@ -32,6 +32,7 @@ mod ssr {
 
     use super::hashing::HashError;
     use super::{valid_username, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
+    pub use crate::chat::limits::SessionEnd;
     use crate::error::AppError;
     use crate::protocol::ErrorCode;
     use crate::state::AppState;
@@ -43,6 +44,14 @@ mod ssr {
     pub const FAILURE_WINDOW_MS: i64 = 15 * 60_000;
     /// A refused hash can be tried again this soon.
     const HASH_BUSY_RETRY_S: u64 = 2;
+
+    /// Ends the open sockets of the session `token` names, on every instance (a
+    /// socket that misses the bus finds the session gone at its next question).
+    pub fn end_sockets(state: &AppState, token: &str, why: SessionEnd) {
+        let key = crate::account::store::hash_token(token);
+        state.connections.revoke(&key, why);
+        state.bus.announce_session_ended(&key, why);
+    }
 
     /// A failure whose detail stays in the log.
     pub fn generic(error: impl std::fmt::Display) -> AppError {
@@ -125,6 +134,7 @@ pub async fn sign_up(username: String, password: String) -> Result<(), AppError>
         Err(store::AccountError::Store(e)) => return Err(e.into()),
     }
     ssr::set_session_cookie(&state, &token);
+    ssr::end_sockets(&state, &session.0, ssr::SessionEnd::SignedIn);
     ssr::back_to_chat();
     Ok(())
 }
@@ -160,6 +170,10 @@ pub async fn sign_in(username: String, password: String) -> Result<(), AppError>
     let token = state.session_key.mint().map_err(ssr::generic)?;
     state.db.sign_in(&session.0, &user_id, &token).await?;
     ssr::set_session_cookie(&state, &token);
+    // The browser's other tabs reconnect as the account (`session_changed`). They do
+    // after their back-off (a quarter second at least), by when this response has
+    // given the browser the account's cookie.
+    ssr::end_sockets(&state, &session.0, ssr::SessionEnd::SignedIn);
     ssr::back_to_chat();
     Ok(())
 }
@@ -170,12 +184,9 @@ pub async fn sign_out() -> Result<(), AppError> {
     let state = crate::state::app_state()?;
     if let Some(session) = crate::auth::current_session() {
         state.db.sign_out(&session.0).await?;
-        // The session's sockets end now: this instance's here, the others' through
-        // the bus (a socket that misses it finds the session gone at its next
-        // question: `session_ended`).
-        let key = crate::account::store::hash_token(&session.0);
-        state.connections.revoke(&key);
-        state.bus.announce_session_ended(&key);
+        // The session's sockets end now (`session_ended`): the browser's other tabs
+        // show another student's conversations no longer.
+        ssr::end_sockets(&state, &session.0, ssr::SessionEnd::SignedOut);
     }
     // A fresh guest session for this browser from now on.
     let token = state.session_key.mint().map_err(ssr::generic)?;

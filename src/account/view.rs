@@ -87,7 +87,9 @@ pub fn SignInPage() -> impl IntoView {
 pub fn AccountBox() -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
     let t = move || lang.get().t();
-    let me = Resource::new(|| (), |_| who_am_i());
+    // Read again when the browser signs in in another tab (the chat's socket hears it).
+    let account_version = use_context::<crate::page::PageState>().map(|page| page.account_version);
+    let me = Resource::new(move || account_version.map(|v| v.get()), |_| who_am_i());
     let sign_out = ServerAction::<SignOut>::new();
     reload_on_success(sign_out.value());
     view! {

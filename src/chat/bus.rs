@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 use tracing::Instrument;
 
-use super::limits::Connections;
+use super::limits::{Connections, SessionEnd};
 use super::notices::Notices;
 use crate::db::{now_ms, Backend, Db};
 use crate::metrics::Metrics;
@@ -59,10 +59,16 @@ pub enum BusMessage {
     /// to its own sockets already).
     #[serde(rename = "u")]
     User { o: String, u: String, f: String },
-    /// Session `h` (its token's hash) was signed out on instance `o`: its sockets
-    /// everywhere end now, not at their next question.
+    /// Session `h` (its token's hash) was signed out on instance `o` (or, with `i`,
+    /// replaced by a sign-in): its sockets everywhere end now, not at their next
+    /// question. (An instance on older code reads `i` as a sign-out.)
     #[serde(rename = "r")]
-    SessionEnded { o: String, h: String },
+    SessionEnded {
+        o: String,
+        h: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        i: bool,
+    },
 }
 
 /// Some of one answer's chunks, in order, from its owner of generation `g`.
@@ -247,12 +253,17 @@ impl Bus {
         );
     }
 
-    /// Ends the sockets of a signed-out session on every other instance (this one's
-    /// are ended by the caller). By the token's hash: tokens never travel the bus.
-    pub fn announce_session_ended(&self, token_hash: &str) {
+    /// Ends the sockets of a signed-out (or signed-in) session on every other instance
+    /// (this one's are ended by the caller). By the token's hash: tokens never travel
+    /// the bus.
+    pub fn announce_session_ended(&self, token_hash: &str, why: SessionEnd) {
         self.send(
             SHARED_CHANNEL.into(),
-            BusMessage::SessionEnded { o: self.instance.clone(), h: token_hash.to_string() },
+            BusMessage::SessionEnded {
+                o: self.instance.clone(),
+                h: token_hash.to_string(),
+                i: why == SessionEnd::SignedIn,
+            },
         );
     }
 
@@ -294,9 +305,9 @@ impl Bus {
                     self.notices.publish_json(&u, f.into(), None);
                 }
             }
-            BusMessage::SessionEnded { o, h } => {
+            BusMessage::SessionEnded { o, h, i } => {
                 if o != self.instance {
-                    self.sessions.revoke(&h);
+                    self.sessions.revoke(&h, if i { SessionEnd::SignedIn } else { SessionEnd::SignedOut });
                 }
             }
         }

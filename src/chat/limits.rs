@@ -24,10 +24,20 @@ impl Default for Connections {
     }
 }
 
-/// The sockets of one key, and the signal that ends them all (a sign-out).
+/// The sockets of one key, and the signal that ends them all (a sign-out, a sign-in).
 struct Open {
     count: usize,
-    revoked: watch::Sender<bool>,
+    revoked: watch::Sender<Option<SessionEnd>>,
+}
+
+/// Why a session's sockets are ended before they close themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Signed out: the browser is a new guest now, and its pages must start over.
+    SignedOut,
+    /// Signed in or up: the browser's cookie names the account now, which has the
+    /// guest's conversations; its sockets reconnect as the account.
+    SignedIn,
 }
 
 /// Held by a socket for its lifetime; dropping it frees the place.
@@ -46,7 +56,7 @@ impl Connections {
         };
         let entry = open.entry(key.clone()).or_insert_with(|| Open {
             count: 0,
-            revoked: watch::channel(false).0,
+            revoked: watch::channel(None).0,
         });
         if entry.count >= cap {
             return None;
@@ -59,21 +69,21 @@ impl Connections {
         })
     }
 
-    /// Fires when the key's sockets must end (its session was signed out); a key with
-    /// no open socket gets a receiver that never fires.
-    fn revocation(&self, key: &str) -> watch::Receiver<bool> {
+    /// Says why once the key's sockets must end (its session was signed out, or
+    /// replaced by a sign-in); a key with no open socket gets a receiver that never does.
+    fn revocation(&self, key: &str) -> watch::Receiver<Option<SessionEnd>> {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         match open.get(key) {
             Some(entry) => entry.revoked.subscribe(),
-            None => watch::channel(false).1,
+            None => watch::channel(None).1,
         }
     }
 
     /// Ends every open socket of `key` on this instance.
-    pub fn revoke(&self, key: &str) {
+    pub fn revoke(&self, key: &str, why: SessionEnd) {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = open.get(key) {
-            entry.revoked.send_replace(true);
+            entry.revoked.send_replace(Some(why));
         }
     }
 
@@ -91,9 +101,9 @@ impl Connections {
 }
 
 impl ConnectionGuard {
-    /// Fires when this place's key is revoked (its session signed out, here or on
-    /// another instance).
-    pub fn revocation(&self) -> watch::Receiver<bool> {
+    /// Says why once this place's key is revoked (its session signed out or in, here
+    /// or on another instance).
+    pub fn revocation(&self) -> watch::Receiver<Option<SessionEnd>> {
         self.connections.revocation(&self.key)
     }
 }

@@ -23,6 +23,7 @@ use tracing::Instrument;
 
 use super::ask::{start_answer, AskError, Asker};
 use super::bus::{Feed, FeedEvent};
+use super::limits::SessionEnd;
 use super::live::{self, Follower, LiveAnswer, Published};
 use super::notices::{session_key, Notice, Subscription};
 use crate::account::store::hash_token;
@@ -47,6 +48,8 @@ enum VersionRequest {
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
+/// "Reconnect": the socket's session was replaced (a sign-in), the cookie names the new.
+const CLOSE_SERVICE_RESTART: u16 = 1012;
 /// What a socket reads at a time: a student sends a few small frames a minute (a
 /// question is the longest), so 1 KiB is plenty, and it is held by every open socket.
 const READ_BUFFER_BYTES: usize = 1024;
@@ -158,11 +161,12 @@ pub struct Places {
 }
 
 impl Places {
-    /// Fires when the socket's session is signed out; never without a place (tests).
-    fn revocation(&self) -> watch::Receiver<bool> {
+    /// Says why once the socket's session is signed out or in; never without a
+    /// place (tests).
+    fn revocation(&self) -> watch::Receiver<Option<SessionEnd>> {
         match &self.user {
             Some(place) => place.revocation(),
-            None => watch::channel(false).1,
+            None => watch::channel(None).1,
         }
     }
 }
@@ -269,7 +273,7 @@ struct Connection<S> {
     notices: Option<Subscription>,
     shutdown: watch::Receiver<bool>,
     /// Fires when this socket's session is signed out on this instance.
-    revoked: watch::Receiver<bool>,
+    revoked: watch::Receiver<Option<SessionEnd>>,
     /// Held for the socket's life, given back when it ends.
     _places: Places,
 }
@@ -299,7 +303,7 @@ where
         // registration on the shutdown signal.
         let shutdown_begun = flag_set(self.shutdown.clone());
         tokio::pin!(shutdown_begun);
-        let session_ended = flag_set(self.revoked.clone());
+        let session_ended = session_end(self.revoked.clone());
         tokio::pin!(session_ended);
         let mut shutting_down = false;
 
@@ -365,10 +369,19 @@ where
                         Step::Continue
                     }
                 }
-                _ = &mut session_ended => {
-                    tracing::info!("closing: the session was signed out");
-                    let _ = self.send(&session_ended_frame()).await;
-                    let _ = self.sink.send(close(CLOSE_POLICY, "session ended")).await;
+                why = &mut session_ended => {
+                    match why {
+                        SessionEnd::SignedOut => {
+                            tracing::info!("closing: the session was signed out");
+                            let _ = self.send(&session_ended_frame()).await;
+                            let _ = self.sink.send(close(CLOSE_POLICY, "session ended")).await;
+                        }
+                        SessionEnd::SignedIn => {
+                            tracing::info!("closing: the session was replaced by a sign-in");
+                            let _ = self.send(&ServerFrame::SessionChanged).await;
+                            let _ = self.sink.send(close(CLOSE_SERVICE_RESTART, "signed in: reconnect")).await;
+                        }
+                    }
                     Step::Close
                 }
                 _ = ping.tick() => {
@@ -926,8 +939,21 @@ fn lookup_error(error: StoreError) -> ServerFrame {
     ServerFrame::error(ErrorCode::Internal, "That answer cannot be looked up right now.")
 }
 
-/// Resolves once a flag (the server's shutdown, the session's revocation) turns
-/// true; never, if its sender is gone first.
+/// Resolves with why the session's sockets must end, once they must; never, if the
+/// sender is gone first.
+async fn session_end(mut revoked: watch::Receiver<Option<SessionEnd>>) -> SessionEnd {
+    let why = match revoked.wait_for(Option::is_some).await {
+        Ok(why) => *why,
+        Err(_) => None,
+    };
+    match why {
+        Some(why) => why,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves once a flag (the server's shutdown) turns true; never, if its sender is
+/// gone first.
 async fn flag_set(mut flag: watch::Receiver<bool>) {
     if flag.wait_for(|set| *set).await.is_err() {
         std::future::pending::<()>().await;

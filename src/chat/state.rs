@@ -128,6 +128,11 @@ pub struct ChatUi {
     pub conversation_id: RwSignal<Option<String>>,
     /// Bumped when the list of conversations changed (a new one, a finished answer).
     pub sidebar_version: RwSignal<u32>,
+    /// Bumped when the browser signed in (or up) in another tab: who is signed in is
+    /// read again.
+    pub account_version: RwSignal<u32>,
+    /// Set by `session_changed` until the socket is back with the new cookie.
+    account_stale: RwSignal<bool>,
     /// Autoscroll follows the answer until the student scrolls up to read.
     pub follow: RwSignal<bool>,
     /// Seconds until the rate limit lets this student ask again (0: now).
@@ -165,6 +170,8 @@ impl ChatUi {
             pending: RwSignal::new(None),
             conversation_id: RwSignal::new(None),
             sidebar_version: RwSignal::new(0),
+            account_version: RwSignal::new(0),
+            account_stale: RwSignal::new(false),
             follow: RwSignal::new(true),
             ask_again_in: RwSignal::new(0),
             budget: RwSignal::new(None),
@@ -182,7 +189,7 @@ impl ChatUi {
     /// list's version, and showing another conversation through [`Self::show_conversation`].
     pub fn page_state(&self) -> PageState {
         let ui = *self;
-        PageState::new(self.conversation_id, self.sidebar_version, move |id| {
+        PageState::new(self.conversation_id, self.sidebar_version, self.account_version, move |id| {
             ui.show_conversation(id)
         })
     }
@@ -369,7 +376,17 @@ impl ChatUi {
     /// for [`Self::resume_target`]: the page fell behind the answer it follows.
     pub fn apply(&self, frame: ServerFrame) -> Applied {
         match frame {
-            ServerFrame::Hello { .. } => {}
+            ServerFrame::Hello { .. } => {
+                // The first socket since a sign-in elsewhere: the browser's cookie is
+                // the account's by now, so the account box and the list read it.
+                if self.account_stale.get_untracked() {
+                    self.account_stale.set(false);
+                    self.account_version.update(|v| *v = v.wrapping_add(1));
+                    self.bump_sidebar();
+                }
+            }
+            // The socket closes next; the page reconnects with its cookie.
+            ServerFrame::SessionChanged => self.account_stale.set(true),
             ServerFrame::Start {
                 conversation_id,
                 message_id,
@@ -619,6 +636,27 @@ mod tests {
             seq,
             message_id: "m1".into(),
         }
+    }
+
+    #[test]
+    fn a_sign_in_elsewhere_rereads_the_account_once_the_socket_is_back() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let ui = ChatUi::new();
+            let hello = || ServerFrame::Hello { protocol: 1, max_question_chars: 4000 };
+            ui.apply(hello());
+            assert_eq!(ui.account_version.get_untracked(), 0, "a plain connection changes nothing");
+            ui.apply(ServerFrame::SessionChanged);
+            // Not yet: the browser may not hold the account's cookie before the socket
+            // has reconnected with it.
+            assert_eq!(ui.account_version.get_untracked(), 0);
+            let sidebar = ui.sidebar_version.get_untracked();
+            ui.apply(hello());
+            assert_eq!(ui.account_version.get_untracked(), 1);
+            assert_eq!(ui.sidebar_version.get_untracked(), sidebar.wrapping_add(1), "the account's list");
+            ui.apply(hello());
+            assert_eq!(ui.account_version.get_untracked(), 1, "once");
+        });
     }
 
     #[test]

@@ -386,6 +386,69 @@ async fn expect_session_ended_and_closed(ws: &mut Ws) {
     }
 }
 
+/// Signing in in one tab moves the browser's other tabs to the account: their sockets,
+/// on this instance and on another, are told `session_changed` (not `session_ended`)
+/// and closed with 1012; reconnected with the browser's cookie, a tab asks on in the
+/// conversation it had as a guest, now the account's.
+#[tokio::test]
+async fn signing_in_moves_the_browsers_other_tabs_to_the_account() {
+    let app = spawn_app().await;
+    app.signed_up("rita", "rita's password").await; // on another computer, earlier
+    let guest = app.session_cookie().await;
+    let mut here = app.socket(&guest).await;
+    let asked = ask_in(&mut here, "[tokens=2] asked as a guest", None).await;
+    let database_url = app.state.settings.database_url.clone();
+    let other = spawn_app_with(|s| s.database_url = database_url).await;
+    let mut elsewhere = other.socket(&guest).await;
+
+    let (_, account, body) =
+        app.account_form(&guest, "signin", &[("username", "rita"), ("password", "rita's password")]).await;
+    let account = account.unwrap_or_else(|| panic!("sign-in failed: {body}"));
+    for socket in [&mut here, &mut elsewhere] {
+        expect_session_changed_and_closed(socket).await;
+    }
+    let mut back = app.socket(&account).await;
+    let again = ask_in(&mut back, "[tokens=2] asked again after signing in", Some(&asked.conversation_id)).await;
+    assert_eq!(again.error, None);
+    assert_eq!(again.conversation_id, asked.conversation_id);
+    assert_eq!(app.whoami(&account).await.as_deref(), Some("rita"));
+}
+
+/// Signing up is signing in as a new account: the other tabs move to it the same way.
+#[tokio::test]
+async fn signing_up_moves_the_browsers_other_tabs_to_the_new_account() {
+    let app = spawn_app().await;
+    let guest = app.session_cookie().await;
+    let mut other_tab = app.socket(&guest).await;
+    ask_in(&mut other_tab, "[tokens=2] asked as a guest", None).await;
+    let (_, account, body) =
+        app.account_form(&guest, "signup", &[("username", "sasha"), ("password", "sasha's password")]).await;
+    assert!(account.is_some(), "sign-up failed: {body}");
+    expect_session_changed_and_closed(&mut other_tab).await;
+}
+
+/// The socket hears `session_changed` (after any of its student's events) and is
+/// closed with 1012, "reconnect", within 5 s.
+async fn expect_session_changed_and_closed(ws: &mut Ws) {
+    let told = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), next_frame(ws)).await {
+            Ok(ServerFrame::ConversationChanged { .. } | ServerFrame::Budget { .. }) => continue,
+            Ok(other) => break other,
+            Err(_) => panic!("the socket was not told of the sign-in within 5 s"),
+        }
+    };
+    assert_eq!(told, ServerFrame::SessionChanged);
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), next_message(ws)).await.unwrap() {
+            tokio_tungstenite::tungstenite::Message::Close(Some(frame)) => {
+                assert_eq!(u16::from(frame.code), 1012);
+                break;
+            }
+            _ => continue,
+        }
+    }
+}
+
 /// The next notice from the student's other tabs (the budget meter passed over).
 async fn next_change(ws: &mut Ws) -> ServerFrame {
     loop {
