@@ -348,6 +348,18 @@ impl Db {
     }
 }
 
+/// The placeholders of a multi-row `VALUES` list, `($1, $2), ($3, $4)` for 2 × 2:
+/// several rows in one statement, one round trip.
+pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
+    let rows: Vec<String> = (0..rows)
+        .map(|row| {
+            let params: Vec<String> = (1..=columns).map(|c| format!("${}", row * columns + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    rows.join(", ")
+}
+
 /// A day in Unix milliseconds, for every day-sized window and UTC-day count.
 pub const DAY_MS: i64 = 86_400_000;
 

@@ -5,7 +5,8 @@
 use sqlx::Row;
 
 use crate::db::{
-    new_id, now_ms, retry_position_race, take_address_event, AddressEvent, Backend, Db, PositionRace, StoreError,
+    new_id, now_ms, retry_position_race, take_address_event, values_placeholders, AddressEvent, Backend, Db,
+    PositionRace, StoreError,
 };
 use super::budget::{BudgetLevel, QuestionBudget};
 use crate::account::store::{hash_token, insert_guest, GuestInsert, NewGuest};
@@ -39,18 +40,33 @@ impl Db {
     }
 
     /// Writes changes to answer rows in one transaction: with a thousand answers
-    /// streaming, one commit a second instead of a thousand.
+    /// streaming, one commit a second instead of a thousand. The rows of one kind are
+    /// one statement (`UPDATE … FROM (VALUES …)`), so a batch of checkpoints is a single
+    /// round trip to the database, not one per answer plus the transaction's two: on
+    /// SQLite the writer's turn it holds is what a class's arriving questions wait for.
     pub async fn write_answers(&self, writes: &[AnswerWrite]) -> Result<(), StoreError> {
-        match writes {
+        let mut kinds: Vec<(WriteKind, Vec<&AnswerWrite>)> = Vec::new();
+        for write in writes {
+            match kinds.iter_mut().find(|(kind, _)| *kind == write.kind()) {
+                Some((_, rows)) => rows.push(write),
+                None => kinds.push((write.kind(), vec![write])),
+            }
+        }
+        // A checkpoint runs before an end of the same batch (it could not undo one).
+        kinds.sort_by_key(|(kind, _)| *kind);
+        let statements: Vec<(String, &[&AnswerWrite])> =
+            kinds.iter().map(|(kind, rows)| (kind.sql(rows.len()), rows.as_slice())).collect();
+        match statements.as_slice() {
             [] => return Ok(()),
-            [one] => {
+            [(sql, rows)] => {
+                // One statement is atomic by itself: no transaction around it.
                 let _turn = self.write_turn().await;
-                one.query().execute(&self.pool).await?;
+                bind_rows(sqlx::query(sql), rows).execute(&self.pool).await?;
             }
             many => {
                 let mut tx = self.begin_write().await?;
-                for write in many {
-                    write.query().execute(&mut *tx).await?;
+                for (sql, rows) in many {
+                    bind_rows(sqlx::query(sql), rows).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
             }
@@ -412,35 +428,73 @@ pub enum AnswerWrite {
     },
 }
 
-impl AnswerWrite {
-    fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+/// The kinds of [`AnswerWrite`], in the order one batch writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum WriteKind {
+    Checkpoint,
+    Release,
+    Finish,
+}
+
+impl WriteKind {
+    /// Values bound per row, in the order [`bind_rows`] binds them.
+    fn columns(self) -> usize {
         match self {
-            AnswerWrite::Checkpoint {
-                message_id,
-                content,
-                chunk_seq,
-                generation,
-            } => sqlx::query(
-                "UPDATE messages SET content = $1, chunk_seq = $2 \
-                 WHERE id = $3 AND status = 'streaming' AND chunk_seq < $2 AND generation = $4",
-            )
-            .bind(content.as_str())
-            .bind(*chunk_seq as i64)
-            .bind(message_id.as_str())
-            .bind(*generation as i64),
-            AnswerWrite::Release {
-                message_id,
-                content,
-                chunk_seq,
-                generation,
-            } => sqlx::query(
-                "UPDATE messages SET content = $1, chunk_seq = $2, owner_instance = NULL, lease_until = 0 \
-                 WHERE id = $3 AND status = 'streaming' AND generation = $4",
-            )
-            .bind(content.as_str())
-            .bind(*chunk_seq as i64)
-            .bind(message_id.as_str())
-            .bind(*generation as i64),
+            WriteKind::Checkpoint | WriteKind::Release => 4,
+            WriteKind::Finish => 10,
+        }
+    }
+
+    /// One statement for `rows` rows of this kind. The rows are a `VALUES` list, whose
+    /// columns both SQLite and PostgreSQL name `column1`, `column2`, …; each row keeps
+    /// its own guards (still streaming, the writer's generation, never backwards).
+    fn sql(self, rows: usize) -> String {
+        let values = values_placeholders(rows, self.columns());
+        match self {
+            WriteKind::Checkpoint => format!(
+                "UPDATE messages SET content = v.column2, chunk_seq = v.column3 FROM (VALUES {values}) AS v \
+                 WHERE messages.id = v.column1 AND messages.status = 'streaming' \
+                 AND messages.chunk_seq < v.column3 AND messages.generation = v.column4"
+            ),
+            WriteKind::Release => format!(
+                "UPDATE messages SET content = v.column2, chunk_seq = v.column3, owner_instance = NULL, lease_until = 0 \
+                 FROM (VALUES {values}) AS v \
+                 WHERE messages.id = v.column1 AND messages.status = 'streaming' AND messages.generation = v.column4"
+            ),
+            WriteKind::Finish => format!(
+                "UPDATE messages SET content = v.column2, chunk_seq = v.column3, status = v.column4, \
+                 error_code = v.column5, finished_at = v.column6, prompt_tokens = v.column7, \
+                 completion_tokens = v.column8, owner_instance = NULL, \
+                 first_token_at = COALESCE(messages.first_token_at, v.column9) FROM (VALUES {values}) AS v \
+                 WHERE messages.id = v.column1 AND messages.status = 'streaming' AND messages.generation = v.column10"
+            ),
+        }
+    }
+}
+
+impl AnswerWrite {
+    fn kind(&self) -> WriteKind {
+        match self {
+            AnswerWrite::Checkpoint { .. } => WriteKind::Checkpoint,
+            AnswerWrite::Release { .. } => WriteKind::Release,
+            AnswerWrite::Finish { .. } => WriteKind::Finish,
+        }
+    }
+}
+
+/// Binds the rows of one [`WriteKind::sql`] statement (all of that kind).
+fn bind_rows<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    rows: &[&'q AnswerWrite],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for row in rows {
+        query = match row {
+            AnswerWrite::Checkpoint { message_id, content, chunk_seq, generation }
+            | AnswerWrite::Release { message_id, content, chunk_seq, generation } => query
+                .bind(message_id.as_str())
+                .bind(content.as_str())
+                .bind(*chunk_seq as i64)
+                .bind(*generation as i64),
             AnswerWrite::Finish {
                 message_id,
                 content,
@@ -451,23 +505,20 @@ impl AnswerWrite {
                 finished_at,
                 first_token_at,
                 generation,
-            } => sqlx::query(
-                "UPDATE messages SET content = $1, chunk_seq = $2, status = $3, error_code = $4, \
-                 finished_at = $5, prompt_tokens = $6, completion_tokens = $7, owner_instance = NULL, \
-                 first_token_at = COALESCE(first_token_at, $9) WHERE id = $8 AND status = 'streaming' AND generation = $10",
-            )
-            .bind(content.as_str())
-            .bind(*chunk_seq as i64)
-            .bind(status.as_str())
-            .bind(error_code.map(|c| c.as_str()))
-            .bind(*finished_at)
-            .bind(usage.map(|u| i64::from(u.prompt_tokens)))
-            .bind(usage.map(|u| i64::from(u.completion_tokens)))
-            .bind(message_id.as_str())
-            .bind(*first_token_at)
-            .bind(*generation as i64),
-        }
+            } => query
+                .bind(message_id.as_str())
+                .bind(content.as_str())
+                .bind(*chunk_seq as i64)
+                .bind(status.as_str())
+                .bind(error_code.map(|c| c.as_str()))
+                .bind(*finished_at)
+                .bind(usage.map(|u| i64::from(u.prompt_tokens)))
+                .bind(usage.map(|u| i64::from(u.completion_tokens)))
+                .bind(*first_token_at)
+                .bind(*generation as i64),
+        };
     }
+    query
 }
 
 /// A question to store, with what decides whether it may be asked.
@@ -642,3 +693,4 @@ pub(crate) async fn context_turns_from(
     turns.reverse();
     Ok((turns, truncated))
 }
+

@@ -372,17 +372,10 @@ pub(crate) async fn insert_messages(conn: &mut sqlx::AnyConnection, rows: &[NewM
     if rows.is_empty() {
         return Ok(());
     }
-    let values: Vec<String> = (0..rows.len())
-        .map(|i| {
-            let at = 11 * i;
-            let params: Vec<String> = (1..=11).map(|n| format!("${}", at + n)).collect();
-            format!("({})", params.join(", "))
-        })
-        .collect();
     let sql = format!(
         "INSERT INTO messages (id, conversation_id, position, role, content, status, \
          owner_instance, sources, retrieval_score, created_at, parent_id) VALUES {}",
-        values.join(", ")
+        crate::db::values_placeholders(rows.len(), 11)
     );
     let mut query = sqlx::query(&sql);
     for row in rows {

@@ -27,7 +27,8 @@ pub use tutor_chat::faq::matcher::{
 pub use tutor_chat::feedback::Feedback;
 pub use tutor_chat::history::{ConversationPage, ConversationView, MessageRole, MessageStatus, TeacherRequest};
 pub use tutor_chat::lessons::Source;
-pub use tutor_chat::protocol::{EndReason, ErrorCode, ServerFrame};
+pub use tutor_chat::chat::store::AnswerWrite;
+pub use tutor_chat::protocol::{EndReason, ErrorCode, ServerFrame, Usage};
 pub use tutor_chat::server::{build_app, leptos_options, serve_limits};
 pub use tutor_chat::settings::Settings;
 pub use tutor_chat::upstream::fake::{FakeConfig, FakeUpstream, RecordedMessage, RecordedRequest};

@@ -73,3 +73,100 @@ async fn two_tabs_asking_in_one_conversation_at_once_both_get_stored() {
     let positions: Vec<i64> = view.messages.iter().map(|m| m.position).collect();
     assert_eq!(positions, (1..=10).collect::<Vec<_>>(), "every question and answer, each in its place");
 }
+
+/// `n` answers streaming in one conversation, written by generation 1 of an instance
+/// whose lease runs for an hour (the app's recovery leaves them alone).
+async fn streaming_answers(pool: &sqlx::AnyPool, n: usize) -> Vec<String> {
+    let (user, conversation) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
+    let now = now_ms();
+    sqlx::query("INSERT INTO users (id, created_at) VALUES ($1, $2)").bind(&user).bind(now).execute(pool).await.unwrap();
+    sqlx::query("INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES ($1, $2, 't', $3, $3)")
+        .bind(&conversation)
+        .bind(&user)
+        .bind(now)
+        .execute(pool)
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for position in 1..=n as i64 {
+        let id = uuid::Uuid::new_v4().to_string();
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, position, role, content, status, owner_instance, \
+             lease_until, created_at, parent_id, generation) \
+             VALUES ($1, $2, $3, 'assistant', '', 'streaming', 'here', $4, $5, '', 1)",
+        )
+        .bind(&id)
+        .bind(&conversation)
+        .bind(position)
+        .bind(now + 3_600_000)
+        .bind(now)
+        .execute(pool)
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
+async fn answer_row(pool: &sqlx::AnyPool, id: &str) -> (String, i64, String, Option<String>) {
+    use sqlx::Row;
+    let row = sqlx::query("SELECT content, chunk_seq, status, owner_instance FROM messages WHERE id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+fn checkpoint(id: &str, content: &str, seq: u64, generation: u64) -> AnswerWrite {
+    AnswerWrite::Checkpoint { message_id: id.into(), content: content.into(), chunk_seq: seq, generation }
+}
+
+/// The answer writer's batch is one statement per kind of write (checkpoint, hand-over,
+/// end), and every row in it keeps the guards it had alone: only a streaming row, only
+/// by its writer's generation, and a checkpoint never moves the text backwards.
+#[tokio::test]
+async fn a_batch_of_answer_writes_keeps_each_rows_guards() {
+    let app = spawn_app().await;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(app.state.db.url()).await.unwrap();
+    let ids = streaming_answers(&pool, 5).await;
+    let (a, b, c, d, e) = (&ids[0], &ids[1], &ids[2], &ids[3], &ids[4]);
+    let finish = |id: &str, content: &str, generation| AnswerWrite::Finish {
+        message_id: id.into(),
+        content: content.into(),
+        chunk_seq: 9,
+        status: MessageStatus::Complete,
+        error_code: None,
+        usage: Some(Usage { prompt_tokens: 12, completion_tokens: 9 }),
+        finished_at: 5,
+        first_token_at: Some(2),
+        generation,
+    };
+    let release = AnswerWrite::Release { message_id: d.clone(), content: "half".into(), chunk_seq: 4, generation: 1 };
+    let (rows_before, commits_before) = app.state.db.answer_commits();
+    app.state
+        .db
+        .write_answers(&[
+            finish(c, "the whole answer", 1),
+            checkpoint(a, "five words so far", 5, 1),
+            release,
+            checkpoint(b, "from a writer that lost the answer", 3, 0),
+            finish(e, "from a writer that lost the answer", 0),
+        ])
+        .await
+        .unwrap();
+    let streaming = |content: &str, seq, owner: Option<&str>| (content.to_string(), seq, "streaming".to_string(), owner.map(String::from));
+    assert_eq!(answer_row(&pool, a).await, streaming("five words so far", 5, Some("here")));
+    assert_eq!(answer_row(&pool, b).await, streaming("", 0, Some("here")), "a stale generation writes nothing");
+    assert_eq!(answer_row(&pool, c).await, ("the whole answer".into(), 9, "complete".into(), None));
+    assert_eq!(answer_row(&pool, d).await, streaming("half", 4, None), "handed over");
+    assert_eq!(answer_row(&pool, e).await, streaming("", 0, Some("here")), "a stale generation ends nothing");
+
+    // A late checkpoint moves nothing backwards, and a finished answer stays finished.
+    app.state.db.write_answers(&[checkpoint(a, "five", 4, 1), checkpoint(c, "late", 10, 1)]).await.unwrap();
+    assert_eq!(answer_row(&pool, a).await.0, "five words so far");
+    assert_eq!(answer_row(&pool, c).await.0, "the whole answer");
+    let (rows, commits) = app.state.db.answer_commits();
+    assert_eq!((rows - rows_before, commits - commits_before), (7, 2));
+}
