@@ -1,11 +1,25 @@
-//! A student's open sockets counted across instances (#12): one row per socket in
-//! `open_sockets`, and a heartbeat per instance in `instances` so the sockets of a
-//! killed instance stop counting within seconds. The count and the insert share one
-//! write transaction (on PostgreSQL under an advisory lock on the session), so two
-//! instances cannot both grant a session's last place.
+//! A student's open sockets counted across instances (#12): on PostgreSQL one row per
+//! socket in `open_sockets`, and a heartbeat per instance in `instances` so the
+//! sockets of a killed instance stop counting within seconds. The count and the insert
+//! share one write transaction under an advisory lock on the session, so two instances
+//! cannot both grant a session's last place. On SQLite every instance of the database
+//! is in this process (a deployment has one; tests run several), so they count in
+//! memory: no write to the single writer per socket opened or closed.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use super::limits::{ConnectionGuard, Connections};
 use crate::account::store::hash_token;
 use crate::db::{new_id, now_ms, Backend, Db, StoreError};
+
+/// A socket's place among its session's open sockets on every instance.
+pub enum SocketPlace {
+    /// Its row in `open_sockets` (PostgreSQL), deleted when the socket ends.
+    Row(String),
+    /// Its place in the count of this process's instances (SQLite), freed on drop.
+    InProcess(ConnectionGuard),
+}
 
 /// An instance that has not said it is alive for this long is taken for dead.
 pub const INSTANCE_SILENT_MS: i64 = 5_000;
@@ -35,9 +49,12 @@ impl Db {
     }
 
     /// Records a socket of the session on `instance` unless the session already has
-    /// `cap` open on live instances; returns the socket's row id, or `None` if full.
-    pub async fn try_open_socket(&self, session_token: &str, instance: &str, cap: usize) -> Result<Option<String>, StoreError> {
+    /// `cap` open on live instances; returns its place, or `None` if full.
+    pub async fn try_open_socket(&self, session_token: &str, instance: &str, cap: usize) -> Result<Option<SocketPlace>, StoreError> {
         let key = hash_token(session_token);
+        if self.backend() == Backend::Sqlite {
+            return Ok(in_process_sockets(self.url()).try_open(&key, cap).map(SocketPlace::InProcess));
+        }
         let now = now_ms();
         // The count and the insert are one statement: a round trip less per socket.
         let id = new_id();
@@ -52,34 +69,35 @@ impl Db {
         .bind(now)
         .bind(now - INSTANCE_SILENT_MS)
         .bind(i64::try_from(cap).unwrap_or(i64::MAX));
-        let inserted = match self.backend() {
-            // One statement is atomic by itself: no BEGIN and COMMIT to hand to SQLite's
-            // thread, two of the three round trips of every page's socket.
-            Backend::Sqlite => {
-                let _turn = self.write_turn().await;
-                insert.execute(&self.pool).await?.rows_affected()
-            }
-            // Upgrades of one session on several instances take turns on its lock; the
-            // statement starts after it is granted, so it sees the sockets of every
-            // upgrade that held the lock before it.
-            Backend::Postgres => {
-                let mut tx = self.begin_write().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                    .bind(&key)
-                    .execute(&mut *tx)
-                    .await?;
-                let inserted = insert.execute(&mut *tx).await?.rows_affected();
-                tx.commit().await?;
-                inserted
-            }
-        };
-        Ok((inserted > 0).then_some(id))
+        // Upgrades of one session on several instances take turns on its lock; the
+        // statement starts after it is granted, so it sees the sockets of every upgrade
+        // that held the lock before it.
+        let mut tx = self.begin_write().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(&key)
+            .execute(&mut *tx)
+            .await?;
+        let inserted = insert.execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok((inserted > 0).then_some(SocketPlace::Row(id)))
     }
 
     pub async fn close_socket(&self, id: &str) -> Result<(), StoreError> {
-        // A class leaving together is a burst of these: in turn, like the opens.
-        let _turn = self.write_turn().await;
         sqlx::query("DELETE FROM open_sockets WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// The sockets of every instance on one SQLite database, by session, in this process.
+/// An entry lives while a socket holds a place in it.
+fn in_process_sockets(url: &str) -> Arc<Connections> {
+    static COUNTS: OnceLock<Mutex<HashMap<String, Weak<Connections>>>> = OnceLock::new();
+    let mut counts = COUNTS.get_or_init(Mutex::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(count) = counts.get(url).and_then(Weak::upgrade) {
+        return count;
+    }
+    counts.retain(|_, count| count.strong_count() > 0);
+    let count = Arc::new(Connections::default());
+    counts.insert(url.to_string(), Arc::downgrade(&count));
+    count
 }

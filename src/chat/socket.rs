@@ -24,6 +24,7 @@ use tracing::Instrument;
 use super::ask::{start_answer, AskError, Asker};
 use super::bus::{Feed, FeedEvent};
 use super::limits::SessionEnd;
+use super::presence::SocketPlace;
 use super::live::{self, Follower, LiveAnswer, Published};
 use super::notices::{session_key, Notice, Subscription};
 use crate::account::store::hash_token;
@@ -105,7 +106,7 @@ pub async fn ws_handler(
     };
     // And among the session's sockets on every instance (docs/deploy.md).
     let counted = match state.db.try_open_socket(&session.0, &state.instance_id, settings.max_connections_per_user).await {
-        Ok(Some(id)) => Some(CountedSocket { db: state.db.clone(), id }),
+        Ok(Some(place)) => Some(CountedSocket { db: state.db.clone(), place }),
         Ok(None) => {
             return (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -171,16 +172,18 @@ impl Places {
     }
 }
 
-/// A socket's row among its session's open sockets on all instances; removed when
-/// the socket ends (or its upgrade failed).
+/// A socket's place among its session's open sockets on all instances; given back
+/// when the socket ends (or its upgrade failed).
 struct CountedSocket {
     db: Arc<crate::db::Db>,
-    id: String,
+    place: SocketPlace,
 }
 
 impl Drop for CountedSocket {
     fn drop(&mut self) {
-        let (db, id) = (self.db.clone(), std::mem::take(&mut self.id));
+        // An in-process place frees itself as it drops; a row is deleted.
+        let SocketPlace::Row(id) = &mut self.place else { return };
+        let (db, id) = (self.db.clone(), std::mem::take(id));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(error) = db.close_socket(&id).await {
