@@ -76,6 +76,9 @@ struct ConnResult {
     /// When each token was sent by the upstream (unix µs), beside its latency.
     sent_us: Vec<u64>,
     ttft_us: Option<u64>,
+    /// The same from the moment the student started connecting: what a student who
+    /// asks as soon as the page is open waits, the socket's upgrade included.
+    connect_ttft_us: Option<u64>,
     tokens: usize,
     error: Option<String>,
 }
@@ -199,6 +202,7 @@ async fn run_conversation(
     follow_at: Option<&str>,
     result: &mut ConnResult,
 ) -> Result<(), String> {
+    let connecting = Instant::now();
     let (mut ws, cookie) = open_socket(ask_at, None).await?;
     let mut follower = None;
     let question = format!(
@@ -229,6 +233,7 @@ async fn run_conversation(
             ServerFrame::Chunk { content, .. } => {
                 if result.ttft_us.is_none() {
                     result.ttft_us = Some(asked.elapsed().as_micros() as u64);
+                    result.connect_ttft_us = Some(connecting.elapsed().as_micros() as u64);
                 }
                 for (latency, sent) in stamps(&content, received) {
                     result.relay_us.push(latency);
@@ -319,6 +324,7 @@ async fn main() {
     // (second of the run the token was sent in, latency)
     let mut by_second: Vec<Vec<u64>> = Vec::new();
     let mut ttft: Vec<u64> = Vec::new();
+    let mut connect_ttft: Vec<u64> = Vec::new();
     let mut errors = Vec::new();
     for result in results {
         match result {
@@ -334,6 +340,7 @@ async fn main() {
                     by_second[second].push(*latency);
                 }
                 ttft.extend(r.ttft_us);
+                connect_ttft.extend(r.connect_ttft_us);
                 if let Some(e) = r.error {
                     errors.push(e);
                 }
@@ -345,6 +352,7 @@ async fn main() {
     follow_relay.sort_unstable();
     follow_in_step.sort_unstable();
     ttft.sort_unstable();
+    connect_ttft.sort_unstable();
     println!("connections        {}", args.connections);
     println!("tokens/connection  {} at {} ms", args.tokens, args.delay_ms);
     println!("tokens received    {}", relay.len());
@@ -375,6 +383,12 @@ async fn main() {
         percentile(&ttft, 50.0),
         percentile(&ttft, 99.0),
         percentile(&ttft, 100.0)
+    );
+    println!(
+        "  from connecting  p50 {:.1}  p99 {:.1}  max {:.1}  (the socket's upgrade included)",
+        percentile(&connect_ttft, 50.0),
+        percentile(&connect_ttft, 99.0),
+        percentile(&connect_ttft, 100.0)
     );
     if args.timeline {
         println!("relay by second of the run (token send time):");

@@ -367,23 +367,30 @@ async fn a_socket_that_outlives_its_session_is_refused_its_questions_and_resumes
 /// The socket hears `session_ended` (after any of its student's events) and is closed
 /// with 1008 within 5 s.
 async fn expect_session_ended_and_closed(ws: &mut Ws) {
+    let told = told_and_closed(ws, 1008).await;
+    assert!(matches!(told, ServerFrame::Error { code: ErrorCode::SessionEnded, .. }), "{told:?}");
+}
+
+/// The first frame after the student's events (tabs, budget), once the socket has
+/// been closed with `close_code`; each within 5 s.
+async fn told_and_closed(ws: &mut Ws, close_code: u16) -> ServerFrame {
     let told = loop {
         match tokio::time::timeout(std::time::Duration::from_secs(5), next_frame(ws)).await {
             Ok(ServerFrame::ConversationChanged { .. } | ServerFrame::Budget { .. }) => continue,
             Ok(other) => break other,
-            Err(_) => panic!("the socket was not told the session ended within 5 s"),
+            Err(_) => panic!("the socket was told nothing within 5 s"),
         }
     };
-    assert!(matches!(told, ServerFrame::Error { code: ErrorCode::SessionEnded, .. }), "{told:?}");
     loop {
         match tokio::time::timeout(std::time::Duration::from_secs(5), next_message(ws)).await.unwrap() {
             tokio_tungstenite::tungstenite::Message::Close(Some(frame)) => {
-                assert_eq!(u16::from(frame.code), 1008);
+                assert_eq!(u16::from(frame.code), close_code, "after {told:?}");
                 break;
             }
             _ => continue,
         }
     }
+    told
 }
 
 /// Signing in in one tab moves the browser's other tabs to the account: their sockets,
@@ -427,26 +434,9 @@ async fn signing_up_moves_the_browsers_other_tabs_to_the_new_account() {
     expect_session_changed_and_closed(&mut other_tab).await;
 }
 
-/// The socket hears `session_changed` (after any of its student's events) and is
-/// closed with 1012, "reconnect", within 5 s.
+/// The socket hears `session_changed` and is closed with 1012, "reconnect", within 5 s.
 async fn expect_session_changed_and_closed(ws: &mut Ws) {
-    let told = loop {
-        match tokio::time::timeout(std::time::Duration::from_secs(5), next_frame(ws)).await {
-            Ok(ServerFrame::ConversationChanged { .. } | ServerFrame::Budget { .. }) => continue,
-            Ok(other) => break other,
-            Err(_) => panic!("the socket was not told of the sign-in within 5 s"),
-        }
-    };
-    assert_eq!(told, ServerFrame::SessionChanged);
-    loop {
-        match tokio::time::timeout(std::time::Duration::from_secs(5), next_message(ws)).await.unwrap() {
-            tokio_tungstenite::tungstenite::Message::Close(Some(frame)) => {
-                assert_eq!(u16::from(frame.code), 1012);
-                break;
-            }
-            _ => continue,
-        }
-    }
+    assert_eq!(told_and_closed(ws, 1012).await, ServerFrame::SessionChanged);
 }
 
 /// The next notice from the student's other tabs (the budget meter passed over).
