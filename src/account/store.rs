@@ -313,11 +313,6 @@ pub(crate) async fn insert_guest(
     guest: &NewGuest<'_>,
     now: i64,
 ) -> Result<GuestInsert, sqlx::Error> {
-    let refused =
-        take_address_event(tx, backend, guest.address, AddressEvent::NewGuest, guest.guests_per_hour, 3_600_000, now).await?;
-    if let Some(retry_after) = refused {
-        return Ok(GuestInsert::AddressFull { retry_after });
-    }
     // No guest number yet: numbering here would make every new guest of a class wait
     // for every other's commit (`number_guests` gives it, off this path).
     sqlx::query("INSERT INTO users (id, created_at, questions_full_at) VALUES ($1, $2, $3)")
@@ -341,7 +336,17 @@ pub(crate) async fn insert_guest(
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    Ok(if inserted == 0 { GuestInsert::SessionHasUser } else { GuestInsert::Made })
+    if inserted == 0 {
+        return Ok(GuestInsert::SessionHasUser);
+    }
+    // Taken last: a tab that lost the race to make the session's user is not refused
+    // by an address at its limit, it asks as the user the other tab made.
+    let refused =
+        take_address_event(tx, backend, guest.address, AddressEvent::NewGuest, guest.guests_per_hour, 3_600_000, now).await?;
+    Ok(match refused {
+        Some(retry_after) => GuestInsert::AddressFull { retry_after },
+        None => GuestInsert::Made,
+    })
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -640,7 +640,11 @@ where
             return self.send(&live::not_found(&message_id)).await;
         };
         if let Some(live) = self.state.live.get(&message_id) {
-            if live.user_id == user {
+            // The answer knows the user it began for; a sign-in since then moved the
+            // guest's conversations to the account, which the database says.
+            let owned = live.user_id == user
+                || matches!(self.state.db.followed_answer(&user, &message_id).await, Ok(Some(_)));
+            if owned {
                 return self.resync(&live).await;
             }
             return self.send(&live::not_found(&message_id)).await;

@@ -376,7 +376,7 @@ async fn expect_session_ended_and_closed(ws: &mut Ws) {
 async fn told_and_closed(ws: &mut Ws, close_code: u16) -> ServerFrame {
     let told = loop {
         match tokio::time::timeout(std::time::Duration::from_secs(5), next_frame(ws)).await {
-            Ok(ServerFrame::ConversationChanged { .. } | ServerFrame::Budget { .. }) => continue,
+            Ok(ServerFrame::ConversationChanged { .. } | ServerFrame::Budget { .. } | ServerFrame::Chunk { .. }) => continue,
             Ok(other) => break other,
             Err(_) => panic!("the socket was told nothing within 5 s"),
         }
@@ -395,15 +395,19 @@ async fn told_and_closed(ws: &mut Ws, close_code: u16) -> ServerFrame {
 
 /// Signing in in one tab moves the browser's other tabs to the account: their sockets,
 /// on this instance and on another, are told `session_changed` (not `session_ended`)
-/// and closed with 1012; reconnected with the browser's cookie, a tab asks on in the
-/// conversation it had as a guest, now the account's.
+/// and closed with 1012; reconnected with the browser's cookie, a tab follows the
+/// answer it was streaming as a guest to its end and asks on in that conversation,
+/// both the account's now.
 #[tokio::test]
 async fn signing_in_moves_the_browsers_other_tabs_to_the_account() {
     let app = spawn_app().await;
     app.signed_up("rita", "rita's password").await; // on another computer, earlier
     let guest = app.session_cookie().await;
     let mut here = app.socket(&guest).await;
-    let asked = ask_in(&mut here, "[tokens=2] asked as a guest", None).await;
+    send_json(&mut here, serde_json::json!({"question": "[tokens=100] [delay=50] asked as a guest"})).await;
+    let ServerFrame::Start { conversation_id, message_id, .. } = next_frame(&mut here).await else {
+        panic!("no start")
+    };
     let database_url = app.state.settings.database_url.clone();
     let other = spawn_app_with(|s| s.database_url = database_url).await;
     let mut elsewhere = other.socket(&guest).await;
@@ -415,10 +419,35 @@ async fn signing_in_moves_the_browsers_other_tabs_to_the_account() {
         expect_session_changed_and_closed(socket).await;
     }
     let mut back = app.socket(&account).await;
-    let again = ask_in(&mut back, "[tokens=2] asked again after signing in", Some(&asked.conversation_id)).await;
+    send_json(&mut back, serde_json::json!({"type": "resume", "message_id": message_id})).await;
+    let ended = loop {
+        match next_frame(&mut back).await {
+            ServerFrame::Snapshot { live, .. } => assert!(live, "the answer still streams: followed live"),
+            ServerFrame::Chunk { .. } | ServerFrame::Budget { .. } | ServerFrame::ConversationChanged { .. } => {}
+            ServerFrame::End { reason, .. } => break reason,
+            other => panic!("the answer begun as a guest was not followed: {other:?}"),
+        }
+    };
+    assert_eq!(ended, EndReason::Complete);
+    let again = ask_in(&mut back, "[tokens=2] asked again after signing in", Some(&conversation_id)).await;
     assert_eq!(again.error, None);
-    assert_eq!(again.conversation_id, asked.conversation_id);
+    assert_eq!(again.conversation_id, conversation_id);
     assert_eq!(app.whoami(&account).await.as_deref(), Some("rita"));
+}
+
+/// Signing in to another account over an account's session is not a move: that
+/// session's other tabs show what the new account cannot open, so they are told the
+/// session ended, as after a sign-out.
+#[tokio::test]
+async fn signing_in_over_another_account_ends_its_other_tabs() {
+    let app = spawn_app().await;
+    app.signed_up("uma", "uma's password").await;
+    let tom = app.signed_up("tom", "tom's password").await;
+    let mut toms_tab = app.socket(&tom).await;
+    ask_in(&mut toms_tab, "[tokens=2] asked as tom", None).await;
+    let (_, uma, body) = app.account_form(&tom, "signin", &[("username", "uma"), ("password", "uma's password")]).await;
+    assert!(uma.is_some(), "sign-in failed: {body}");
+    expect_session_ended_and_closed(&mut toms_tab).await;
 }
 
 /// Signing up is signing in as a new account: the other tabs move to it the same way.

@@ -130,8 +130,21 @@ async fn a_batch_of_answer_writes_keeps_each_rows_guards() {
     let app = spawn_app().await;
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(app.state.db.url()).await.unwrap();
-    let ids = streaming_answers(&pool, 5).await;
-    let (a, b, c, d, e) = (&ids[0], &ids[1], &ids[2], &ids[3], &ids[4]);
+    let ids = streaming_answers(&pool, 6).await;
+    let (a, b, c, d, e, f) = (&ids[0], &ids[1], &ids[2], &ids[3], &ids[4], &ids[5]);
+    // An end with an error and without usage or a first token, beside ends with them:
+    // NULLs and values in the same columns of one VALUES list.
+    let failed = AnswerWrite::Finish {
+        message_id: f.clone(),
+        content: "cut".into(),
+        chunk_seq: 1,
+        status: MessageStatus::Error,
+        error_code: Some(ErrorCode::UpstreamUnavailable),
+        usage: None,
+        finished_at: 6,
+        first_token_at: None,
+        generation: 1,
+    };
     let finish = |id: &str, content: &str, generation| AnswerWrite::Finish {
         message_id: id.into(),
         content: content.into(),
@@ -153,6 +166,7 @@ async fn a_batch_of_answer_writes_keeps_each_rows_guards() {
             release,
             checkpoint(b, "from a writer that lost the answer", 3, 0),
             finish(e, "from a writer that lost the answer", 0),
+            failed,
         ])
         .await
         .unwrap();
@@ -162,11 +176,12 @@ async fn a_batch_of_answer_writes_keeps_each_rows_guards() {
     assert_eq!(answer_row(&pool, c).await, ("the whole answer".into(), 9, "complete".into(), None));
     assert_eq!(answer_row(&pool, d).await, streaming("half", 4, None), "handed over");
     assert_eq!(answer_row(&pool, e).await, streaming("", 0, Some("here")), "a stale generation ends nothing");
+    assert_eq!(answer_row(&pool, f).await, ("cut".into(), 1, "error".into(), None));
 
     // A late checkpoint moves nothing backwards, and a finished answer stays finished.
     app.state.db.write_answers(&[checkpoint(a, "five", 4, 1), checkpoint(c, "late", 10, 1)]).await.unwrap();
     assert_eq!(answer_row(&pool, a).await.0, "five words so far");
     assert_eq!(answer_row(&pool, c).await.0, "the whole answer");
     let (rows, commits) = app.state.db.answer_commits();
-    assert_eq!((rows - rows_before, commits - commits_before), (7, 2));
+    assert_eq!((rows - rows_before, commits - commits_before), (8, 2));
 }
