@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -13,13 +14,20 @@ pub struct Connections {
     open: Mutex<HashMap<Arc<str>, Open>>,
     /// All sockets together: shutdown waits on it instead of polling.
     total: watch::Sender<usize>,
+    /// Keys (sessions) a sign-in replaced lately, and when: a tab that reconnects
+    /// before its browser holds the account's cookie is told `session_changed` again.
+    replaced: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a replaced session's sockets are sent on to the account.
+const REPLACED_KEPT: Duration = Duration::from_secs(60);
 
 impl Default for Connections {
     fn default() -> Self {
         Connections {
             open: Mutex::default(),
             total: watch::channel(0).0,
+            replaced: Mutex::default(),
         }
     }
 }
@@ -56,7 +64,7 @@ impl Connections {
         };
         let entry = open.entry(key.clone()).or_insert_with(|| Open {
             count: 0,
-            revoked: watch::channel(None).0,
+            revoked: watch::channel(self.replaced_lately(&key)).0,
         });
         if entry.count >= cap {
             return None;
@@ -79,12 +87,24 @@ impl Connections {
         }
     }
 
-    /// Ends every open socket of `key` on this instance.
+    /// Ends every open socket of `key` on this instance (and, after a sign-in, those
+    /// it opens in the next minute).
     pub fn revoke(&self, key: &str, why: SessionEnd) {
+        if why == SessionEnd::SignedIn {
+            let mut replaced = self.replaced.lock().unwrap_or_else(|p| p.into_inner());
+            replaced.retain(|_, at| at.elapsed() < REPLACED_KEPT);
+            replaced.insert(key.to_string(), Instant::now());
+        }
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = open.get(key) {
             entry.revoked.send_replace(Some(why));
         }
+    }
+
+    /// `SignedIn` when a sign-in replaced `key` in the last minute.
+    fn replaced_lately(&self, key: &str) -> Option<SessionEnd> {
+        let replaced = self.replaced.lock().unwrap_or_else(|p| p.into_inner());
+        replaced.get(key).filter(|at| at.elapsed() < REPLACED_KEPT).map(|_| SessionEnd::SignedIn)
     }
 
     /// Sockets open on this instance, all users together.

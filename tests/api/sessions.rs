@@ -461,6 +461,10 @@ async fn signing_up_moves_the_browsers_other_tabs_to_the_new_account() {
         app.account_form(&guest, "signup", &[("username", "sasha"), ("password", "sasha's password")]).await;
     assert!(account.is_some(), "sign-up failed: {body}");
     expect_session_changed_and_closed(&mut other_tab).await;
+    // A tab that reconnects before its browser holds the account's cookie (a slow
+    // sign-in response) is sent on again, not let in as the replaced session.
+    let mut too_early = app.socket(&guest).await;
+    expect_session_changed_and_closed(&mut too_early).await;
 }
 
 /// The socket hears `session_changed` and is closed with 1012, "reconnect", within 5 s.
