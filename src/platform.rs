@@ -12,3 +12,14 @@ mod server;
 pub use browser::*;
 #[cfg(not(feature = "hydrate"))]
 pub use server::*;
+
+/// Whether `event` happened on an element matching `selector` or inside one (a click on
+/// a link's text lands on the text's element, not on the link). The same in both builds.
+pub fn landed_within(event: &leptos::web_sys::Event, selector: &str) -> bool {
+    use leptos::wasm_bindgen::JsCast;
+    event
+        .target()
+        .and_then(|target| target.dyn_into::<leptos::web_sys::Element>().ok())
+        .and_then(|element| element.closest(selector).ok().flatten())
+        .is_some()
+}

@@ -3,7 +3,6 @@
 //! [`PageState`].
 
 use leptos::prelude::*;
-use leptos::wasm_bindgen::JsCast;
 use leptos_router::hooks::use_navigate;
 
 use super::api::{delete_conversation, list_conversations, rename_conversation, search_conversations};
@@ -38,12 +37,7 @@ pub fn Sidebar() -> impl IntoView {
     // Following any link in the drawer (a conversation, the lessons, "New chat")
     // closes it: the student went where they meant to.
     let on_drawer_click = move |ev: leptos::ev::MouseEvent| {
-        let on_link = ev
-            .target()
-            .and_then(|target| target.dyn_into::<leptos::web_sys::Element>().ok())
-            .and_then(|el| el.closest("a").ok().flatten())
-            .is_some();
-        if on_link {
+        if platform::landed_within(&ev, "a") {
             open.set(false);
         }
     };

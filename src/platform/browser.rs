@@ -98,12 +98,7 @@ pub fn reload_once(reason: &str) -> bool {
 pub fn follow_links_plainly() {
     let on_click = wasm_bindgen::closure::Closure::<dyn FnMut(leptos::web_sys::Event)>::new(
         |event: leptos::web_sys::Event| {
-            let on_link = event
-                .target()
-                .and_then(|target| target.dyn_into::<leptos::web_sys::Element>().ok())
-                .and_then(|element| element.closest("a[href]").ok().flatten())
-                .is_some();
-            if on_link {
+            if super::landed_within(&event, "a[href]") {
                 event.stop_immediate_propagation();
             }
         },
