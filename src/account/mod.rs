@@ -53,14 +53,15 @@ mod ssr {
         state.bus.announce_session_ended(&key, why);
     }
 
-    /// How the sockets of a session a sign-in (or sign-up) replaces end: a guest's
-    /// move on to the account, which takes its conversations; another account's
-    /// start over, as after a sign-out (they show what the new account cannot open).
-    pub async fn why_replaced(state: &AppState, token: &str) -> Result<SessionEnd, AppError> {
-        Ok(match state.db.account_of(token).await? {
-            Some(_) => SessionEnd::SignedOut,
-            None => SessionEnd::SignedIn,
-        })
+    /// How the sockets of a session a sign-in (or sign-up) replaced end: a guest's
+    /// move on to the account, which took its conversations; another account's start
+    /// over, as after a sign-out (they show what the new account cannot open).
+    pub fn replaced_end(was_an_account: bool) -> SessionEnd {
+        if was_an_account {
+            SessionEnd::SignedOut
+        } else {
+            SessionEnd::SignedIn
+        }
     }
 
     /// A failure whose detail stays in the log.
@@ -138,14 +139,13 @@ pub async fn sign_up(username: String, password: String) -> Result<(), AppError>
     }
     let hash = state.password_hashing.hash(password).await.map_err(ssr::hash_error)?;
     let token = state.session_key.mint().map_err(ssr::generic)?;
-    let why = ssr::why_replaced(&state, &session.0).await?;
-    match state.db.create_account(&session.0, &username, &hash, &token).await {
-        Ok(()) => {}
+    let was_an_account = match state.db.create_account(&session.0, &username, &hash, &token).await {
+        Ok(was_an_account) => was_an_account,
         Err(store::AccountError::Taken) => return Err(AppError::code(ErrorCode::UsernameTaken)),
         Err(store::AccountError::Store(e)) => return Err(e.into()),
-    }
+    };
     ssr::set_session_cookie(&state, &token);
-    ssr::end_sockets(&state, &session.0, why);
+    ssr::end_sockets(&state, &session.0, ssr::replaced_end(was_an_account));
     ssr::back_to_chat();
     Ok(())
 }
@@ -179,13 +179,11 @@ pub async fn sign_in(username: String, password: String) -> Result<(), AppError>
     state.db.sign_in_succeeded(&attempt, &name_key).await?;
     let session = crate::auth::require_session()?;
     let token = state.session_key.mint().map_err(ssr::generic)?;
-    let why = ssr::why_replaced(&state, &session.0).await?;
-    state.db.sign_in(&session.0, &user_id, &token).await?;
+    let was_an_account = state.db.sign_in(&session.0, &user_id, &token).await?;
     ssr::set_session_cookie(&state, &token);
-    // The browser's other tabs reconnect as the account (`session_changed`). They do
-    // after their back-off (a quarter second at least), by when this response has
-    // given the browser the account's cookie.
-    ssr::end_sockets(&state, &session.0, why);
+    // The browser's other tabs reconnect as the account (`session_changed`), with the
+    // cookie this response sets; one that comes back sooner is sent on again.
+    ssr::end_sockets(&state, &session.0, ssr::replaced_end(was_an_account));
     ssr::back_to_chat();
     Ok(())
 }

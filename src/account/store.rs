@@ -63,19 +63,21 @@ impl Db {
     /// Makes an account. A guest browser's user becomes the account, so its
     /// conversations are the account's; the session is replaced by a new one (a
     /// token known before sign-up is worth nothing after): `new_token` names it.
+    /// Returns whether the replaced session was another account's.
     pub async fn create_account(
         &self,
         token: &str,
         username: &str,
         password_hash: &str,
         new_token: &str,
-    ) -> Result<(), AccountError> {
+    ) -> Result<bool, AccountError> {
         let now = now_ms();
         let key = username.to_lowercase();
         let mut tx = self.begin_write().await?;
-        let user_id = match guest_of_session(&mut tx, token).await? {
-            Some(guest) => guest,
-            None => {
+        let holder = holder_of_session(&mut tx, token, now).await?;
+        let user_id = match &holder {
+            Some(SessionHolder::Guest(guest)) => guest.clone(),
+            _ => {
                 let id = new_id();
                 sqlx::query("INSERT INTO users (id, created_at) VALUES ($1, $2)")
                     .bind(&id)
@@ -100,7 +102,7 @@ impl Db {
         };
         self.replace_session(&mut tx, token, new_token, &user_id, now).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(matches!(holder, Some(SessionHolder::Account)))
     }
 
     /// The account behind a username (any case): `(user id, password hash)`.
@@ -114,19 +116,21 @@ impl Db {
 
     /// Signs a browser in: a new session for the account replaces its old one, and
     /// the conversations (and question budget) it had as a guest move to the account.
-    pub async fn sign_in(&self, token: &str, account: &str, new_token: &str) -> Result<(), StoreError> {
+    /// Returns whether the replaced session was another account's.
+    pub async fn sign_in(&self, token: &str, account: &str, new_token: &str) -> Result<bool, StoreError> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        if let Some(guest) = guest_of_session(&mut tx, token).await? {
+        let holder = holder_of_session(&mut tx, token, now).await?;
+        if let Some(SessionHolder::Guest(guest)) = &holder {
             sqlx::query("UPDATE conversations SET user_id = $1 WHERE user_id = $2")
                 .bind(account)
-                .bind(&guest)
+                .bind(guest)
                 .execute(&mut *tx)
                 .await?;
             // Signing in does not refill the question budget: the account takes the
             // guest's debt when it is the larger.
             let guest_full_at: i64 = sqlx::query("SELECT questions_full_at FROM users WHERE id = $1")
-                .bind(&guest)
+                .bind(guest)
                 .fetch_one(&mut *tx)
                 .await?
                 .try_get(0)?;
@@ -138,7 +142,7 @@ impl Db {
         }
         self.replace_session(&mut tx, token, new_token, account, now).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(matches!(holder, Some(SessionHolder::Account)))
     }
 
     async fn replace_session(
@@ -526,15 +530,26 @@ impl Db {
 }
 
 /// The guest user (no username) a session belongs to, if it is a guest's.
-async fn guest_of_session(conn: &mut sqlx::AnyConnection, token: &str) -> Result<Option<String>, StoreError> {
+/// Who a session names: a guest, or an account (whose session has not expired).
+enum SessionHolder {
+    Guest(String),
+    Account,
+}
+
+async fn holder_of_session(conn: &mut sqlx::AnyConnection, token: &str, now: i64) -> Result<Option<SessionHolder>, StoreError> {
     let row = sqlx::query(
-        "SELECT u.id FROM sessions s JOIN users u ON u.id = s.user_id \
-         WHERE s.token_hash = $1 AND u.username IS NULL",
+        "SELECT u.id, u.username FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.token_hash = $1 AND (s.expires_at IS NULL OR s.expires_at > $2)",
     )
     .bind(hash_token(token))
+    .bind(now)
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(match row.try_get::<Option<String>, _>(1)? {
+        None => SessionHolder::Guest(row.try_get(0)?),
+        Some(_) => SessionHolder::Account,
+    }))
 }
 
 #[cfg(test)]
