@@ -275,7 +275,7 @@ struct Connection<S> {
     /// The user's notices (a teacher's reply), once the user is known.
     notices: Option<Subscription>,
     shutdown: watch::Receiver<bool>,
-    /// Fires when this socket's session is signed out on this instance.
+    /// Says why once this socket's session is signed out or replaced by a sign-in.
     revoked: watch::Receiver<Option<SessionEnd>>,
     /// Held for the socket's life, given back when it ends.
     _places: Places,

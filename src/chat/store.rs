@@ -45,17 +45,15 @@ impl Db {
     /// round trip to the database, not one per answer plus the transaction's two: on
     /// SQLite the writer's turn it holds is what a class's arriving questions wait for.
     pub async fn write_answers(&self, writes: &[AnswerWrite]) -> Result<(), StoreError> {
-        let mut kinds: Vec<(WriteKind, Vec<&AnswerWrite>)> = Vec::new();
-        for write in writes {
-            match kinds.iter_mut().find(|(kind, _)| *kind == write.kind()) {
-                Some((_, rows)) => rows.push(write),
-                None => kinds.push((write.kind(), vec![write])),
-            }
-        }
-        // A checkpoint runs before an end of the same batch (it could not undo one).
-        kinds.sort_by_key(|(kind, _)| *kind);
-        let statements: Vec<(String, &[&AnswerWrite])> =
-            kinds.iter().map(|(kind, rows)| (kind.sql(rows.len()), rows.as_slice())).collect();
+        // In `WriteKind::IN_ORDER`: a checkpoint runs before an end of the same batch
+        // (it could not undo one).
+        let statements: Vec<(String, Vec<&AnswerWrite>)> = WriteKind::IN_ORDER
+            .into_iter()
+            .filter_map(|kind| {
+                let rows: Vec<&AnswerWrite> = writes.iter().filter(|write| write.kind() == kind).collect();
+                (!rows.is_empty()).then(|| (kind.sql(rows.len()), rows))
+            })
+            .collect();
         match statements.as_slice() {
             [] => return Ok(()),
             [(sql, rows)] => {
@@ -428,8 +426,8 @@ pub enum AnswerWrite {
     },
 }
 
-/// The kinds of [`AnswerWrite`], in the order one batch writes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// The kinds of [`AnswerWrite`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WriteKind {
     Checkpoint,
     Release,
@@ -437,6 +435,9 @@ enum WriteKind {
 }
 
 impl WriteKind {
+    /// The order one batch writes them in.
+    const IN_ORDER: [WriteKind; 3] = [WriteKind::Checkpoint, WriteKind::Release, WriteKind::Finish];
+
     /// Values bound per row, in the order [`bind_rows`] binds them.
     fn columns(self) -> usize {
         match self {
