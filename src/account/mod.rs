@@ -32,7 +32,7 @@ mod ssr {
 
     use super::hashing::HashError;
     use super::{valid_username, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
-    use crate::auth::SessionEnd;
+    pub use crate::chat::limits::SessionEnd;
     use crate::error::AppError;
     use crate::protocol::ErrorCode;
     use crate::state::AppState;
@@ -196,7 +196,7 @@ pub async fn sign_out() -> Result<(), AppError> {
         state.db.sign_out(&session.0).await?;
         // The session's sockets end now (`session_ended`): the browser's other tabs
         // show another student's conversations no longer.
-        ssr::end_sockets(&state, &session.0, crate::auth::SessionEnd::SignedOut);
+        ssr::end_sockets(&state, &session.0, ssr::SessionEnd::SignedOut);
     }
     // A fresh guest session for this browser from now on.
     let token = state.session_key.mint().map_err(ssr::generic)?;

@@ -17,17 +17,6 @@ use crate::net::behind_https;
 use crate::protocol::ErrorCode;
 use crate::state::AppState;
 
-/// Why a session's open sockets are ended before they close themselves (the account
-/// functions decide, the chat's sockets carry it out).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionEnd {
-    /// Signed out: the browser is a new guest now, and its pages must start over.
-    SignedOut,
-    /// Signed in or up: the browser's cookie names the account now, which has the
-    /// guest's conversations; its sockets reconnect as the account.
-    SignedIn,
-}
-
 pub const SESSION_COOKIE: &str = "tutor_session";
 /// Over https the cookie carries the `__Host-` prefix: a browser accepts such a cookie
 /// only from this very host, Secure and for the whole site, so a neighbouring

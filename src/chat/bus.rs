@@ -19,8 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 use tracing::Instrument;
 
-use super::limits::Connections;
-use crate::auth::SessionEnd;
+use super::limits::{Connections, SessionEnd};
 use super::notices::Notices;
 use crate::db::{now_ms, Backend, Db};
 use crate::metrics::Metrics;

@@ -7,8 +7,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::auth::SessionEnd;
-
 /// Open chat sockets, per session, on this instance.
 pub struct Connections {
     /// Keyed by a shared string: the key (a session token's hash, or an address) is
@@ -40,6 +38,15 @@ struct Open {
     revoked: watch::Sender<Option<SessionEnd>>,
 }
 
+/// Why a session's sockets are ended before they close themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Signed out: the browser is a new guest now, and its pages must start over.
+    SignedOut,
+    /// Signed in or up: the browser's cookie names the account now, which has the
+    /// guest's conversations; its sockets reconnect as the account.
+    SignedIn,
+}
 
 /// Held by a socket for its lifetime; dropping it frees the place.
 pub struct ConnectionGuard {

@@ -23,11 +23,12 @@ use tracing::Instrument;
 
 use super::ask::{start_answer, AskError, Asker};
 use super::bus::{Feed, FeedEvent};
+use super::limits::SessionEnd;
 use super::presence::SocketPlace;
 use super::live::{self, Follower, LiveAnswer, Published};
 use super::notices::{session_key, Notice, Subscription};
 use crate::account::store::hash_token;
-use crate::auth::{origin_allowed, GuestSession, SessionEnd};
+use crate::auth::{origin_allowed, GuestSession};
 use crate::db::StoreError;
 use crate::net::client_key;
 use crate::history::versions::{ForkRefusal, VersionOf, VersionTarget};
