@@ -286,9 +286,6 @@ impl AddressEvent {
 /// Takes one event from an address's budget of `limit` per `window_ms`, inside the
 /// caller's write transaction (so a refused request stores nothing else either).
 /// `Ok(None)`: taken; `Ok(Some(s))`: the budget is spent, free again in `s` seconds.
-/// On PostgreSQL the address's budget is locked first (an advisory lock for the
-/// transaction), so parallel requests cannot all see the last free place; SQLite's
-/// write transactions are serialised already.
 pub(crate) async fn take_address_event(
     conn: &mut sqlx::AnyConnection,
     backend: Backend,
@@ -298,42 +295,104 @@ pub(crate) async fn take_address_event(
     window_ms: i64,
     now: i64,
 ) -> Result<Option<u64>, sqlx::Error> {
-    use sqlx::Row;
     if limit == 0 {
         return Ok(None);
     }
-    let kind = event.as_str();
-    if backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(format!("{kind}:{address}"))
+    let mut budget = AddressBudget::read(conn, backend, address, event, limit, window_ms, now).await?;
+    if !budget.has_room() {
+        return Ok(Some(budget.retry_after(now)));
+    }
+    budget.take(now);
+    insert_address_events(conn, &[(address, event, now)]).await?;
+    Ok(None)
+}
+
+/// One address's budget of one kind of event, as read inside a write transaction:
+/// several requests (a class's arrivals sharing a transaction) can be granted from
+/// it in turn, and the granted events stored in one statement.
+pub(crate) struct AddressBudget {
+    limit: usize,
+    window_ms: i64,
+    /// The newest `limit` events, newest first (those granted here included).
+    recent: Vec<i64>,
+}
+
+impl AddressBudget {
+    /// Prunes the address's old events of this kind and reads the rest. On PostgreSQL
+    /// the budget is locked first (an advisory lock for the transaction), so parallel
+    /// requests cannot all see the last free place; SQLite's write transactions are
+    /// serialised already. Lock budgets in one order (kind, then address) everywhere:
+    /// two transactions taking two locks each in different orders could deadlock.
+    pub(crate) async fn read(
+        conn: &mut sqlx::AnyConnection,
+        backend: Backend,
+        address: &str,
+        event: AddressEvent,
+        limit: u32,
+        window_ms: i64,
+        now: i64,
+    ) -> Result<AddressBudget, sqlx::Error> {
+        use sqlx::Row;
+        let kind = event.as_str();
+        if backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(format!("{kind}:{address}"))
+                .execute(&mut *conn)
+                .await?;
+        }
+        // Old events of this address and kind are pruned as they fall out of the window.
+        sqlx::query("DELETE FROM address_events WHERE address = $1 AND kind = $2 AND at <= $3")
+            .bind(address)
+            .bind(kind)
+            .bind(now - window_ms)
             .execute(&mut *conn)
             .await?;
+        let rows = sqlx::query("SELECT at FROM address_events WHERE address = $1 AND kind = $2 ORDER BY at DESC LIMIT $3")
+            .bind(address)
+            .bind(kind)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?;
+        let recent = rows.iter().map(|row| row.try_get::<i64, _>(0)).collect::<Result<Vec<_>, _>>()?;
+        Ok(AddressBudget { limit: limit as usize, window_ms, recent })
     }
-    // Old events of this address and kind are pruned as they fall out of the window.
-    sqlx::query("DELETE FROM address_events WHERE address = $1 AND kind = $2 AND at <= $3")
-        .bind(address)
-        .bind(kind)
-        .bind(now - window_ms)
-        .execute(&mut *conn)
-        .await?;
-    let rows = sqlx::query("SELECT at FROM address_events WHERE address = $1 AND kind = $2 ORDER BY at DESC LIMIT $3")
-        .bind(address)
-        .bind(kind)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *conn)
-        .await?;
-    if rows.len() >= limit as usize {
-        let oldest: i64 = rows[rows.len() - 1].try_get(0)?;
-        let free_in_ms = (oldest + window_ms - now).max(1);
-        return Ok(Some(((free_in_ms + 999) / 1000) as u64));
+
+    pub(crate) fn has_room(&self) -> bool {
+        self.recent.len() < self.limit
     }
-    sqlx::query("INSERT INTO address_events (address, kind, at) VALUES ($1, $2, $3)")
-        .bind(address)
-        .bind(kind)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    Ok(None)
+
+    /// Seconds until the oldest of the window's events falls out of it.
+    pub(crate) fn retry_after(&self, now: i64) -> u64 {
+        let oldest = self.recent.last().copied().unwrap_or(now);
+        let free_in_ms = (oldest + self.window_ms - now).max(1);
+        ((free_in_ms + 999) / 1000) as u64
+    }
+
+    /// Counts an event granted at `now` (the caller stores it).
+    pub(crate) fn take(&mut self, now: i64) {
+        self.recent.insert(0, now);
+        self.recent.truncate(self.limit);
+    }
+}
+
+/// Stores granted budget events, (address, kind, at) each, in one statement.
+pub(crate) async fn insert_address_events(
+    conn: &mut sqlx::AnyConnection,
+    events: &[(&str, AddressEvent, i64)],
+) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO address_events (address, kind, at) VALUES {}",
+        values_placeholders(events.len(), 3)
+    );
+    let mut query = sqlx::query(&sql).persistent(events.len() == 1);
+    for (address, event, at) in events {
+        query = query.bind(*address).bind(event.as_str()).bind(*at);
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
 }
 
 impl Db {

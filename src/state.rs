@@ -44,6 +44,8 @@ pub struct AppState {
     /// (clients then reconnect) instead of holding the shutdown open.
     pub shutdown: Arc<watch::Sender<bool>>,
     pub db: Arc<Db>,
+    /// New students' first questions waiting to share a write transaction.
+    pub arrivals: Arc<crate::chat::arrivals::Arrivals>,
     /// Answers being streamed by this instance; they outlive their sockets.
     pub live: Arc<LiveAnswers>,
     /// Frames for a student's open sockets that no answer carries (a teacher's reply).
@@ -154,6 +156,7 @@ impl AppState {
             notices,
             bus,
             db,
+            arrivals: Default::default(),
             instance_id,
             answer_slots,
             connections,

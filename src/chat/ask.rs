@@ -153,7 +153,8 @@ pub async fn start_answer(
         version_of,
         creates_guest,
     };
-    let begun = match state.db.begin_answer(&new).await {
+    // A new student's first question shares its transaction with others arriving.
+    let begun = match state.arrivals.begin_answer(&state.db, &new).await {
         Err(BeginError::SessionHasUser) => {
             other_tabs_user = state.db.find_user(&asker.session.0).await?.ok_or(AskError::SessionEnded)?;
             new.user_id = &other_tabs_user;

@@ -3,6 +3,8 @@
 //! answer, the answers' own tasks and their SQL.
 
 #[cfg(feature = "ssr")]
+pub mod arrivals;
+#[cfg(feature = "ssr")]
 pub mod ask;
 #[cfg(feature = "ssr")]
 pub mod bus;

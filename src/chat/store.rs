@@ -140,8 +140,8 @@ impl Db {
             budget_chars,
             owner_instance,
             sources_json,
-            budget,
-            budget_now,
+            budget: _,
+            budget_now: _,
             max_conversations,
             address,
             questions_per_minute_per_address,
@@ -157,23 +157,14 @@ impl Db {
         // Statements that change data, for the metrics: the answer's row here, the rest
         // as they run.
         let mut writes = 1;
-        let mut budget_left = None;
+        let budget_left;
         let kept = match creates_guest {
             Some(guests_per_hour) => {
                 // A new student: the guest is made here, its budget already less this
                 // question. Its session, conversations and answers under way need no
                 // checking: they are this transaction's.
-                let questions_full_at = if budget.is_off() {
-                    0
-                } else {
-                    match budget.take(0, budget_now) {
-                        Ok((full_at, level)) => {
-                            budget_left = Some(level);
-                            full_at
-                        }
-                        Err(level) => return Err(BeginError::RateLimited { budget: level }),
-                    }
-                };
+                let (questions_full_at, level) = first_question_budget(new)?;
+                budget_left = level;
                 let guest = NewGuest { token: session_token, user_id, address, guests_per_hour, questions_full_at };
                 match insert_guest(&mut tx, self.backend, &guest, now).await? {
                     GuestInsert::Made => writes += 2,
@@ -298,7 +289,7 @@ impl Db {
         });
         // The question and its answer in one statement.
         insert_messages(&mut tx, &rows).await?;
-        writes += record_sources(&mut tx, &answer_id, sources, now).await?;
+        writes += record_sources(&mut tx, &[(answer_id.as_str(), sources)], now).await?;
         if version_of.is_some() {
             writes += 1; // the replaced version left the branch
         }
@@ -624,24 +615,49 @@ impl PositionRace for BeginError {
     }
 }
 
-/// Stores an answer's sources, one `answer_sources` row each (one statement), for the
-/// dashboard's "most cited". Returns the statements run.
-async fn record_sources(conn: &mut sqlx::AnyConnection, answer_id: &str, sources: &[Source], now: i64) -> Result<u64, StoreError> {
+/// A new student's question budget after their first question: where it starts
+/// (the user row's `questions_full_at`, 0: full) and the level left (`None`: no
+/// budget). Nothing is stored to know it.
+pub(crate) fn first_question_budget(new: &NewAnswer<'_>) -> Result<(i64, Option<BudgetLevel>), BeginError> {
+    if new.budget.is_off() {
+        return Ok((0, None));
+    }
+    match new.budget.take(0, new.budget_now) {
+        Ok((full_at, level)) => Ok((full_at, Some(level))),
+        Err(level) => Err(BeginError::RateLimited { budget: level }),
+    }
+}
+
+/// Stores answers' sources, one `answer_sources` row each (one statement for all the
+/// answers), for the dashboard's "most cited". Returns the statements run.
+pub(crate) async fn record_sources(
+    conn: &mut sqlx::AnyConnection,
+    answers: &[(&str, &[Source])],
+    now: i64,
+) -> Result<u64, StoreError> {
     // The course FAQ's entries (no lesson) are not lessons cited.
-    let sources: Vec<&Source> = sources.iter().filter(|source| !source.lesson.is_empty()).collect();
-    if sources.is_empty() {
+    let rows: Vec<(&str, &Source)> = answers
+        .iter()
+        .flat_map(|(answer_id, sources)| sources.iter().map(move |source| (*answer_id, source)))
+        .filter(|(_, source)| !source.lesson.is_empty())
+        .collect();
+    if rows.is_empty() {
         return Ok(0);
     }
-    let rows: Vec<String> = (0..sources.len())
-        .map(|i| format!("($1, $2, ${}, ${}, ${})", 3 * i + 3, 3 * i + 4, 3 * i + 5))
-        .collect();
     let sql = format!(
         "INSERT INTO answer_sources (message_id, created_at, lesson, anchor, section) VALUES {}",
-        rows.join(", ")
+        values_placeholders(rows.len(), 5)
     );
-    let mut query = sqlx::query(&sql).bind(answer_id).bind(now);
-    for source in sources {
-        query = query.bind(source.lesson.as_str()).bind(source.anchor.as_str()).bind(source.section.as_str());
+    // A batch's many sizes are not kept prepared: they would push out the statements
+    // every question runs (sqlx keeps 100 a connection).
+    let mut query = sqlx::query(&sql).persistent(answers.len() == 1);
+    for (answer_id, source) in rows {
+        query = query
+            .bind(answer_id)
+            .bind(now)
+            .bind(source.lesson.as_str())
+            .bind(source.anchor.as_str())
+            .bind(source.section.as_str());
     }
     query.execute(&mut *conn).await?;
     Ok(1)

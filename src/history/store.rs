@@ -377,7 +377,9 @@ pub(crate) async fn insert_messages(conn: &mut sqlx::AnyConnection, rows: &[NewM
          owner_instance, sources, retrieval_score, created_at, parent_id) VALUES {}",
         crate::db::values_placeholders(rows.len(), 11)
     );
-    let mut query = sqlx::query(&sql);
+    // A question and its answer are two rows; a class's shared transaction has more, in
+    // many sizes, which are not kept prepared (sqlx keeps 100 statements a connection).
+    let mut query = sqlx::query(&sql).persistent(rows.len() <= 2);
     for row in rows {
         query = query
             .bind(row.id)

@@ -567,3 +567,87 @@ async fn a_refused_first_question_makes_no_guest() {
     let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&pool(&app).await).await.unwrap();
     assert_eq!(users, 1);
 }
+
+/// A class asking its first questions at the same moment: the new students' guests,
+/// conversations, questions, answers and sources share write transactions (on SQLite
+/// they all wait for the one writer), and each student still gets exactly their own.
+#[tokio::test]
+async fn a_class_asking_its_first_questions_at_once_shares_write_transactions() {
+    const CLASS: usize = 24;
+    let app = spawn_app().await;
+    let mut students = Vec::new();
+    for _ in 0..CLASS {
+        students.push(app.student().await);
+    }
+    let questions: Vec<String> =
+        (0..CLASS).map(|i| format!("[tokens=3] student {i}: how does a WebSocket reconnect?")).collect();
+    let answers = futures::future::join_all(
+        students.iter_mut().zip(&questions).map(|(student, question)| ask_in(&mut student.ws, question, None)),
+    )
+    .await;
+    for (i, (student, answer)) in students.iter().zip(&answers).enumerate() {
+        assert_eq!(answer.error, None, "student {i}");
+        assert_eq!(answer.end.map(|(_, reason)| reason), Some(EndReason::Complete), "student {i}");
+        let listed: Vec<String> = app.list(&student.cookie).await.items.into_iter().map(|c| c.id).collect();
+        assert_eq!(listed, vec![answer.conversation_id.clone()], "student {i} keeps their own conversation");
+        let view = app.load(&student.cookie, &answer.conversation_id).await.unwrap();
+        assert_eq!(view.messages.len(), 2, "student {i}");
+        assert_eq!(view.messages[0].content, questions[i], "student {i}'s own question");
+        assert_eq!(view.messages[1].id, answer.message_id);
+        assert_eq!(view.messages[1].sources, answer.sources, "student {i}'s sources, as streamed");
+        assert!(!answer.sources.is_empty(), "the question matches a lesson");
+    }
+    let pool = pool(&app).await;
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&pool).await.unwrap();
+    assert_eq!(users, CLASS as i64, "one guest a student");
+    let cited: i64 =
+        sqlx::query_scalar("SELECT COUNT(DISTINCT message_id) FROM answer_sources").fetch_one(&pool).await.unwrap();
+    assert_eq!(cited, CLASS as i64, "every answer's lessons are counted for the dashboard");
+    let (transactions, stored) = app.state.arrivals.stored();
+    assert_eq!(stored, CLASS as u64);
+    assert!(transactions < CLASS as u64, "{transactions} transactions for {CLASS} students: none shared");
+}
+
+/// An address's budget of new guests holds when its students arrive together and
+/// share transactions: the first ones in are made, the rest refused with nothing of
+/// theirs stored, and each refused student can ask once the hour allows it.
+#[tokio::test]
+async fn an_address_budget_holds_for_students_arriving_together() {
+    const CLASS: usize = 12;
+    const GUESTS: u32 = 5;
+    let app = spawn_app_with(|s| s.new_guests_per_hour_per_address = GUESTS).await;
+    let mut students = Vec::new();
+    for _ in 0..CLASS {
+        students.push(app.student().await);
+    }
+    let answers = futures::future::join_all(
+        students.iter_mut().enumerate().map(|(i, student)| async move {
+            ask_in(&mut student.ws, &format!("[tokens=2] student {i}"), None).await
+        }),
+    )
+    .await;
+    let mut made = 0;
+    for (student, answer) in students.iter().zip(&answers) {
+        let guest = app.state.db.find_user(token_of(&student.cookie)).await.unwrap();
+        match answer.error {
+            None => {
+                made += 1;
+                assert!(guest.is_some());
+                assert_eq!(app.list(&student.cookie).await.items.len(), 1);
+            }
+            Some((code, retry_after)) => {
+                assert_eq!(code, ErrorCode::RateLimited);
+                assert!(retry_after.is_some_and(|s| s > 0 && s <= 3600), "{retry_after:?}");
+                assert_eq!(guest, None, "a refused student leaves no guest");
+            }
+        }
+    }
+    assert_eq!(made, GUESTS, "exactly the address's budget of new guests");
+    let pool = pool(&app).await;
+    for (table, want) in [("users", GUESTS), ("sessions", GUESTS), ("conversations", GUESTS), ("messages", 2 * GUESTS)] {
+        let rows: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&pool).await.unwrap();
+        assert_eq!(rows, i64::from(want), "{table}");
+    }
+    let (_, stored) = app.state.arrivals.stored();
+    assert_eq!(stored, u64::from(GUESTS));
+}
