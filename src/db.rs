@@ -38,9 +38,11 @@ pub enum Backend {
 
 pub struct Db {
     pub(crate) pool: AnyPool,
-    /// Where it is: the instances' bus listens on the same PostgreSQL database, and
-    /// in-process buses meet by it.
+    /// Where it is: the instances' bus listens on the same PostgreSQL database.
     url: String,
+    /// What this process's instances of one SQLite database meet by (their bus, their
+    /// socket counts): the file's canonical path, so two spellings of it are one.
+    meeting_point: String,
     pub(crate) backend: Backend,
     /// Statements that changed data, for tests and docs/BENCHMARKS.md.
     writes: AtomicU64,
@@ -119,9 +121,18 @@ impl Db {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
         sqlx::migrate!("./migrations").run(&pool).await?;
+        let meeting_point = match sqlite_file(url) {
+            // The file exists now: the pool has opened it.
+            Some(file) => match tokio::fs::canonicalize(&file).await {
+                Ok(path) => path.display().to_string(),
+                Err(_) => url.to_string(),
+            },
+            None => url.to_string(),
+        };
         Ok(Db {
             pool,
             url: url.to_string(),
+            meeting_point,
             backend,
             writes: AtomicU64::new(0),
             answer_rows: AtomicU64::new(0),
@@ -132,6 +143,11 @@ impl Db {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Where this process's instances of the database meet (see the field).
+    pub fn meeting_point(&self) -> &str {
+        &self.meeting_point
     }
 
     /// Sends several notifications in one statement (one round trip), in order, on a
@@ -458,16 +474,18 @@ impl PositionRace for StoreError {
     }
 }
 
-fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .split('?')
-        .next()?;
+/// The file an SQLite URL names (`None` for an in-memory database).
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let path = rest.strip_prefix("//").unwrap_or(rest).split('?').next()?;
     if path.is_empty() || path == ":memory:" {
         return None;
     }
-    std::path::Path::new(path)
+    Some(std::path::PathBuf::from(path))
+}
+
+fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
+    sqlite_file(url)?
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map(|p| p.to_path_buf())

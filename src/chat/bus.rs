@@ -184,7 +184,7 @@ impl Bus {
                 tokio::spawn(listen_postgres(Arc::downgrade(&bus)).in_current_span());
             }
             Backend::Sqlite => {
-                let hub = in_process_hub(db.url());
+                let hub = in_process_hub(db.meeting_point());
                 tokio::spawn(listen_in_process(Arc::downgrade(&bus), hub.subscribe()).in_current_span());
             }
         }
@@ -410,7 +410,7 @@ fn receive(bus: &Bus, payload: &str) {
 async fn publish(db: Arc<Db>, mut queue: mpsc::UnboundedReceiver<Outgoing>, metrics: Arc<Metrics>) {
     /// How often a lost connection of the publisher's own is made again at most.
     const RECONNECT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-    let hub = (db.backend() == Backend::Sqlite).then(|| in_process_hub(db.url()));
+    let hub = (db.backend() == Backend::Sqlite).then(|| in_process_hub(db.meeting_point()));
     let mut own: Option<sqlx::AnyConnection> = None;
     let mut last_connect: Option<std::time::Instant> = None;
     while let Some(first) = queue.recv().await {

@@ -53,7 +53,7 @@ impl Db {
     pub async fn try_open_socket(&self, session_token: &str, instance: &str, cap: usize) -> Result<Option<SocketPlace>, StoreError> {
         let key = hash_token(session_token);
         if self.backend() == Backend::Sqlite {
-            return Ok(in_process_sockets(self.url()).try_open(&key, cap).map(SocketPlace::InProcess));
+            return Ok(in_process_sockets(self.meeting_point()).try_open(&key, cap).map(SocketPlace::InProcess));
         }
         let now = now_ms();
         // The count and the insert are one statement: a round trip less per socket.
@@ -100,4 +100,26 @@ fn in_process_sockets(url: &str) -> Arc<Connections> {
     let count = Arc::new(Connections::default());
     counts.insert(url.to_string(), Arc::downgrade(&count));
     count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two spellings of one SQLite file are one database: a session's sockets on an
+    /// instance opened with either count together.
+    #[tokio::test]
+    async fn sockets_count_together_whatever_the_files_spelling() {
+        let dir = std::env::temp_dir().join(format!("tutor-presence-{}", new_id()));
+        let plain = format!("sqlite://{}?mode=rwc", dir.join("tutor-chat.db").display());
+        let roundabout = format!("sqlite:{}?mode=rwc", dir.join(".").join("tutor-chat.db").display());
+        let one = Db::connect(&plain, 2).await.unwrap();
+        let other = Db::connect(&roundabout, 2).await.unwrap();
+        assert_ne!(one.url(), other.url());
+        let first = one.try_open_socket("a session", "one", 1).await.unwrap();
+        assert!(first.is_some());
+        assert!(other.try_open_socket("a session", "other", 1).await.unwrap().is_none(), "the cap is the session's");
+        drop(first);
+        assert!(other.try_open_socket("a session", "other", 1).await.unwrap().is_some());
+    }
 }
