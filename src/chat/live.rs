@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::bus::{AnswerTokens, Bus, FollowRequest, OwnerRequest};
-use super::store::AnswerWrite;
+use super::store::{AnswerWrite, MAX_ROWS_PER_COMMIT};
 use crate::db::{now_ms, Db, StoreError};
 use crate::metrics::Metrics;
 use crate::protocol::{AnswerStatus, EndReason, ErrorCode, ServerFrame};
@@ -24,11 +24,6 @@ use crate::upstream::AnswerStream;
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Frames a slow follower may fall behind before it re-syncs from a snapshot.
 const FOLLOWER_BUFFER: usize = 64;
-/// Most answer rows written in one transaction. Larger batches save little more (a
-/// thousand answers are 63 commits a second instead of 1,000) and cost memory: all
-/// 1,000 at once held ~20 MB more at the relay bench's peak, 128 ~10 MB, 16 ~2 MB
-/// (text copies, bound arguments, SQLite's dirty pages).
-const MAX_ROWS_PER_COMMIT: usize = 16;
 
 /// What an answer holds while it streams: a place among the instance's answers and,
 /// when that cap is on, one among its client address's.
