@@ -5,6 +5,7 @@
 #   bash benches/ws_load.sh 10 50      # other Ns
 #   bash benches/ws_load.sh idle:10000 # 10,000 idle sockets held IDLE_SECS (20) s: RSS per socket
 #   bash benches/ws_load.sh sweep      # the largest N whose relay p99 stays under 5 ms (to 100)
+#   LOADTEST_ARGS="--first-token-spread-ms 50" bash benches/ws_load.sh 2000   # more load tool flags
 # Exits non-zero when a run had errors (CI runs `10 idle:20` as a smoke test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +42,7 @@ cpu() { awk '{ printf "%.1f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
 relay_p99_us() {
   local out
   out=$(./target/release/loadtest --app http://127.0.0.1:$APP_PORT --connections "$1" \
-    --tokens 200 --delay-ms 50 --server-pid $app --deadline-secs 180) || { echo "$out" >&2; echo 999999999; return; }
+    --tokens 200 --delay-ms 50 --server-pid $app --deadline-secs 180 ${LOADTEST_ARGS:-}) || { echo "$out" >&2; echo 999999999; return; }
   echo "$out" | grep -E "^(relay latency|first token|  from connecting|errors|server RSS)" | sed "s/^/  N = $1: /" >&2
   echo "$out" | awk '/^relay latency ms/ { printf "%d\n", $7 * 1000 }'
 }
@@ -82,7 +83,7 @@ for n in "${@:-1 100 1000}"; do
     app_cpu=$(cpu $app) fake_cpu=$(cpu $fake)
     /usr/bin/time -f "load tool CPU s      %U user %S system" \
       ./target/release/loadtest --app http://127.0.0.1:$APP_PORT --connections "$each" \
-      --tokens 200 --delay-ms 50 --server-pid $app --deadline-secs 120 --timeline || failed=1
+      --tokens 200 --delay-ms 50 --server-pid $app --deadline-secs 120 --timeline ${LOADTEST_ARGS:-} || failed=1
     echo "app CPU s            $(awk -v a="$(cpu $app)" -v b="$app_cpu" 'BEGIN { print a - b }')"
     echo "test upstream CPU s  $(awk -v a="$(cpu $fake)" -v b="$fake_cpu" 'BEGIN { print a - b }')"
     echo

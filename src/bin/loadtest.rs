@@ -44,6 +44,13 @@ struct Args {
     /// Spread connection starts over this long, as a class logging in would.
     #[arg(long, default_value_t = 2000)]
     ramp_ms: u64,
+    /// The upstream waits 0 to this many ms before each answer's first token (spread
+    /// evenly over the students), as a real model's time to first token varies. Without
+    /// it every stream's tokens keep the phase of its start, and answers that start
+    /// together stay in step for their whole length. The first-token times printed
+    /// leave this wait out (they are the app's share).
+    #[arg(long, default_value_t = 0)]
+    first_token_spread_ms: u64,
     /// Server process whose peak RSS to report.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -109,7 +116,12 @@ async fn conversation(args: &Args, student: usize) -> ConnResult {
         let n = args.apps.len();
         (args.apps[student % n].as_str(), args.follow.then(|| args.apps[(student + 1) % n].as_str()))
     };
-    if let Err(e) = run_conversation(args, ask_at, follow_at, &mut result).await {
+    // Students next to each other in the ramp get far-apart waits.
+    let upstream_wait_ms = match args.first_token_spread_ms {
+        0 => 0,
+        spread => (student as u64).wrapping_mul(7_919) % spread,
+    };
+    if let Err(e) = run_conversation(args, ask_at, follow_at, upstream_wait_ms, &mut result).await {
         result.error = Some(e);
     }
     result
@@ -200,13 +212,14 @@ async fn run_conversation(
     args: &Args,
     ask_at: &str,
     follow_at: Option<&str>,
+    upstream_wait_ms: u64,
     result: &mut ConnResult,
 ) -> Result<(), String> {
     let connecting = Instant::now();
     let (mut ws, cookie) = open_socket(ask_at, None).await?;
     let mut follower = None;
     let question = format!(
-        "[stamp] [tokens={}] [delay={}] load test",
+        "[stamp] [tokens={}] [delay={}] [first_delay={upstream_wait_ms}] load test",
         args.tokens, args.delay_ms
     );
     let asked = Instant::now();
@@ -232,8 +245,9 @@ async fn run_conversation(
             }
             ServerFrame::Chunk { content, .. } => {
                 if result.ttft_us.is_none() {
-                    result.ttft_us = Some(asked.elapsed().as_micros() as u64);
-                    result.connect_ttft_us = Some(connecting.elapsed().as_micros() as u64);
+                    let waited_us = upstream_wait_ms * 1_000;
+                    result.ttft_us = Some((asked.elapsed().as_micros() as u64).saturating_sub(waited_us));
+                    result.connect_ttft_us = Some((connecting.elapsed().as_micros() as u64).saturating_sub(waited_us));
                 }
                 for (latency, sent) in stamps(&content, received) {
                     result.relay_us.push(latency);
