@@ -477,8 +477,9 @@ impl PositionRace for StoreError {
 /// The file an SQLite URL names (`None` for an in-memory database).
 fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     let rest = url.strip_prefix("sqlite:")?;
-    let path = rest.strip_prefix("//").unwrap_or(rest).split('?').next()?;
-    if path.is_empty() || path == ":memory:" {
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|pair| pair == "mode=memory") {
         return None;
     }
     Some(std::path::PathBuf::from(path))
@@ -538,5 +539,16 @@ mod tests {
         );
         assert_eq!(sqlite_parent_dir("sqlite::memory:"), None);
         assert_eq!(sqlite_parent_dir("sqlite://x.db"), None);
+    }
+
+    #[test]
+    fn sqlite_url_file() {
+        let file = |url| sqlite_file(url).map(|path| path.display().to_string());
+        assert_eq!(file("sqlite:///abs/x.db"), Some("/abs/x.db".into()));
+        assert_eq!(file("sqlite://data/x.db?mode=rwc"), Some("data/x.db".into()));
+        assert_eq!(file("sqlite:data/x.db"), Some("data/x.db".into()));
+        assert_eq!(file("sqlite::memory:"), None);
+        assert_eq!(file("sqlite://x.db?mode=memory&cache=shared"), None);
+        assert_eq!(file("postgres://localhost/x"), None);
     }
 }

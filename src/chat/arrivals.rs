@@ -6,8 +6,9 @@
 //! transaction stores them all with one multi-row statement per table
 //! (`Db::begin_first_answers`). See docs/storage.md, "A class arriving".
 //!
-//! No task of its own: the first caller to find nobody leading leads, and hands the
-//! lead to the next one waiting when its transaction is done, or when it is dropped.
+//! A task stores them: started by the question that finds the queue idle, it runs
+//! transactions while questions wait and ends when none do. A student whose socket
+//! closes does not cancel a transaction that holds others' questions.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +32,12 @@ const MOST_AT_ONCE: usize = 32;
 
 #[derive(Default)]
 pub struct Arrivals {
-    queue: Arc<Mutex<Queue>>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<Queue>,
     transactions: AtomicU64,
     students: AtomicU64,
 }
@@ -39,99 +45,76 @@ pub struct Arrivals {
 #[derive(Default)]
 struct Queue {
     waiting: VecDeque<Waiting>,
-    /// Someone leads: the waiting are taken into its transaction, or handed the lead.
-    led: bool,
+    /// The task that stores them runs.
+    stored_by_task: bool,
 }
 
 struct Waiting {
     student: NewStudent,
-    reply: oneshot::Sender<Turn>,
+    reply: oneshot::Sender<Stored>,
 }
 
-enum Turn {
+enum Stored {
     Done(Result<BegunAnswer, BeginError>),
-    /// Lead the next transaction; the answer to this caller's own question comes on
-    /// the new receiver (its question is first in the queue). If the message is
-    /// dropped unread (its asker gone), the lead passes on.
-    Lead(oneshot::Receiver<Turn>, Leading),
     /// The shared transaction failed: store the question alone.
     Alone,
 }
 
 impl Arrivals {
     /// Begins an answer as [`Db::begin_answer`] does; a new student's first question
-    /// (`creates_guest`) waits to share the next write transaction with the others.
-    pub async fn begin_answer(&self, db: &Db, new: &NewAnswer<'_>) -> Result<BegunAnswer, BeginError> {
-        let Some(guests_per_hour) = new.creates_guest else {
+    /// (`creates_guest`, in a new conversation) waits to share the next write
+    /// transaction with the others.
+    pub async fn begin_answer(&self, db: &Arc<Db>, new: &NewAnswer<'_>) -> Result<BegunAnswer, BeginError> {
+        // A new session naming a conversation (a tab whose account session expired):
+        // the single path refuses it as someone else's.
+        let (Some(guests_per_hour), None, None) = (new.creates_guest, new.conversation_id, new.version_of) else {
             return db.begin_answer(new).await;
         };
         let student = NewStudent::new(new, guests_per_hour)?;
-        let (reply, mut turn) = oneshot::channel();
-        let leads = {
-            let mut queue = self.lock();
+        let (reply, stored) = oneshot::channel();
+        let start_task = {
+            let mut queue = self.shared.lock();
             queue.waiting.push_back(Waiting { student, reply });
-            !std::mem::replace(&mut queue.led, true)
+            !std::mem::replace(&mut queue.stored_by_task, true)
         };
-        if leads {
-            self.lead(db, Leading(Some(self.queue.clone()))).await;
+        if start_task {
+            tokio::spawn(store_while_waiting(self.shared.clone(), db.clone()));
         }
-        loop {
-            match turn.await {
-                Ok(Turn::Done(result)) => return result,
-                Ok(Turn::Lead(next, leading)) => {
-                    turn = next;
-                    self.lead(db, leading).await;
-                }
-                // The transaction failed, or its leader was dropped with this question
-                // taken: nothing of it was stored.
-                Ok(Turn::Alone) | Err(_) => return db.begin_answer(new).await,
-            }
+        match stored.await {
+            Ok(Stored::Done(result)) => result,
+            // The transaction failed, or its task ended with this question taken:
+            // nothing of it was stored.
+            Ok(Stored::Alone) | Err(_) => db.begin_answer(new).await,
         }
     }
 
     /// (transactions, students stored by them) so far, for tests and benchmarks.
     pub fn stored(&self) -> (u64, u64) {
-        (self.transactions.load(Ordering::Relaxed), self.students.load(Ordering::Relaxed))
+        (self.shared.transactions.load(Ordering::Relaxed), self.shared.students.load(Ordering::Relaxed))
     }
+}
 
+impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        lock(&self.queue)
+        // A panic elsewhere cannot leave the queue half-changed: every change is one step.
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// One transaction for the waiting questions; the lead passes on afterwards, or if
-    /// this future is dropped midway (`leading` is dropped either way).
-    async fn lead(&self, db: &Db, leading: Leading) {
-        let _leading = leading;
-        let tx = db.begin_write().await;
-        // Taken once the writer is ours: those who came while we waited for it join.
-        let batch = self.take_batch();
-        let students: Vec<&NewStudent> = batch.iter().map(|waiting| &waiting.student).collect();
-        let outcome = match tx {
-            Ok(tx) => db.begin_first_answers(tx, &students).await,
-            Err(error) => Err(error.into()),
-        };
-        match outcome {
-            Ok(results) => {
-                let stored = results.iter().filter(|result| result.is_ok()).count();
-                self.transactions.fetch_add(1, Ordering::Relaxed);
-                self.students.fetch_add(stored as u64, Ordering::Relaxed);
-                for (waiting, result) in batch.into_iter().zip(results) {
-                    let _ = waiting.reply.send(Turn::Done(result));
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, students = batch.len(), "a shared first-question transaction failed; each is stored alone");
-                for waiting in batch {
-                    let _ = waiting.reply.send(Turn::Alone);
-                }
-            }
+    /// True, and the task is done, when no question waits.
+    fn done_if_idle(&self) -> bool {
+        let mut queue = self.lock();
+        let idle = queue.waiting.is_empty();
+        if idle {
+            queue.stored_by_task = false;
         }
+        idle
     }
 
-    /// The questions for one transaction, in the order they came. A second question of
-    /// the same session waits for the next one: the first makes the session's user,
-    /// and the second then asks as that user.
-    fn take_batch(&self) -> Vec<Waiting> {
+    /// The questions for one transaction, in the order they came; `None` (and the
+    /// task is done) when none wait. A second question of the same session waits for
+    /// the next transaction: the first makes the session's user, and the second then
+    /// asks as that user.
+    fn take_batch(&self) -> Option<Vec<Waiting>> {
         let mut queue = self.lock();
         let mut sessions = HashSet::new();
         let mut batch = Vec::new();
@@ -140,41 +123,71 @@ impl Arrivals {
             if waiting.reply.is_closed() {
                 continue; // its asker is gone
             }
-            if batch.len() < MOST_AT_ONCE && sessions.insert(waiting.student.session_token().to_owned()) {
+            if batch.len() < MOST_AT_ONCE && sessions.insert(waiting.student.session_token.clone()) {
                 batch.push(waiting);
             } else {
                 left.push_back(waiting);
             }
         }
         queue.waiting = left;
-        batch
+        if batch.is_empty() {
+            queue.stored_by_task = false;
+            return None;
+        }
+        Some(batch)
     }
 }
 
-fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
-    // A panic elsewhere cannot leave the queue half-changed: every change is one step.
-    queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// The task: one transaction after another while questions wait.
+async fn store_while_waiting(shared: Arc<Shared>, db: Arc<Db>) {
+    let mut ending = TaskEnd(Some(&shared));
+    loop {
+        if shared.done_if_idle() {
+            ending.0 = None;
+            return;
+        }
+        let tx = db.begin_write().await;
+        // Taken once the writer is ours: those who came while we waited for it join.
+        let Some(batch) = shared.take_batch() else {
+            // All gone meanwhile; the empty transaction is rolled back as it drops.
+            ending.0 = None;
+            return;
+        };
+        let students: Vec<&NewStudent> = batch.iter().map(|waiting| &waiting.student).collect();
+        let outcome = match tx {
+            Ok(tx) => db.begin_first_answers(tx, &students).await,
+            Err(error) => Err(error.into()),
+        };
+        match outcome {
+            Ok(results) => {
+                let stored = results.iter().filter(|result| result.is_ok()).count();
+                shared.transactions.fetch_add(1, Ordering::Relaxed);
+                shared.students.fetch_add(stored as u64, Ordering::Relaxed);
+                for (waiting, result) in batch.into_iter().zip(results) {
+                    let _ = waiting.reply.send(Stored::Done(result));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, students = batch.len(), "a shared first-question transaction failed; each is stored alone");
+                for waiting in batch {
+                    let _ = waiting.reply.send(Stored::Alone);
+                }
+            }
+        }
+    }
 }
 
-/// The lead: passes on to the first one still waiting when dropped, however its holder
-/// ends (done, failed, or dropped with its socket), or notes that nobody leads.
-struct Leading(Option<Arc<Mutex<Queue>>>);
+/// Should the task end any other way (a panic, the runtime shutting down), those still
+/// waiting store their questions alone, and the next question starts a new task.
+struct TaskEnd<'a>(Option<&'a Shared>);
 
-impl Drop for Leading {
+impl Drop for TaskEnd<'_> {
     fn drop(&mut self) {
-        let Some(shared) = self.0.take() else { return };
-        let mut queue = lock(&shared);
-        while let Some(first) = queue.waiting.front_mut() {
-            let (reply, turn) = oneshot::channel();
-            let previous = std::mem::replace(&mut first.reply, reply);
-            match previous.send(Turn::Lead(turn, Leading(Some(shared.clone())))) {
-                Ok(()) => return,
-                Err(Turn::Lead(_, mut unsent)) => unsent.0 = None, // not handed: nothing to pass on
-                Err(_) => {}
-            }
-            queue.waiting.pop_front();
+        if let Some(shared) = self.0 {
+            let mut queue = shared.lock();
+            queue.waiting.clear(); // their senders dropped: each asker stores alone
+            queue.stored_by_task = false;
         }
-        queue.led = false;
     }
 }
 
@@ -200,10 +213,10 @@ impl NewStudent {
     /// The checks that need nothing stored: the question budget of a user made now,
     /// and a cap of no conversations at all.
     fn new(new: &NewAnswer<'_>, guests_per_hour: u32) -> Result<NewStudent, BeginError> {
+        let (questions_full_at, budget_left) = first_question_budget(new)?;
         if new.max_conversations == 0 {
             return Err(BeginError::TooManyConversations { limit: 0 });
         }
-        let (questions_full_at, budget_left) = first_question_budget(new)?;
         Ok(NewStudent {
             user_id: new.user_id.to_owned(),
             session_token: new.session_token.to_owned(),
@@ -219,10 +232,6 @@ impl NewStudent {
             budget_left,
         })
     }
-
-    fn session_token(&self) -> &str {
-        &self.session_token
-    }
 }
 
 impl Db {
@@ -237,12 +246,19 @@ impl Db {
         mut tx: WriteTx,
         students: &[&NewStudent],
     ) -> Result<Vec<Result<BegunAnswer, BeginError>>, StoreError> {
-        let now = now_ms();
+        let mut now = now_ms();
         let mut refusals: Vec<Option<BeginError>> = students.iter().map(|_| None).collect();
         let mut writes = 0;
-        // The guests and their sessions. A session that names a user already (another
-        // tab, on another instance, made it a moment ago) refuses its student, who asks
-        // again as that user; the rest go again without them.
+        // A session that names a user already (another tab made it a moment ago)
+        // refuses its student, who asks again as that user.
+        for (i, taken) in sessions_with_users(&mut tx, students, now).await?.into_iter().enumerate() {
+            if taken {
+                refusals[i] = Some(BeginError::SessionHasUser);
+            }
+        }
+        // The guests and their sessions. On PostgreSQL another instance can still make
+        // one of these sessions' user meanwhile: its student is refused as above, and
+        // the rest go again without them.
         loop {
             let asking = still_asking(students, &refusals);
             if asking.is_empty() {
@@ -263,13 +279,15 @@ impl Db {
                 refusals[i] = Some(BeginError::SessionHasUser);
             }
             tx = self.begin_write().await?;
+            now = now_ms();
         }
         // The addresses' budgets, read once each and granted in the order the
         // questions came, as if each had its own transaction: a new guest first, then a
         // question.
-        let refused_by_address = self.take_address_budgets(&mut tx, students, &mut refusals, now).await?;
+        let (refused_by_address, events) = self.take_address_budgets(&mut tx, students, &mut refusals, now).await?;
+        writes += events;
         if !refused_by_address.is_empty() {
-            writes += 1;
+            writes += 2;
             let refused: Vec<&NewStudent> = refused_by_address.iter().map(|&i| students[i]).collect();
             remove_guests(&mut tx, &refused).await?;
         }
@@ -311,14 +329,14 @@ impl Db {
 
     /// Grants each student still asking a new guest and a question from their
     /// address's budgets (where those have a limit), and refuses the rest. Returns the
-    /// students refused here.
+    /// students refused here, and the statements that stored the granted events.
     async fn take_address_budgets(
         &self,
         tx: &mut sqlx::AnyConnection,
         students: &[&NewStudent],
         refusals: &mut [Option<BeginError>],
         now: i64,
-    ) -> Result<Vec<usize>, StoreError> {
+    ) -> Result<(Vec<usize>, u64), StoreError> {
         const GUEST_WINDOW_MS: i64 = 3_600_000;
         const QUESTION_WINDOW_MS: i64 = 60_000;
         let asking: Vec<usize> = (0..students.len()).filter(|&i| refusals[i].is_none()).collect();
@@ -372,7 +390,7 @@ impl Db {
             }
         }
         insert_address_events(tx, &granted).await?;
-        Ok(refused)
+        Ok((refused, u64::from(!granted.is_empty())))
     }
 }
 
@@ -471,6 +489,12 @@ async fn insert_sessions(
     now: i64,
 ) -> Result<HashSet<String>, sqlx::Error> {
     use sqlx::Row;
+    // In the order of their keys: two instances' transactions inserting some of the
+    // same sessions would otherwise wait for each other's rows in opposite orders
+    // (PostgreSQL).
+    let mut rows: Vec<(String, &str)> =
+        students.iter().map(|student| (hash_token(&student.session_token), student.user_id.as_str())).collect();
+    rows.sort_unstable();
     let sql = format!(
         "INSERT INTO sessions (token_hash, user_id, created_at) VALUES {} \
          ON CONFLICT (token_hash) DO UPDATE \
@@ -479,17 +503,43 @@ async fn insert_sessions(
          RETURNING token_hash",
         values_placeholders(students.len(), 3)
     );
-    let mut query = sqlx::query(&sql).persistent(students.len() == 1);
-    for student in students {
-        query = query.bind(hash_token(&student.session_token)).bind(&student.user_id).bind(now);
+    let mut query = sqlx::query(&sql).persistent(rows.len() == 1);
+    for (key, user_id) in rows {
+        query = query.bind(key).bind(user_id).bind(now);
     }
-    let rows = query.fetch_all(&mut *tx).await?;
-    rows.iter().map(|row| row.try_get::<String, _>(0)).collect()
+    let made = query.fetch_all(&mut *tx).await?;
+    made.iter().map(|row| row.try_get::<String, _>(0)).collect()
+}
+
+/// For each student, whether their session names a user already (live: an expired
+/// account's session is taken over by the new guest).
+async fn sessions_with_users(
+    tx: &mut sqlx::AnyConnection,
+    students: &[&NewStudent],
+    now: i64,
+) -> Result<Vec<bool>, sqlx::Error> {
+    let keys: Vec<String> = students.iter().map(|student| hash_token(&student.session_token)).collect();
+    let sql = format!(
+        "SELECT token_hash FROM sessions WHERE (expires_at IS NULL OR expires_at > $1) AND token_hash IN {}",
+        in_list(2, keys.len())
+    );
+    let mut query = sqlx::query_scalar::<_, String>(&sql).persistent(keys.len() == 1).bind(now);
+    for key in &keys {
+        query = query.bind(key);
+    }
+    let live: HashSet<String> = query.fetch_all(&mut *tx).await?.into_iter().collect();
+    Ok(keys.iter().map(|key| live.contains(key)).collect())
+}
+
+/// `($first, …)`: `count` placeholders for an `IN` list.
+fn in_list(first: usize, count: usize) -> String {
+    let params: Vec<String> = (first..first + count).map(|n| format!("${n}")).collect();
+    format!("({})", params.join(", "))
 }
 
 /// Takes back the guests of students an address's budget refused.
 async fn remove_guests(tx: &mut sqlx::AnyConnection, students: &[&NewStudent]) -> Result<(), sqlx::Error> {
-    let list = values_placeholders(1, students.len());
+    let list = in_list(1, students.len());
     let sql = format!("DELETE FROM sessions WHERE token_hash IN {list}");
     let mut query = sqlx::query(&sql).persistent(false);
     for student in students {
@@ -533,30 +583,29 @@ mod tests {
         }
     }
 
-    /// A student whose socket closes while their question leads (waiting for the
-    /// writer), and the next one, handed the lead and gone before reading it, do not
-    /// leave the others waiting: the lead passes on and their questions are stored.
+    /// Students whose sockets close while their questions wait (the first of them
+    /// started the task) do not hold up the others: their questions are left out of
+    /// the transaction, the rest are stored, and the task ends when none wait.
     #[tokio::test(flavor = "current_thread")]
-    async fn a_leader_that_goes_away_passes_the_lead_on() {
+    async fn questions_whose_askers_went_away_are_left_out() {
         let dir = std::env::temp_dir().join(format!("tutor-arrivals-{}", new_id()));
-        let db = Db::connect(&database_url(None, &dir), 4).await.unwrap();
+        let db = Arc::new(Db::connect(&database_url(None, &dir), 4).await.unwrap());
         let arrivals = Arrivals::default();
         let users: Vec<String> = (0..4).map(|_| new_id()).collect();
         let tokens: Vec<String> = (0..4).map(|i| format!("session-{i}")).collect();
         let asks: Vec<NewAnswer<'_>> = (0..4).map(|i| first_question(&users[i], &tokens[i])).collect();
         let busy_writer = db.begin_write().await.unwrap();
-        let mut leader = Box::pin(arrivals.begin_answer(&db, &asks[0]));
-        let mut next = Box::pin(arrivals.begin_answer(&db, &asks[1]));
+        let mut first = Box::pin(arrivals.begin_answer(&db, &asks[0]));
+        let mut second = Box::pin(arrivals.begin_answer(&db, &asks[1]));
         let mut third = Box::pin(arrivals.begin_answer(&db, &asks[2]));
-        for waiting in [leader.as_mut(), next.as_mut(), third.as_mut()] {
+        for waiting in [first.as_mut(), second.as_mut(), third.as_mut()] {
             assert!(futures::poll!(waiting).is_pending());
         }
-        drop(leader); // hands the lead to `next`, which is gone before it reads it
-        drop(next);
+        drop(first);
+        drop(second);
         busy_writer.rollback().await.unwrap();
-        let begun = tokio::time::timeout(std::time::Duration::from_secs(10), third).await.expect("the lead reached the third");
+        let begun = tokio::time::timeout(std::time::Duration::from_secs(10), third).await.expect("the third is stored");
         assert!(begun.is_ok(), "{begun:?}");
-        // Nobody leads now, and the next arrival leads at once.
         let fourth = arrivals.begin_answer(&db, &asks[3]).await;
         assert!(fourth.is_ok(), "{fourth:?}");
         for (i, user) in users.iter().enumerate() {
@@ -564,5 +613,6 @@ mod tests {
             assert_eq!(made.as_ref() == Some(user), i >= 2, "student {i}");
         }
         assert_eq!(arrivals.stored(), (2, 2));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -121,5 +121,6 @@ mod tests {
         assert!(other.try_open_socket("a session", "other", 1).await.unwrap().is_none(), "the cap is the session's");
         drop(first);
         assert!(other.try_open_socket("a session", "other", 1).await.unwrap().is_some());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -610,7 +610,7 @@ async fn a_class_asking_its_first_questions_at_once_shares_write_transactions() 
 
 /// An address's budget of new guests holds when its students arrive together and
 /// share transactions: the first ones in are made, the rest refused with nothing of
-/// theirs stored, and each refused student can ask once the hour allows it.
+/// theirs stored.
 #[tokio::test]
 async fn an_address_budget_holds_for_students_arriving_together() {
     const CLASS: usize = 12;
@@ -648,6 +648,27 @@ async fn an_address_budget_holds_for_students_arriving_together() {
         let rows: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&pool).await.unwrap();
         assert_eq!(rows, i64::from(want), "{table}");
     }
-    let (_, stored) = app.state.arrivals.stored();
+    let (transactions, stored) = app.state.arrivals.stored();
     assert_eq!(stored, u64::from(GUESTS));
+    assert!(transactions < CLASS as u64, "{transactions} transactions for {CLASS} students: none shared");
+}
+
+/// A session with no user yet that asks in a conversation (a tab whose account
+/// session expired) is refused as for anyone else's conversation, and leaves no guest:
+/// it does not join the new students' shared transactions, which start conversations.
+#[tokio::test]
+async fn a_new_session_asking_in_a_conversation_is_refused_and_stores_nothing() {
+    let app = spawn_app().await;
+    let mut owner = app.student().await;
+    let theirs = ask_in(&mut owner.ws, "[tokens=2] my question", None).await;
+    assert_eq!(theirs.error, None);
+    let calls_before = app.fake.requests().len();
+    let mut stranger = app.student().await;
+    let refused = ask_in(&mut stranger.ws, "[tokens=2] in their conversation", Some(&theirs.conversation_id)).await;
+    assert_eq!(refused.error.map(|(code, _)| code), Some(ErrorCode::NotFound));
+    assert_eq!(app.fake.requests().len(), calls_before, "no model call");
+    assert_eq!(app.state.db.find_user(token_of(&stranger.cookie)).await.unwrap(), None, "no guest");
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&pool(&app).await).await.unwrap();
+    assert_eq!(users, 1);
+    assert_eq!(app.load(&owner.cookie, &theirs.conversation_id).await.unwrap().messages.len(), 2, "untouched");
 }
