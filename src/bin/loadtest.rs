@@ -75,6 +75,8 @@ struct Args {
 #[derive(Default)]
 struct ConnResult {
     relay_us: Vec<u64>,
+    /// From the question to its `start` frame: the question stored, the model called.
+    start_us: Option<u64>,
     /// Relay latency seen by the follower on another instance.
     follow_relay_us: Vec<u64>,
     /// The same for the tokens sent a second or more after the follower's snapshot:
@@ -238,6 +240,7 @@ async fn run_conversation(
             serde_json::from_str(text.as_str()).map_err(|e| format!("frame: {e}"))?;
         match frame {
             ServerFrame::Start { message_id, .. } => {
+                result.start_us.get_or_insert(asked.elapsed().as_micros() as u64);
                 if let Some(app) = follow_at {
                     let cookie = cookie.clone().ok_or("the upgrade set no session cookie to follow with")?;
                     follower = Some(tokio::spawn(follow(app.to_string(), cookie, message_id)));
@@ -338,6 +341,7 @@ async fn main() {
     // (second of the run the token was sent in, latency)
     let mut by_second: Vec<Vec<u64>> = Vec::new();
     let mut ttft: Vec<u64> = Vec::new();
+    let mut start_frames: Vec<u64> = Vec::new();
     let mut connect_ttft: Vec<u64> = Vec::new();
     let mut errors = Vec::new();
     for result in results {
@@ -354,6 +358,7 @@ async fn main() {
                     by_second[second].push(*latency);
                 }
                 ttft.extend(r.ttft_us);
+                start_frames.extend(r.start_us);
                 connect_ttft.extend(r.connect_ttft_us);
                 if let Some(e) = r.error {
                     errors.push(e);
@@ -366,6 +371,7 @@ async fn main() {
     follow_relay.sort_unstable();
     follow_in_step.sort_unstable();
     ttft.sort_unstable();
+    start_frames.sort_unstable();
     connect_ttft.sort_unstable();
     println!("connections        {}", args.connections);
     println!("tokens/connection  {} at {} ms", args.tokens, args.delay_ms);
@@ -397,6 +403,12 @@ async fn main() {
         percentile(&ttft, 50.0),
         percentile(&ttft, 99.0),
         percentile(&ttft, 100.0)
+    );
+    println!(
+        "  of which start   p50 {:.1}  p99 {:.1}  max {:.1}  (the question stored and the model asked: the start frame)",
+        percentile(&start_frames, 50.0),
+        percentile(&start_frames, 99.0),
+        percentile(&start_frames, 100.0)
     );
     println!(
         "  from connecting  p50 {:.1}  p99 {:.1}  max {:.1}  (the socket's upgrade included)",
