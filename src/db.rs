@@ -290,6 +290,15 @@ pub enum AddressEvent {
 }
 
 impl AddressEvent {
+    /// The window its budget counts over: sign-ups and new guests an hour, questions
+    /// a minute.
+    pub(crate) fn window_ms(self) -> i64 {
+        match self {
+            AddressEvent::SignUp | AddressEvent::NewGuest => 3_600_000,
+            AddressEvent::Question => 60_000,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             AddressEvent::SignUp => "signup",
@@ -299,7 +308,7 @@ impl AddressEvent {
     }
 }
 
-/// Takes one event from an address's budget of `limit` per `window_ms`, inside the
+/// Takes one event from an address's budget of `limit` per window, inside the
 /// caller's write transaction (so a refused request stores nothing else either).
 /// `Ok(None)`: taken; `Ok(Some(s))`: the budget is spent, free again in `s` seconds.
 pub(crate) async fn take_address_event(
@@ -308,13 +317,12 @@ pub(crate) async fn take_address_event(
     address: &str,
     event: AddressEvent,
     limit: u32,
-    window_ms: i64,
     now: i64,
 ) -> Result<Option<u64>, sqlx::Error> {
     if limit == 0 {
         return Ok(None);
     }
-    let mut budget = AddressBudget::read(conn, backend, address, event, limit, window_ms, now).await?;
+    let mut budget = AddressBudget::read(conn, backend, address, event, limit, now).await?;
     if !budget.has_room() {
         return Ok(Some(budget.retry_after(now)));
     }
@@ -345,11 +353,11 @@ impl AddressBudget {
         address: &str,
         event: AddressEvent,
         limit: u32,
-        window_ms: i64,
         now: i64,
     ) -> Result<AddressBudget, sqlx::Error> {
         use sqlx::Row;
         let kind = event.as_str();
+        let window_ms = event.window_ms();
         if backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
                 .bind(format!("{kind}:{address}"))
@@ -435,10 +443,16 @@ pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
     rows.join(", ")
 }
 
+/// `($first, …)`: `count` placeholders for an `IN` list.
+pub(crate) fn in_list(first: usize, count: usize) -> String {
+    let params: Vec<String> = (first..first + count).map(|n| format!("${n}")).collect();
+    format!("({})", params.join(", "))
+}
+
 /// A day in Unix milliseconds, for every day-sized window and UTC-day count.
 pub const DAY_MS: i64 = 86_400_000;
 
-/// The longest window a per-address budget counts over.
+/// The longest window a per-address budget counts over (`AddressEvent::window_ms`).
 const LONGEST_BUDGET_WINDOW_MS: i64 = 3_600_000;
 
 /// What a client may be told when the database fails: never the database's text.

@@ -20,7 +20,7 @@ use super::budget::BudgetLevel;
 use super::store::{first_question_budget, record_sources, BeginError, BegunAnswer, NewAnswer};
 use crate::account::store::hash_token;
 use crate::db::{
-    insert_address_events, new_id, now_ms, values_placeholders, AddressBudget, AddressEvent, Db, StoreError, WriteTx,
+    in_list, insert_address_events, new_id, now_ms, values_placeholders, AddressBudget, AddressEvent, Db, StoreError, WriteTx,
 };
 use crate::history::store::{insert_messages, NewMessageRow};
 use crate::history::{MessageRole, MessageStatus};
@@ -337,8 +337,6 @@ impl Db {
         refusals: &mut [Option<BeginError>],
         now: i64,
     ) -> Result<(Vec<usize>, u64), StoreError> {
-        const GUEST_WINDOW_MS: i64 = 3_600_000;
-        const QUESTION_WINDOW_MS: i64 = 60_000;
         let asking: Vec<usize> = (0..students.len()).filter(|&i| refusals[i].is_none()).collect();
         // Read in one order, kind then address, as every transaction locks them.
         let mut guests = std::collections::BTreeMap::new();
@@ -354,15 +352,12 @@ impl Db {
         }
         let mut guest_budgets = std::collections::HashMap::new();
         for (address, limit) in guests {
-            let budget =
-                AddressBudget::read(tx, self.backend, address, AddressEvent::NewGuest, limit, GUEST_WINDOW_MS, now).await?;
+            let budget = AddressBudget::read(tx, self.backend, address, AddressEvent::NewGuest, limit, now).await?;
             guest_budgets.insert(address, budget);
         }
         let mut question_budgets = std::collections::HashMap::new();
         for (address, limit) in questions {
-            let budget =
-                AddressBudget::read(tx, self.backend, address, AddressEvent::Question, limit, QUESTION_WINDOW_MS, now)
-                    .await?;
+            let budget = AddressBudget::read(tx, self.backend, address, AddressEvent::Question, limit, now).await?;
             question_budgets.insert(address, budget);
         }
         let mut granted = Vec::new();
@@ -531,11 +526,6 @@ async fn sessions_with_users(
     Ok(keys.iter().map(|key| live.contains(key)).collect())
 }
 
-/// `($first, …)`: `count` placeholders for an `IN` list.
-fn in_list(first: usize, count: usize) -> String {
-    let params: Vec<String> = (first..first + count).map(|n| format!("${n}")).collect();
-    format!("({})", params.join(", "))
-}
 
 /// Takes back the guests of students an address's budget refused.
 async fn remove_guests(tx: &mut sqlx::AnyConnection, students: &[&NewStudent]) -> Result<(), sqlx::Error> {

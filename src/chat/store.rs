@@ -192,7 +192,6 @@ impl Db {
                 address,
                 AddressEvent::Question,
                 questions_per_minute_per_address,
-                60_000,
                 now,
             )
             .await?;

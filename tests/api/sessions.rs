@@ -129,10 +129,12 @@ async fn an_expired_account_session_asks_again_as_a_guest() {
 async fn the_cleanup_deletes_expired_sessions_and_idle_guests_only() {
     let app = spawn_app().await;
     let db = &app.state.db;
-    // An idle guest with a conversation, an active guest, an account with an expired
+    // Two idle guests with conversations, an active guest, an account with an expired
     // session.
     let mut idle = app.student().await;
     ask_in(&mut idle.ws, "[tokens=2] long ago", None).await;
+    let mut also_idle = app.student().await;
+    ask_in(&mut also_idle.ws, "[tokens=2] also long ago", None).await;
     let mut active = app.student().await;
     let kept = ask_in(&mut active.ws, "[tokens=2] recently", None).await;
     let account_cookie = app.signed_up("hal", "hal's password").await;
@@ -140,17 +142,24 @@ async fn the_cleanup_deletes_expired_sessions_and_idle_guests_only() {
 
     // Ninety-one days later (the default is 90 idle days) for the idle guest only.
     let idle_user = db.find_user(token_of(&idle.cookie)).await.unwrap().unwrap();
+    let also_idle_user = db.find_user(token_of(&also_idle.cookie)).await.unwrap().unwrap();
     let long_ago = now_ms() - 91 * 86_400_000;
     let pool = pool(&app).await;
-    sqlx::query("UPDATE users SET created_at = $1 WHERE id = $2").bind(long_ago).bind(&idle_user).execute(&pool).await.unwrap();
-    sqlx::query("UPDATE conversations SET updated_at = $1 WHERE user_id = $2").bind(long_ago).bind(&idle_user).execute(&pool).await.unwrap();
+    for user in [&idle_user, &also_idle_user] {
+        sqlx::query("UPDATE users SET created_at = $1 WHERE id = $2").bind(long_ago).bind(user).execute(&pool).await.unwrap();
+        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE user_id = $2").bind(long_ago).bind(user).execute(&pool).await.unwrap();
+    }
 
     let gone = db.delete_stale_sessions(now_ms(), 90).await.unwrap();
-    assert_eq!((gone.sessions, gone.guests), (1, 1));
-    assert_eq!(db.find_user(token_of(&idle.cookie)).await.unwrap(), None);
-    assert!(app.list(&idle.cookie).await.items.is_empty());
-    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE id = $1").bind(&idle_user).fetch_one(&pool).await.unwrap();
-    assert_eq!(left, 0, "the idle guest's user row went with its session");
+    assert_eq!((gone.sessions, gone.guests), (1, 2));
+    for (student, user) in [(&idle, &idle_user), (&also_idle, &also_idle_user)] {
+        assert_eq!(db.find_user(token_of(&student.cookie)).await.unwrap(), None);
+        assert!(app.list(&student.cookie).await.items.is_empty());
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE id = $1").bind(user).fetch_one(&pool).await.unwrap();
+        assert_eq!(left, 0, "the idle guest's user row went with its session");
+    }
+    let messages: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(&pool).await.unwrap();
+    assert_eq!(messages, 2, "only the active guest's question and answer are left");
     assert_eq!(app.list(&active.cookie).await.items[0].id, kept.conversation_id);
     assert!(db.account_by_name("hal").await.unwrap().is_some(), "accounts stay; only their session went");
     // Nothing else is stale.
