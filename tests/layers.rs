@@ -51,6 +51,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "account::store",
             "account::hashing",
             "chat::store",
+            "chat::first_answers",
             "chat::arrivals",
             "chat::budget",
             "chat::live",

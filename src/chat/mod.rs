@@ -12,6 +12,8 @@ pub mod bus;
 pub mod budget;
 pub mod client;
 #[cfg(feature = "ssr")]
+pub mod first_answers;
+#[cfg(feature = "ssr")]
 pub mod leases;
 #[cfg(feature = "ssr")]
 pub mod limits;
