@@ -2,9 +2,13 @@
 //! account server functions. Session tokens are stored hashed (SHA-256): a leaked
 //! table is not a set of live cookies.
 
+use std::collections::HashSet;
+
 use sqlx::Row;
 
-use crate::db::{new_id, now_ms, take_address_event, AddressEvent, Backend, Db, StoreError, DAY_MS};
+use crate::db::{
+    new_id, now_ms, take_address_event, values_placeholders, AddressEvent, Backend, Db, StoreError, DAY_MS,
+};
 
 /// How long an account's session lasts unused; it slides while used.
 pub const ACCOUNT_SESSION_MS: i64 = 30 * DAY_MS;
@@ -317,30 +321,9 @@ pub(crate) async fn insert_guest(
     guest: &NewGuest<'_>,
     now: i64,
 ) -> Result<GuestInsert, sqlx::Error> {
-    // No guest number yet: numbering here would make every new guest of a class wait
-    // for every other's commit (`number_guests` gives it, off this path).
-    sqlx::query("INSERT INTO users (id, created_at, questions_full_at) VALUES ($1, $2, $3)")
-        .bind(guest.user_id)
-        .bind(now)
-        .bind(guest.questions_full_at)
-        .execute(&mut *tx)
-        .await?;
-    // An account's session that expired names nobody now: the browser carries on as a
-    // fresh guest under the same (signed) token, its row taken over. A live row is
-    // left alone.
-    let inserted = sqlx::query(
-        "INSERT INTO sessions (token_hash, user_id, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (token_hash) DO UPDATE \
-         SET user_id = excluded.user_id, created_at = excluded.created_at, expires_at = NULL \
-         WHERE sessions.expires_at IS NOT NULL AND sessions.expires_at <= $3",
-    )
-    .bind(hash_token(guest.token))
-    .bind(guest.user_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
+    insert_guest_users(tx, &[(guest.user_id, guest.questions_full_at)], now).await?;
+    let key = hash_token(guest.token);
+    if insert_guest_sessions(tx, &[(&key, guest.user_id)], now).await?.is_empty() {
         return Ok(GuestInsert::SessionHasUser);
     }
     // Taken last: a tab that lost the race to make the session's user is not refused
@@ -351,6 +334,56 @@ pub(crate) async fn insert_guest(
         Some(retry_after) => GuestInsert::AddressFull { retry_after },
         None => GuestInsert::Made,
     })
+}
+
+/// New guest users, (id, where its question budget starts) each, in one statement.
+/// No guest number yet: numbering here would make every new guest of a class wait
+/// for every other's commit (`number_guests` gives it, off this path).
+pub(crate) async fn insert_guest_users(
+    tx: &mut sqlx::AnyConnection,
+    users: &[(&str, i64)],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO users (id, created_at, questions_full_at) VALUES {}",
+        values_placeholders(users.len(), 3)
+    );
+    // A class's groups come in many sizes; they are not kept prepared.
+    let mut query = sqlx::query(&sql).persistent(users.len() == 1);
+    for (id, questions_full_at) in users {
+        query = query.bind(*id).bind(now).bind(*questions_full_at);
+    }
+    query.execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// New guests' sessions, (token hash, user id) each, in one statement; returns the
+/// token hashes of the sessions made. An account's session that expired names nobody
+/// now: the browser carries on as a fresh guest under the same (signed) token, its
+/// row taken over. A live row is left alone (another tab made its user a moment ago).
+pub(crate) async fn insert_guest_sessions(
+    tx: &mut sqlx::AnyConnection,
+    sessions: &[(&str, &str)],
+    now: i64,
+) -> Result<HashSet<String>, sqlx::Error> {
+    // In the order of their keys: two instances' transactions inserting some of the
+    // same sessions would otherwise wait for each other's rows in opposite orders
+    // (PostgreSQL).
+    let mut rows = sessions.to_vec();
+    rows.sort_unstable();
+    let sql = format!(
+        "INSERT INTO sessions (token_hash, user_id, created_at) VALUES {} \
+         ON CONFLICT (token_hash) DO UPDATE \
+         SET user_id = excluded.user_id, created_at = excluded.created_at, expires_at = NULL \
+         WHERE sessions.expires_at IS NOT NULL AND sessions.expires_at <= excluded.created_at \
+         RETURNING token_hash",
+        values_placeholders(rows.len(), 3)
+    );
+    let mut query = sqlx::query_scalar::<_, String>(&sql).persistent(rows.len() == 1);
+    for (key, user_id) in rows {
+        query = query.bind(key).bind(user_id).bind(now);
+    }
+    Ok(query.fetch_all(&mut *tx).await?.into_iter().collect())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -426,27 +459,17 @@ impl Db {
             // questions wait for is held for eight statements, not eight a guest.
             if !idle.is_empty() {
                 let users = crate::db::in_list(1, idle.len());
+                let conversations = format!("SELECT id FROM conversations WHERE user_id IN {users}");
+                let messages = format!(
+                    "SELECT m.id FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+                     WHERE c.user_id IN {users}"
+                );
                 for statement in [
-                    format!(
-                        "DELETE FROM feedback WHERE message_id IN (SELECT m.id FROM messages m \
-                         JOIN conversations c ON c.id = m.conversation_id WHERE c.user_id IN {users})"
-                    ),
-                    format!(
-                        "DELETE FROM escalations WHERE conversation_id IN \
-                         (SELECT id FROM conversations WHERE user_id IN {users})"
-                    ),
-                    format!(
-                        "DELETE FROM answer_sources WHERE message_id IN (SELECT m.id FROM messages m \
-                         JOIN conversations c ON c.id = m.conversation_id WHERE c.user_id IN {users})"
-                    ),
-                    format!(
-                        "DELETE FROM messages WHERE conversation_id IN \
-                         (SELECT id FROM conversations WHERE user_id IN {users})"
-                    ),
-                    format!(
-                        "DELETE FROM search_terms WHERE conversation_id IN \
-                         (SELECT id FROM conversations WHERE user_id IN {users})"
-                    ),
+                    format!("DELETE FROM feedback WHERE message_id IN ({messages})"),
+                    format!("DELETE FROM escalations WHERE conversation_id IN ({conversations})"),
+                    format!("DELETE FROM answer_sources WHERE message_id IN ({messages})"),
+                    format!("DELETE FROM messages WHERE conversation_id IN ({conversations})"),
+                    format!("DELETE FROM search_terms WHERE conversation_id IN ({conversations})"),
                     format!("DELETE FROM conversations WHERE user_id IN {users}"),
                     format!("DELETE FROM sessions WHERE user_id IN {users}"),
                     format!("DELETE FROM users WHERE id IN {users}"),

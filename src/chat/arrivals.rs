@@ -117,7 +117,7 @@ impl Shared {
             if waiting.reply.is_closed() {
                 continue; // its asker is gone
             }
-            if batch.len() < MOST_AT_ONCE && sessions.insert(waiting.student.session_token().to_owned()) {
+            if batch.len() < MOST_AT_ONCE && sessions.insert(waiting.student.session_key().to_owned()) {
                 batch.push(waiting);
             } else {
                 left.push_back(waiting);

@@ -2,15 +2,15 @@
 //! (`chat::arrivals` queues them). One multi-row statement per table for the whole
 //! group, and for each student the outcome their own transaction would have had.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::budget::BudgetLevel;
 use super::store::{first_question_budget, record_sources, BeginError, BegunAnswer, NewAnswer};
-use crate::account::store::hash_token;
+use crate::account::store::{hash_token, insert_guest_sessions, insert_guest_users};
 use crate::db::{
-    in_list, insert_address_events, new_id, now_ms, values_placeholders, AddressBudget, AddressEvent, Db, StoreError, WriteTx,
+    in_list, insert_address_events, new_id, now_ms, AddressBudget, AddressEvent, Db, StoreError, WriteTx,
 };
-use crate::history::store::{insert_messages, NewMessageRow};
+use crate::history::store::{insert_conversations, insert_messages, NewMessageRow};
 use crate::history::{MessageRole, MessageStatus};
 use crate::protocol::Source;
 
@@ -18,7 +18,9 @@ use crate::protocol::Source;
 /// another caller may run.
 pub(crate) struct NewStudent {
     user_id: String,
-    session_token: String,
+    /// The session's token hashed, as stored: hashed once here, before the question
+    /// waits for the writer.
+    session_key: String,
     address: String,
     guests_per_hour: u32,
     questions_per_minute_per_address: u32,
@@ -42,7 +44,7 @@ impl NewStudent {
         }
         Ok(NewStudent {
             user_id: new.user_id.to_owned(),
-            session_token: new.session_token.to_owned(),
+            session_key: hash_token(new.session_token),
             address: new.address.to_owned(),
             guests_per_hour,
             questions_per_minute_per_address: new.questions_per_minute_per_address,
@@ -56,8 +58,8 @@ impl NewStudent {
         })
     }
 
-    pub(crate) fn session_token(&self) -> &str {
-        &self.session_token
+    pub(crate) fn session_key(&self) -> &str {
+        &self.session_key
     }
 }
 
@@ -92,10 +94,14 @@ impl Db {
                 tx.rollback().await?;
                 return Ok(outcomes(students, refusals, &[]));
             }
-            insert_guests(&mut tx, &asking, now).await?;
-            let made = insert_sessions(&mut tx, &asking, now).await?;
+            let users: Vec<(&str, i64)> =
+                asking.iter().map(|student| (student.user_id.as_str(), student.questions_full_at)).collect();
+            insert_guest_users(&mut tx, &users, now).await?;
+            let sessions: Vec<(&str, &str)> =
+                asking.iter().map(|student| (student.session_key.as_str(), student.user_id.as_str())).collect();
+            let made = insert_guest_sessions(&mut tx, &sessions, now).await?;
             let taken: Vec<usize> = (0..students.len())
-                .filter(|&i| refusals[i].is_none() && !made.contains(&hash_token(&students[i].session_token)))
+                .filter(|&i| refusals[i].is_none() && !made.contains(&students[i].session_key))
                 .collect();
             if taken.is_empty() {
                 writes += 2;
@@ -125,20 +131,15 @@ impl Db {
             return Ok(outcomes(students, refusals, &[]));
         }
         let ids: Vec<NewIds> = asking.iter().map(|_| NewIds::new()).collect();
-        let sql = format!(
-            "INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES {}",
-            values_placeholders(asking.len(), 5)
-        );
-        let mut query = sqlx::query(&sql).persistent(asking.len() == 1);
-        for ((_, student), id) in asking.iter().zip(&ids) {
-            query = query
-                .bind(&id.conversation)
-                .bind(&student.user_id)
-                .bind(crate::history::title_from_question(&student.question))
-                .bind(now)
-                .bind(now);
-        }
-        query.execute(&mut *tx).await?;
+        let titles: Vec<String> =
+            asking.iter().map(|(_, student)| crate::history::title_from_question(&student.question)).collect();
+        let conversations: Vec<(&str, &str, &str)> = asking
+            .iter()
+            .zip(&ids)
+            .zip(&titles)
+            .map(|(((_, student), id), title)| (id.conversation.as_str(), student.user_id.as_str(), title.as_str()))
+            .collect();
+        insert_conversations(&mut tx, &conversations, now).await?;
         let rows: Vec<NewMessageRow<'_>> = asking
             .iter()
             .zip(&ids)
@@ -166,8 +167,8 @@ impl Db {
     ) -> Result<(Vec<usize>, u64), StoreError> {
         let asking: Vec<usize> = (0..students.len()).filter(|&i| refusals[i].is_none()).collect();
         // Read in one order, kind then address, as every transaction locks them.
-        let mut guests = std::collections::BTreeMap::new();
-        let mut questions = std::collections::BTreeMap::new();
+        let mut guests = BTreeMap::new();
+        let mut questions = BTreeMap::new();
         for &i in &asking {
             let student = students[i];
             if student.guests_per_hour > 0 {
@@ -177,16 +178,8 @@ impl Db {
                 questions.entry(student.address.as_str()).or_insert(student.questions_per_minute_per_address);
             }
         }
-        let mut guest_budgets = std::collections::HashMap::new();
-        for (address, limit) in guests {
-            let budget = AddressBudget::read(tx, self.backend, address, AddressEvent::NewGuest, limit, now).await?;
-            guest_budgets.insert(address, budget);
-        }
-        let mut question_budgets = std::collections::HashMap::new();
-        for (address, limit) in questions {
-            let budget = AddressBudget::read(tx, self.backend, address, AddressEvent::Question, limit, now).await?;
-            question_budgets.insert(address, budget);
-        }
+        let mut guest_budgets = self.read_budgets(tx, AddressEvent::NewGuest, guests, now).await?;
+        let mut question_budgets = self.read_budgets(tx, AddressEvent::Question, questions, now).await?;
         let mut granted = Vec::new();
         let mut refused = Vec::new();
         for i in asking {
@@ -213,6 +206,21 @@ impl Db {
         }
         insert_address_events(tx, &granted).await?;
         Ok((refused, u64::from(!granted.is_empty())))
+    }
+
+    /// Each address's budget of `event` (address → its limit), read in address order.
+    async fn read_budgets<'a>(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        event: AddressEvent,
+        limits: BTreeMap<&'a str, u32>,
+        now: i64,
+    ) -> Result<HashMap<&'a str, AddressBudget>, StoreError> {
+        let mut budgets = HashMap::new();
+        for (address, limit) in limits {
+            budgets.insert(address, AddressBudget::read(tx, self.backend, address, event, limit, now).await?);
+        }
+        Ok(budgets)
     }
 }
 
@@ -288,51 +296,6 @@ fn outcomes(
     results
 }
 
-/// The new students' users, their question budgets set (no guest number yet: see
-/// `account::store::insert_guest`).
-async fn insert_guests(tx: &mut sqlx::AnyConnection, students: &[&NewStudent], now: i64) -> Result<(), sqlx::Error> {
-    let sql = format!(
-        "INSERT INTO users (id, created_at, questions_full_at) VALUES {}",
-        values_placeholders(students.len(), 3)
-    );
-    let mut query = sqlx::query(&sql).persistent(students.len() == 1);
-    for student in students {
-        query = query.bind(&student.user_id).bind(now).bind(student.questions_full_at);
-    }
-    query.execute(&mut *tx).await?;
-    Ok(())
-}
-
-/// Their sessions, as `insert_guest` makes one (an expired account's row is taken
-/// over, a live one left alone). Returns the token hashes of the sessions made.
-async fn insert_sessions(
-    tx: &mut sqlx::AnyConnection,
-    students: &[&NewStudent],
-    now: i64,
-) -> Result<HashSet<String>, sqlx::Error> {
-    use sqlx::Row;
-    // In the order of their keys: two instances' transactions inserting some of the
-    // same sessions would otherwise wait for each other's rows in opposite orders
-    // (PostgreSQL).
-    let mut rows: Vec<(String, &str)> =
-        students.iter().map(|student| (hash_token(&student.session_token), student.user_id.as_str())).collect();
-    rows.sort_unstable();
-    let sql = format!(
-        "INSERT INTO sessions (token_hash, user_id, created_at) VALUES {} \
-         ON CONFLICT (token_hash) DO UPDATE \
-         SET user_id = excluded.user_id, created_at = excluded.created_at, expires_at = NULL \
-         WHERE sessions.expires_at IS NOT NULL AND sessions.expires_at <= excluded.created_at \
-         RETURNING token_hash",
-        values_placeholders(students.len(), 3)
-    );
-    let mut query = sqlx::query(&sql).persistent(rows.len() == 1);
-    for (key, user_id) in rows {
-        query = query.bind(key).bind(user_id).bind(now);
-    }
-    let made = query.fetch_all(&mut *tx).await?;
-    made.iter().map(|row| row.try_get::<String, _>(0)).collect()
-}
-
 /// For each student, whether their session names a user already (live: an expired
 /// account's session is taken over by the new guest).
 async fn sessions_with_users(
@@ -340,19 +303,17 @@ async fn sessions_with_users(
     students: &[&NewStudent],
     now: i64,
 ) -> Result<Vec<bool>, sqlx::Error> {
-    let keys: Vec<String> = students.iter().map(|student| hash_token(&student.session_token)).collect();
     let sql = format!(
         "SELECT token_hash FROM sessions WHERE (expires_at IS NULL OR expires_at > $1) AND token_hash IN {}",
-        in_list(2, keys.len())
+        in_list(2, students.len())
     );
-    let mut query = sqlx::query_scalar::<_, String>(&sql).persistent(keys.len() == 1).bind(now);
-    for key in &keys {
-        query = query.bind(key);
+    let mut query = sqlx::query_scalar::<_, String>(&sql).persistent(students.len() == 1).bind(now);
+    for student in students {
+        query = query.bind(&student.session_key);
     }
     let live: HashSet<String> = query.fetch_all(&mut *tx).await?.into_iter().collect();
-    Ok(keys.iter().map(|key| live.contains(key)).collect())
+    Ok(students.iter().map(|student| live.contains(&student.session_key)).collect())
 }
-
 
 /// Takes back the guests of students an address's budget refused.
 async fn remove_guests(tx: &mut sqlx::AnyConnection, students: &[&NewStudent]) -> Result<(), sqlx::Error> {
@@ -360,7 +321,7 @@ async fn remove_guests(tx: &mut sqlx::AnyConnection, students: &[&NewStudent]) -
     let sql = format!("DELETE FROM sessions WHERE token_hash IN {list}");
     let mut query = sqlx::query(&sql).persistent(false);
     for student in students {
-        query = query.bind(hash_token(&student.session_token));
+        query = query.bind(&student.session_key);
     }
     query.execute(&mut *tx).await?;
     let sql = format!("DELETE FROM users WHERE id IN {list}");

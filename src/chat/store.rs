@@ -10,7 +10,7 @@ use crate::db::{
 };
 use super::budget::{BudgetLevel, QuestionBudget};
 use crate::account::store::{hash_token, insert_guest, GuestInsert, NewGuest};
-use crate::history::store::{insert_messages, next_position, NewMessageRow};
+use crate::history::store::{insert_conversations, insert_messages, next_position, NewMessageRow};
 use crate::history::versions::{fork, Fork, ForkRefusal, VersionOf};
 use crate::history::{MessageRole, MessageStatus};
 use crate::protocol::{ErrorCode, Source, Usage};
@@ -225,16 +225,8 @@ impl Db {
                     return Err(BeginError::TooManyConversations { limit: max_conversations });
                 }
                 let id = new_id();
-                sqlx::query(
-                    "INSERT INTO conversations (id, user_id, title, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $4)",
-                )
-                .bind(&id)
-                .bind(user_id)
-                .bind(crate::history::title_from_question(question))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                let title = crate::history::title_from_question(question);
+                insert_conversations(&mut tx, &[(&id, user_id, &title)], now).await?;
                 writes += 1;
                 id
             }

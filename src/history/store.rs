@@ -23,16 +23,8 @@ impl Db {
             title: title.to_string(),
             updated_at: now_ms(),
         };
-        sqlx::query(
-            "INSERT INTO conversations (id, user_id, title, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $4)",
-        )
-        .bind(&summary.id)
-        .bind(user_id)
-        .bind(&summary.title)
-        .bind(summary.updated_at)
-        .execute(&self.pool)
-        .await?;
+        let mut conn = self.pool.acquire().await?;
+        insert_conversations(&mut conn, &[(&summary.id, user_id, &summary.title)], summary.updated_at).await?;
         self.wrote();
         Ok(summary)
     }
@@ -393,6 +385,26 @@ pub(crate) async fn insert_messages(conn: &mut sqlx::AnyConnection, rows: &[NewM
             .bind(row.retrieval_score)
             .bind(row.created_at)
             .bind(row.parent_id);
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// New conversations, (id, user id, title) each, in one statement, made and updated
+/// `now`.
+pub(crate) async fn insert_conversations(
+    conn: &mut sqlx::AnyConnection,
+    conversations: &[(&str, &str, &str)],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES {}",
+        crate::db::values_placeholders(conversations.len(), 5)
+    );
+    // A class's groups come in many sizes; they are not kept prepared.
+    let mut query = sqlx::query(&sql).persistent(conversations.len() == 1);
+    for (id, user_id, title) in conversations {
+        query = query.bind(*id).bind(*user_id).bind(*title).bind(now).bind(now);
     }
     query.execute(&mut *conn).await?;
     Ok(())
