@@ -278,6 +278,20 @@ async fn run_conversation(
     Err("socket closed before end".into())
 }
 
+/// "p50 …  p99 …  max …" of sorted µs, in ms with `decimals` places (ws_load.sh and
+/// alternate.sh read these lines).
+fn spread(sorted: &[u64], decimals: usize) -> String {
+    format!(
+        "p50 {:.*}  p99 {:.*}  max {:.*}",
+        decimals,
+        percentile(sorted, 50.0),
+        decimals,
+        percentile(sorted, 99.0),
+        decimals,
+        percentile(sorted, 100.0)
+    )
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -376,45 +390,27 @@ async fn main() {
     println!("connections        {}", args.connections);
     println!("tokens/connection  {} at {} ms", args.tokens, args.delay_ms);
     println!("tokens received    {}", relay.len());
-    println!(
-        "relay latency ms   p50 {:.2}  p99 {:.2}  max {:.2}",
-        percentile(&relay, 50.0),
-        percentile(&relay, 99.0),
-        percentile(&relay, 100.0)
-    );
+    println!("relay latency ms   {}", spread(&relay, 2));
     if args.follow {
         println!("followed tokens    {}", follow_relay.len());
         println!(
-            "follower relay ms  p50 {:.2}  p99 {:.2}  max {:.2}  (another instance, through the bus; tokens sent after the follower's snapshot)",
-            percentile(&follow_relay, 50.0),
-            percentile(&follow_relay, 99.0),
-            percentile(&follow_relay, 100.0)
+            "follower relay ms  {}  (another instance, through the bus; tokens sent after the follower's snapshot)",
+            spread(&follow_relay, 2)
         );
         println!(
-            "  of which in step p50 {:.2}  p99 {:.2}  max {:.2}  ({} tokens sent 1 s or more after the snapshot: the follow request's round trip left out)",
-            percentile(&follow_in_step, 50.0),
-            percentile(&follow_in_step, 99.0),
-            percentile(&follow_in_step, 100.0),
+            "  of which in step {}  ({} tokens sent 1 s or more after the snapshot: the follow request's round trip left out)",
+            spread(&follow_in_step, 2),
             follow_in_step.len()
         );
     }
+    println!("first token ms     {}", spread(&ttft, 1));
     println!(
-        "first token ms     p50 {:.1}  p99 {:.1}  max {:.1}",
-        percentile(&ttft, 50.0),
-        percentile(&ttft, 99.0),
-        percentile(&ttft, 100.0)
+        "  of which start   {}  (the question stored and the model asked: the start frame)",
+        spread(&start_frames, 1)
     );
     println!(
-        "  of which start   p50 {:.1}  p99 {:.1}  max {:.1}  (the question stored and the model asked: the start frame)",
-        percentile(&start_frames, 50.0),
-        percentile(&start_frames, 99.0),
-        percentile(&start_frames, 100.0)
-    );
-    println!(
-        "  from connecting  p50 {:.1}  p99 {:.1}  max {:.1}  (the socket's upgrade included)",
-        percentile(&connect_ttft, 50.0),
-        percentile(&connect_ttft, 99.0),
-        percentile(&connect_ttft, 100.0)
+        "  from connecting  {}  (the socket's upgrade included)",
+        spread(&connect_ttft, 1)
     );
     if args.timeline {
         println!("relay by second of the run (token send time):");
@@ -423,13 +419,7 @@ async fn main() {
                 continue;
             }
             latencies.sort_unstable();
-            println!(
-                "  {second:>3} s  tokens {:>6}  p50 {:.2}  p99 {:.2}  max {:.2}",
-                latencies.len(),
-                percentile(&latencies, 50.0),
-                percentile(&latencies, 99.0),
-                percentile(&latencies, 100.0)
-            );
+            println!("  {second:>3} s  tokens {:>6}  {}", latencies.len(), spread(&latencies, 2));
         }
     }
     println!("errors             {}", errors.len());
