@@ -34,7 +34,7 @@ one_run() {
   for _ in $(seq 100); do curl -sf http://127.0.0.1:$APP_PORT/healthz >/dev/null && break; sleep 0.1; done
   out=$("$LOADTEST" --app http://127.0.0.1:$APP_PORT --connections "$n" \
     --tokens 200 --delay-ms 50 --server-pid $app --deadline-secs 180 ${LOADTEST_ARGS:-} 2>&1)
-  echo "$out" | grep -E "^(relay latency|first token|  from connecting|errors|server RSS)" | sed "s|^|$bin N=$n: |"
+  echo "$out" | grep -E "^(relay latency|  of which in app|first token|  from connecting|errors|server RSS)" | sed "s|^|$bin N=$n: |"
   awk -v who="$bin N=$n" '{ printf "%s: app CPU s %.1f\n", who, ($14 + $15) / 100 }' "/proc/$app/stat"
   kill $app $fake 2>/dev/null
   wait $app $fake 2>/dev/null

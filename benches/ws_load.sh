@@ -43,7 +43,7 @@ relay_p99_us() {
   local out
   out=$(./target/release/loadtest --app http://127.0.0.1:$APP_PORT --connections "$1" \
     --tokens 200 --delay-ms 50 --server-pid $app --deadline-secs 180 ${LOADTEST_ARGS:-}) || { echo "$out" >&2; echo 999999999; return; }
-  echo "$out" | grep -E "^(relay latency|first token|  from connecting|errors|server RSS)" | sed "s/^/  N = $1: /" >&2
+  echo "$out" | grep -E "^(relay latency|  of which in app|first token|  from connecting|errors|server RSS)" | sed "s/^/  N = $1: /" >&2
   echo "$out" | awk '/^relay latency ms/ { printf "%d\n", $7 * 1000 }'
 }
 

@@ -332,6 +332,9 @@ async fn main() {
         });
     }
 
+    // The app's own count of the socket hop, before the run: several runs may share
+    // one process, and its histogram counts since the process started.
+    let hop_before = relay_buckets(&args.app).await;
     let mut tasks = Vec::with_capacity(args.connections);
     for i in 0..args.connections {
         let offset = start_offset(args, i);
@@ -391,6 +394,12 @@ async fn main() {
     println!("tokens/connection  {} at {} ms", args.tokens, args.delay_ms);
     println!("tokens received    {}", relay.len());
     println!("relay latency ms   {}", spread(&relay, 2));
+    if let (Some(before), Some(after)) = (hop_before, relay_buckets(&args.app).await) {
+        println!(
+            "  of which in app  {}  (the answer's frame published to its socket's write, from the app's /metrics buckets: upper bounds)",
+            bucket_spread(&before, &after)
+        );
+    }
     if args.follow {
         println!("followed tokens    {}", follow_relay.len());
         println!(
@@ -439,6 +448,46 @@ async fn main() {
     if !errors.is_empty() {
         std::process::exit(1);
     }
+}
+
+/// The app's relay histogram (`tutor_relay_latency_seconds`, cumulative counts by
+/// upper bound in seconds), or None when `/metrics` cannot be read from here.
+async fn relay_buckets(app: &str) -> Option<Vec<(f64, u64)>> {
+    let text = reqwest::get(format!("{app}/metrics")).await.ok()?.error_for_status().ok()?.text().await.ok()?;
+    let buckets: Vec<(f64, u64)> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("tutor_relay_latency_seconds_bucket{le=\""))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    (!buckets.is_empty()).then_some(buckets)
+}
+
+/// p50 and p99 of the frames counted between two reads of the histogram, each as the
+/// upper bound of the bucket it falls in.
+fn bucket_spread(before: &[(f64, u64)], after: &[(f64, u64)]) -> String {
+    let counts: Vec<(f64, u64)> = after
+        .iter()
+        .map(|&(le, total)| {
+            let earlier = before.iter().find(|(b, _)| *b == le).map_or(0, |&(_, c)| c);
+            (le, total.saturating_sub(earlier))
+        })
+        .collect();
+    let total = counts.last().map_or(0, |&(_, c)| c);
+    let bound = |q: f64| {
+        let rank = (q * total as f64).ceil() as u64;
+        match counts.iter().find(|&&(_, c)| c >= rank.max(1)) {
+            Some(&(le, _)) if le.is_finite() => format!("<= {:.1}", le * 1000.0),
+            _ => "above the largest bucket".to_string(),
+        }
+    };
+    if total == 0 {
+        return "no frames counted".to_string();
+    }
+    format!("p50 {}  p99 {}  p99.9 {}  ({total} frames)", bound(0.5), bound(0.99), bound(0.999))
 }
 
 /// Holds `--connections` sockets open and idle (see the module doc): prints the
@@ -504,5 +553,25 @@ async fn idle(args: &'static Args) {
     drop(open);
     if !errors.is_empty() {
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bucket_spread;
+
+    #[test]
+    fn the_apps_histogram_counts_only_this_runs_frames() {
+        // An earlier run on the same process left 1,000 slow frames; this run's 1,000
+        // are all fast but ten.
+        let before = [(0.0005, 0), (0.005, 0), (0.25, 1000), (f64::INFINITY, 1000)];
+        let after = [(0.0005, 990), (0.005, 1000), (0.25, 2000), (f64::INFINITY, 2000)];
+        assert_eq!(bucket_spread(&before, &after), "p50 <= 0.5  p99 <= 0.5  p99.9 <= 5.0  (1000 frames)");
+        let slow = [(0.0005, 0), (0.005, 0), (0.25, 0), (f64::INFINITY, 5)];
+        assert_eq!(
+            bucket_spread(&[], &slow),
+            "p50 above the largest bucket  p99 above the largest bucket  p99.9 above the largest bucket  (5 frames)"
+        );
+        assert_eq!(bucket_spread(&after, &after), "no frames counted");
     }
 }
