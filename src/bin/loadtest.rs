@@ -466,7 +466,7 @@ async fn relay_buckets(app: &str) -> Option<Vec<(f64, u64)>> {
     (!buckets.is_empty()).then_some(buckets)
 }
 
-/// p50 and p99 of the frames counted between two reads of the histogram, each as the
+/// p50, p99 and p99.9 of the frames counted between two reads of the histogram, each as the
 /// upper bound of the bucket it falls in.
 fn bucket_spread(before: &[(f64, u64)], after: &[(f64, u64)]) -> String {
     let counts: Vec<(f64, u64)> = after
