@@ -12,33 +12,17 @@ cd "$(dirname "$0")/.."
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 [ $# -eq 4 ] || { echo "usage: alternate.sh OLD NEW \"N...\" RUNS" >&2; exit 2; }
 old=$1 new=$2 ns=$3 runs=$4
-# The load tool: this tree's, unless LOADTEST names one built already.
-if [ -z "${LOADTEST:-}" ]; then
-  LEPTOS_OUTPUT_NAME=tutor-chat RUSTFLAGS="--cfg erase_components" \
-    cargo build --release --features ssr --bin loadtest >/dev/null 2>&1
-  LOADTEST=./target/release/loadtest
-fi
-APP_PORT=3300 FAKE_PORT=3301
+. benches/bench_app.sh
+bench_loadtest
 
 one_run() {
   local bin=$1 n=$2 data fake app out
-  data=$(mktemp -d)
-  "$bin" fake-upstream --port $FAKE_PORT >/dev/null 2>&1 &
-  fake=$!
-  RUST_LOG=warn TUTOR_BIND=127.0.0.1:$APP_PORT TUTOR_DATA_DIR=$data \
-    TUTOR_MAX_CONCURRENT_ANSWERS=100000 TUTOR_QUESTION_BUDGET=0 \
-    TUTOR_NEW_GUESTS_PER_HOUR_PER_ADDRESS=0 TUTOR_QUESTIONS_PER_MINUTE_PER_ADDRESS=0 TUTOR_ANSWERS_AT_ONCE_PER_ADDRESS=0 TUTOR_CONNECTIONS_PER_ADDRESS=0 \
-    OPENAI_BASE_URL=http://127.0.0.1:$FAKE_PORT/v1 OPENAI_API_KEY=bench \
-    "$bin" >/dev/null 2>&1 &
-  app=$!
-  for _ in $(seq 100); do curl -sf http://127.0.0.1:$APP_PORT/healthz >/dev/null && break; sleep 0.1; done
+  start_bench_app "$bin"
   out=$("$LOADTEST" --app http://127.0.0.1:$APP_PORT --connections "$n" \
     --tokens 200 --delay-ms 50 --server-pid $app --deadline-secs 180 ${LOADTEST_ARGS:-} 2>&1)
   echo "$out" | grep -E "^(relay latency|  of which in app|first token|  from connecting|errors|server RSS)" | sed "s|^|$bin N=$n: |"
   awk -v who="$bin N=$n" '{ printf "%s: app CPU s %.1f\n", who, ($14 + $15) / 100 }' "/proc/$app/stat"
-  kill $app $fake 2>/dev/null
-  wait $app $fake 2>/dev/null
-  rm -rf "$data"
+  stop_bench_app
 }
 
 for n in $ns; do

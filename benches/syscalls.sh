@@ -12,23 +12,10 @@ cd "$(dirname "$0")/.."
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 [ $# -eq 2 ] || { echo "usage: syscalls.sh BINARY N" >&2; exit 2; }
 bin=$1 n=$2 tokens=200
-if [ -z "${LOADTEST:-}" ]; then
-  LEPTOS_OUTPUT_NAME=tutor-chat RUSTFLAGS="--cfg erase_components" \
-    cargo build --release --features ssr --bin loadtest >/dev/null 2>&1
-  LOADTEST=./target/release/loadtest
-fi
-APP_PORT=3300 FAKE_PORT=3301
-data=$(mktemp -d)
-"$bin" fake-upstream --port $FAKE_PORT >/dev/null 2>&1 &
-fake=$!
-RUST_LOG=warn TUTOR_BIND=127.0.0.1:$APP_PORT TUTOR_DATA_DIR=$data \
-  TUTOR_MAX_CONCURRENT_ANSWERS=100000 TUTOR_QUESTION_BUDGET=0 \
-  TUTOR_NEW_GUESTS_PER_HOUR_PER_ADDRESS=0 TUTOR_QUESTIONS_PER_MINUTE_PER_ADDRESS=0 TUTOR_ANSWERS_AT_ONCE_PER_ADDRESS=0 TUTOR_CONNECTIONS_PER_ADDRESS=0 \
-  OPENAI_BASE_URL=http://127.0.0.1:$FAKE_PORT/v1 OPENAI_API_KEY=bench \
-  "$bin" >/dev/null 2>&1 &
-app=$!
-trap 'kill $app $fake 2>/dev/null; wait $app 2>/dev/null; rm -rf "$data"' EXIT
-for _ in $(seq 100); do curl -sf http://127.0.0.1:$APP_PORT/healthz >/dev/null && break; sleep 0.1; done
+. benches/bench_app.sh
+bench_loadtest
+start_bench_app "$bin"
+trap stop_bench_app EXIT
 counts=$(mktemp)
 events=sendto,recvfrom,writev,write,read,futex,epoll_wait
 perf stat -x, -e "$(echo $events | sed 's/\([a-z_]*\)/syscalls:sys_enter_\1/g'),context-switches" -p $app -o "$counts" &
