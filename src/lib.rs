@@ -77,3 +77,19 @@ pub fn hydrate() {
         mounted.forget();
     });
 }
+
+/// jemalloc instead of the system's malloc on the server: rendering a page makes tens
+/// of thousands of small allocations, and glibc's malloc spent a third of a render's
+/// CPU on them (docs/BENCHMARKS.md, "The allocator"). The browser build keeps Rust's.
+#[cfg(all(feature = "ssr", not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's settings, read before `main`: one arena per CPU (its default, four, held
+/// more memory under load on a small machine), and a background thread that gives
+/// freed pages back to the system while the process idles (else the ~12 MiB that
+/// start-up uses and frees stays resident). `_RJEM_MALLOC_CONF` in the environment
+/// overrides it; a test in `tests/api` checks that jemalloc read it.
+#[cfg(all(feature = "ssr", not(target_env = "msvc")))]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static JEMALLOC_CONF: &[u8] = b"percpu_arena:percpu,background_thread:true\0";

@@ -4,6 +4,7 @@
 
 mod abuse;
 mod accounts;
+mod allocator;
 mod budget;
 mod chat;
 mod escalations;
