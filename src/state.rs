@@ -10,7 +10,8 @@ use leptos::config::LeptosOptions;
 use tokio::sync::{watch, Semaphore};
 
 use crate::account::hashing::PasswordHashing;
-use crate::chat::limits::Connections;
+use crate::chat::bus::Bus;
+use crate::chat::limits::{Connections, SessionEnd};
 use crate::chat::live::LiveAnswers;
 use crate::db::{database_url, Db, StoreError};
 use crate::digest::TokenKey;
@@ -51,7 +52,7 @@ pub struct AppState {
     /// Frames for a student's open sockets that no answer carries (a teacher's reply).
     pub notices: Arc<crate::chat::notices::Notices>,
     /// Between instances: answers followed elsewhere, a student's events, takeovers.
-    pub bus: Arc<crate::chat::bus::Bus>,
+    pub bus: Arc<Bus>,
     /// Marks the answers this instance streams, for crash recovery (docs/storage.md).
     pub instance_id: Arc<str>,
     /// One permit per answer streamed at once (`max_concurrent_answers`).
@@ -142,7 +143,7 @@ impl AppState {
         let live = LiveAnswers::new(db.clone(), bus.clone(), instance_id.clone(), settings.answer_lease, metrics.clone());
         let settings_queue = settings.password_hash_queue;
         let calls_per_second = settings.calls_per_second_per_address;
-        spawn_cleanup(db.clone(), settings.guest_idle_days);
+        spawn_cleanup(&db, &connections, &bus, settings.guest_idle_days);
         Ok(AppState {
             leptos_options: Arc::new(leptos_options),
             settings: Arc::new(settings),
@@ -234,29 +235,50 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 }
 
 /// Once an hour (and at start): expired sessions go, and guests idle for
-/// `guest_idle_days` go with their conversations.
-fn spawn_cleanup(db: Arc<Db>, guest_idle_days: u32) {
+/// `guest_idle_days` go with their conversations. The task holds the state's parts
+/// weakly: a test's app dropped takes its cleanup with it.
+fn spawn_cleanup(db: &Arc<Db>, connections: &Arc<Connections>, bus: &Arc<Bus>, guest_idle_days: u32) {
     const EVERY: std::time::Duration = std::time::Duration::from_secs(3_600);
-    let weak = Arc::downgrade(&db);
-    drop(db);
+    let (db, connections, bus) = (Arc::downgrade(db), Arc::downgrade(connections), Arc::downgrade(bus));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EVERY);
         loop {
             tick.tick().await;
-            // The state is gone (a test's app dropped): so is the cleanup.
-            let Some(db) = weak.upgrade() else { return };
-            if let Err(error) = db.prune_address_events(crate::db::now_ms()).await {
-                tracing::warn!(%error, "address budget cleanup failed; tried again in an hour");
-            }
-            match db.delete_stale_sessions(crate::db::now_ms(), guest_idle_days).await {
-                Ok(gone) if gone.sessions + gone.guests > 0 => {
-                    tracing::info!(sessions = gone.sessions, guests = gone.guests, "stale sessions deleted")
-                }
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "session cleanup failed; tried again in an hour"),
-            }
+            let (Some(db), Some(connections), Some(bus)) = (db.upgrade(), connections.upgrade(), bus.upgrade()) else {
+                return;
+            };
+            clean_up_stale(&db, &connections, &bus, guest_idle_days).await;
         }
     });
+}
+
+/// One pass of the cleanup. The sockets still open for a deleted session, on this
+/// instance and the others, are told `session_ended` and closed, as after a sign-out:
+/// a tab left open for the idle days, or a signed-in tab whose session expired, would
+/// otherwise show a conversation that is gone or no longer theirs.
+async fn clean_up_stale(db: &Db, connections: &Connections, bus: &Bus, guest_idle_days: u32) {
+    if let Err(error) = db.prune_address_events(crate::db::now_ms()).await {
+        tracing::warn!(%error, "address budget cleanup failed; tried again in an hour");
+    }
+    match db.delete_stale_sessions(crate::db::now_ms(), guest_idle_days).await {
+        Ok(gone) => {
+            for key in &gone.ended {
+                connections.revoke(key, SessionEnd::SignedOut);
+                bus.announce_session_ended(key, SessionEnd::SignedOut);
+            }
+            if gone.sessions + gone.guests > 0 {
+                tracing::info!(sessions = gone.sessions, guests = gone.guests, "stale sessions deleted");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "session cleanup failed; tried again in an hour"),
+    }
+}
+
+impl AppState {
+    /// Runs the hourly cleanup now (tests; an operator's tool could too).
+    pub async fn clean_up_stale(&self) {
+        clean_up_stale(&self.db, &self.connections, &self.bus, self.settings.guest_idle_days).await;
+    }
 }
 
 /// Opens the lesson index beside the database and brings it in step with the lessons

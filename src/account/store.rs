@@ -417,10 +417,14 @@ impl From<sqlx::Error> for AccountError {
 }
 
 /// What one cleanup removed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct StaleGone {
+    /// Expired account sessions.
     pub sessions: u64,
     pub guests: u64,
+    /// The token hashes of every session deleted (expired, and the idle guests'): their
+    /// open sockets are told.
+    pub ended: Vec<String>,
 }
 
 /// Guests deleted per transaction: a long cleanup does not hold the writer for long.
@@ -432,11 +436,14 @@ impl Db {
     /// with their sessions, conversations, messages and rate-limit records.
     pub async fn delete_stale_sessions(&self, now: i64, guest_idle_days: u32) -> Result<StaleGone, StoreError> {
         let mut gone = StaleGone::default();
-        gone.sessions = sqlx::query("DELETE FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= $1")
+        gone.ended = sqlx::query("DELETE FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= $1 RETURNING token_hash")
             .bind(now)
-            .execute(&self.pool)
+            .fetch_all(&self.pool)
             .await?
-            .rows_affected();
+            .iter()
+            .map(|row| row.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+        gone.sessions = gone.ended.len() as u64;
         if guest_idle_days == 0 {
             return Ok(gone);
         }
@@ -459,6 +466,14 @@ impl Db {
             // questions wait for is held for eight statements, not eight a guest.
             if !idle.is_empty() {
                 let users = crate::db::in_list(1, idle.len());
+                let sessions = format!("SELECT token_hash FROM sessions WHERE user_id IN {users}");
+                let mut query = sqlx::query(&sessions).persistent(false);
+                for user in &idle {
+                    query = query.bind(user);
+                }
+                for row in query.fetch_all(&mut *tx).await? {
+                    gone.ended.push(row.try_get::<String, _>(0)?);
+                }
                 let conversations = format!("SELECT id FROM conversations WHERE user_id IN {users}");
                 let messages = format!(
                     "SELECT m.id FROM messages m JOIN conversations c ON c.id = m.conversation_id \

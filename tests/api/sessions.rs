@@ -167,6 +167,38 @@ async fn the_cleanup_deletes_expired_sessions_and_idle_guests_only() {
 }
 
 #[tokio::test]
+async fn the_cleanup_ends_the_open_sockets_of_the_sessions_it_deletes() {
+    let app = spawn_app().await;
+    // A guest's tab left open for the idle days, here and on another instance; a
+    // signed-in tab whose session expired; an active guest's tab.
+    let mut idle = app.student().await;
+    ask_in(&mut idle.ws, "[tokens=2] long ago", None).await;
+    let database_url = app.state.settings.database_url.clone();
+    let other = spawn_app_with(|s| s.database_url = database_url).await;
+    let mut idle_elsewhere = other.socket(&idle.cookie).await;
+    let account_cookie = app.signed_up("iris", "iris's password").await;
+    let mut expired_tab = app.socket(&account_cookie).await;
+    expire_session(&app, &account_cookie).await;
+    let mut active = app.student().await;
+    ask_in(&mut active.ws, "[tokens=2] recently", None).await;
+    let idle_user = app.state.db.find_user(token_of(&idle.cookie)).await.unwrap().unwrap();
+    let long_ago = now_ms() - 91 * 86_400_000;
+    let pool = pool(&app).await;
+    sqlx::query("UPDATE users SET created_at = $1 WHERE id = $2").bind(long_ago).bind(&idle_user).execute(&pool).await.unwrap();
+    sqlx::query("UPDATE conversations SET updated_at = $1 WHERE user_id = $2").bind(long_ago).bind(&idle_user).execute(&pool).await.unwrap();
+
+    app.state.clean_up_stale().await;
+
+    // Told and closed without asking anything first: the other instance's through the bus.
+    for socket in [&mut idle.ws, &mut idle_elsewhere, &mut expired_tab] {
+        expect_session_ended_and_closed(socket).await;
+    }
+    assert_eq!(app.state.db.find_user(token_of(&idle.cookie)).await.unwrap(), None, "the guest is gone");
+    let asked = ask_in(&mut active.ws, "[tokens=2] still here", None).await;
+    assert_eq!(asked.error, None, "the active guest's tab goes on");
+}
+
+#[tokio::test]
 async fn a_client_written_as_in_the_course_lesson_works_without_a_cookie() {
     let app = spawn_app().await;
     // No cookie, any path segment, the untyped `{"question": ...}` frame.
