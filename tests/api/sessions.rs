@@ -594,6 +594,68 @@ async fn two_tabs_asking_their_first_questions_at_once_are_one_student() {
     assert_eq!(users, 4, "one guest per browser");
 }
 
+/// Another writer (an instance on the same PostgreSQL) makes the session's user after
+/// this instance's first-question transaction looked and before it inserted the
+/// session: the insert waits for that row, finds it taken, and the transaction is
+/// rolled back and the student asked again as that user, with no guest of ours left
+/// behind. On SQLite writers take turns, so the question waits for the other writer
+/// and finds the user at its first look: the same outcome by the other path.
+#[tokio::test]
+async fn a_session_whose_user_another_writer_makes_meanwhile_asks_as_that_user() {
+    let app = spawn_app().await;
+    let cookie = app.session_cookie().await;
+    let pool = pool(&app).await;
+    let mut other_writer = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO users (id, created_at) VALUES ('made-elsewhere', $1)")
+        .bind(now_ms())
+        .execute(&mut *other_writer)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at) VALUES ($1, 'made-elsewhere', $2)")
+        .bind(hash_token(token_of(&cookie)))
+        .bind(now_ms())
+        .execute(&mut *other_writer)
+        .await
+        .unwrap();
+    let mut ws = app.socket(&cookie).await;
+    let asking = tokio::spawn(async move { ask_in(&mut ws, "[tokens=2] my first question", None).await });
+    if app.state.db.backend() == tutor_chat::db::Backend::Postgres {
+        // Until the question's insert waits on the other writer's uncommitted row.
+        let waiting = async {
+            loop {
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                )
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                if waiting > 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+            .await
+            .expect("the question's transaction never waited for the other writer's session row");
+    } else {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    other_writer.commit().await.unwrap();
+
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), asking).await.unwrap().unwrap();
+    assert_eq!(answer.error, None);
+    assert_eq!(answer.end.map(|(_, reason)| reason), Some(EndReason::Complete));
+    let owner: String = sqlx::query_scalar("SELECT user_id FROM conversations WHERE id = $1")
+        .bind(&answer.conversation_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(owner, "made-elsewhere", "asked as the user the other writer made");
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&pool).await.unwrap();
+    assert_eq!(users, 1, "the guest this instance was making was rolled back");
+}
+
 /// A first question that is refused stores nothing, its guest included: the guest is
 /// made in the question's transaction.
 #[tokio::test]
