@@ -3,7 +3,8 @@
 # test upstream and the app on loopback, runs the load tool for each N, stops both.
 #   bash benches/ws_load.sh            # N = 1, 100, 1000
 #   bash benches/ws_load.sh 10 50      # other Ns
-#   bash benches/ws_load.sh idle:10000 # 10,000 idle sockets held IDLE_SECS (20) s: RSS per socket
+#   bash benches/ws_load.sh idle:10000 # 10,000 idle sockets held IDLE_SECS (20) s: RSS per socket,
+#                                      #   the RSS before read IDLE_SETTLE_SECS (20) s after start
 #   bash benches/ws_load.sh sweep      # the largest N whose relay p99 stays under 5 ms (to 100)
 #   LOADTEST_ARGS="--first-token-spread-ms 50" bash benches/ws_load.sh 2000   # more load tool flags
 # Exits non-zero when a run had errors (CI runs `10 idle:20` as a smoke test).
@@ -75,7 +76,8 @@ for n in "${@:-1 100 1000}"; do
       # Best first on a fresh process: the RSS before is then the idle app's own.
       echo "## idle sockets: ${each#idle:}"
       ./target/release/loadtest --app http://127.0.0.1:$APP_PORT --connections "${each#idle:}" \
-        --idle-secs "${IDLE_SECS:-20}" --ramp-ms 5000 --server-pid $app --deadline-secs 600 || failed=1
+        --idle-secs "${IDLE_SECS:-20}" --settle-secs "${IDLE_SETTLE_SECS:-20}" --ramp-ms 5000 \
+        --server-pid $app --deadline-secs 600 || failed=1
       echo
       continue
     fi

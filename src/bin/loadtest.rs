@@ -11,7 +11,8 @@
 //!
 //! Idle sockets (#13 target 4): `--idle-secs S` opens the N sockets, reads their first
 //! frames and then only holds them for S seconds (the server's heartbeats go on), and
-//! reports the server's RSS before and with them all open, per socket.
+//! reports the server's RSS before (`--settle-secs` after the tool starts) and with
+//! them all open, per socket.
 //!
 //! Only loopback or the project's own test hosts are valid targets.
 
@@ -70,6 +71,12 @@ struct Args {
     /// Open the sockets and hold them this long without asking (needs `--server-pid`).
     #[arg(long, default_value_t = 0)]
     idle_secs: u64,
+    /// With `--idle-secs`: wait this long before reading the server's RSS without the
+    /// sockets. The server's allocator gives the pages start-up freed back to the
+    /// system over its first 10-20 s; read earlier, they would count against the
+    /// sockets.
+    #[arg(long, default_value_t = 0)]
+    settle_secs: u64,
 }
 
 #[derive(Default)]
@@ -498,6 +505,7 @@ async fn idle(args: &'static Args) {
         std::process::exit(2);
     };
     let app = args.apps.first().unwrap_or(&args.app).clone();
+    tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
     let before_kb = read_status_kb(pid, "VmRSS:").unwrap_or(0);
     let ramp = Duration::from_millis(args.ramp_ms);
     let held_until = tokio::time::Instant::now() + ramp + Duration::from_secs(args.idle_secs);
