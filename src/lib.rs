@@ -78,18 +78,30 @@ pub fn hydrate() {
     });
 }
 
-/// jemalloc instead of the system's malloc on the server: rendering a page makes tens
-/// of thousands of small allocations, and glibc's malloc spent a third of a render's
-/// CPU on them (docs/BENCHMARKS.md, "The allocator"). The browser build keeps Rust's.
-#[cfg(all(feature = "ssr", not(target_env = "msvc")))]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+/// jemalloc instead of the system's malloc on the server (Linux): rendering a page makes
+/// tens of thousands of small allocations, and glibc's malloc spent a third of a
+/// render's CPU on them (docs/BENCHMARKS.md, "The allocator"). Elsewhere (macOS has no
+/// background threads for it, MSVC cannot build it) and in the browser, the platform's.
+#[cfg(all(feature = "ssr", target_os = "linux"))]
+mod allocator {
+    #[global_allocator]
+    static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's settings, read before `main`: one arena per CPU (its default, four, held
-/// more memory under load on a small machine), and a background thread that gives
-/// freed pages back to the system while the process idles (else the ~12 MiB that
-/// start-up uses and frees stays resident). `_RJEM_MALLOC_CONF` in the environment
-/// overrides it; a test in `tests/api` checks that jemalloc read it.
-#[cfg(all(feature = "ssr", not(target_env = "msvc")))]
-#[unsafe(export_name = "_rjem_malloc_conf")]
-pub static JEMALLOC_CONF: &[u8] = b"percpu_arena:percpu,background_thread:true\0";
+    /// jemalloc's settings, read before `main`: one arena per CPU (its default is four
+    /// per CPU, which held more memory under load on a small machine), and a
+    /// background thread that gives freed pages back to the system while the process
+    /// idles (else the ~12 MiB that start-up uses and frees stays resident).
+    /// `_RJEM_MALLOC_CONF` in the environment overrides them; `tests/api/allocator.rs`
+    /// checks that jemalloc read them. `#[used]`: jemalloc has a weak default for the
+    /// symbol, so nothing else would make the linker keep ours.
+    #[used]
+    #[unsafe(export_name = "_rjem_malloc_conf")]
+    static JEMALLOC_CONF: CStringPtr = CStringPtr(c"percpu_arena:percpu,background_thread:true".as_ptr());
+
+    /// A C `const char *`, the type jemalloc declares the symbol with.
+    #[repr(transparent)]
+    struct CStringPtr(*const std::ffi::c_char);
+
+    // SAFETY: it points at a string literal, never written.
+    unsafe impl Sync for CStringPtr {}
+}

@@ -464,16 +464,9 @@ impl Db {
             .collect::<Result<_, _>>()?;
             // Each table in one statement for the whole batch: the writer a class's
             // questions wait for is held for eight statements, not eight a guest.
+            let mut ended = Vec::new();
             if !idle.is_empty() {
                 let users = crate::db::in_list(1, idle.len());
-                let sessions = format!("SELECT token_hash FROM sessions WHERE user_id IN {users}");
-                let mut query = sqlx::query(&sessions).persistent(false);
-                for user in &idle {
-                    query = query.bind(user);
-                }
-                for row in query.fetch_all(&mut *tx).await? {
-                    gone.ended.push(row.try_get::<String, _>(0)?);
-                }
                 let conversations = format!("SELECT id FROM conversations WHERE user_id IN {users}");
                 let messages = format!(
                     "SELECT m.id FROM messages m JOIN conversations c ON c.id = m.conversation_id \
@@ -486,17 +479,21 @@ impl Db {
                     format!("DELETE FROM messages WHERE conversation_id IN ({conversations})"),
                     format!("DELETE FROM search_terms WHERE conversation_id IN ({conversations})"),
                     format!("DELETE FROM conversations WHERE user_id IN {users}"),
-                    format!("DELETE FROM sessions WHERE user_id IN {users}"),
+                    format!("DELETE FROM sessions WHERE user_id IN {users} RETURNING token_hash"),
                     format!("DELETE FROM users WHERE id IN {users}"),
                 ] {
                     let mut query = sqlx::query(&statement).persistent(false);
                     for user in &idle {
                         query = query.bind(user);
                     }
-                    query.execute(&mut *tx).await?;
+                    // The sessions' statement returns their keys, the others nothing.
+                    for row in query.fetch_all(&mut *tx).await? {
+                        ended.push(row.try_get::<String, _>(0)?);
+                    }
                 }
             }
             tx.commit().await?;
+            gone.ended.append(&mut ended);
             gone.guests += idle.len() as u64;
             if (idle.len() as i64) < CLEANUP_BATCH {
                 return Ok(gone);

@@ -253,7 +253,7 @@ impl Bus {
         );
     }
 
-    /// Ends the sockets of a signed-out (or signed-in) session on every other instance
+    /// Ends the sockets of a signed-out, deleted or signed-in session on every other instance
     /// (this one's are ended by the caller). By the token's hash: tokens never travel
     /// the bus.
     pub fn announce_session_ended(&self, token_hash: &str, why: SessionEnd) {

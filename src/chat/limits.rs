@@ -41,7 +41,8 @@ struct Open {
 /// Why a session's sockets are ended before they close themselves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionEnd {
-    /// Signed out: the browser is a new guest now, and its pages must start over.
+    /// Signed out, or deleted by the cleanup (expired, or a guest idle too long): the
+    /// browser is a new guest now, and its pages must start over.
     SignedOut,
     /// Signed in or up: the browser's cookie names the account now, which has the
     /// guest's conversations; its sockets reconnect as the account.
@@ -77,8 +78,8 @@ impl Connections {
         })
     }
 
-    /// Says why once the key's sockets must end (its session was signed out, or
-    /// replaced by a sign-in); a key with no open socket gets a receiver that never does.
+    /// Says why once the key's sockets must end (its session was signed out, deleted
+    /// by the cleanup, or replaced by a sign-in); a key with no open socket gets a receiver that never does.
     fn revocation(&self, key: &str) -> watch::Receiver<Option<SessionEnd>> {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         match open.get(key) {

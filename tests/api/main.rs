@@ -7,6 +7,7 @@ mod accounts;
 mod allocator;
 mod budget;
 mod chat;
+mod cleanup;
 mod escalations;
 mod export;
 mod faq;
