@@ -143,7 +143,7 @@ impl AppState {
         let live = LiveAnswers::new(db.clone(), bus.clone(), instance_id.clone(), settings.answer_lease, metrics.clone());
         let settings_queue = settings.password_hash_queue;
         let calls_per_second = settings.calls_per_second_per_address;
-        spawn_cleanup(&db, &connections, &bus, settings.guest_idle_days);
+        spawn_cleanup(&db, &bus, settings.guest_idle_days);
         Ok(AppState {
             leptos_options: Arc::new(leptos_options),
             settings: Arc::new(settings),
@@ -237,17 +237,17 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 /// Once an hour (and at start): expired sessions go, and guests idle for
 /// `guest_idle_days` go with their conversations. The task holds the state's parts
 /// weakly: a test's app dropped takes its cleanup with it.
-fn spawn_cleanup(db: &Arc<Db>, connections: &Arc<Connections>, bus: &Arc<Bus>, guest_idle_days: u32) {
+fn spawn_cleanup(db: &Arc<Db>, bus: &Arc<Bus>, guest_idle_days: u32) {
     const EVERY: std::time::Duration = std::time::Duration::from_secs(3_600);
-    let (db, connections, bus) = (Arc::downgrade(db), Arc::downgrade(connections), Arc::downgrade(bus));
+    let (db, bus) = (Arc::downgrade(db), Arc::downgrade(bus));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EVERY);
         loop {
             tick.tick().await;
-            let (Some(db), Some(connections), Some(bus)) = (db.upgrade(), connections.upgrade(), bus.upgrade()) else {
+            let (Some(db), Some(bus)) = (db.upgrade(), bus.upgrade()) else {
                 return;
             };
-            clean_up_stale(&db, &connections, &bus, guest_idle_days).await;
+            clean_up_stale(&db, &bus, guest_idle_days).await;
         }
     });
 }
@@ -256,15 +256,14 @@ fn spawn_cleanup(db: &Arc<Db>, connections: &Arc<Connections>, bus: &Arc<Bus>, g
 /// instance and the others, are told `session_ended` and closed, as after a sign-out:
 /// a tab left open for the idle days, or a signed-in tab whose session expired, would
 /// otherwise show a conversation that is gone or no longer theirs.
-async fn clean_up_stale(db: &Db, connections: &Connections, bus: &Bus, guest_idle_days: u32) {
+async fn clean_up_stale(db: &Db, bus: &Bus, guest_idle_days: u32) {
     if let Err(error) = db.prune_address_events(crate::db::now_ms()).await {
         tracing::warn!(%error, "address budget cleanup failed; tried again in an hour");
     }
     match db.delete_stale_sessions(crate::db::now_ms(), guest_idle_days).await {
         Ok(gone) => {
             for key in &gone.ended {
-                connections.revoke(key, SessionEnd::SignedOut);
-                bus.announce_session_ended(key, SessionEnd::SignedOut);
+                bus.end_session(key, SessionEnd::SignedOut);
             }
             if gone.sessions + gone.guests > 0 {
                 tracing::info!(sessions = gone.sessions, guests = gone.guests, "stale sessions deleted");
@@ -277,7 +276,7 @@ async fn clean_up_stale(db: &Db, connections: &Connections, bus: &Bus, guest_idl
 impl AppState {
     /// Runs the hourly cleanup now (tests; an operator's tool could too).
     pub async fn clean_up_stale(&self) {
-        clean_up_stale(&self.db, &self.connections, &self.bus, self.settings.guest_idle_days).await;
+        clean_up_stale(&self.db, &self.bus, self.settings.guest_idle_days).await;
     }
 }
 

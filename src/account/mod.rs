@@ -45,12 +45,9 @@ mod ssr {
     /// A refused hash can be tried again this soon.
     const HASH_BUSY_RETRY_S: u64 = 2;
 
-    /// Ends the open sockets of the session `token` names, on every instance (a
-    /// socket that misses the bus finds the session gone at its next question).
+    /// Ends the open sockets of the session `token` names, on every instance.
     pub fn end_sockets(state: &AppState, token: &str, why: SessionEnd) {
-        let key = crate::account::store::hash_token(token);
-        state.connections.revoke(&key, why);
-        state.bus.announce_session_ended(&key, why);
+        state.bus.end_session(&crate::account::store::hash_token(token), why);
     }
 
     /// How the sockets of a session a sign-in (or sign-up) replaced end: a guest's

@@ -253,10 +253,11 @@ impl Bus {
         );
     }
 
-    /// Ends the sockets of a signed-out, deleted or signed-in session on every other instance
-    /// (this one's are ended by the caller). By the token's hash: tokens never travel
-    /// the bus.
-    pub fn announce_session_ended(&self, token_hash: &str, why: SessionEnd) {
+    /// Ends the sockets of a signed-out, deleted or signed-in session, here and on every
+    /// other instance (a socket that misses the bus finds the session gone at its next
+    /// question). By the token's hash: tokens never travel the bus.
+    pub fn end_session(&self, token_hash: &str, why: SessionEnd) {
+        self.sessions.revoke(token_hash, why);
         self.send(
             SHARED_CHANNEL.into(),
             BusMessage::SessionEnded {
