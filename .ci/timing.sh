@@ -34,6 +34,8 @@ timing_summary() {
     printf '[time]   %-46s %5d s (failed, exit %d)\n' "$timing_current" $((SECONDS - timing_current_start)) $status
   fi
   printf '[time]   %-46s %5d s (%d min)\n' total $((SECONDS - timing_start)) $(((SECONDS - timing_start + 30) / 60))
+  # A nearly full disk fails tests far from the cause: say how much was left.
+  printf '[time]   %-46s %5s\n' "disk free at the end" "$(df -Ph . | awk 'NR==2 { print $4 }')"
   return $status
 }
 trap timing_summary EXIT

@@ -55,6 +55,7 @@ pub struct Student {
 
 /// A fresh, empty database for one test: PostgreSQL when `TUTOR_TEST_DATABASE_URL`
 /// names a server (the test command starts a throwaway cluster), else an SQLite file.
+/// Dropped when the test ends, as its data folder is removed (`leftovers.rs`).
 pub async fn fresh_database_url() -> String {
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
     match std::env::var("TUTOR_TEST_DATABASE_URL") {
@@ -65,13 +66,18 @@ pub async fn fresh_database_url() -> String {
                 .execute(&mut admin)
                 .await
                 .unwrap();
+            crate::leftovers::database(&admin_url, &name);
             let (base, _) = admin_url.rsplit_once('/').unwrap();
             format!("{base}/{name}")
         }
         _ => {
             let dir = std::env::temp_dir().join("tutor-chat-tests");
             std::fs::create_dir_all(&dir).unwrap();
-            format!("sqlite://{}?mode=rwc", dir.join(format!("{name}.db")).display())
+            let file = dir.join(format!("{name}.db"));
+            for suffix in ["", "-wal", "-shm"] {
+                crate::leftovers::path(format!("{}{suffix}", file.display()).into());
+            }
+            format!("sqlite://{}?mode=rwc", file.display())
         }
     }
 }
@@ -105,9 +111,11 @@ pub const SESSION_SECRET: &str = "the test deployment's session secret";
 
 /// Each app gets its own data folder (its lesson index lives there).
 pub fn fresh_data_dir() -> std::path::PathBuf {
-    std::env::temp_dir()
+    let dir = std::env::temp_dir()
         .join("tutor-chat-tests")
-        .join(format!("data-{}", uuid::Uuid::new_v4().simple()))
+        .join(format!("data-{}", uuid::Uuid::new_v4().simple()));
+    crate::leftovers::path(dir.clone());
+    dir
 }
 
 /// The sample course shipped in the repository.

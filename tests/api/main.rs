@@ -19,6 +19,7 @@ mod headers;
 mod helpers;
 mod history;
 mod instances;
+mod leftovers;
 mod lessons;
 mod limits;
 mod markdown;
