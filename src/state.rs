@@ -10,6 +10,7 @@ use leptos::config::LeptosOptions;
 use tokio::sync::{watch, Semaphore};
 
 use crate::account::hashing::PasswordHashing;
+use crate::account::store::StaleGone;
 use crate::chat::bus::Bus;
 use crate::chat::limits::{Connections, SessionEnd};
 use crate::chat::live::LiveAnswers;
@@ -260,16 +261,17 @@ async fn clean_up_stale(db: &Db, bus: &Bus, guest_idle_days: u32) {
     if let Err(error) = db.prune_address_events(crate::db::now_ms()).await {
         tracing::warn!(%error, "address budget cleanup failed; tried again in an hour");
     }
-    match db.delete_stale_sessions(crate::db::now_ms(), guest_idle_days).await {
-        Ok(gone) => {
-            for key in &gone.ended {
-                bus.end_session(key, SessionEnd::SignedOut);
-            }
-            if gone.sessions + gone.guests > 0 {
-                tracing::info!(sessions = gone.sessions, guests = gone.guests, "stale sessions deleted");
-            }
-        }
-        Err(error) => tracing::warn!(%error, "session cleanup failed; tried again in an hour"),
+    let mut gone = StaleGone::default();
+    let deleted = db.delete_stale_sessions(crate::db::now_ms(), guest_idle_days, &mut gone).await;
+    // Also after a failure: the batches committed before it deleted these sessions.
+    for key in &gone.ended {
+        bus.end_session(key, SessionEnd::SignedOut);
+    }
+    if gone.sessions + gone.guests > 0 {
+        tracing::info!(sessions = gone.sessions, guests = gone.guests, "stale sessions deleted");
+    }
+    if let Err(error) = deleted {
+        tracing::warn!(%error, "session cleanup failed; tried again in an hour");
     }
 }
 

@@ -433,27 +433,32 @@ const CLEANUP_BATCH: i64 = 200;
 impl Db {
     /// Deletes expired account sessions, and guests (no username) whose last activity
     /// — their creation or a conversation's last change — is `guest_idle_days` old,
-    /// with their sessions, conversations, messages and rate-limit records.
-    pub async fn delete_stale_sessions(&self, now: i64, guest_idle_days: u32) -> Result<StaleGone, StoreError> {
-        let mut gone = StaleGone::default();
-        gone.ended = sqlx::query("DELETE FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= $1 RETURNING token_hash")
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| row.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()?;
-        gone.sessions = gone.ended.len() as u64;
+    /// with their sessions, conversations, messages and rate-limit records. What it
+    /// deleted goes into `gone` as each transaction commits, so a batch that fails
+    /// leaves the earlier batches' sessions there for their sockets to be told.
+    pub async fn delete_stale_sessions(&self, now: i64, guest_idle_days: u32, gone: &mut StaleGone) -> Result<(), StoreError> {
+        let expired: Vec<String> =
+            sqlx::query("DELETE FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= $1 RETURNING token_hash")
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|row| row.try_get::<String, _>(0))
+                .collect::<Result<_, _>>()?;
+        gone.sessions += expired.len() as u64;
+        gone.ended.extend(expired);
         if guest_idle_days == 0 {
-            return Ok(gone);
+            return Ok(());
         }
         let cutoff = now - i64::from(guest_idle_days) * DAY_MS;
         loop {
             let mut tx = self.begin_write().await?;
+            // Oldest first: a guest that cannot be deleted (a failing batch) holds up
+            // the newer ones only.
             let idle: Vec<String> = sqlx::query(
                 "SELECT u.id FROM users u WHERE u.username IS NULL AND u.created_at < $1 \
                  AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.user_id = u.id AND c.updated_at >= $1) \
-                 LIMIT $2",
+                 ORDER BY u.created_at, u.id LIMIT $2",
             )
             .bind(cutoff)
             .bind(CLEANUP_BATCH)
@@ -496,7 +501,7 @@ impl Db {
             gone.ended.append(&mut ended);
             gone.guests += idle.len() as u64;
             if (idle.len() as i64) < CLEANUP_BATCH {
-                return Ok(gone);
+                return Ok(());
             }
         }
     }

@@ -29,7 +29,7 @@ async fn the_cleanup_deletes_expired_sessions_and_idle_guests_only() {
         sqlx::query("UPDATE conversations SET updated_at = $1 WHERE user_id = $2").bind(long_ago).bind(user).execute(&pool).await.unwrap();
     }
 
-    let gone = db.delete_stale_sessions(now_ms(), 90).await.unwrap();
+    let gone = delete_stale(&app).await.unwrap();
     assert_eq!((gone.sessions, gone.guests), (1, 2));
     for (student, user) in [(&idle, &idle_user), (&also_idle, &also_idle_user)] {
         assert_eq!(db.find_user(token_of(&student.cookie)).await.unwrap(), None);
@@ -42,7 +42,14 @@ async fn the_cleanup_deletes_expired_sessions_and_idle_guests_only() {
     assert_eq!(app.list(&active.cookie).await.items[0].id, kept.conversation_id);
     assert!(db.account_by_name("hal").await.unwrap().is_some(), "accounts stay; only their session went");
     // Nothing else is stale.
-    assert_eq!(db.delete_stale_sessions(now_ms(), 90).await.unwrap().guests, 0);
+    assert_eq!(delete_stale(&app).await.unwrap().guests, 0);
+}
+
+/// One cleanup pass with the default 90 idle days, as of now.
+async fn delete_stale(app: &TestApp) -> Result<StaleGone, String> {
+    let mut gone = StaleGone::default();
+    app.state.db.delete_stale_sessions(now_ms(), 90, &mut gone).await.map_err(|e| e.to_string())?;
+    Ok(gone)
 }
 
 #[tokio::test]
@@ -75,4 +82,52 @@ async fn the_cleanup_ends_the_open_sockets_of_the_sessions_it_deletes() {
     assert_eq!(app.state.db.find_user(token_of(&idle.cookie)).await.unwrap(), None, "the guest is gone");
     let asked = ask_in(&mut active.ws, "[tokens=2] still here", None).await;
     assert_eq!(asked.error, None, "the active guest's tab goes on");
+}
+
+/// A cleanup deletes idle guests 200 to a transaction. When a later transaction
+/// fails, the guests the earlier ones deleted stay deleted and their open tabs are
+/// still told; the one that could not go is tried again at the next pass.
+#[tokio::test]
+async fn a_failed_cleanup_batch_still_ends_the_sockets_of_the_batches_before_it() {
+    let app = spawn_app().await;
+    let mut idle = app.student().await;
+    ask_in(&mut idle.ws, "[tokens=2] long ago", None).await;
+    let idle_user = app.state.db.find_user(token_of(&idle.cookie)).await.unwrap().unwrap();
+    let pool = pool(&app).await;
+    let long_ago = now_ms() - 200 * 86_400_000;
+    sqlx::query("UPDATE users SET created_at = $1 WHERE id = $2").bind(long_ago).bind(&idle_user).execute(&pool).await.unwrap();
+    sqlx::query("UPDATE conversations SET updated_at = $1 WHERE user_id = $2").bind(long_ago).bind(&idle_user).execute(&pool).await.unwrap();
+    // 199 idle guests newer than that one (the first transaction's 200, oldest first),
+    // then the newest, whose deletion the database refuses.
+    for i in 1..=200 {
+        let user = if i == 200 { "refused-guest".to_string() } else { format!("idle-guest-{i}") };
+        sqlx::query("INSERT INTO users (id, created_at) VALUES ($1, $2)")
+            .bind(&user)
+            .bind(long_ago + i * 1000)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let refusing = if app.state.settings.database_url.as_deref().unwrap().starts_with("sqlite:") {
+        vec![
+            "CREATE TRIGGER refuse_delete BEFORE DELETE ON users WHEN OLD.id = 'refused-guest' \
+             BEGIN SELECT RAISE(ABORT, 'this guest stays'); END",
+        ]
+    } else {
+        vec![
+            "CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'this guest stays'; END $$",
+            "CREATE TRIGGER refuse_delete BEFORE DELETE ON users FOR EACH ROW \
+             WHEN (OLD.id = 'refused-guest') EXECUTE FUNCTION refuse_delete()",
+        ]
+    };
+    for statement in refusing {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+
+    app.state.clean_up_stale().await;
+
+    expect_session_ended_and_closed(&mut idle.ws).await;
+    let left: Vec<String> = sqlx::query_scalar("SELECT id FROM users").fetch_all(&pool).await.unwrap();
+    assert_eq!(left, vec!["refused-guest".to_string()], "the first transaction's guests are gone");
 }

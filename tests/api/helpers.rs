@@ -18,7 +18,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tutor_chat::net::serve;
 use tutor_chat::state::AppState;
 
-pub use tutor_chat::account::store::{hash_token, ACCOUNT_SESSION_MS};
+pub use tutor_chat::account::store::{hash_token, StaleGone, ACCOUNT_SESSION_MS};
 pub use tutor_chat::clock::Clock;
 pub use tutor_chat::db::{now_ms, Db};
 pub use tutor_chat::faq::matcher::{
