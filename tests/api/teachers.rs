@@ -5,6 +5,7 @@
 use std::process::{Command, Stdio};
 
 use crate::helpers::*;
+use crate::sessions::token_of;
 
 /// Every page and server function only a teacher may use.
 const TEACHER_PAGES: &[&str] = &["/teach", "/teach?days=7", "/teach/queue", "/teach/c/any-conversation", "/teach/export.csv?days=7"];
@@ -226,10 +227,6 @@ async fn the_overview_counts_how_answers_ended_and_what_students_said() {
     // The page shows them.
     let html = app.page(&teacher, "/teach").await;
     assert!(html.contains(r#"data-status="stopped""#) && html.contains(r#"data-reason="unclear""#), "{html}");
-}
-
-fn token_of(cookie: &str) -> &str {
-    cookie.split_once('=').map(|(_, token)| token).unwrap()
 }
 
 /// The HTML document of a response (up to `</html>`) with its per-response values
