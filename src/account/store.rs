@@ -453,8 +453,9 @@ impl Db {
         let cutoff = now - i64::from(guest_idle_days) * DAY_MS;
         loop {
             let mut tx = self.begin_write().await?;
-            // Oldest first: a guest that cannot be deleted (a failing batch) holds up
-            // the newer ones only.
+            // Oldest first: each pass makes the same batches, whatever order the
+            // database keeps its rows in (a guest that cannot be deleted stops every
+            // pass at its batch; the warning in the log says so each hour).
             let idle: Vec<String> = sqlx::query(
                 "SELECT u.id FROM users u WHERE u.username IS NULL AND u.created_at < $1 \
                  AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.user_id = u.id AND c.updated_at >= $1) \

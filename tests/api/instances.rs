@@ -27,9 +27,12 @@ impl Doomed {
 
     async fn start_with(database_url: String, lease_ms: u64, tweak: fn(&mut tutor_chat::settings::Settings)) -> Doomed {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        // Made here, not on the runtime's worker: the test's thread removes it at its end.
+        let data_dir = fresh_data_dir();
         let app = runtime
             .spawn(spawn_app_with(move |s| {
                 s.database_url = Some(database_url);
+                s.data_dir = data_dir;
                 s.answer_lease = Duration::from_millis(lease_ms);
                 tweak(s);
             }))

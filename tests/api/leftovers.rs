@@ -47,24 +47,38 @@ impl Drop for Leftovers {
         if !databases.is_empty() {
             // On a thread of its own: this one's thread-locals (tokio's too) are being
             // torn down, and a panic in a thread-local's destructor aborts the suite.
-            let _ = std::thread::spawn(move || drop_databases(databases)).join();
+            match std::thread::Builder::new().spawn(move || drop_databases(databases)) {
+                Ok(dropping) => {
+                    let _ = dropping.join();
+                }
+                Err(e) => eprintln!("[leftovers] no thread to drop the test's databases: {e}"),
+            }
         }
     }
 }
+
+/// Past this, a database is left for the throwaway cluster's own removal: libtest is
+/// waiting for this thread, and no test's timeout would fire.
+const DROP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `WITH (FORCE)` ends what is still connected (a server process the test killed
 /// halfway, a pool's idle connection whose close PostgreSQL has not seen yet).
 fn drop_databases(databases: Vec<(String, String)>) {
     use sqlx::Connection;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return eprintln!("[leftovers] no runtime to drop the test's databases: {e}"),
+    };
     runtime.block_on(async {
         for (admin_url, name) in databases {
-            let dropped = async {
+            let dropped = tokio::time::timeout(DROP_TIMEOUT, async {
                 let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
                 sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await
-            };
-            if let Err(e) = dropped.await {
-                eprintln!("[leftovers] could not drop the test database {name}: {e}");
+            });
+            match dropped.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => eprintln!("[leftovers] could not drop the test database {name}: {e}"),
+                Err(_) => eprintln!("[leftovers] dropping the test database {name} took over {DROP_TIMEOUT:?}"),
             }
         }
     });
