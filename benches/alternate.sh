@@ -5,6 +5,7 @@
 #   bash benches/alternate.sh OLD_BINARY NEW_BINARY "1000 2000" 3
 #   LOADTEST_ARGS="--first-token-spread-ms 50" bash benches/alternate.sh A B 2000 3
 #   LOADTEST=path/to/loadtest ...   # a load tool built already (no build here)
+#   TOKENS=1 bash benches/alternate.sh A B 2000 4   # the arrival alone: 1-token answers
 # Build each binary as ws_load.sh does (cargo build --release --features ssr with
 # LEPTOS_OUTPUT_NAME=tutor-chat RUSTFLAGS="--cfg erase_components"), copied aside.
 set -uo pipefail
@@ -19,7 +20,7 @@ one_run() {
   local bin=$1 n=$2 data fake app out
   start_bench_app "$bin"
   out=$("$LOADTEST" --app http://127.0.0.1:$APP_PORT --connections "$n" \
-    --tokens 200 --delay-ms 50 --server-pid $app --deadline-secs 180 ${LOADTEST_ARGS:-} 2>&1)
+    --tokens "${TOKENS:-200}" --delay-ms 50 --server-pid $app --deadline-secs 180 ${LOADTEST_ARGS:-} 2>&1)
   echo "$out" | grep -E "^(relay latency|  of which in app|first token|  from connecting|errors|server RSS)" | sed "s|^|$bin N=$n: |"
   awk -v who="$bin N=$n" '{ printf "%s: app CPU s %.1f\n", who, ($14 + $15) / 100 }' "/proc/$app/stat"
   stop_bench_app
