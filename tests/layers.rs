@@ -37,6 +37,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "db",
             "upstream",
             "upstream::sse",
+            "upstream::one_shot",
             "upstream::fake",
             "lessons::markdown",
             "lessons::index",

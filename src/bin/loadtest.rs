@@ -77,6 +77,10 @@ struct Args {
     /// sockets.
     #[arg(long, default_value_t = 0)]
     settle_secs: u64,
+    /// Pad each question to about this many characters (a student pasting code or an
+    /// error): the model request then carries it, as it carries a long conversation.
+    #[arg(long, default_value_t = 0)]
+    question_chars: usize,
 }
 
 #[derive(Default)]
@@ -227,10 +231,13 @@ async fn run_conversation(
     let connecting = Instant::now();
     let (mut ws, cookie) = open_socket(ask_at, None).await?;
     let mut follower = None;
-    let question = format!(
+    let mut question = format!(
         "[stamp] [tokens={}] [delay={}] [first_delay={upstream_wait_ms}] load test",
         args.tokens, args.delay_ms
     );
+    while question.len() < args.question_chars {
+        question.push_str(" the socket reconnects and resumes the answer where it stopped;");
+    }
     let asked = Instant::now();
     ws.send(Message::Text(
         serde_json::json!({ "question": question }).to_string().into(),

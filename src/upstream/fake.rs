@@ -14,7 +14,8 @@
 //! and `[fault=F]` where F is one of
 //! `401`, `429`, `500`, `drop` (close the connection mid-answer), `malformed` (a
 //! broken JSON line mid-answer), `stream_error` (an in-stream error object),
-//! `slow` (first token after `first_delay`, default 5 s).
+//! `slow` (first token after `first_delay`, default 5 s), `not_sse` (200 with an HTML
+//! page, as a captive portal or a misconfigured proxy answers).
 //!
 //! A request that ends with an assistant turn and then [`super::CONTINUE_INSTRUCTION`]
 //! (how an instance taking over a cut answer asks) is answered with the rest of the
@@ -375,6 +376,14 @@ async fn completions(
             return (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 error_body("The server had an error.", "server_error", "server_error"),
+            )
+                .into_response()
+        }
+        Some("not_sse") => {
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                "<html><body>Please sign in to the network.</body></html>",
             )
                 .into_response()
         }

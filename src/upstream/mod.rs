@@ -5,17 +5,19 @@
 //! upstream never holds a runtime thread.
 
 pub mod fake;
+mod one_shot;
 pub mod sse;
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use reqwest_eventsource::{Event, EventSource};
+use reqwest_eventsource::Event;
 use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::protocol::{EndReason, ErrorCode, Usage};
 use crate::settings::UpstreamSettings;
+use one_shot::OneShotSource;
 use sse::{parse_chunk, ChunkError};
 
 /// The last turn of a request that continues a cut answer (docs/storage.md, "Answers
@@ -153,10 +155,9 @@ impl UpstreamClient {
         if let Some(key) = &self.settings.api_key {
             request = request.bearer_auth(key);
         }
-        let mut source = EventSource::new(request)
-            .map_err(|e| UpstreamError::Unavailable(format!("cannot build request: {e}")))?;
-        // A retry would replay the whole answer into the same stream; we surface the error instead.
-        source.set_retry_policy(Box::new(reqwest_eventsource::retry::Never));
+        // Sent once: a retry would replay the whole answer into the same stream; we
+        // surface the error instead (and keep no copy of the request for one).
+        let source = OneShotSource::new(request);
         let now = Instant::now();
         let first_deadline = (now + self.settings.first_token_timeout).min(now + self.settings.total_timeout);
         Ok(AnswerStream(Inner::Sse(Box::new(SseStream {
@@ -263,7 +264,7 @@ impl AnswerStream {
 }
 
 struct SseStream {
-    source: EventSource,
+    source: OneShotSource,
     /// Fires at or before the current deadline. Moved only when it fires (to the real
     /// deadline, if that is later): re-arming a timer for every token would cost a
     /// timer-wheel update per token with a thousand answers streaming.
@@ -313,7 +314,7 @@ impl SseStream {
             match next {
                 Some(Ok(Event::Open)) => {
                     self.opened = true;
-                    // reqwest-eventsource opens only on exactly 200 OK.
+                    // The stream opens only on exactly 200 OK.
                     self.status = Some(200);
                 }
                 Some(Ok(Event::Message(message))) => match parse_chunk(&message.data) {

@@ -16,6 +16,7 @@ async fn each_upstream_fault_has_its_code_and_the_connection_answers_next() {
         ("drop", ErrorCode::UpstreamUnavailable),
         ("malformed", ErrorCode::UpstreamUnavailable),
         ("stream_error", ErrorCode::UpstreamUnavailable),
+        ("not_sse", ErrorCode::UpstreamUnavailable),
         ("slow", ErrorCode::Timeout),
     ];
     for (fault, code) in faults {
