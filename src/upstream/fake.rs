@@ -15,7 +15,7 @@
 //! `401`, `429`, `500`, `drop` (close the connection mid-answer), `malformed` (a
 //! broken JSON line mid-answer), `stream_error` (an in-stream error object),
 //! `slow` (first token after `first_delay`, default 5 s), `not_sse` (200 with an HTML
-//! page, as a captive portal or a misconfigured proxy answers).
+//! page, as a captive portal answers), `wrong_type` (the whole answer as `text/plain`).
 //!
 //! A request that ends with an assistant turn and then [`super::CONTINUE_INSTRUCTION`]
 //! (how an instance taking over a cut answer asks) is answered with the rest of the
@@ -407,6 +407,11 @@ async fn completions(
     // The body is a stream hyper polls on the connection's own task: one wake-up per
     // token, as a real server's write loop (a spawned writer and a channel would be
     // two, and this server shares the machine with what it measures).
+    // `wrong_type`: the whole answer, labelled as something else (a proxy rewriting it).
+    let content_type = match directives.fault.as_deref() {
+        Some("wrong_type") => "text/plain",
+        _ => "text/event-stream",
+    };
     let body = async_stream::stream! {
         let wanted = directives.tokens.unwrap_or(config.tokens);
         // A model stops at the request's max_tokens, and says why.
@@ -514,7 +519,7 @@ async fn completions(
 
     Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CONTENT_TYPE, content_type)
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())

@@ -157,7 +157,8 @@ impl UpstreamClient {
         }
         // Sent once: a retry would replay the whole answer into the same stream; we
         // surface the error instead (and keep no copy of the request for one).
-        let source = OneShotSource::new(request);
+        let source = OneShotSource::new(request)
+            .map_err(|e| UpstreamError::Unavailable(format!("cannot build request: {e}")))?;
         let now = Instant::now();
         let first_deadline = (now + self.settings.first_token_timeout).min(now + self.settings.total_timeout);
         Ok(AnswerStream(Inner::Sse(Box::new(SseStream {

@@ -7,6 +7,8 @@
 //! sends the request once and lets it go when the response comes. It yields the same
 //! items as `EventSource` (`Event::Open` on a 200 `text/event-stream`, then the
 //! messages, then `Error::StreamEnded`), so the answer's code reads them as before.
+//! (Its content-type check allows what HTTP allows and the `mime` crate does not:
+//! a space before `;`, an empty parameter.)
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -29,9 +31,12 @@ pub enum OneShotSource {
 }
 
 impl OneShotSource {
-    pub fn new(request: RequestBuilder) -> OneShotSource {
+    /// Fails at once for a request that cannot be built (an API key that is no header
+    /// value): the answer is refused before it starts, not after.
+    pub fn new(request: RequestBuilder) -> Result<OneShotSource, reqwest::Error> {
         let request = request.header(reqwest::header::ACCEPT, HeaderValue::from_static("text/event-stream"));
-        OneShotSource::Sending(Box::pin(request.send()))
+        let (client, request) = request.build_split();
+        Ok(OneShotSource::Sending(Box::pin(client.execute(request?))))
     }
 
     /// Stops reading; dropping the response cancels the request.
@@ -109,7 +114,12 @@ mod tests {
 
     #[test]
     fn only_a_200_event_stream_opens() {
-        for opens in ["text/event-stream", "text/event-stream; charset=utf-8", "Text/Event-Stream"] {
+        for opens in [
+            "text/event-stream",
+            "text/event-stream; charset=utf-8",
+            "text/event-stream ; charset=utf-8",
+            "Text/Event-Stream",
+        ] {
             assert!(check_response(response(200, Some(opens))).is_ok(), "{opens}");
         }
         for (content_type, shown) in [(Some("text/html; charset=utf-8"), "text/html; charset=utf-8"), (None, "")] {

@@ -17,6 +17,8 @@ async fn each_upstream_fault_has_its_code_and_the_connection_answers_next() {
         ("malformed", ErrorCode::UpstreamUnavailable),
         ("stream_error", ErrorCode::UpstreamUnavailable),
         ("not_sse", ErrorCode::UpstreamUnavailable),
+        // A whole answer, but not labelled as an event stream: refused, not shown.
+        ("wrong_type", ErrorCode::UpstreamUnavailable),
         ("slow", ErrorCode::Timeout),
     ];
     for (fault, code) in faults {
