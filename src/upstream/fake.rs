@@ -404,14 +404,14 @@ async fn completions(
     let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
     let config = fake.config.clone();
     drop(fake);
-    // The body is a stream hyper polls on the connection's own task: one wake-up per
-    // token, as a real server's write loop (a spawned writer and a channel would be
-    // two, and this server shares the machine with what it measures).
     // `wrong_type`: the whole answer, labelled as something else (a proxy rewriting it).
     let content_type = match directives.fault.as_deref() {
         Some("wrong_type") => "text/plain",
         _ => "text/event-stream",
     };
+    // The body is a stream hyper polls on the connection's own task: one wake-up per
+    // token, as a real server's write loop (a spawned writer and a channel would be
+    // two, and this server shares the machine with what it measures).
     let body = async_stream::stream! {
         let wanted = directives.tokens.unwrap_or(config.tokens);
         // A model stops at the request's max_tokens, and says why.
