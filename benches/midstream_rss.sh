@@ -14,18 +14,19 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 . benches/bench_app.sh
 bench_loadtest
 out=$(mktemp)
+students=1000
 one() {
   local bin=$1 idle mid tool
   _RJEM_MALLOC_CONF="dirty_decay_ms:0,muzzy_decay_ms:0" start_bench_app "$bin"
   idle=$(awk '/VmRSS/ { print $2 }' "/proc/$app/status")
-  "$LOADTEST" --app http://127.0.0.1:$APP_PORT --connections 1000 --tokens 400 --delay-ms 50 \
+  "$LOADTEST" --app http://127.0.0.1:$APP_PORT --connections $students --tokens 400 --delay-ms 50 \
     --question-chars "${QCHARS:-0}" --deadline-secs 120 >"$out" 2>&1 &
   tool=$!
   sleep 14
   mid=$(awk '/VmRSS/ { print $2 }' "/proc/$app/status")
   wait $tool
   printf '%s: idle %d MiB, mid-stream %d MiB, %d bytes a conversation; %s\n' "$bin" $((idle / 1024)) \
-    $((mid / 1024)) $(((mid - idle) * 1024 / 1000)) "$(grep -E '^errors' "$out" | tr -s ' ')"
+    $((mid / 1024)) $(((mid - idle) * 1024 / students)) "$(grep -E '^errors' "$out" | tr -s ' ')"
   stop_bench_app
 }
 for _ in $(seq "${RUNS:-2}"); do
