@@ -441,3 +441,72 @@ async fn lesson_mode_continues_its_own_text_after_a_crash() {
     assert_eq!(content, whole);
     assert_eq!(followed.text, whole);
 }
+
+/// A new student's first question while another instance makes the same session's
+/// user (their other tab, there): the session turns out taken only when its row is
+/// inserted, after the transaction read it as free. The transaction starts again
+/// without that student, who then asks as the user the other instance made: the
+/// question is answered, it is in the student's history, and the guest the first try
+/// made is gone. Only PostgreSQL runs two instances' transactions side by side; on
+/// SQLite every instance is in one process and its writers take turns.
+#[tokio::test]
+async fn a_first_question_whose_session_another_instance_takes_meanwhile_is_asked_as_that_user() {
+    if !std::env::var("TUTOR_TEST_DATABASE_URL").is_ok_and(|url| !url.is_empty()) {
+        eprintln!("skipped: the race needs two writers at once (it runs in the PostgreSQL pass)");
+        return;
+    }
+    let app = spawn_app().await;
+    let mut student = app.student().await;
+    let pool = sqlx::AnyPool::connect(app.state.db.url()).await.unwrap();
+    // The first question's transaction stops for two seconds as it inserts its guest,
+    // after reading the session as free and before inserting it.
+    for statement in [
+        "CREATE FUNCTION hold_new_guest() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(2); RETURN NEW; END $$",
+        "CREATE TRIGGER hold_new_guest BEFORE INSERT ON users FOR EACH ROW \
+         WHEN (NEW.id <> 'made-by-the-other-tab') EXECUTE FUNCTION hold_new_guest()",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    send_json(&mut student.ws, serde_json::json!({"type": "ask", "question": "[tokens=3] what is a socket?"})).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let holding: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if holding > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first question never reached its guest's insert");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Meanwhile the other instance makes the session's user, and commits.
+    let now = now_ms();
+    sqlx::query("INSERT INTO users (id, created_at) VALUES ('made-by-the-other-tab', $1)")
+        .bind(now)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at) VALUES ($1, 'made-by-the-other-tab', $2)")
+        .bind(hash_token(crate::sessions::token_of(&student.cookie)))
+        .bind(now)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let answer = read_answer(&mut student.ws).await;
+    assert_eq!(answer.error, None);
+    assert_eq!(answer.end.map(|(_, reason)| reason), Some(EndReason::Complete));
+    let owner: String = sqlx::query_scalar("SELECT user_id FROM conversations WHERE id = $1")
+        .bind(&answer.conversation_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(owner, "made-by-the-other-tab", "asked as the session's user");
+    let listed: Vec<String> = app.list(&student.cookie).await.items.into_iter().map(|item| item.id).collect();
+    assert_eq!(listed, vec![answer.conversation_id.clone()], "in the student's history");
+    let users: Vec<String> = sqlx::query_scalar("SELECT id FROM users").fetch_all(&pool).await.unwrap();
+    assert_eq!(users, vec!["made-by-the-other-tab".to_string()], "the first try's guest was taken back");
+    pool.close().await;
+}
