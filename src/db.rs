@@ -514,8 +514,9 @@ mod tests {
     /// a transaction commit in the order they asked, none in SQLite's busy handler.
     #[tokio::test(flavor = "current_thread")]
     async fn sqlite_writers_take_turns_in_the_order_they_asked() {
-        let dir = std::env::temp_dir().join(format!("tutor-write-turn-{}", new_id()));
-        let db = std::sync::Arc::new(Db::connect(&database_url(None, &dir), 20).await.unwrap());
+        let temp = tempfile::Builder::new().prefix("tutor-write-turn-").tempdir().unwrap();
+        let dir = temp.path();
+        let db = std::sync::Arc::new(Db::connect(&database_url(None, dir), 20).await.unwrap());
         let first = db.begin_write().await.unwrap();
         let mut writers = Vec::new();
         for i in 0..20i64 {
@@ -542,7 +543,6 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(order, (0..20).collect::<Vec<i64>>());
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

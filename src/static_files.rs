@@ -135,8 +135,10 @@ pub async fn html_no_cache(mut response: axum::response::Response) -> axum::resp
 mod tests {
     use super::*;
 
-    fn options_for(files: &[&str], hash_files: bool) -> LeptosOptions {
-        let root = std::env::temp_dir().join(format!("tutor-static-{}", uuid::Uuid::new_v4().simple()));
+    /// A site root holding `files`; removed when the returned folder is dropped.
+    fn options_for(files: &[&str], hash_files: bool) -> (LeptosOptions, tempfile::TempDir) {
+        let dir = tempfile::Builder::new().prefix("tutor-static-").tempdir().unwrap();
+        let root = dir.path();
         std::fs::create_dir_all(root.join("pkg")).unwrap();
         for file in files {
             std::fs::write(root.join("pkg").join(file), b"x").unwrap();
@@ -144,16 +146,21 @@ mod tests {
         let mut options = LeptosOptions::builder().output_name("tutor-chat").build();
         options.site_root = root.display().to_string().into();
         options.hash_files = hash_files;
-        options
+        (options, dir)
+    }
+
+    fn problem(files: &[&str], hash_files: bool) -> Option<String> {
+        let (options, _dir) = options_for(files, hash_files);
+        linked_wasm_problem(&options)
     }
 
     #[test]
     fn a_hashed_build_without_its_hash_file_is_reported() {
         let hashed = ["tutor-chat.abc.wasm", "tutor-chat.abc.wasm.br"];
-        assert!(linked_wasm_problem(&options_for(&hashed, false)).unwrap().contains("hash.txt"));
-        assert_eq!(linked_wasm_problem(&options_for(&hashed, true)), None);
-        assert_eq!(linked_wasm_problem(&options_for(&["tutor-chat.wasm"], false)), None);
-        assert!(linked_wasm_problem(&options_for(&["tutor-chat.wasm"], true)).is_some());
-        assert_eq!(linked_wasm_problem(&options_for(&[], false)), None, "no build yet: nothing to say");
+        assert!(problem(&hashed, false).unwrap().contains("hash.txt"));
+        assert_eq!(problem(&hashed, true), None);
+        assert_eq!(problem(&["tutor-chat.wasm"], false), None);
+        assert!(problem(&["tutor-chat.wasm"], true).is_some());
+        assert_eq!(problem(&[], false), None, "no build yet: nothing to say");
     }
 }

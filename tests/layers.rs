@@ -362,9 +362,8 @@ fn the_checker_reads_imports_as_rust_does() {
 }
 
 fn code_of_str(code: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("layers-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("probe.rs");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("probe.rs");
     std::fs::write(&file, code).unwrap();
     code_of(&file)
 }

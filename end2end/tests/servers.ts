@@ -54,6 +54,8 @@ export async function startFake(): Promise<ChildProcess> {
 
 // One database per test run, kept across restarts within it.
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tutor-e2e-'));
+// Removed when this worker exits (its spec files have stopped their apps by then).
+process.once('exit', () => fs.rmSync(dataDir, { recursive: true, force: true }));
 
 // The database the running app uses (a file may ask for a fresh one of its own).
 let currentData = dataDir;
@@ -132,6 +134,7 @@ export function serversForThisFile(options: { freshDatabase?: boolean } = {}) {
   test.afterAll(async () => {
     await stop(running.app);
     await stop(running.fake);
+    if (options.freshDatabase) fs.rmSync(data, { recursive: true, force: true });
   });
   return {
     stopApp: () => stop(running.app),

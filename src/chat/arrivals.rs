@@ -218,8 +218,9 @@ mod tests {
     /// the transaction, the rest are stored, and the task ends when none wait.
     #[tokio::test(flavor = "current_thread")]
     async fn questions_whose_askers_went_away_are_left_out() {
-        let dir = std::env::temp_dir().join(format!("tutor-arrivals-{}", new_id()));
-        let db = Arc::new(Db::connect(&database_url(None, &dir), 4).await.unwrap());
+        let temp = tempfile::Builder::new().prefix("tutor-arrivals-").tempdir().unwrap();
+        let dir = temp.path();
+        let db = Arc::new(Db::connect(&database_url(None, dir), 4).await.unwrap());
         let arrivals = Arrivals::default();
         let users: Vec<String> = (0..4).map(|_| new_id()).collect();
         let tokens: Vec<String> = (0..4).map(|i| format!("session-{i}")).collect();
@@ -243,6 +244,5 @@ mod tests {
             assert_eq!(made.as_ref() == Some(user), i >= 2, "student {i}");
         }
         assert_eq!(arrivals.stored(), (2, 2));
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

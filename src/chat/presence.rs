@@ -110,7 +110,8 @@ mod tests {
     /// instance opened with either count together.
     #[tokio::test]
     async fn sockets_count_together_whatever_the_files_spelling() {
-        let dir = std::env::temp_dir().join(format!("tutor-presence-{}", new_id()));
+        let temp = tempfile::Builder::new().prefix("tutor-presence-").tempdir().unwrap();
+        let dir = temp.path();
         let plain = format!("sqlite://{}?mode=rwc", dir.join("tutor-chat.db").display());
         let roundabout = format!("sqlite:{}?mode=rwc", dir.join(".").join("tutor-chat.db").display());
         let one = Db::connect(&plain, 2).await.unwrap();
@@ -121,6 +122,5 @@ mod tests {
         assert!(other.try_open_socket("a session", "other", 1).await.unwrap().is_none(), "the cap is the session's");
         drop(first);
         assert!(other.try_open_socket("a session", "other", 1).await.unwrap().is_some());
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -1027,8 +1027,11 @@ mod tests {
     use crate::settings::Settings;
     use futures::channel::mpsc;
 
-    async fn ctx(ping: Duration, idle: Duration) -> AppState {
-        let dir = std::env::temp_dir().join(format!("tutor-socket-{}", uuid::Uuid::new_v4()));
+    /// The app's state on an in-memory database; its data folder goes when the
+    /// returned folder is dropped.
+    async fn ctx(ping: Duration, idle: Duration) -> (AppState, tempfile::TempDir) {
+        let temp = tempfile::Builder::new().prefix("tutor-socket-").tempdir().unwrap();
+        let dir = temp.path().to_path_buf();
         let mut settings = Settings::default();
         settings.upstream.base_url = Some("http://127.0.0.1:9".into());
         settings.max_frame_bytes = 1024;
@@ -1042,7 +1045,7 @@ mod tests {
         settings.data_dir = dir;
         settings.instance_id = Some("test".into());
         let options = leptos::config::LeptosOptions::builder().output_name("tutor-chat").build();
-        AppState::build(settings, options).await.unwrap()
+        (AppState::build(settings, options).await.unwrap(), temp)
     }
 
     type Harness = (
@@ -1075,7 +1078,8 @@ mod tests {
 
     #[tokio::test]
     async fn bad_frames_get_errors_and_the_connection_stays_usable() {
-        let (tx, mut rx, _task) = start(ctx(Duration::from_secs(20), Duration::from_secs(60)).await);
+        let (state, _dir) = ctx(Duration::from_secs(20), Duration::from_secs(60)).await;
+        let (tx, mut rx, _task) = start(state);
         assert!(matches!(next_frame(&mut rx).await, ServerFrame::Hello { max_question_chars: 50, .. }));
         assert!(matches!(next_frame(&mut rx).await, ServerFrame::Budget { remaining: 10, capacity: 10, .. }));
         let cases = [
@@ -1102,7 +1106,8 @@ mod tests {
         let idle = Duration::from_millis(200);
 
         // A peer that answers every ping with a pong stays connected well past the idle timeout.
-        let (tx, mut rx, task) = start(ctx(ping, idle).await);
+        let (state, _dir) = ctx(ping, idle).await;
+        let (tx, mut rx, task) = start(state);
         let deadline = Instant::now() + idle * 4;
         let mut pings = 0;
         while Instant::now() < deadline {
@@ -1120,7 +1125,8 @@ mod tests {
         assert!(!task.is_finished());
 
         // A peer that never answers gets a close frame (1001) and the task ends.
-        let (_tx2, mut rx2, task2) = start(ctx(ping, idle).await);
+        let (state, _dir2) = ctx(ping, idle).await;
+        let (_tx2, mut rx2, task2) = start(state);
         let closed = tokio::time::timeout(idle * 10, async {
             loop {
                 match rx2.next().await {

@@ -461,10 +461,9 @@ fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), IndexError> {
 mod tests {
     use super::*;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tutor-index-{name}-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A folder removed when the test ends (the value dropped).
+    fn temp_dir(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new().prefix(&format!("tutor-index-{name}-")).tempdir().unwrap()
     }
 
     fn course() -> PathBuf {
@@ -473,18 +472,19 @@ mod tests {
 
     #[test]
     fn reindexes_changed_and_deleted_files_and_skips_broken_ones() {
-        let lessons = temp_dir("lessons");
+        let lessons_dir = temp_dir("lessons");
         let index_dir = temp_dir("index");
+        let lessons = lessons_dir.path();
         std::fs::write(lessons.join("01-a-en.md"), "# Alpha\n\nIntro.\n\n## Sockets\n\nWebsocket frames.\n").unwrap();
         std::fs::write(lessons.join("02-b-en.md"), "# Beta\n\n## Buckets\n\nToken bucket refills.\n").unwrap();
         std::fs::write(lessons.join("03-broken-en.md"), "no title, just text\n").unwrap();
         std::fs::write(lessons.join("Bad Name.md"), "# T\n\ntext\n").unwrap();
         std::fs::write(lessons.join("notes.txt"), "not a lesson").unwrap();
 
-        let index = LessonIndex::open(&index_dir).unwrap();
+        let index = LessonIndex::open(index_dir.path()).unwrap();
         let mut events = Vec::new();
         let report = index
-            .sync(&lessons, &mut |e| {
+            .sync(lessons, &mut |e| {
                 events.push(match e {
                     SyncEvent::Indexed { file, .. } => format!("indexed {file}"),
                     SyncEvent::Skipped { file, .. } => format!("skipped {file}"),
@@ -501,14 +501,14 @@ mod tests {
         assert_eq!((hit.slug.as_str(), hit.anchor.as_str()), ("01-a-en", "sockets"));
 
         // Nothing changed: nothing re-indexed.
-        let again = index.sync(&lessons, &mut |_| {}).unwrap();
+        let again = index.sync(lessons, &mut |_| {}).unwrap();
         assert!(again.indexed.is_empty());
         assert_eq!(again.unchanged, 2);
 
         // One file changes, one is deleted: only they move.
         std::fs::write(lessons.join("01-a-en.md"), "# Alpha\n\n## Streams\n\nServer-sent events.\n").unwrap();
         std::fs::remove_file(lessons.join("02-b-en.md")).unwrap();
-        let changed = index.sync(&lessons, &mut |_| {}).unwrap();
+        let changed = index.sync(lessons, &mut |_| {}).unwrap();
         assert_eq!(changed.indexed, ["01-a-en"]);
         assert_eq!(changed.removed, ["02-b-en"]);
         assert_eq!(index.sections(), 1);
@@ -519,18 +519,20 @@ mod tests {
 
         // A reopened index remembers what it holds.
         drop(index);
-        let reopened = LessonIndex::open(&index_dir).unwrap();
+        let reopened = LessonIndex::open(index_dir.path()).unwrap();
         assert_eq!(reopened.sections(), 1);
-        assert!(reopened.sync(&lessons, &mut |_| {}).unwrap().indexed.is_empty());
+        assert!(reopened.sync(lessons, &mut |_| {}).unwrap().indexed.is_empty());
     }
 
     #[test]
     fn stemming_matches_word_forms_in_both_languages() {
-        let lessons = temp_dir("stems");
+        let lessons_dir = temp_dir("stems");
+        let lessons = lessons_dir.path();
         std::fs::write(lessons.join("a-ru.md"), "# Потоки\n\n## Переподключение\n\nКлиент переподключается к серверу.\n").unwrap();
         std::fs::write(lessons.join("b-en.md"), "# Streams\n\n## Reconnecting\n\nThe client reconnects to servers.\n").unwrap();
-        let index = LessonIndex::open(&temp_dir("stems-index")).unwrap();
-        index.sync(&lessons, &mut |_| {}).unwrap();
+        let index_dir = temp_dir("stems-index");
+        let index = LessonIndex::open(index_dir.path()).unwrap();
+        index.sync(lessons, &mut |_| {}).unwrap();
         assert_eq!(index.search("переподключения клиентов", &[], 1).unwrap()[0].slug, "a-ru");
         assert_eq!(index.search("reconnect the server", &[], 1).unwrap()[0].slug, "b-en");
         // Stop words alone find nothing rather than everything.
@@ -542,7 +544,8 @@ mod tests {
 
     #[test]
     fn sources_come_in_the_language_of_the_question() {
-        let index = LessonIndex::open(&temp_dir("lang")).unwrap();
+        let index_dir = temp_dir("lang");
+        let index = LessonIndex::open(index_dir.path()).unwrap();
         index.sync(&course(), &mut |_| {}).unwrap();
         // "token bucket" appears in both languages' lessons.
         let en = index.search("How does a token bucket allow bursts?", &[], 3).unwrap();
@@ -555,7 +558,8 @@ mod tests {
     /// Recall@3 on the question set written for the sample course (both languages).
     #[test]
     fn sample_course_recall_at_3_is_at_least_0_8() {
-        let index = LessonIndex::open(&temp_dir("recall")).unwrap();
+        let index_dir = temp_dir("recall");
+        let index = LessonIndex::open(index_dir.path()).unwrap();
         let report = index.sync(&course(), &mut |_| {}).unwrap();
         assert!(report.skipped.is_empty(), "{:?}", report.skipped);
         assert!(report.indexed.len() >= 12);
