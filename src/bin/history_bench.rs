@@ -23,6 +23,11 @@ use tutor_chat::upstream::fake::{FakeConfig, FakeUpstream};
 
 const ROUNDS: usize = 200;
 
+/// Whole pages rendered (`HISTORY_BENCH_PAGE_ROUNDS`: more, to profile the render).
+fn page_rounds() -> usize {
+    std::env::var("HISTORY_BENCH_PAGE_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(ROUNDS)
+}
+
 fn report(name: &str, mut samples: Vec<Duration>) {
     samples.sort_unstable();
     let at = |p: f64| samples[((p / 100.0) * (samples.len() - 1) as f64).round() as usize];
@@ -191,7 +196,7 @@ async fn main() {
     let mut rich_page = Vec::new();
     let mut busy_page = Vec::new();
     let mut page_sizes = (0, 0);
-    for round in 0..ROUNDS + 10 {
+    for round in 0..page_rounds() + 10 {
         let (took, size) = page(reader_token.clone(), format!("/c/{}", rich.id)).await;
         let (took_busy, size_busy) = page(busy_token.clone(), "/".to_string()).await;
         if round >= 10 {
