@@ -15,7 +15,9 @@
 //! `401`, `429`, `500`, `drop` (close the connection mid-answer), `malformed` (a
 //! broken JSON line mid-answer), `stream_error` (an in-stream error object),
 //! `slow` (first token after `first_delay`, default 5 s), `not_sse` (200 with an HTML
-//! page, as a captive portal answers), `wrong_type` (the whole answer as `text/plain`).
+//! page, as a captive portal answers), `wrong_type` (the whole answer as `text/plain`),
+//! `nul` (the middle token carries a U+0000), `odd_usage` (usage counts that are not
+//! whole numbers in `u32`).
 //!
 //! A request that ends with an assistant turn and then [`super::CONTINUE_INSTRUCTION`]
 //! (how an instance taking over a cut answer asks) is answered with the rest of the
@@ -488,6 +490,11 @@ async fn completions(
                     format!(" {word}")
                 }
             };
+            let content = if i == fault_at && directives.fault.as_deref() == Some("nul") {
+                format!("{content} a\0b")
+            } else {
+                content
+            };
             let Some(content) = after_skip(&content, &mut skip) else { continue };
             sent_any = true;
             lock(&entry).answer.push_str(&content);
@@ -508,7 +515,11 @@ async fn completions(
             let usage = serde_json::json!({
                 "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                 "choices": [],
-                "usage": { "prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens }
+                "usage": if directives.fault.as_deref() == Some("odd_usage") {
+                    serde_json::json!({ "prompt_tokens": 5_000_000_000u64, "completion_tokens": 12.5, "total_tokens": -1 })
+                } else {
+                    serde_json::json!({ "prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens })
+                }
             });
             yield Ok(Bytes::from(format!("data: {usage}\n\n")));
         }

@@ -77,12 +77,29 @@ struct RawDelta {
     content: Option<String>,
 }
 
+/// Counts as the server wrote them: a count that is not a whole number in `u32`
+/// (negative, fractional, too large) must not turn a finished answer into an error.
 #[derive(Deserialize)]
 struct RawUsage {
     #[serde(default)]
-    prompt_tokens: Option<u32>,
+    prompt_tokens: Option<serde_json::Value>,
     #[serde(default)]
-    completion_tokens: Option<u32>,
+    completion_tokens: Option<serde_json::Value>,
+}
+
+/// A usage count as a `u32`: large ones saturate, fractions are cut, anything else is 0.
+fn token_count(value: Option<serde_json::Value>) -> u32 {
+    let Some(number) = value.as_ref().and_then(serde_json::Value::as_number) else {
+        return 0;
+    };
+    if let Some(whole) = number.as_u64() {
+        return u32::try_from(whole).unwrap_or(u32::MAX);
+    }
+    match number.as_f64() {
+        // `as` saturates at u32::MAX and cuts the fraction.
+        Some(float) if float.is_finite() && float > 0.0 => float as u32,
+        _ => 0,
+    }
 }
 
 #[derive(Deserialize)]
@@ -93,6 +110,17 @@ struct RawError {
     kind: Option<String>,
     #[serde(default)]
     code: Option<serde_json::Value>,
+}
+
+/// PostgreSQL refuses U+0000 in text: a model's NUL would fail every write of the
+/// answer (and the checkpoint batch it shares with others). It becomes U+FFFD, the
+/// character that stands for one that could not be kept, in the stream and the store.
+fn without_nul(content: String) -> String {
+    if content.contains('\0') {
+        content.replace('\0', "\u{FFFD}")
+    } else {
+        content
+    }
 }
 
 pub fn parse_chunk(data: &str) -> Result<ChunkEvent, ChunkError> {
@@ -120,8 +148,8 @@ pub fn parse_chunk(data: &str) -> Result<ChunkEvent, ChunkError> {
     };
     let mut event = ChunkEvent {
         usage: raw.usage.map(|u| Usage {
-            prompt_tokens: u.prompt_tokens.unwrap_or(0),
-            completion_tokens: u.completion_tokens.unwrap_or(0),
+            prompt_tokens: token_count(u.prompt_tokens),
+            completion_tokens: token_count(u.completion_tokens),
         }),
         ..ChunkEvent::default()
     };
@@ -130,7 +158,8 @@ pub fn parse_chunk(data: &str) -> Result<ChunkEvent, ChunkError> {
         event.content = choice
             .delta
             .and_then(|d| d.content)
-            .filter(|c| !c.is_empty());
+            .filter(|c| !c.is_empty())
+            .map(without_nul);
         event.finish_reason = choice.finish_reason;
     }
     Ok(event)
@@ -179,6 +208,20 @@ mod tests {
                 completion_tokens: 12
             })
         );
+    }
+
+    #[test]
+    fn odd_usage_counts_do_not_refuse_the_chunk() {
+        let e = parse_chunk(r#"{"choices":[],"usage":{"prompt_tokens":5000000000,"completion_tokens":12.7}}"#).unwrap();
+        assert_eq!(e.usage, Some(Usage { prompt_tokens: u32::MAX, completion_tokens: 12 }));
+        let e = parse_chunk(r#"{"choices":[],"usage":{"prompt_tokens":-3,"completion_tokens":"many"}}"#).unwrap();
+        assert_eq!(e.usage, Some(Usage { prompt_tokens: 0, completion_tokens: 0 }));
+    }
+
+    #[test]
+    fn a_nul_in_content_becomes_the_replacement_character() {
+        let e = parse_chunk(r#"{"choices":[{"index":0,"delta":{"content":"a\u0000b"}}]}"#).unwrap();
+        assert_eq!(e.content.as_deref(), Some("a\u{FFFD}b"));
     }
 
     #[test]

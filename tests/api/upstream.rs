@@ -38,6 +38,32 @@ async fn each_upstream_fault_has_its_code_and_the_connection_answers_next() {
     }
 }
 
+/// PostgreSQL refuses U+0000 in text, so a model's NUL failed every write of its
+/// answer there. It is streamed and stored as U+FFFD, on both backends alike.
+#[tokio::test]
+async fn a_nul_from_the_model_is_streamed_and_stored_as_a_replacement_character() {
+    let app = spawn_app().await;
+    let mut student = app.student().await;
+    let answer = ask(&mut student.ws, "[tokens=6] [fault=nul] q").await;
+    assert_eq!(answer.end.map(|(_, reason)| reason), Some(EndReason::Complete), "{answer:?}");
+    let streamed = answer.text();
+    assert!(streamed.contains(" a\u{FFFD}b") && !streamed.contains('\0'), "{streamed:?}");
+    let stored = app.load(&student.cookie, &answer.conversation_id).await.unwrap();
+    let last = stored.messages.last().unwrap();
+    assert_eq!((last.content.as_str(), last.status), (streamed.as_str(), MessageStatus::Complete));
+}
+
+/// Usage counts that are no `u32` (too large, fractional) do not turn a finished
+/// answer into an error.
+#[tokio::test]
+async fn odd_usage_counts_from_the_model_leave_the_answer_complete() {
+    let app = spawn_app().await;
+    let mut ws = app.connect().await;
+    let answer = ask(&mut ws, "[tokens=4] [fault=odd_usage] q").await;
+    assert_eq!(answer.error, None);
+    assert_eq!(answer.end, Some((4, EndReason::Complete)));
+}
+
 #[tokio::test]
 async fn a_wrong_key_is_upstream_unauthorized() {
     let app = spawn_app_with(|s| s.upstream.api_key = Some("wrong".into())).await;
