@@ -376,6 +376,16 @@ const KNOWN_TYPES: [&str; 6] = ["ask", "stop", "ping", "resume", "regenerate", "
 
 /// Parses one client text frame. Accepts the course lesson's untyped
 /// `{"question": "..."}` as an `ask`, so the lesson's client works unchanged.
+/// Whether any string in the frame, key or value, holds a U+0000.
+fn has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(has_nul),
+        serde_json::Value::Object(fields) => fields.iter().any(|(key, value)| key.contains('\0') || has_nul(value)),
+        _ => false,
+    }
+}
+
 pub fn parse_client_frame(text: &str, limits: FrameLimits) -> Result<ClientFrame, FrameError> {
     if text.len() > limits.max_frame_bytes {
         return Err(FrameError::FrameTooLarge {
@@ -401,6 +411,11 @@ pub fn parse_client_frame(text: &str, limits: FrameLimits) -> Result<ClientFrame
         }
         Some(serde_json::Value::String(_)) => {}
         Some(_) => return Err(FrameError::Invalid("`type` must be a string".into())),
+    }
+    // PostgreSQL refuses U+0000 in text: such a question could never be stored, and
+    // the student would read "internal" at every try.
+    if has_nul(&value) {
+        return Err(FrameError::Invalid("text must not contain the NUL character (U+0000)".into()));
     }
     let frame: ClientFrame =
         serde_json::from_value(value).map_err(|e| FrameError::Invalid(e.to_string()))?;

@@ -66,6 +66,9 @@ async fn bad_input_gets_an_error_and_the_connection_stays_usable() {
         (Message::Text(r#"{"type":"ask"}"#.into()), ErrorCode::BadRequest),
         (Message::Text(r#"{"question":""}"#.into()), ErrorCode::BadRequest),
         (Message::Binary(vec![0, 159, 146, 150].into()), ErrorCode::BadRequest),
+        // U+0000, which PostgreSQL cannot store: refused before anything is stored.
+        (Message::Text(r#"{"question":"hi\u0000there"}"#.into()), ErrorCode::BadRequest),
+        (Message::Text(r#"{"type":"resume","message_id":"m\u0000"}"#.into()), ErrorCode::BadRequest),
         (
             Message::Text(json!({"question": "x".repeat(101)}).to_string().into()),
             ErrorCode::TooLarge,
