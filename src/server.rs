@@ -110,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(middleware::map_response(crate::static_files::html_no_cache))
+        .layer(middleware::from_fn(crate::auth::guard_call_bodies))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::throttle_calls))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::session_layer))
         // Merged after the session layer, so that it does not wrap them: probes and

@@ -186,6 +186,34 @@ async fn rename_and_delete_a_conversation() {
     assert_eq!(gone.error.map(|e| e.0), Some(ErrorCode::NotFound));
 }
 
+/// Server functions read their bodies whole: a body over the limit is refused before
+/// it is read on, and text holding U+0000 (which PostgreSQL cannot store) is a clear
+/// `bad_request` instead of `internal`; nothing changes, and the next call works.
+#[tokio::test]
+async fn server_functions_refuse_huge_bodies_and_nul_characters() {
+    let app = spawn_app().await;
+    let mut s = app.student().await;
+    let answer = ask_in(&mut s.ws, "[tokens=2] hello", None).await;
+    let id = answer.conversation_id.as_str();
+    let title = app.list(&s.cookie).await.items[0].title.clone();
+
+    let padding = "x".repeat(1024 * 1024);
+    let (status, body) = app.call(&s.cookie, "history/rename", &[("id", id), ("title", &padding)]).await;
+    assert_eq!((status, code_of(&body).as_str()), (413, "too_large"), "{body}");
+    let (status, body) = app.call(&s.cookie, "history/rename", &[("id", id), ("title", "before\0after")]).await;
+    assert_eq!((status, code_of(&body).as_str()), (400, "bad_request"), "{body}");
+    assert_eq!(app.list(&s.cookie).await.items[0].title, title, "nothing was renamed");
+
+    let (status, body) = app.call(&s.cookie, "history/rename", &[("id", id), ("title", "after all")]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(app.list(&s.cookie).await.items[0].title, "after all");
+}
+
+fn code_of(body: &str) -> String {
+    let error: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not an error body: {body}"));
+    error["code"].as_str().unwrap_or_default().to_string()
+}
+
 #[tokio::test]
 async fn server_functions_refuse_a_foreign_origin() {
     let app = spawn_app().await;
