@@ -239,18 +239,23 @@ impl Bus {
     pub fn publish_user(&self, user: &str, frame: &ServerFrame, except: Option<u64>, fallback: Option<&ServerFrame>) {
         let json = frame.to_json();
         self.notices.publish_json(user, json.clone().into(), except);
-        let remote = if json.len() + user.len() + 64 <= MAX_PAYLOAD {
-            json
-        } else if let Some(fallback) = fallback {
-            fallback.to_json()
-        } else {
-            tracing::warn!(bytes = json.len(), "a student's event is too big for other instances; they miss it");
-            return;
+        // Measured as sent: the frame's JSON is escaped again inside the message, and
+        // text full of quotes or backslashes doubles there.
+        let fits = |frame_json: String| {
+            let message = BusMessage::User { o: self.instance.clone(), u: user.to_string(), f: frame_json };
+            (json_len(&message) <= MAX_PAYLOAD).then_some(message)
         };
-        self.send(
-            SHARED_CHANNEL.into(),
-            BusMessage::User { o: self.instance.clone(), u: user.to_string(), f: remote },
-        );
+        let message = match fits(json) {
+            Some(message) => message,
+            None => match fallback.and_then(|fallback| fits(fallback.to_json())) {
+                Some(message) => message,
+                None => {
+                    tracing::warn!(user, "a student's event is too big for other instances; they miss it");
+                    return;
+                }
+            },
+        };
+        self.send(SHARED_CHANNEL.into(), message);
     }
 
     /// Ends the sockets of a signed-out, deleted or signed-in session, here and on every
@@ -469,7 +474,7 @@ fn payloads(waiting: Vec<Outgoing>) -> Vec<(String, String)> {
     let flush = |channel: &str, batch: Vec<AnswerTokens>, out: &mut Vec<(String, String)>| {
         if !batch.is_empty() {
             let payload = serde_json::to_string(&BusMessage::Tokens { a: batch, s: now_ms() }).unwrap_or_default();
-            out.push((channel.to_string(), payload));
+            push_if_fits(out, channel.to_string(), payload);
         }
     };
     for Outgoing { channel, message } in waiting {
@@ -480,12 +485,12 @@ fn payloads(waiting: Vec<Outgoing>) -> Vec<(String, String)> {
                         let size = serde_json::to_string(&piece).map_or(MAX_PAYLOAD, |json| json.len() + 1);
                         let entry = open.entry(channel.clone()).or_insert_with(|| {
                             order.push(channel.clone());
-                            (Vec::new(), 16)
+                            (Vec::new(), TOKENS_ENVELOPE)
                         });
                         if entry.1 + size > MAX_PAYLOAD {
                             let full = std::mem::take(&mut entry.0);
                             flush(&channel, full, &mut out);
-                            entry.1 = 16;
+                            entry.1 = TOKENS_ENVELOPE;
                         }
                         entry.0.push(piece);
                         entry.1 += size;
@@ -496,10 +501,10 @@ fn payloads(waiting: Vec<Outgoing>) -> Vec<(String, String)> {
                 // Anything else goes after the chunks already waiting for its channel.
                 if let Some((batch, size)) = open.get_mut(&channel) {
                     let full = std::mem::take(batch);
-                    *size = 16;
+                    *size = TOKENS_ENVELOPE;
                     flush(&channel, full, &mut out);
                 }
-                out.push((channel, serde_json::to_string(&other).unwrap_or_default()));
+                push_if_fits(&mut out, channel, serde_json::to_string(&other).unwrap_or_default());
             }
         }
     }
@@ -511,6 +516,37 @@ fn payloads(waiting: Vec<Outgoing>) -> Vec<(String, String)> {
     out
 }
 
+/// `{"k":"t","a":[…],"s":<Unix ms>}` around a batch of chunks.
+const TOKENS_ENVELOPE: usize = 40;
+
+/// Leaves out a notification over the limit: PostgreSQL would refuse it, and with it
+/// every other notification of its statement. (Chunks left out are re-synced by their
+/// followers; a student's event has been measured before it got here.)
+fn push_if_fits(out: &mut Vec<(String, String)>, channel: String, payload: String) {
+    if payload.len() <= MAX_PAYLOAD {
+        out.push((channel, payload));
+    } else {
+        tracing::warn!(bytes = payload.len(), "a bus message too big for a notification is left out");
+    }
+}
+
+/// The length of a message's JSON, as sent.
+fn json_len(message: &BusMessage) -> usize {
+    serde_json::to_string(message).map_or(usize::MAX, |json| json.len())
+}
+
+/// The length of `text` as a JSON string's contents: quotes and backslashes take two
+/// bytes, other control characters up to six (`\u0001`).
+fn escaped_len(text: &str) -> usize {
+    text.bytes()
+        .map(|byte| match byte {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum()
+}
+
 /// One answer's chunks in pieces that each fit a notification. A single chunk too
 /// big for one is left out: its followers see the gap and re-sync from the database.
 fn split_to_fit(tokens: AnswerTokens) -> Vec<AnswerTokens> {
@@ -519,7 +555,7 @@ fn split_to_fit(tokens: AnswerTokens) -> Vec<AnswerTokens> {
     let mut current = AnswerTokens { m: tokens.m.clone(), g: tokens.g, t: Vec::new(), e: None };
     let mut size = overhead;
     for (seq, content) in tokens.t {
-        let cost = content.len() * 2 + 24; // JSON may escape every byte (\n, \")
+        let cost = escaped_len(&content) + 24; // `[seq,"…"],`
         if cost + overhead > MAX_PAYLOAD {
             tracing::warn!(seq, bytes = content.len(), "a chunk too big for the bus; followers re-sync");
             continue;
@@ -591,5 +627,21 @@ mod tests {
         let seqs: Vec<u64> = pieces.iter().flat_map(|p| p.t.iter().map(|(s, _)| *s)).collect();
         assert_eq!(seqs, [1, 3]);
         assert_eq!(pieces.last().unwrap().e.as_deref(), Some("{}"));
+    }
+
+    /// Control characters escape to six bytes each (`\u0001`): chunks of them are
+    /// counted as sent, so no notification is over the limit and none is dropped.
+    #[test]
+    fn chunks_of_control_characters_are_counted_as_they_escape() {
+        let controls = "\u{1}".repeat(500); // 3,000 bytes once escaped
+        let payloads = payloads(vec![tokens("a", 1..=6, &controls), tokens("a", 7..=7, &"\"".repeat(2_000))]);
+        let mut seqs = Vec::new();
+        for (_, payload) in &payloads {
+            assert!(payload.len() <= MAX_PAYLOAD, "{} bytes", payload.len());
+            let BusMessage::Tokens { a, .. } = serde_json::from_str(payload).unwrap() else { panic!() };
+            seqs.extend(a.iter().flat_map(|answer| answer.t.iter().map(|(seq, _)| *seq)));
+        }
+        assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
+        assert_eq!(escaped_len("a\"\\\n\u{1}é"), 1 + 2 + 2 + 2 + 6 + 2);
     }
 }

@@ -100,6 +100,38 @@ async fn a_question_for_the_teacher_goes_to_the_queue_and_the_reply_comes_back_l
     );
 }
 
+/// A reply whose text JSON escapes twice over (quotes) still reaches the student's tab
+/// on another instance: whole if it fits a notification, else as "this conversation
+/// changed". On PostgreSQL it was measured before its second escaping, so the
+/// notification was over the server's limit and refused, with every other message
+/// in its statement.
+#[tokio::test]
+async fn a_reply_of_quotes_reaches_the_students_tab_on_another_instance() {
+    let app = spawn_app().await;
+    let teacher = teacher(&app, "mr_quotes").await;
+    let database_url = app.state.settings.database_url.clone();
+    let elsewhere = spawn_app_with(move |s| s.database_url = database_url).await;
+    let mut student = app.student().await;
+    let answer = ask_in(&mut student.ws, "[tokens=2] what does \\\" mean?", None).await;
+    let (status, _) = ask_teacher(&app, &student.cookie, &answer.message_id, "quotes, please").await;
+    assert_eq!(status, 200);
+    let request_id = queue(&app, &teacher).await["requests"][0]["id"].as_str().unwrap().to_string();
+    let mut tab_elsewhere = elsewhere.socket(&student.cookie).await;
+
+    // The reply's frame is ~7 KB of JSON; inside a bus message each \" becomes \\\".
+    let reply = "\"".repeat(3_500);
+    let (status, body) = app.call(&teacher, "teach/reply", &[("request_id", &request_id), ("text", &reply)]).await;
+    assert_eq!(status, 200, "{body}");
+    match next_notice(&mut tab_elsewhere).await {
+        ServerFrame::TeacherReply { content, .. } => assert_eq!(content, reply),
+        ServerFrame::ConversationChanged { conversation_id, .. } => assert_eq!(conversation_id, answer.conversation_id),
+        other => panic!("expected the reply or its notice, got {other:?}"),
+    }
+    // The bus goes on: a question there streams as usual.
+    let next = ask_in(&mut tab_elsewhere, "[tokens=2] thanks", Some(&answer.conversation_id)).await;
+    assert_eq!(next.error, None);
+}
+
 #[tokio::test]
 async fn requests_are_refused_cleanly_and_resolving_closes_one_without_a_reply() {
     let app = spawn_app().await;
