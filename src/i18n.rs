@@ -72,6 +72,35 @@ impl Lang {
             Lang::Ru => &RU,
         }
     }
+
+    /// The form of a noun counted `n` times: English one / many; Russian one (1, 21,
+    /// 101), few (2–4, 22–24) and many (5–20, 25, 11–14).
+    pub fn form(self, n: i64, forms: &Forms) -> &'static str {
+        let (last, last_two) = (n.unsigned_abs() % 10, n.unsigned_abs() % 100);
+        match self {
+            Lang::En if n == 1 => forms.one,
+            Lang::En => forms.many,
+            Lang::Ru if last == 1 && last_two != 11 => forms.one,
+            Lang::Ru if (2..=4).contains(&last) && !(12..=14).contains(&last_two) => forms.few,
+            Lang::Ru => forms.many,
+        }
+    }
+
+    /// `value` with `places` decimals and the language's decimal mark (1.5 / 1,5).
+    pub fn decimal(self, value: f64, places: usize) -> String {
+        let text = format!("{value:.places$}");
+        match self {
+            Lang::En => text,
+            Lang::Ru => text.replace('.', ","),
+        }
+    }
+}
+
+/// A counted noun's forms (see [`Lang::form`]); English leaves `few` as `many`.
+pub struct Forms {
+    pub one: &'static str,
+    pub few: &'static str,
+    pub many: &'static str,
 }
 
 /// True when a text is written in Russian (any Cyrillic letter): the language a
@@ -131,6 +160,8 @@ pub struct Strings {
     pub err_session_ended: &'static str,
     pub err_invalid_title: &'static str,
     pub retry_in: &'static str,
+    /// The unit after a number of seconds ("5 s").
+    pub seconds_short: &'static str,
     pub new_chat: &'static str,
     pub conversations: &'static str,
     pub no_conversations: &'static str,
@@ -180,8 +211,16 @@ pub struct Strings {
     pub teach_period: &'static str,
     pub teach_per_day: &'static str,
     pub teach_day: &'static str,
-    pub teach_questions: &'static str,
-    pub teach_students: &'static str,
+    /// After the number of questions in the period ("12 questions").
+    pub teach_questions: Forms,
+    pub teach_students: Forms,
+    /// The gaps table's column of how many questions share a word.
+    pub teach_questions_heading: &'static str,
+    /// Units of a duration: seconds, minutes, hours, days.
+    pub unit_seconds: &'static str,
+    pub unit_minutes: &'static str,
+    pub unit_hours: &'static str,
+    pub unit_days: &'static str,
     pub teach_endings: &'static str,
     pub teach_ratings: &'static str,
     /// A guest as teachers see it: "Guest {n}".
@@ -373,6 +412,7 @@ pub static EN: Strings = Strings {
     err_session_ended: "You signed out (or your session ended): reload the page to continue.",
     err_invalid_title: "A title has 1 to 120 characters.",
     retry_in: "Try again in",
+    seconds_short: "s",
     new_chat: "New chat",
     conversations: "Conversations",
     no_conversations: "Your conversations will appear here.",
@@ -421,8 +461,13 @@ pub static EN: Strings = Strings {
     teach_period: "Last {days} days",
     teach_per_day: "Questions and students per day",
     teach_day: "Day",
-    teach_questions: "questions",
-    teach_students: "students",
+    teach_questions: Forms { one: "question", few: "questions", many: "questions" },
+    teach_students: Forms { one: "student", few: "students", many: "students" },
+    teach_questions_heading: "Questions",
+    unit_seconds: "s",
+    unit_minutes: "min",
+    unit_hours: "h",
+    unit_days: "d",
     teach_endings: "How answers ended",
     teach_ratings: "What students said of the answers",
     teach_guest: "Guest {n}",
@@ -438,9 +483,9 @@ pub static EN: Strings = Strings {
     privacy_read_all: "Your teacher can read your conversations with the tutor.",
     teach_student: "Student",
     queue_title: "Questions for you",
-    queue_open: "waiting",
-    queue_answered: "answered",
-    queue_resolved: "closed without a reply",
+    queue_open: "Waiting",
+    queue_answered: "Answered",
+    queue_resolved: "Closed without a reply",
     queue_state_open: "waiting for you",
     queue_empty: "No student has asked you anything yet.",
     queue_request: "Question for you",
@@ -580,6 +625,7 @@ pub static RU: Strings = Strings {
     err_session_ended: "Вы вышли из аккаунта (или сессия истекла): перезагрузите страницу.",
     err_invalid_title: "Название: от 1 до 120 символов.",
     retry_in: "Повторите через",
+    seconds_short: "с",
     new_chat: "Новый чат",
     conversations: "Разговоры",
     no_conversations: "Здесь появятся ваши разговоры.",
@@ -625,11 +671,16 @@ pub static RU: Strings = Strings {
     no_account: "Ещё нет аккаунта? Зарегистрироваться",
     sign_up_hint: "Беседы из этого браузера перейдут в новый аккаунт.",
     teach_title: "Ваш курс",
-    teach_period: "Последние {days} дн.",
+    teach_period: "Период: {days} дн.",
     teach_per_day: "Вопросы и студенты по дням",
     teach_day: "День",
-    teach_questions: "вопросов",
-    teach_students: "студентов",
+    teach_questions: Forms { one: "вопрос", few: "вопроса", many: "вопросов" },
+    teach_students: Forms { one: "студент", few: "студента", many: "студентов" },
+    teach_questions_heading: "Вопросов",
+    unit_seconds: "с",
+    unit_minutes: "мин",
+    unit_hours: "ч",
+    unit_days: "дн.",
     teach_endings: "Чем закончились ответы",
     teach_ratings: "Оценки ответов студентами",
     teach_guest: "Гость {n}",
@@ -645,9 +696,9 @@ pub static RU: Strings = Strings {
     privacy_read_all: "Преподаватель может читать ваши разговоры с тьютором.",
     teach_student: "Студент",
     queue_title: "Вопросы вам",
-    queue_open: "ждут",
-    queue_answered: "отвечено",
-    queue_resolved: "закрыто без ответа",
+    queue_open: "Ждут ответа",
+    queue_answered: "Отвечено",
+    queue_resolved: "Закрыто без ответа",
     queue_state_open: "ждёт вас",
     queue_empty: "Студенты пока ничего у вас не спрашивали.",
     queue_request: "Вопрос вам",
@@ -740,6 +791,18 @@ pub static RU: Strings = Strings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counted_nouns_take_the_form_of_their_number() {
+        let forms = Forms { one: "вопрос", few: "вопроса", many: "вопросов" };
+        let said = |n| format!("{n} {}", Lang::Ru.form(n, &forms));
+        for (n, expected) in [(1, "вопрос"), (21, "вопрос"), (101, "вопрос"), (2, "вопроса"), (24, "вопроса"), (0, "вопросов"), (5, "вопросов"), (11, "вопросов"), (12, "вопросов"), (14, "вопросов"), (111, "вопросов")] {
+            assert_eq!(said(n), format!("{n} {expected}"));
+        }
+        let en = Forms { one: "question", few: "questions", many: "questions" };
+        assert_eq!((Lang::En.form(1, &en), Lang::En.form(2, &en), Lang::En.form(0, &en)), ("question", "questions", "questions"));
+        assert_eq!((Lang::En.decimal(1.25, 1), Lang::Ru.decimal(1.5, 1), Lang::Ru.decimal(3.0, 2)), ("1.2".to_string(), "1,5".to_string(), "3,00".to_string()));
+    }
 
     #[test]
     fn accept_language_prefers_highest_q() {

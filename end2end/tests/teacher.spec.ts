@@ -60,7 +60,7 @@ test('a student asks the teacher, the teacher replies, the open page shows it li
   // The teacher opens the conversation and replies in Markdown.
   await request.locator('.queue-open-link').click();
   await hydrated(teacher);
-  await expect(teacher.locator('.teacher-read .msg-rating')).toContainText('wrong');
+  await expect(teacher.locator('.teacher-read .msg-rating')).toContainText('Wrong');
   await teacher.locator('.reply-form textarea').fill('For a chat: a **WebSocket**, since both sides talk.');
   await teacher.locator('.reply-send').click();
   await expect(teacher.locator('.teacher-read .msg-teacher')).toContainText('both sides talk');

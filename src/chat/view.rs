@@ -263,7 +263,7 @@ pub fn ChatPage() -> impl IntoView {
                 {move || {
                     let wait = ui.wait_seconds();
                     if wait > 0 {
-                        format!("{} {wait} s.", t().ask_again_in)
+                        format!("{} {wait} {}.", t().ask_again_in, t().seconds_short)
                     } else if connected() || !hydrated.get() {
                         t().hint_keys.to_string()
                     } else {
@@ -324,7 +324,7 @@ fn BudgetMeter(ui: ChatUi) -> impl IntoView {
                 .map(|i| view! { <span class="budget-pip" class:full=i < meter.remaining></span> })
                 .collect_view();
             let next = (meter.remaining < meter.capacity)
-                .then(|| view! { <span class="budget-next">{format!("{} {} s", t().budget_next_in, meter.next_in_seconds())}</span> });
+                .then(|| view! { <span class="budget-next">{format!("{} {} {}", t().budget_next_in, meter.next_in_seconds(), t().seconds_short)}</span> });
             view! {
                 <div
                     class="budget"
@@ -529,7 +529,7 @@ fn Message(item: ChatItem) -> impl IntoView {
                 None => s.connection_lost.to_string(),
             };
             if let Some(secs) = e.retry_after {
-                text.push_str(&format!(" {} {secs} s.", s.retry_in));
+                text.push_str(&format!(" {} {secs} {}.", s.retry_in, s.seconds_short));
             }
             let code = e.code.map(|c| c.as_str()).unwrap_or("connection_lost");
             view! { <p class="msg-error" role="alert" data-code=code title=e.detail>{text}</p> }

@@ -89,9 +89,9 @@ pub fn QueuePage() -> impl IntoView {
                             </nav>
                             <h1>{move || t().queue_title}</h1>
                             <p class="teach-summary queue-counts">
-                                <span class="queue-open">{queue.open}</span> " " {move || t().queue_open} " · "
-                                <span class="queue-answered">{queue.answered}</span> " " {move || t().queue_answered} " · "
-                                <span class="queue-resolved">{queue.resolved}</span> " " {move || t().queue_resolved}
+                                {move || t().queue_open} ": " <span class="queue-open">{queue.open}</span> " · "
+                                {move || t().queue_answered} ": " <span class="queue-answered">{queue.answered}</span> " · "
+                                {move || t().queue_resolved} ": " <span class="queue-resolved">{queue.resolved}</span>
                             </p>
                             {if queue.requests.is_empty() {
                                 view! { <p class="queue-empty">{move || t().queue_empty}</p> }.into_any()
@@ -266,7 +266,7 @@ fn ReadOnlyMessage(message: StoredMessage, asked: Option<String>) -> impl IntoVi
         MessageRole::Teacher => t().teacher,
     };
     let rating = message.feedback.map(|feedback| {
-        let reasons = feedback.reasons.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
+        let reasons = move || feedback.reasons.iter().map(|r| r.label(t())).collect::<Vec<_>>().join(", ");
         let mark = match feedback.rating {
             crate::feedback::Rating::Up => "👍",
             crate::feedback::Rating::Down => "👎",

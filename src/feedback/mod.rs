@@ -62,6 +62,16 @@ impl Reason {
     pub fn parse(text: &str) -> Option<Reason> {
         Reason::ALL.into_iter().find(|r| r.as_str() == text)
     }
+
+    /// What the reason says, in the reader's language.
+    pub fn label(self, t: &crate::i18n::Strings) -> &'static str {
+        match self {
+            Reason::Wrong => t.feedback_wrong,
+            Reason::Unclear => t.feedback_unclear,
+            Reason::OffTopic => t.feedback_off_topic,
+            Reason::TooLong => t.feedback_too_long,
+        }
+    }
 }
 
 /// A student's rating of an answer.

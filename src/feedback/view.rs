@@ -20,12 +20,7 @@ pub fn FeedbackBar(message_id: String, initial: Option<Feedback>) -> impl IntoVi
     });
     let rating = move || current.get().map(|f| f.rating);
     let has_reason = move |reason: Reason| current.get().is_some_and(|f| f.reasons.contains(&reason));
-    let reason_label = move |reason: Reason| match reason {
-        Reason::Wrong => t().feedback_wrong,
-        Reason::Unclear => t().feedback_unclear,
-        Reason::OffTopic => t().feedback_off_topic,
-        Reason::TooLong => t().feedback_too_long,
-    };
+    let reason_label = move |reason: Reason| reason.label(t());
     let id = StoredValue::new(message_id.clone());
     view! {
         <div class="feedback" data-rating=move || rating().map(Rating::as_str).unwrap_or("none")>

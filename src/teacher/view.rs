@@ -68,10 +68,10 @@ fn Dashboard(dashboard: Dashboard) -> impl IntoView {
                 {move || t().teach_period.replace("{days}", &days.to_string())}
                 " · "
                 <span class="teach-questions">{dashboard.questions}</span>
-                " " {move || t().teach_questions}
+                " " {move || lang.get().form(dashboard.questions, &t().teach_questions)}
                 " · "
                 <span class="teach-students">{dashboard.students}</span>
-                " " {move || t().teach_students}
+                " " {move || lang.get().form(dashboard.students, &t().teach_students)}
             </p>
             <Activity per_day=dashboard.per_day.clone() />
             <EndingsAndRatings endings=dashboard.endings.clone() ratings=dashboard.ratings.clone() />
@@ -103,13 +103,7 @@ fn ending_label(t: &Strings, ending: Ending) -> &'static str {
 }
 
 fn reason_label(t: &Strings, reason: &str) -> String {
-    match Reason::parse(reason) {
-        Some(Reason::Wrong) => t.feedback_wrong.to_string(),
-        Some(Reason::Unclear) => t.feedback_unclear.to_string(),
-        Some(Reason::OffTopic) => t.feedback_off_topic.to_string(),
-        Some(Reason::TooLong) => t.feedback_too_long.to_string(),
-        None => reason.to_string(),
-    }
+    Reason::parse(reason).map_or_else(|| reason.to_string(), |reason| reason.label(t).to_string())
 }
 
 /// Questions per day stacked by how the answer ended, and active students as a line.
@@ -275,7 +269,7 @@ fn Gaps(gaps: ContentGaps) -> impl IntoView {
                 <thead>
                     <tr>
                         <th scope="col">{move || t().teach_gap_word}</th>
-                        <th scope="col">{move || t().teach_questions}</th>
+                        <th scope="col">{move || t().teach_questions_heading}</th>
                         <th scope="col">{move || t().teach_gap_examples}</th>
                     </tr>
                 </thead>
@@ -347,14 +341,15 @@ fn Downvotes(total: i64, downvotes: Vec<Downvote>) -> impl IntoView {
     .into_any()
 }
 
-/// A duration for people: seconds, minutes, hours or days.
-fn duration_text(ms: i64) -> String {
+/// A duration for people: seconds, minutes, hours or days, in `lang`'s units.
+fn duration_text(lang: Lang, ms: i64) -> String {
+    let t = lang.t();
     let s = ms.max(0) / 1000;
     match s {
-        0..=59 => format!("{s} s"),
-        60..=3_599 => format!("{} min", s / 60),
-        3_600..=86_399 => format!("{:.1} h", s as f64 / 3_600.0),
-        _ => format!("{:.1} d", s as f64 / 86_400.0),
+        0..=59 => format!("{s} {}", t.unit_seconds),
+        60..=3_599 => format!("{} {}", s / 60, t.unit_minutes),
+        3_600..=86_399 => format!("{} {}", lang.decimal(s as f64 / 3_600.0, 1), t.unit_hours),
+        _ => format!("{} {}", lang.decimal(s as f64 / 86_400.0, 1), t.unit_days),
     }
 }
 
@@ -362,7 +357,7 @@ fn duration_text(ms: i64) -> String {
 fn QueueSummary(queue: Queue) -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
     let t = move || lang.get().t();
-    let median = queue.median_reply_ms.map_or_else(|| "—".to_string(), duration_text);
+    let median = move || queue.median_reply_ms.map_or_else(|| "—".to_string(), |ms| duration_text(lang.get(), ms));
     view! {
         <section class="teach-section teach-queue" aria-labelledby="queue-title">
             <h2 id="queue-title">{move || t().teach_queue_title}</h2>
@@ -382,9 +377,7 @@ fn ModelUse(dashboard: Dashboard) -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
     let t = move || lang.get().t();
     let prices = dashboard.prices;
-    let cost = prices
-        .shown()
-        .then(|| format!("{:.2}", prices.cost(dashboard.prompt_tokens(), dashboard.completion_tokens())));
+    let cost = prices.shown().then(|| prices.cost(dashboard.prompt_tokens(), dashboard.completion_tokens()));
     let model = dashboard.model;
     let charts = move || {
         let t = lang.get().t();
@@ -413,7 +406,9 @@ fn ModelUse(dashboard: Dashboard) -> impl IntoView {
     view! {
         <section class="teach-section teach-model" aria-labelledby="model-title">
             <h2 id="model-title">{move || t().teach_model_title}</h2>
-            {cost.map(|cost| view! { <p class="teach-cost">{move || t().teach_cost.replace("{cost}", &cost)}</p> })}
+            {cost.map(|cost| view! {
+                <p class="teach-cost">{move || t().teach_cost.replace("{cost}", &lang.get().decimal(cost, 2))}</p>
+            })}
             {charts}
         </section>
     }

@@ -136,6 +136,13 @@ async fn every_teacher_endpoint_refuses_students_and_guests_as_if_it_did_not_exi
         assert_eq!(response.status(), 200, "the teacher on {page}");
         assert!(response.text().await.unwrap().contains(mark), "the teacher on {page}");
     }
+    // In Russian, counted nouns agree with their numbers and the queue says what each
+    // count is.
+    let in_russian = format!("{teacher}; lang=ru");
+    let dashboard = words_of(&app.page(&in_russian, "/teach").await);
+    assert!(dashboard.contains("1 вопрос · 1 студент"), "{dashboard}");
+    let queue = words_of(&app.page(&in_russian, "/teach/queue").await);
+    assert!(queue.contains("Ждут ответа: 1 · Отвечено: 0 · Закрыто без ответа: 0"), "{queue}");
     let (status, body) = app.call(&teacher, "teach/overview", &[("days", "30")]).await;
     assert_eq!(status, 200, "{body}");
     let overview: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -244,4 +251,19 @@ fn document(html: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// A page's text as a reader sees it: tags and comments dropped, spaces collapsed.
+fn words_of(html: &str) -> String {
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
