@@ -141,6 +141,7 @@ pub struct Strings {
     pub err_bad_request: &'static str,
     pub err_too_large: &'static str,
     pub err_busy: &'static str,
+    pub err_server_busy: &'static str,
     pub err_not_found: &'static str,
     pub err_rate_limited: &'static str,
     pub err_unauthorized: &'static str,
@@ -358,6 +359,8 @@ impl Strings {
             ErrorCode::InvalidReply => self.err_invalid_reply,
             ErrorCode::InvalidTitle => self.err_invalid_title,
             ErrorCode::InvalidFaqText => self.err_invalid_faq_text,
+            ErrorCode::ServerBusy => self.err_server_busy,
+            ErrorCode::Unknown => self.err_internal,
         }
     }
 }
@@ -393,6 +396,7 @@ pub static EN: Strings = Strings {
     err_bad_request: "The server could not understand that message.",
     err_too_large: "That question is too long.",
     err_busy: "Please wait until the current answer finishes.",
+    err_server_busy: "The tutor is busy right now.",
     err_not_found: "This conversation does not exist (any more).",
     err_rate_limited: "Too many questions right now.",
     err_unauthorized: "The tutor's model refused our credentials. Tell your teacher.",
@@ -606,6 +610,7 @@ pub static RU: Strings = Strings {
     err_bad_request: "Сервер не понял это сообщение.",
     err_too_large: "Вопрос слишком длинный.",
     err_busy: "Дождитесь окончания текущего ответа.",
+    err_server_busy: "Тьютор сейчас занят.",
     err_not_found: "Такого разговора нет (или уже нет).",
     err_rate_limited: "Слишком много вопросов сейчас.",
     err_unauthorized: "Модель тьютора не приняла наши учётные данные. Сообщите преподавателю.",

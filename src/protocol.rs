@@ -127,6 +127,12 @@ pub enum ErrorCode {
     InvalidReply,
     /// An FAQ entry's question or answer is empty or over its length.
     InvalidFaqText,
+    /// The server cannot take a question now (it streams its most answers at once,
+    /// the address's, or it is restarting); `retry_after` says when to try again.
+    ServerBusy,
+    /// A code this client does not know (a newer server's): shown as `internal`.
+    #[serde(other)]
+    Unknown,
 }
 
 impl ErrorCode {
@@ -157,6 +163,8 @@ impl ErrorCode {
             ErrorCode::InvalidTitle => "invalid_title",
             ErrorCode::InvalidReply => "invalid_reply",
             ErrorCode::InvalidFaqText => "invalid_faq_text",
+            ErrorCode::ServerBusy => "server_busy",
+            ErrorCode::Unknown => "unknown",
         }
     }
 }
@@ -582,12 +590,22 @@ mod tests {
         assert_eq!(error["code"], "busy");
     }
 
+    /// A page left open across a release still shows a newer server's refusal (as
+    /// `internal`) instead of dropping the frame and waiting for ever.
+    #[test]
+    fn an_error_code_this_client_does_not_know_still_reads_as_an_error() {
+        let frame: ServerFrame =
+            serde_json::from_str(r#"{"type":"error","code":"brand_new","message":"later","retry_after":3}"#).unwrap();
+        assert!(matches!(frame, ServerFrame::Error { code: ErrorCode::Unknown, retry_after: Some(3), .. }), "{frame:?}");
+    }
+
     #[test]
     fn error_codes_serialize_as_documented() {
         for code in [
             ErrorCode::BadRequest,
             ErrorCode::TooLarge,
             ErrorCode::Busy,
+            ErrorCode::ServerBusy,
             ErrorCode::NotFound,
             ErrorCode::RateLimited,
             ErrorCode::UpstreamUnauthorized,

@@ -587,7 +587,7 @@ where
         }
         if *self.shutdown.borrow() {
             let busy = ServerFrame::Error {
-                code: ErrorCode::Busy,
+                code: ErrorCode::ServerBusy,
                 message: "The server is restarting; ask again in a moment.".into(),
                 message_id: None,
                 retry_after: Some(2),
@@ -867,13 +867,13 @@ where
 fn ask_error_frame(error: AskError) -> ServerFrame {
     match error {
         AskError::Busy => ServerFrame::Error {
-            code: ErrorCode::Busy,
+            code: ErrorCode::ServerBusy,
             message: "The tutor is answering many students right now; ask again in a few seconds.".into(),
             message_id: None,
             retry_after: Some(5),
         },
         AskError::AddressBusy => ServerFrame::Error {
-            code: ErrorCode::Busy,
+            code: ErrorCode::ServerBusy,
             message: "Many answers are streaming for your network right now; ask again in a few seconds.".into(),
             message_id: None,
             retry_after: Some(5),

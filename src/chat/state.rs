@@ -501,6 +501,7 @@ impl ChatUi {
                         ErrorCode::BadRequest
                             | ErrorCode::TooLarge
                             | ErrorCode::Busy
+                            | ErrorCode::ServerBusy
                             | ErrorCode::RateLimited
                             | ErrorCode::LimitReached
                             | ErrorCode::NotFound

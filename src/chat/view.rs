@@ -225,7 +225,8 @@ pub fn ChatPage() -> impl IntoView {
                     Some(code) => t().error_text(code),
                     None => t().connection_lost,
                 };
-                view! { <p class="msg-error version-error" role="alert" data-code=code title=error.detail>{text}</p> }
+                let tooltip = server_words(lang.get(), error.detail);
+                view! { <p class="msg-error version-error" role="alert" data-code=code title=tooltip>{text}</p> }
             })}
             <form class="composer" on:submit=move |ev| { ev.prevent_default(); submit(); }>
                 // Read-only rather than disabled while an answer streams: a disabled
@@ -532,7 +533,8 @@ fn Message(item: ChatItem) -> impl IntoView {
                 text.push_str(&format!(" {} {secs} {}.", s.retry_in, s.seconds_short));
             }
             let code = e.code.map(|c| c.as_str()).unwrap_or("connection_lost");
-            view! { <p class="msg-error" role="alert" data-code=code title=e.detail>{text}</p> }
+            let tooltip = server_words(lang.get(), e.detail);
+            view! { <p class="msg-error" role="alert" data-code=code title=tooltip>{text}</p> }
         })
     };
     view! {
@@ -592,4 +594,10 @@ fn Message(item: ChatItem) -> impl IntoView {
             }}
         </article>
     }
+}
+
+/// The server's own words about an error, for the tooltip: they are English, so a
+/// page in another language shows only its own text.
+fn server_words(lang: Lang, detail: String) -> Option<String> {
+    (lang == Lang::En && !detail.is_empty()).then_some(detail)
 }

@@ -221,7 +221,7 @@ async fn answers_streaming_at_once_are_capped_per_address() {
     }
     let mut third = app.student().await;
     let refused = ask_in(&mut third.ws, "[tokens=2] me too", None).await;
-    assert_eq!(refused.error.map(|e| e.0), Some(ErrorCode::Busy));
+    assert_eq!(refused.error.map(|e| e.0), Some(ErrorCode::ServerBusy));
     // When one of them ends, the address has a place again.
     let (first_student, first_id) = &mut streaming[0];
     let first = read_rest(&mut first_student.ws, first_id.clone()).await;

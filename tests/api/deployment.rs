@@ -466,7 +466,7 @@ async fn keep_following(mut ws: Ws, front: &str, cookie: &str, message_id: &str)
                     }
                 }
                 ServerFrame::End { .. } => return (message_id.to_string(), text, reconnects),
-                ServerFrame::Error { code, .. } if code == ErrorCode::Busy => {}
+                ServerFrame::Error { code: ErrorCode::Busy | ErrorCode::ServerBusy, .. } => {}
                 ServerFrame::ConversationChanged { .. } | ServerFrame::Pong { .. } | ServerFrame::Budget { .. } => {}
                 other => panic!("unexpected {other:?}"),
             },

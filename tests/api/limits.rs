@@ -82,7 +82,7 @@ async fn a_server_wide_cap_on_answers_at_once_answers_busy_and_stores_nothing() 
     send_json(&mut a.ws, json!({"type": "ask", "question": "[tokens=20] [delay=25] a long one"})).await;
     let ServerFrame::Start { message_id, .. } = next_frame(&mut a.ws).await else { panic!("no start") };
     let refused = ask_in(&mut b.ws, "[tokens=2] me too", None).await;
-    assert_eq!(refused.error, Some((ErrorCode::Busy, Some(5))));
+    assert_eq!(refused.error, Some((ErrorCode::ServerBusy, Some(5))));
     assert!(app.list(&b.cookie).await.items.is_empty(), "the refused question was not stored");
     // When the first answer ends, its place is free.
     let first = read_rest(&mut a.ws, message_id).await;
