@@ -48,6 +48,10 @@ impl Lang {
                 .find_map(|p| p.trim().strip_prefix("q="))
                 .and_then(|q| q.parse::<f32>().ok())
                 .unwrap_or(1.0);
+            // q=0 says "not this one".
+            if q.is_nan() || q <= 0.0 {
+                continue;
+            }
             if let Some(lang) = Lang::from_code(tag) {
                 if best.is_none_or(|(best_q, _)| q > best_q) {
                     best = Some((q, lang));
@@ -181,6 +185,8 @@ pub struct Strings {
     pub page_part_missing: &'static str,
     pub reload_page: &'static str,
     pub back_to_chat: &'static str,
+    /// The 404 page.
+    pub no_such_page: &'static str,
     pub lesson_mode_note: &'static str,
     pub copy: &'static str,
     /// The mark where another server continued an answer after a restart.
@@ -435,6 +441,7 @@ pub static EN: Strings = Strings {
     page_part_missing: "This page could not be loaded: you may be offline, or a new version of the site is out.",
     reload_page: "Reload the page",
     back_to_chat: "Back to the chat",
+    no_such_page: "There is no such page.",
     lesson_mode_note: "Lesson mode: no language model is connected, so answers are excerpts from the course lessons, with their sources.",
     copy: "Copy",
     continued_here: "Continued here after a server restart",
@@ -649,6 +656,7 @@ pub static RU: Strings = Strings {
     page_part_missing: "Не удалось загрузить страницу: возможно, нет сети или вышла новая версия сайта.",
     reload_page: "Перезагрузить страницу",
     back_to_chat: "Вернуться в чат",
+    no_such_page: "Такой страницы нет.",
     lesson_mode_note: "Режим уроков: языковая модель не подключена, поэтому ответы — выдержки из уроков курса с источниками.",
     copy: "Копировать",
     continued_here: "Здесь ответ продолжен после перезапуска сервера",

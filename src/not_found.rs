@@ -3,15 +3,19 @@
 
 use leptos::prelude::*;
 
+use crate::i18n::Lang;
 use crate::platform;
 
 #[component]
 pub fn NotFound() -> impl IntoView {
     platform::set_status_not_found();
+    let lang = expect_context::<RwSignal<Lang>>();
+    let t = move || lang.get().t();
     view! {
         <div class="not-found">
             <h1>"404"</h1>
-            <p><a href="/">"Tutor Chat"</a></p>
+            <p>{move || t().no_such_page}</p>
+            <p><a href="/">{move || t().back_to_chat}</a></p>
         </div>
     }
 }

@@ -49,6 +49,21 @@ async fn page_language_follows_accept_language_and_cookie() {
     let en = get(vec![("accept-language", "ru-RU"), ("cookie", "lang=en")]).await;
     assert!(en.contains(r#"lang="en""#));
     assert!(en.contains("Ask a question about the course"));
+    // q=0 refuses a language.
+    let refused = get(vec![("accept-language", "de, ru;q=0")]).await;
+    assert!(refused.contains(r#"lang="en""#));
+}
+
+/// A missing page says so in the reader's language, with the way back.
+#[tokio::test]
+async fn a_missing_page_says_so_in_the_readers_language() {
+    let app = spawn_app().await;
+    for (cookie, words, back) in [("lang=ru", "Такой страницы нет.", "Вернуться в чат"), ("lang=en", "There is no such page.", "Back to the chat")] {
+        let response = app.http.get(format!("http://{}/no/such/page", app.addr)).header("cookie", cookie).send().await.unwrap();
+        assert_eq!(response.status(), 404);
+        let html = response.text().await.unwrap();
+        assert!(html.contains(words) && html.contains(back), "{cookie}: {html}");
+    }
 }
 
 /// A conversation's page, rendered again and again, always finishes. Before the chat
