@@ -10,6 +10,9 @@ test('a student rates an answer 👎 with a reason and a comment, and it is kept
   const errors = await openReady(page);
   await ask(page, '[tokens=4] explain backpressure');
   const answer = page.locator('.msg-tutor').last();
+  // Named for screen readers by what they do, not by their emoji.
+  await expect(answer.getByRole('button', { name: 'Helpful', exact: true })).toBeVisible();
+  await expect(answer.getByRole('button', { name: 'Not helpful', exact: true })).toBeVisible();
   await answer.locator('.rate-down').click();
   await expect(answer.locator('.rate-down')).toHaveAttribute('aria-pressed', 'true');
   const reasons = answer.locator('.feedback-reasons');

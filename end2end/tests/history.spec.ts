@@ -84,13 +84,26 @@ test('rename and delete a conversation from the sidebar', async ({ page }) => {
   await openReady(page);
   await ask(page, '[tokens=2] to be renamed');
   const item = page.locator('.conversation.active');
-  await item.locator('button.rename').click();
+  await expect(item.getByRole('button', { name: 'Delete', exact: true })).toBeVisible();
+  await item.getByRole('button', { name: 'Rename', exact: true }).click();
   const input = item.locator('input.rename-input');
   await input.fill('Streaming, explained');
   await input.press('Enter');
   await expect(item.locator('.conversation-title')).toHaveText('Streaming, explained');
   await page.reload();
   await ready(page);
+  await expect(page.locator('.conversation.active .conversation-title')).toHaveText('Streaming, explained');
+
+  // A title the server refuses (past the field's maxlength, as a hand-edited page
+  // sends it) says why in the page's words, and the title stays.
+  await page.locator('.conversation.active button.rename').click();
+  const tooLong = page.locator('.conversation.active input.rename-input');
+  await tooLong.evaluate((el) => el.removeAttribute('maxlength'));
+  await tooLong.fill('x'.repeat(130));
+  await tooLong.press('Enter');
+  const refusal = page.locator('.conversation.active .msg-error');
+  await expect(refusal).toHaveAttribute('data-code', 'invalid_title');
+  await expect(refusal).toHaveText('A title has 1 to 120 characters.');
   await expect(page.locator('.conversation.active .conversation-title')).toHaveText('Streaming, explained');
 
   const count = await page.locator('.conversation').count();

@@ -298,7 +298,9 @@ pub(super) async fn faq_matches(state: &AppState, question: &str) -> Vec<FaqMatc
 }
 
 /// Endorsed answers as sources for the model, like lesson sections: an empty slug
-/// marks them as the FAQ's (their page is `/faq#{anchor}`).
+/// marks them as the FAQ's (their page is `/faq#{anchor}`). The text is the answer
+/// alone: the model reads it under "Course FAQ › {question}", and the student's source
+/// list shows its first words as the snippet (in lesson mode, as the excerpt).
 pub(super) fn faq_hits(question: &str, matches: &[FaqMatch]) -> Vec<Hit> {
     let title = if crate::i18n::is_russian(question) { "FAQ курса" } else { "Course FAQ" };
     matches
@@ -308,7 +310,7 @@ pub(super) fn faq_hits(question: &str, matches: &[FaqMatch]) -> Vec<Hit> {
             lesson_title: title.to_string(),
             section: m.entry.question.clone(),
             anchor: crate::faq::anchor(&m.entry.id),
-            text: format!("The teacher's endorsed answer to \"{}\":\n{}", m.entry.question, m.entry.answer),
+            text: m.entry.answer.clone(),
             score: m.score,
         })
         .collect()

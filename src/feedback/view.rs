@@ -33,6 +33,7 @@ pub fn FeedbackBar(message_id: String, initial: Option<Feedback>) -> impl IntoVi
                     value=move || if rating() == Some(Rating::Up) { "none" } else { "up" }
                     aria-pressed=move || (rating() == Some(Rating::Up)).to_string()
                     title=move || t().feedback_helpful
+                    aria-label=move || t().feedback_helpful
                 >
                     "👍"
                 </button>
@@ -43,6 +44,7 @@ pub fn FeedbackBar(message_id: String, initial: Option<Feedback>) -> impl IntoVi
                     value=move || if rating() == Some(Rating::Down) { "none" } else { "down" }
                     aria-pressed=move || (rating() == Some(Rating::Down)).to_string()
                     title=move || t().feedback_not_helpful
+                    aria-label=move || t().feedback_not_helpful
                 >
                     "👎"
                 </button>

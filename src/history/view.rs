@@ -213,7 +213,8 @@ fn ConversationLink(conversation: ConversationSummary) -> impl IntoView {
     let title = RwSignal::new(conversation.title);
     let editing = RwSignal::new(false);
     let confirming = RwSignal::new(false);
-    let failed = RwSignal::new(false);
+    // Why the last rename or deletion failed, in the code the page shows in its words.
+    let failed = RwSignal::new(None::<crate::protocol::ErrorCode>);
     let href = format!("/c/{id}");
     let is_current = {
         let id = id.clone();
@@ -231,8 +232,11 @@ fn ConversationLink(conversation: ConversationSummary) -> impl IntoView {
             let id = id.clone();
             leptos::task::spawn_local(async move {
                 match rename_conversation(id, new_title.clone()).await {
-                    Ok(()) => title.set(new_title),
-                    Err(_) => failed.set(true),
+                    Ok(()) => {
+                        failed.set(None);
+                        title.set(new_title);
+                    }
+                    Err(error) => failed.set(Some(error.code)),
                 }
             });
         }
@@ -256,7 +260,7 @@ fn ConversationLink(conversation: ConversationSummary) -> impl IntoView {
                         }
                         page.sidebar_version.update(|v| *v = v.wrapping_add(1));
                     }
-                    Err(_) => failed.set(true),
+                    Err(error) => failed.set(Some(error.code)),
                 }
             });
         }
@@ -297,15 +301,19 @@ fn ConversationLink(conversation: ConversationSummary) -> impl IntoView {
                 />
             </Show>
             <span class="conversation-actions">
-                <button type="button" class="rename" title=move || t().rename on:click=move |_| editing.set(true)>"✎"</button>
+                <button type="button" class="rename" title=move || t().rename aria-label=move || t().rename
+                    on:click=move |_| editing.set(true)>"✎"</button>
+                // Named for screen readers: "×" and the emoji read as symbols, not as what they do.
                 <button type="button" class="delete" class:confirming=move || confirming.get()
-                    title=move || t().delete on:click=delete on:blur=move |_| confirming.set(false)>
+                    title=move || t().delete
+                    aria-label=move || if confirming.get() { t().confirm_delete } else { t().delete }
+                    on:click=delete on:blur=move |_| confirming.set(false)>
                     {move || if confirming.get() { t().confirm_delete } else { "×" }}
                 </button>
             </span>
-            <Show when=move || failed.get()>
-                <p class="msg-error" role="alert">{move || t().history_unavailable}</p>
-            </Show>
+            {move || failed.get().map(|code| view! {
+                <p class="msg-error" role="alert" data-code=code.as_str()>{move || t().error_text(code)}</p>
+            })}
         </li>
     }
 }

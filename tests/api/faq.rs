@@ -151,6 +151,8 @@ async fn a_looser_match_reaches_the_model_as_a_source() {
     let source = answer.sources.iter().find(|s| s.lesson.is_empty()).expect("the FAQ entry among the sources");
     assert_eq!(source.href(), format!("/faq#faq-{id}"));
     assert_eq!(source.section, QUESTION);
+    // The student's snippet is the teacher's answer itself, in its own language.
+    assert_eq!(source.snippet, ANSWER);
     let sent = app.last_request();
     let sources = sent.messages.iter().find(|m| m.content.starts_with(SOURCES_PROMPT)).expect("sources");
     assert!(sources.content.contains(ANSWER), "{}", sources.content);
