@@ -562,9 +562,7 @@ async fn write_answers(
                 for answers in unsaved.chunks(MAX_ROWS_PER_COMMIT) {
                     let checkpoints: Vec<AnswerWrite> =
                         answers.iter().filter_map(|answer| answer.checkpoint()).collect();
-                    if let Err(error) = timed_write(&db, &metrics, &checkpoints).await {
-                        tracing::warn!(%error, answers = checkpoints.len(), "checkpoint failed; the next one carries the text");
-                    }
+                    store_checkpoints(&db, &metrics, &checkpoints).await;
                 }
             }
             first = queue.recv() => {
@@ -578,6 +576,23 @@ async fn write_answers(
                 }
                 store_finishes(&db, &metrics, batch).await;
             }
+        }
+    }
+}
+
+/// Stores a batch of checkpoints in one statement; if that fails, each on its own, so
+/// one row the database refuses does not keep fifteen others unsaved second after
+/// second. A checkpoint that fails is carried by the next one (the whole text so far).
+async fn store_checkpoints(db: &Db, metrics: &Metrics, checkpoints: &[AnswerWrite]) {
+    let Err(error) = timed_write(db, metrics, checkpoints).await else { return };
+    if checkpoints.len() == 1 {
+        tracing::warn!(%error, "checkpoint failed; the next one carries the text");
+        return;
+    }
+    tracing::warn!(%error, answers = checkpoints.len(), "checkpoints together failed; storing each alone");
+    for checkpoint in checkpoints {
+        if let Err(error) = timed_write(db, metrics, std::slice::from_ref(checkpoint)).await {
+            tracing::warn!(%error, "checkpoint failed; the next one carries the text");
         }
     }
 }

@@ -127,9 +127,12 @@ fn checkpoint(id: &str, content: &str, seq: u64, generation: u64) -> AnswerWrite
 /// by its writer's generation, and a checkpoint never moves the text backwards.
 #[tokio::test]
 async fn a_batch_of_answer_writes_keeps_each_rows_guards() {
-    let app = spawn_app().await;
+    // The store alone, with no instance beside it: an instance's sweeper takes a
+    // released answer over within a second, and once did so between the write and
+    // the check of it below (a CI failure).
+    let db = Db::connect(&fresh_database_url().await, 4).await.unwrap();
     sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(app.state.db.url()).await.unwrap();
+    let pool = sqlx::AnyPool::connect(db.url()).await.unwrap();
     let ids = streaming_answers(&pool, 6).await;
     let (a, b, c, d, e, f) = (&ids[0], &ids[1], &ids[2], &ids[3], &ids[4], &ids[5]);
     // An end with an error and without usage or a first token, beside ends with them:
@@ -157,9 +160,8 @@ async fn a_batch_of_answer_writes_keeps_each_rows_guards() {
         generation,
     };
     let release = AnswerWrite::Release { message_id: d.clone(), content: "half".into(), chunk_seq: 4, generation: 1 };
-    let (rows_before, commits_before) = app.state.db.answer_commits();
-    app.state
-        .db
+    let (rows_before, commits_before) = db.answer_commits();
+    db
         .write_answers(&[
             finish(c, "the whole answer", 1),
             checkpoint(a, "five words so far", 5, 1),
@@ -179,9 +181,61 @@ async fn a_batch_of_answer_writes_keeps_each_rows_guards() {
     assert_eq!(answer_row(&pool, f).await, ("cut".into(), 1, "error".into(), None));
 
     // A late checkpoint moves nothing backwards, and a finished answer stays finished.
-    app.state.db.write_answers(&[checkpoint(a, "five", 4, 1), checkpoint(c, "late", 10, 1)]).await.unwrap();
+    db.write_answers(&[checkpoint(a, "five", 4, 1), checkpoint(c, "late", 10, 1)]).await.unwrap();
     assert_eq!(answer_row(&pool, a).await.0, "five words so far");
     assert_eq!(answer_row(&pool, c).await.0, "the whole answer");
-    let (rows, commits) = app.state.db.answer_commits();
+    let (rows, commits) = db.answer_commits();
     assert_eq!((rows - rows_before, commits - commits_before), (8, 2));
+}
+
+/// Checkpoints go sixteen answers to a statement. When the database refuses one row's
+/// checkpoint, the others in its batch are still saved each second (each alone), so a
+/// crash would not lose their text; the refused one is carried by its final write.
+#[tokio::test]
+async fn a_checkpoint_the_database_refuses_does_not_hold_back_the_others_in_its_batch() {
+    let app = spawn_app().await;
+    let mut refused = app.student().await;
+    let mut saved = app.student().await;
+    let question = |who: &str| serde_json::json!({"type": "ask", "question": format!("[tokens=60] [delay=50] {who}")});
+    send_json(&mut refused.ws, question("refused")).await;
+    let ServerFrame::Start { message_id: refused_id, .. } = next_frame(&mut refused.ws).await else { panic!("no start") };
+    send_json(&mut saved.ws, question("saved")).await;
+    let ServerFrame::Start { message_id: saved_id, .. } = next_frame(&mut saved.ws).await else { panic!("no start") };
+    let pool = sqlx::AnyPool::connect(app.state.db.url()).await.unwrap();
+    // The database refuses every checkpoint of the first answer (its final write passes).
+    let refusing = if app.state.db.url().starts_with("sqlite:") {
+        vec![format!(
+            "CREATE TRIGGER refuse_checkpoint BEFORE UPDATE ON messages \
+             WHEN OLD.id = '{refused_id}' AND NEW.status = 'streaming' \
+             BEGIN SELECT RAISE(ABORT, 'this row is refused'); END"
+        )]
+    } else {
+        vec![
+            "CREATE FUNCTION refuse_checkpoint() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'this row is refused'; END $$"
+                .to_string(),
+            format!(
+                "CREATE TRIGGER refuse_checkpoint BEFORE UPDATE ON messages FOR EACH ROW \
+                 WHEN (OLD.id = '{refused_id}' AND NEW.status = 'streaming') EXECUTE FUNCTION refuse_checkpoint()"
+            ),
+        ]
+    };
+    for statement in &refusing {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    let (before, ..) = answer_row(&pool, &saved_id).await;
+
+    // Two and a half checkpoints later, mid-answer (the answers take three seconds).
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let (during, _, status, _) = answer_row(&pool, &saved_id).await;
+    assert_eq!(status, "streaming", "still mid-answer");
+    assert!(during.len() > before.len() + 20, "the other answer's checkpoints went on: {before:?} → {during:?}");
+
+    for (student, id) in [(&mut refused, refused_id), (&mut saved, saved_id)] {
+        let rest = read_rest(&mut student.ws, id.clone()).await;
+        assert_eq!(rest.end.map(|(_, reason)| reason), Some(EndReason::Complete));
+        let (content, _, status, _) = answer_row(&pool, &id).await;
+        assert_eq!((status.as_str(), content.len() > 100), ("complete", true), "{content:?}");
+    }
+    pool.close().await;
 }
