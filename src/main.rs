@@ -1,6 +1,6 @@
 //! The Tutor Chat server binary. `tutor-chat` serves the app;
 //! `tutor-chat index` brings the lesson index in step with the lessons folder;
-//! `tutor-chat teacher add|remove NAME` gives the course its teacher;
+//! `tutor-chat teacher add|promote|remove NAME` gives the course its teacher;
 //! `tutor-chat fake-upstream` serves the OpenAI-compatible test server (a dev tool).
 
 #[cfg(feature = "ssr")]
@@ -32,10 +32,10 @@ async fn main() -> std::process::ExitCode {
     }
 
     if std::env::args().nth(1).as_deref() == Some("teacher") {
-        // `teacher [FLAGS] add|remove NAME`: the flags are the server's (--config,
+        // `teacher [FLAGS] add|promote|remove NAME`: the flags are the server's (--config,
         // --database-url, --data-dir), so the account lands where the server looks.
         let args: Vec<String> = std::env::args().skip(2).collect();
-        let split = args.iter().position(|a| a == "add" || a == "remove").unwrap_or(args.len());
+        let split = args.iter().position(|a| ["add", "promote", "remove"].contains(&a.as_str())).unwrap_or(args.len());
         let (flags, rest) = args.split_at(split);
         let cli = match tutor_chat::settings::Cli::try_parse_from(
             std::iter::once("tutor-chat teacher".to_string()).chain(flags.iter().cloned()),

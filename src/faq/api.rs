@@ -55,7 +55,8 @@ mod ssr {
 pub async fn endorse(message_id: String, question: Option<String>, answer: Option<String>) -> Result<FaqEntry, AppError> {
     let teacher = crate::teacher::api::ssr::require_teacher().await?;
     let db = &teacher.state.db;
-    let original = db.endorsable(message_id.trim()).await?.ok_or_else(ssr::not_found)?;
+    let read_all = teacher.state.settings.teachers_read_all_conversations;
+    let original = db.endorsable(message_id.trim(), read_all).await?.ok_or_else(ssr::not_found)?;
     let given = |text: Option<String>, original: String| text.filter(|t| !t.trim().is_empty()).unwrap_or(original);
     let (question, answer) = ssr::wording(&given(question, original.question), &given(answer, original.answer))?;
     let id = db

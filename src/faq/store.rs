@@ -53,11 +53,15 @@ impl Db {
     }
 
     /// An answer as it stands, with the question it answered; `None` when no answer
-    /// has that id.
-    pub async fn endorsable(&self, message_id: &str) -> Result<Option<Endorsable>, StoreError> {
-        let Some(row) = sqlx::query(
-            "SELECT parent_id, content, sources FROM messages WHERE id = $1 AND role = 'assistant'",
-        )
+    /// has that id or the teacher may not read its conversation (`read_all`: the
+    /// course opens every conversation to teachers): endorsing would publish it.
+    pub async fn endorsable(&self, message_id: &str, read_all: bool) -> Result<Option<Endorsable>, StoreError> {
+        let sql = format!(
+            "SELECT m.parent_id, m.content, m.sources FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.id = $1 AND m.role = 'assistant' AND {}",
+            crate::teacher::store::readable_by_teachers(read_all)
+        );
+        let Some(row) = sqlx::query(&sql)
         .bind(message_id)
         .fetch_optional(&self.pool)
         .await?

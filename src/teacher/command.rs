@@ -1,8 +1,11 @@
-//! `tutor-chat teacher add NAME` and `tutor-chat teacher remove NAME`: how a course gets
-//! its teacher. `add` promotes an existing account or creates one. The password is read
-//! from standard input when something is piped in; creating an account with nothing
-//! piped in generates one and prints it, once. `remove` makes the teacher a student
-//! again; the account and its conversations stay.
+//! `tutor-chat teacher add|promote|remove NAME`: how a course gets its teacher. `add`
+//! creates the account; it does not promote a student's account of that name (a
+//! student may have signed up with the teacher's name first): `promote` does, when the
+//! operator knows the account is the teacher's own. The password is read from standard
+//! input when something is piped in, and replaces an existing account's (signing out
+//! its sessions); creating an account with nothing piped in generates one and prints
+//! it, once. `remove` makes the teacher a student again; the account and its
+//! conversations stay.
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
@@ -13,11 +16,11 @@ use crate::account::{valid_username, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 use crate::db::{database_url, Db};
 use crate::settings::Settings;
 
-const USAGE: &str = "usage: tutor-chat teacher add NAME   (password on standard input, or one is generated)\n       tutor-chat teacher remove NAME";
+const USAGE: &str = "usage: tutor-chat teacher add NAME       (password on standard input, or one is generated)\n       tutor-chat teacher promote NAME   (an existing student's account)\n       tutor-chat teacher remove NAME";
 
 pub async fn run_teacher_command(settings: &Settings, args: &[String]) -> ExitCode {
     let (action, name) = match args {
-        [action, name] if action == "add" || action == "remove" => (action.as_str(), name.trim()),
+        [action, name] if ["add", "promote", "remove"].contains(&action.as_str()) => (action.as_str(), name.trim()),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -50,8 +53,8 @@ async fn run(settings: &Settings, action: &str, name: &str) -> Result<(), String
     }
     let piped = piped_password()?;
     let exists = db.account_by_name(name).await.map_err(|e| e.to_string())?.is_some();
-    let generated = match (&piped, exists) {
-        (None, false) => Some(crate::digest::random_hex::<10>().map_err(|e| e.to_string())?),
+    let generated = match (&piped, exists, action) {
+        (None, false, "add") => Some(crate::digest::random_hex::<10>().map_err(|e| e.to_string())?),
         _ => None,
     };
     let password = piped.or_else(|| generated.clone());
@@ -59,9 +62,22 @@ async fn run(settings: &Settings, action: &str, name: &str) -> Result<(), String
         Some(password) => Some(PasswordHashing::new(0).hash(password).await.map_err(|e| e.to_string())?),
         None => None,
     };
-    match db.add_teacher(name, hash.as_deref()).await.map_err(|e| e.to_string())? {
-        Some(TeacherAdded::Promoted) => println!("{name} is a teacher now"),
+    let replaced = "; its password is replaced and its sessions are signed out";
+    match db.add_teacher(name, hash.as_deref(), action == "promote").await.map_err(|e| e.to_string())? {
         Some(TeacherAdded::Created) => println!("created the teacher account {name}"),
+        Some(TeacherAdded::Promoted { password_replaced }) => {
+            println!("{name} is a teacher now{}", if password_replaced { replaced } else { "" })
+        }
+        Some(TeacherAdded::AlreadyTeacher { password_replaced }) => {
+            println!("{name} is a teacher already{}", if password_replaced { replaced } else { "" })
+        }
+        Some(TeacherAdded::ExistsAsStudent) => {
+            return Err(format!(
+                "a student's account is called {name}: if it is the teacher's own, run `tutor-chat teacher promote {name}`; \
+                 if not, someone took the name first, so choose another"
+            ))
+        }
+        None if action == "promote" => return Err(format!("no account is called {name}")),
         None => return Err(format!("no account is called {name}, and no password was given")),
     }
     if let Some(password) = generated {

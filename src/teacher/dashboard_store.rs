@@ -623,9 +623,12 @@ fn topic_words(question: &str) -> Vec<String> {
 
 /// Groups questions by the word most of them share, then the next among the rest,
 /// while two or more share one; biggest first, ties by the word. `(text, readable)`:
-/// only readable texts become samples, but every question counts.
+/// only questions the teacher may read take part. A word of a question the student
+/// did not share is its content too: as a group's heading, or in a group's count, it
+/// would tell the teacher what private questions say.
 pub fn group_by_shared_word(questions: &[(String, bool)]) -> Vec<GapGroup> {
-    let words: Vec<Vec<String>> = questions.iter().map(|(text, _)| topic_words(text)).collect();
+    let words: Vec<Vec<String>> =
+        questions.iter().map(|(text, readable)| if *readable { topic_words(text) } else { Vec::new() }).collect();
     let mut left: Vec<usize> = (0..questions.len()).collect();
     let mut groups = Vec::new();
     while groups.len() < GAP_GROUPS {
@@ -671,11 +674,20 @@ mod tests {
             q("closures and borrow", false),
             q("Something else entirely", true),
         ]);
-        assert_eq!(groups.len(), 2, "{groups:?}");
-        assert_eq!((groups[0].word.as_str(), groups[0].count), ("lifetime", 3));
+        // Only readable questions count: "closures" is in one readable question only.
+        assert_eq!(groups.len(), 1, "{groups:?}");
+        assert_eq!((groups[0].word.as_str(), groups[0].count), ("lifetime", 2));
         assert_eq!(groups[0].samples, ["What is a lifetime?", "lifetime elision rules"]);
-        assert_eq!((groups[1].word.as_str(), groups[1].count), ("closures", 2));
-        assert_eq!(groups[1].samples, ["How do closures capture?"]);
+    }
+
+    #[test]
+    fn words_only_private_questions_share_are_never_shown() {
+        let groups = group_by_shared_word(&[
+            q("my diagnosis and async", false),
+            q("diagnosis again, with async", false),
+            q("async traits", true),
+        ]);
+        assert!(groups.is_empty(), "{groups:?}");
     }
 
     #[test]

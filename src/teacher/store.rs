@@ -12,7 +12,12 @@ pub const TEACHER_ROLE: &str = "teacher";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TeacherAdded {
     Created,
-    Promoted,
+    /// A student's account made a teacher (its password replaced, and its sessions
+    /// signed out, when one was given).
+    Promoted { password_replaced: bool },
+    AlreadyTeacher { password_replaced: bool },
+    /// The name is a student's account, and the operator did not say to promote it.
+    ExistsAsStudent,
 }
 
 /// The conversations their students shared with the teacher, as a subquery: those
@@ -35,43 +40,61 @@ pub fn readable_by_teachers(read_all: bool) -> String {
 }
 
 impl Db {
-    /// Makes `username` a teacher: promotes the account, or creates it with
-    /// `password_hash`. A given hash also replaces an existing account's password.
-    /// `Ok(None)`: no such account and no password to create it with.
-    pub async fn add_teacher(&self, username: &str, password_hash: Option<&str>) -> Result<Option<TeacherAdded>, StoreError> {
+    /// Makes `username` a teacher: creates the account with `password_hash`, or, for
+    /// an existing one, promotes it only when `promote_existing` says the operator
+    /// knows it is the teacher's own (a student may have signed up with the teacher's
+    /// name first). A given hash replaces an existing account's password and signs out
+    /// every session it has. `Ok(None)`: no such account and no password to create it.
+    pub async fn add_teacher(
+        &self,
+        username: &str,
+        password_hash: Option<&str>,
+        promote_existing: bool,
+    ) -> Result<Option<TeacherAdded>, StoreError> {
         let key = username.to_lowercase();
         let mut tx = self.begin_write().await?;
-        let promoted = sqlx::query("UPDATE users SET role = $1 WHERE username_key = $2")
-            .bind(TEACHER_ROLE)
+        let existing = sqlx::query("SELECT id, role FROM users WHERE username_key = $1")
             .bind(&key)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?
-            .rows_affected();
-        let added = if promoted == 1 {
-            if let Some(hash) = password_hash {
-                sqlx::query("UPDATE users SET password_hash = $1 WHERE username_key = $2")
-                    .bind(hash)
+            .map(|row| Ok::<_, sqlx::Error>((row.try_get::<String, _>(0)?, row.try_get::<Option<String>, _>(1)?)))
+            .transpose()?;
+        let added = match existing {
+            None => match password_hash {
+                Some(hash) => {
+                    sqlx::query(
+                        "INSERT INTO users (id, created_at, username, username_key, password_hash, role) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(new_id())
+                    .bind(now_ms())
+                    .bind(username)
                     .bind(&key)
+                    .bind(hash)
+                    .bind(TEACHER_ROLE)
                     .execute(&mut *tx)
                     .await?;
+                    Some(TeacherAdded::Created)
+                }
+                None => None,
+            },
+            Some((_, role)) if role.as_deref() != Some(TEACHER_ROLE) && !promote_existing => {
+                Some(TeacherAdded::ExistsAsStudent)
             }
-            Some(TeacherAdded::Promoted)
-        } else if let Some(hash) = password_hash {
-            sqlx::query(
-                "INSERT INTO users (id, created_at, username, username_key, password_hash, role) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(new_id())
-            .bind(now_ms())
-            .bind(username)
-            .bind(&key)
-            .bind(hash)
-            .bind(TEACHER_ROLE)
-            .execute(&mut *tx)
-            .await?;
-            Some(TeacherAdded::Created)
-        } else {
-            None
+            Some((user, role)) => {
+                let was_teacher = role.as_deref() == Some(TEACHER_ROLE);
+                sqlx::query("UPDATE users SET role = $1 WHERE id = $2").bind(TEACHER_ROLE).bind(&user).execute(&mut *tx).await?;
+                if let Some(hash) = password_hash {
+                    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(hash).bind(&user).execute(&mut *tx).await?;
+                    sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(&user).execute(&mut *tx).await?;
+                }
+                let password_replaced = password_hash.is_some();
+                Some(if was_teacher {
+                    TeacherAdded::AlreadyTeacher { password_replaced }
+                } else {
+                    TeacherAdded::Promoted { password_replaced }
+                })
+            }
         };
         tx.commit().await?;
         Ok(added)

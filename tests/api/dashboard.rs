@@ -313,12 +313,13 @@ async fn every_aggregate_matches_a_seeded_history() {
     assert!(never.contains(&"01-http-vs-websocket-en") && !never.contains(&STREAMING) && !never.contains(&RATES));
 
     // Content gaps: two found nothing, two only weak matches (the streaming row, with
-    // no score, is neither); three share "lifetime", and only the shared
-    // conversation's questions are samples, newest first.
+    // no score, is neither); three share "lifetime", but only the shared
+    // conversation's two are grouped (an unshared question's words are its content),
+    // newest first.
     assert_eq!((d["gaps"]["nothing"].clone(), d["gaps"]["weak"].clone()), (json!(2), json!(2)));
     assert_eq!(
         d["gaps"]["groups"],
-        json!([{"word": "lifetime", "count": 3, "samples": ["lifetime elision", "What is a lifetime?"]}])
+        json!([{"word": "lifetime", "count": 2, "samples": ["lifetime elision", "What is a lifetime?"]}])
     );
 
     // 👎: two in the period, newest first; the guest's unshared one shows its reason only.

@@ -9,19 +9,27 @@ use crate::helpers::*;
 /// its session cookie.
 async fn teacher(app: &TestApp, name: &str) -> String {
     let cookie = app.signed_up(name, "the teacher's password").await;
-    assert!(app.state.db.add_teacher(name, None).await.unwrap().is_some());
+    assert!(app.state.db.add_teacher(name, None, true).await.unwrap().is_some());
     cookie
+}
+
+/// The student asks the teacher about an answer: its conversation is shared.
+async fn share(app: &TestApp, cookie: &str, message_id: &str) {
+    let (status, body) = app.call(cookie, "ask_teacher", &[("message_id", message_id), ("note", "is this right?")]).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 const QUESTION: &str = "What is the difference between SSE and WebSocket?";
 const PARAPHRASE: &str = "SSE vs WebSockets: how do they differ?";
 const ANSWER: &str = "SSE streams from the server to the browser over plain HTTP; a WebSocket carries messages both ways.";
 
-/// A student's answered question, endorsed by the teacher with the wording above.
+/// A student's answered question, shared with the teacher, who endorses it with the
+/// wording above.
 async fn endorsed(app: &TestApp, teacher: &str) -> serde_json::Value {
     let mut student = app.student().await;
     let asked = ask(&mut student.ws, "sse or websockets, whats the diff??").await;
     assert!(asked.end.is_some(), "{asked:?}");
+    share(app, &student.cookie, &asked.message_id).await;
     let (status, body) = app
         .call(teacher, "teach/endorse", &[("message_id", &asked.message_id), ("question", QUESTION), ("answer", ANSWER)])
         .await;
@@ -118,6 +126,12 @@ async fn endorsing_takes_the_conversations_wording_unless_the_teacher_edits_it()
     let teacher = teacher(&app, "mr_faq").await;
     let mut student = app.student().await;
     let asked = ask(&mut student.ws, "How does a token bucket rate limiter work?").await;
+    // Not shared: the teacher may not read it, so may not publish it either.
+    let (_, body) = app.call(&teacher, "teach/endorse", &[("message_id", &asked.message_id), ("question", ""), ("answer", "")]).await;
+    assert!(body.contains("\"not_found\"") && !body.contains("token bucket"), "{body}");
+    let (_, list) = app.call(&student.cookie, "faq/list", &[("q", "")]).await;
+    assert_eq!(list, "[]", "nothing was published");
+    share(&app, &student.cookie, &asked.message_id).await;
     let (status, body) = app.call(&teacher, "teach/endorse", &[("message_id", &asked.message_id), ("question", ""), ("answer", "")]).await;
     assert_eq!(status, 200, "{body}");
     let entry: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -45,15 +45,29 @@ async fn the_command_creates_promotes_and_demotes_teachers() {
         .to_string();
     sign_in(&app, "mr_smith", &password).await;
 
-    // An existing student is promoted, keeping their password and conversations.
+    // `add` does not promote a student's account of that name (a student may have
+    // signed up with the teacher's name first); `promote` does, keeping its password
+    // and conversations.
     let student = app.signed_up("vera", "vera's own password").await;
-    let (ok, out, _) = teacher_command(&app, &["add", "vera"], "");
-    assert!(ok && out.contains("vera is a teacher now"), "{out}");
+    let (ok, _, err) = teacher_command(&app, &["add", "vera"], "");
+    assert!(!ok && err.contains("tutor-chat teacher promote vera"), "{err}");
+    let (status, _) = app.call(&student, "teach/overview", &[("days", "30")]).await;
+    assert_ne!(status, 200, "still a student");
+    let (ok, out, err) = teacher_command(&app, &["promote", "vera"], "");
+    assert!(ok && out.contains("vera is a teacher now"), "{out}{err}");
     assert!(!out.contains("shown this once"), "a promotion generates no password: {out}");
     let vera = sign_in(&app, "vera", "vera's own password").await;
     let (status, _) = app.call(&vera, "teach/overview", &[("days", "30")]).await;
     assert_eq!(status, 200);
-    drop(student);
+
+    // A password piped for an existing account replaces it and signs out every session
+    // it had: whoever held the name before cannot go on as the teacher.
+    let (ok, out, _) = teacher_command(&app, &["add", "vera"], "vera's new password\n");
+    assert!(ok && out.contains("vera is a teacher already") && out.contains("signed out"), "{out}");
+    for old in [&student, &vera] {
+        assert_eq!(app.whoami(old).await, None, "the old sessions are gone");
+    }
+    let vera = sign_in(&app, "vera", "vera's new password").await;
 
     // Removed: a student again, refused like anyone else.
     let (ok, out, _) = teacher_command(&app, &["remove", "vera"], "");
@@ -80,7 +94,8 @@ async fn the_command_creates_promotes_and_demotes_teachers() {
     assert!(!teacher_command(&app, &["add", "<script>"], "").0);
     assert!(!teacher_command(&app, &["add", "short_pw"], "short\n").0);
     assert!(app.state.db.account_by_name("short_pw").await.unwrap().is_none());
-    assert!(!teacher_command(&app, &["promote", "vera"], "").0);
+    assert!(!teacher_command(&app, &["demote", "vera"], "").0);
+    assert!(!teacher_command(&app, &["promote", "nobody_here"], "").0);
 }
 
 #[tokio::test]
