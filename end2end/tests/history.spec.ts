@@ -139,3 +139,29 @@ test('reload mid-answer: the answer is still being written, and the page follows
   await expect(answer.locator('.msg-text')).toHaveText(sent.answer);
   await expect(page.locator('.composer textarea')).toBeEnabled();
 });
+
+test('leave a conversation mid-answer and come back: the page follows the answer to its end', async ({ page }) => {
+  await openReady(page);
+  await ask(page, '[tokens=3] an earlier conversation');
+  await page.locator('a.new-chat').click();
+  await expect(page.locator('.empty')).toBeVisible();
+  const input = page.locator('.composer textarea');
+  await input.fill('[tokens=60] [delay=60] a long answer to leave and come back to');
+  await input.press('Enter');
+  await expect(page.locator('.msg-tutor:not(.msg-stored)')).toHaveAttribute('data-status', 'streaming');
+  await expect(page).toHaveURL(/\/c\//);
+  const longUrl = page.url();
+
+  // Away to the earlier conversation while the answer streams, then back by the sidebar.
+  await page.locator('.conversation-title', { hasText: 'an earlier conversation' }).click();
+  await expect(page.locator('.msg-stored.msg-student .msg-text')).toHaveText('[tokens=3] an earlier conversation');
+  await page.waitForTimeout(800);
+  await page.locator('.conversation-title', { hasText: 'a long answer to leave' }).click();
+  await expect(page).toHaveURL(longUrl);
+  const answer = page.locator('.msg-tutor').last();
+  await expect(answer).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });
+  const sent = (await upstreamLog()).at(-1)!;
+  expect(sent.completed).toBe(true);
+  await expect(answer.locator('.msg-text')).toHaveText(sent.answer);
+  await expect(page.locator('.composer textarea')).toBeEnabled();
+});

@@ -312,11 +312,14 @@ impl ChatUi {
     /// mid-answer). The socket asks for it with `resume`.
     pub fn adopt(&self, item: ChatItem, message_id: String) {
         // Untracked: an Effect calls this once; it must not re-adopt when the answer ends.
-        // The one exception: a new version this page asked for, whose answer comes
-        // with the conversation read again.
+        // While this page follows an answer, only that answer is adopted, shown again
+        // by a new item: a new version this page asked for, whose answer comes with the
+        // conversation read again; or the answer the student left for another
+        // conversation and came back to (the socket kept following it). Its text so
+        // far comes with the snapshot the `resume` brings.
         let waiting_for_it = self.pending.with_untracked(|pending| match pending {
             None => true,
-            Some(p) => p.item_key == VERSION_PLACEHOLDER_KEY && p.message_id.as_deref() == Some(message_id.as_str()),
+            Some(p) => p.message_id.as_deref() == Some(message_id.as_str()),
         });
         if !waiting_for_it {
             return;
@@ -849,6 +852,40 @@ mod tests {
             });
             assert_eq!(adopted.text.get_untracked(), "one two three");
             assert_eq!(adopted.status.get_untracked(), ItemStatus::Complete);
+            assert!(!ui.is_answering());
+        });
+    }
+
+    /// The student leaves a conversation while its answer streams and comes back: the
+    /// answer, read again from history, is followed again and ends complete.
+    #[test]
+    fn an_answer_left_for_another_conversation_is_followed_again_on_coming_back() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let ui = ChatUi::new();
+            ui.begin_question("q".into());
+            ui.apply(start("m1", None, None));
+            ui.apply(chunk("one", 1));
+            ui.show_conversation(Some("c2".into()));
+            // Away: its chunks have no item to land on, and the socket still follows it.
+            assert_eq!(ui.apply(chunk(" two", 2)), Applied::Done);
+            assert_eq!(ui.resume_target().as_deref(), Some("m1"));
+            // Back: history has the checkpoint; the page adopts the answer and resumes it.
+            ui.show_conversation(Some("c1".into()));
+            let shown_again = ChatItem::new(u64::MAX, Role::Tutor, "one".into(), ItemStatus::Streaming);
+            ui.adopt(shown_again, "m1".into());
+            assert_eq!(ui.resume_target().as_deref(), Some("m1"));
+            ui.apply(ServerFrame::Snapshot {
+                message_id: "m1".into(),
+                content: "one two".into(),
+                seq: 2,
+                status: AnswerStatus::Streaming,
+                live: true,
+            });
+            ui.apply(chunk(" three", 3));
+            assert_eq!(shown_again.text.get_untracked(), "one two three");
+            ui.apply(ServerFrame::End { message_id: "m1".into(), seq: 3, reason: EndReason::Complete, usage: None });
+            assert_eq!(shown_again.status.get_untracked(), ItemStatus::Complete);
             assert!(!ui.is_answering());
         });
     }
