@@ -275,6 +275,10 @@ pub enum ServerFrame {
         seq: u64,
         status: AnswerStatus,
         live: bool,
+        /// Why an answer that ended in error failed (`status: error`), so a page that
+        /// resumes it says the same as the page that watched it fail.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<ErrorCode>,
     },
     /// The browser signed in (or up) in another tab: its cookie names the account now,
     /// which has the guest's conversations. The socket closes next (1012); the page
@@ -564,6 +568,7 @@ mod tests {
                 seq: 2,
                 status: AnswerStatus::Streaming,
                 live: true,
+                code: None,
             },
         ];
         for frame in frames {

@@ -8,6 +8,7 @@ use sqlx::Row;
 use super::store::context_turns_from;
 use crate::db::{Db, StoreError};
 use crate::history::{MessageRole, MessageStatus};
+use crate::protocol::ErrorCode;
 
 /// A streaming answer whose owner stopped renewing it (or released it).
 #[derive(Debug, Clone)]
@@ -43,6 +44,8 @@ pub struct FollowedAnswer {
     pub generation: u64,
     /// The instance streaming it, while one does.
     pub owner: Option<String>,
+    /// How it failed, if it ended in error.
+    pub error_code: Option<ErrorCode>,
 }
 
 impl Db {
@@ -169,7 +172,7 @@ impl Db {
     /// An answer of `user` as a follower on another instance needs it.
     pub async fn followed_answer(&self, user_id: &str, message_id: &str) -> Result<Option<FollowedAnswer>, StoreError> {
         let row = sqlx::query(
-            "SELECT m.status, m.content, m.chunk_seq, m.generation, m.owner_instance FROM messages m \
+            "SELECT m.status, m.content, m.chunk_seq, m.generation, m.owner_instance, m.error_code FROM messages m \
              JOIN conversations c ON c.id = m.conversation_id WHERE m.id = $1 AND c.user_id = $2",
         )
         .bind(message_id)
@@ -181,7 +184,9 @@ impl Db {
 
     /// An answer's stored state, whoever's it is (for operators and tests).
     pub async fn answer_state(&self, message_id: &str) -> Result<Option<FollowedAnswer>, StoreError> {
-        let row = sqlx::query("SELECT status, content, chunk_seq, generation, owner_instance FROM messages WHERE id = $1")
+        let row = sqlx::query(
+            "SELECT status, content, chunk_seq, generation, owner_instance, error_code FROM messages WHERE id = $1",
+        )
             .bind(message_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -196,5 +201,8 @@ fn followed_from_row(row: &sqlx::any::AnyRow) -> Result<FollowedAnswer, StoreErr
         seq: u64::try_from(row.try_get::<i64, _>(2)?).unwrap_or(0),
         generation: u64::try_from(row.try_get::<i64, _>(3)?).unwrap_or(0),
         owner: row.try_get(4)?,
+        error_code: row
+            .try_get::<Option<String>, _>(5)?
+            .and_then(|code| serde_json::from_value(serde_json::Value::String(code)).ok()),
     })
 }

@@ -376,6 +376,10 @@ impl LiveAnswer {
             seq: state.seq,
             status,
             live: state.last.is_none(),
+            code: match &state.last {
+                Some(ServerFrame::Error { code, .. }) => Some(*code),
+                _ => None,
+            },
         };
         let last = state.last.clone();
         drop(state);

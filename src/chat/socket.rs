@@ -694,6 +694,7 @@ where
             seq: stored.seq,
             status: stored.status,
             live: streaming,
+            code: stored.error_code,
         };
         if !streaming {
             self.remote = None;

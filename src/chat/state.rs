@@ -534,6 +534,7 @@ impl ChatUi {
                 seq,
                 status,
                 live,
+                code,
             } => {
                 if self.resume_target().as_deref() != Some(message_id.as_str()) {
                     return Applied::Done;
@@ -563,7 +564,7 @@ impl ChatUi {
                 });
                 if status == AnswerStatus::Error {
                     item.error.set(Some(ItemError {
-                        code: None,
+                        code,
                         detail: "the answer failed".into(),
                         retry_after: None,
                     }));
@@ -781,6 +782,7 @@ mod tests {
                 seq: 3,
                 status: AnswerStatus::Streaming,
                 live: true,
+                code: None,
             });
             ui.apply(chunk("ld", 4));
             ui.apply(ServerFrame::End {
@@ -849,6 +851,7 @@ mod tests {
                 seq: 3,
                 status: AnswerStatus::Complete,
                 live: false,
+                code: None,
             });
             assert_eq!(adopted.text.get_untracked(), "one two three");
             assert_eq!(adopted.status.get_untracked(), ItemStatus::Complete);
@@ -881,11 +884,34 @@ mod tests {
                 seq: 2,
                 status: AnswerStatus::Streaming,
                 live: true,
+                code: None,
             });
             ui.apply(chunk(" three", 3));
             assert_eq!(shown_again.text.get_untracked(), "one two three");
             ui.apply(ServerFrame::End { message_id: "m1".into(), seq: 3, reason: EndReason::Complete, usage: None });
             assert_eq!(shown_again.status.get_untracked(), ItemStatus::Complete);
+            assert!(!ui.is_answering());
+        });
+    }
+
+    /// A resumed answer that had failed says how, from its snapshot's code.
+    #[test]
+    fn a_resumed_failed_answer_shows_its_own_error() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let ui = ChatUi::new();
+            let item = ChatItem::new(u64::MAX, Role::Tutor, "cut".into(), ItemStatus::Streaming);
+            ui.adopt(item, "m1".into());
+            ui.apply(ServerFrame::Snapshot {
+                message_id: "m1".into(),
+                content: "cut here".into(),
+                seq: 2,
+                status: AnswerStatus::Error,
+                live: false,
+                code: Some(ErrorCode::Timeout),
+            });
+            assert_eq!(item.status.get_untracked(), ItemStatus::Failed);
+            assert_eq!(item.error.get_untracked().and_then(|e| e.code), Some(ErrorCode::Timeout));
             assert!(!ui.is_answering());
         });
     }

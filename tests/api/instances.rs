@@ -83,7 +83,7 @@ async fn follow_to_end(ws: &mut Ws, message_id: &str, within: Duration) -> Follo
     loop {
         assert!(Instant::now() < deadline, "the answer did not end in {within:?}: {seen:?}");
         match next_frame(ws).await {
-            ServerFrame::Snapshot { message_id: id, content, seq, status, live } => {
+            ServerFrame::Snapshot { message_id: id, content, seq, status, live, .. } => {
                 assert_eq!(id, message_id);
                 seen.text = content;
                 seen.last_seq = seq;

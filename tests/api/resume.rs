@@ -77,3 +77,21 @@ async fn a_reconnecting_client_resumes_the_answer_without_losing_a_token() {
         other => panic!("expected not_found, got {other:?}"),
     }
 }
+
+/// A page that resumes an answer that failed (it reconnected, or reloaded) reads why,
+/// as the page that watched it fail did, not "the connection dropped".
+#[tokio::test]
+async fn resuming_a_failed_answer_says_how_it_failed() {
+    let app = spawn_app().await;
+    let mut student = app.student().await;
+    let failed = ask(&mut student.ws, "[tokens=10] [fault=drop] q").await;
+    assert_eq!(failed.error.map(|(code, _)| code), Some(ErrorCode::UpstreamUnavailable));
+    let mut again = app.socket(&student.cookie).await;
+    send_json(&mut again, serde_json::json!({"type": "resume", "message_id": failed.message_id})).await;
+    match next_frame(&mut again).await {
+        ServerFrame::Snapshot { status, live, code, .. } => {
+            assert_eq!((status, live, code), (MessageStatus::Error, false, Some(ErrorCode::UpstreamUnavailable)));
+        }
+        other => panic!("expected the failed answer's snapshot, got {other:?}"),
+    }
+}
