@@ -386,8 +386,6 @@ pub struct FrameLimits {
 
 const KNOWN_TYPES: [&str; 6] = ["ask", "stop", "ping", "resume", "regenerate", "edit"];
 
-/// Parses one client text frame. Accepts the course lesson's untyped
-/// `{"question": "..."}` as an `ask`, so the lesson's client works unchanged.
 /// Whether any string in the frame, key or value, holds a U+0000.
 fn has_nul(value: &serde_json::Value) -> bool {
     match value {
@@ -398,6 +396,8 @@ fn has_nul(value: &serde_json::Value) -> bool {
     }
 }
 
+/// Parses one client text frame. Accepts the course lesson's untyped
+/// `{"question": "..."}` as an `ask`, so the lesson's client works unchanged.
 pub fn parse_client_frame(text: &str, limits: FrameLimits) -> Result<ClientFrame, FrameError> {
     if text.len() > limits.max_frame_bytes {
         return Err(FrameError::FrameTooLarge {

@@ -146,7 +146,8 @@ test('leave a conversation mid-answer and come back: the page follows the answer
   await page.locator('a.new-chat').click();
   await expect(page.locator('.empty')).toBeVisible();
   const input = page.locator('.composer textarea');
-  await input.fill('[tokens=60] [delay=60] a long answer to leave and come back to');
+  // Long enough (200 × 60 ms) to be still streaming when the page comes back to it.
+  await input.fill('[tokens=200] [delay=60] a long answer to leave and come back to');
   await input.press('Enter');
   await expect(page.locator('.msg-tutor:not(.msg-stored)')).toHaveAttribute('data-status', 'streaming');
   await expect(page).toHaveURL(/\/c\//);
@@ -159,7 +160,9 @@ test('leave a conversation mid-answer and come back: the page follows the answer
   await page.locator('.conversation-title', { hasText: 'a long answer to leave' }).click();
   await expect(page).toHaveURL(longUrl);
   const answer = page.locator('.msg-tutor').last();
-  await expect(answer).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });
+  // Shown again while still being written, and followed from there to its end.
+  await expect(answer).toHaveAttribute('data-status', 'streaming');
+  await expect(answer).toHaveAttribute('data-status', 'complete', { timeout: 30_000 });
   const sent = (await upstreamLog()).at(-1)!;
   expect(sent.completed).toBe(true);
   await expect(answer.locator('.msg-text')).toHaveText(sent.answer);

@@ -73,7 +73,7 @@ mod ssr {
 
     pub fn hash_error(error: HashError) -> AppError {
         match error {
-            HashError::Busy => AppError::code(ErrorCode::Busy).retry_after(HASH_BUSY_RETRY_S),
+            HashError::Busy => AppError::code(ErrorCode::ServerBusy).retry_after(HASH_BUSY_RETRY_S),
             HashError::Failed(detail) => generic(detail),
         }
     }

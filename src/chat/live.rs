@@ -589,8 +589,11 @@ async fn write_answers(
 /// second. A checkpoint that fails is carried by the next one (the whole text so far).
 async fn store_checkpoints(db: &Db, metrics: &Metrics, checkpoints: &[AnswerWrite]) {
     let Err(error) = timed_write(db, metrics, checkpoints).await else { return };
-    if checkpoints.len() == 1 {
-        tracing::warn!(%error, "checkpoint failed; the next one carries the text");
+    // Only a refusal by the database can be one row's fault; an outage or a pool
+    // timeout would only be waited for sixteen more times, ahead of the answers' ends.
+    let refused = matches!(error, StoreError::Sqlx(sqlx::Error::Database(_)));
+    if checkpoints.len() == 1 || !refused {
+        tracing::warn!(%error, answers = checkpoints.len(), "checkpoint failed; the next one carries the text");
         return;
     }
     tracing::warn!(%error, answers = checkpoints.len(), "checkpoints together failed; storing each alone");

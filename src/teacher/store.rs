@@ -60,6 +60,8 @@ impl Db {
             .map(|row| Ok::<_, sqlx::Error>((row.try_get::<String, _>(0)?, row.try_get::<Option<String>, _>(1)?)))
             .transpose()?;
         let added = match existing {
+            // `promote` is for an account that exists: a mistyped name makes none.
+            None if promote_existing => None,
             None => match password_hash {
                 Some(hash) => {
                     sqlx::query(

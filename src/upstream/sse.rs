@@ -78,7 +78,8 @@ struct RawDelta {
 }
 
 /// Counts as the server wrote them: a count that is not a whole number in `u32`
-/// (negative, fractional, too large) must not turn a finished answer into an error.
+/// (negative, fractional, too large) must not turn a finished answer into an error,
+/// nor be believed: the course's daily token budget adds them up.
 #[derive(Deserialize)]
 struct RawUsage {
     #[serde(default)]
@@ -87,19 +88,17 @@ struct RawUsage {
     completion_tokens: Option<serde_json::Value>,
 }
 
-/// A usage count as a `u32`: large ones saturate, fractions are cut, anything else is 0.
-fn token_count(value: Option<serde_json::Value>) -> u32 {
-    let Some(number) = value.as_ref().and_then(serde_json::Value::as_number) else {
-        return 0;
+/// A usage count: a whole number in `u32` (`12.0` too), else none. A missing count is 0.
+fn token_count(value: Option<serde_json::Value>) -> Option<u32> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Some(0);
     };
+    let number = value.as_number()?;
     if let Some(whole) = number.as_u64() {
-        return u32::try_from(whole).unwrap_or(u32::MAX);
+        return u32::try_from(whole).ok();
     }
-    match number.as_f64() {
-        // `as` saturates at u32::MAX and cuts the fraction.
-        Some(float) if float.is_finite() && float > 0.0 => float as u32,
-        _ => 0,
-    }
+    let float = number.as_f64()?;
+    (float.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&float)).then_some(float as u32)
 }
 
 #[derive(Deserialize)]
@@ -147,9 +146,10 @@ pub fn parse_chunk(data: &str) -> Result<ChunkEvent, ChunkError> {
         return Err(ChunkError::Malformed("chunk has neither choices nor error".into()));
     };
     let mut event = ChunkEvent {
-        usage: raw.usage.map(|u| Usage {
-            prompt_tokens: token_count(u.prompt_tokens),
-            completion_tokens: token_count(u.completion_tokens),
+        // Counts that cannot be read are no report at all: the answer's usage is then
+        // estimated, as for a stream that ended without one.
+        usage: raw.usage.and_then(|u| {
+            Some(Usage { prompt_tokens: token_count(u.prompt_tokens)?, completion_tokens: token_count(u.completion_tokens)? })
         }),
         ..ChunkEvent::default()
     };
@@ -211,11 +211,13 @@ mod tests {
     }
 
     #[test]
-    fn odd_usage_counts_do_not_refuse_the_chunk() {
-        let e = parse_chunk(r#"{"choices":[],"usage":{"prompt_tokens":5000000000,"completion_tokens":12.7}}"#).unwrap();
-        assert_eq!(e.usage, Some(Usage { prompt_tokens: u32::MAX, completion_tokens: 12 }));
-        let e = parse_chunk(r#"{"choices":[],"usage":{"prompt_tokens":-3,"completion_tokens":"many"}}"#).unwrap();
-        assert_eq!(e.usage, Some(Usage { prompt_tokens: 0, completion_tokens: 0 }));
+    fn odd_usage_counts_do_not_refuse_the_chunk_and_are_not_believed() {
+        for odd in [r#"5000000000, "completion_tokens": 3"#, r#"-3, "completion_tokens": 3"#, r#"4, "completion_tokens": 12.7"#, r#"4, "completion_tokens": "many""#] {
+            let e = parse_chunk(&format!(r#"{{"choices":[],"usage":{{"prompt_tokens": {odd}}}}}"#)).unwrap();
+            assert_eq!(e.usage, None, "{odd}");
+        }
+        let e = parse_chunk(r#"{"choices":[],"usage":{"prompt_tokens":12.0,"completion_tokens":null}}"#).unwrap();
+        assert_eq!(e.usage, Some(Usage { prompt_tokens: 12, completion_tokens: 0 }));
     }
 
     #[test]

@@ -107,7 +107,7 @@ async fn password_hashing_is_bounded_and_the_excess_is_told_busy() {
     assert!(ok >= 1, "some sign-ups went through");
     assert!(!busy.is_empty(), "200 at once with a queue of 4: the excess is refused");
     for body in &busy {
-        assert_eq!(code_of(body), "busy", "{body}");
+        assert_eq!(code_of(body), "server_busy", "{body}");
         let retry: serde_json::Value = serde_json::from_str(body).unwrap();
         assert!(retry["retry_after"].as_u64().is_some_and(|s| s > 0), "{body}");
     }

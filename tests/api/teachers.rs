@@ -95,7 +95,9 @@ async fn the_command_creates_promotes_and_demotes_teachers() {
     assert!(!teacher_command(&app, &["add", "short_pw"], "short\n").0);
     assert!(app.state.db.account_by_name("short_pw").await.unwrap().is_none());
     assert!(!teacher_command(&app, &["demote", "vera"], "").0);
-    assert!(!teacher_command(&app, &["promote", "nobody_here"], "").0);
+    // `promote` is for an account that exists: a mistyped name makes no account.
+    assert!(!teacher_command(&app, &["promote", "nobody_here"], "a teacher's password\n").0);
+    assert!(app.state.db.account_by_name("nobody_here").await.unwrap().is_none());
 }
 
 #[tokio::test]

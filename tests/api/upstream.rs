@@ -54,14 +54,24 @@ async fn a_nul_from_the_model_is_streamed_and_stored_as_a_replacement_character(
 }
 
 /// Usage counts that are no `u32` (too large, fractional) do not turn a finished
-/// answer into an error.
+/// answer into an error, and are not believed: the answer's tokens are estimated, as
+/// for a stream with no report (the course's daily budget adds them up).
 #[tokio::test]
-async fn odd_usage_counts_from_the_model_leave_the_answer_complete() {
+async fn odd_usage_counts_from_the_model_leave_the_answer_complete_and_estimated() {
     let app = spawn_app().await;
     let mut ws = app.connect().await;
     let answer = ask(&mut ws, "[tokens=4] [fault=odd_usage] q").await;
     assert_eq!(answer.error, None);
     assert_eq!(answer.end, Some((4, EndReason::Complete)));
+    let pool = sqlx::AnyPool::connect(app.state.db.url()).await.unwrap();
+    let (prompt, completion): (i64, i64) =
+        sqlx::query_as("SELECT prompt_tokens, completion_tokens FROM messages WHERE id = $1")
+            .bind(&answer.message_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!((1..100_000).contains(&prompt) && (1..1_000).contains(&completion), "{prompt} / {completion}");
+    pool.close().await;
 }
 
 #[tokio::test]
