@@ -156,6 +156,8 @@ test('leave a conversation mid-answer and come back: the page follows the answer
   // Away to the earlier conversation while the answer streams, then back by the sidebar.
   await page.locator('.conversation-title', { hasText: 'an earlier conversation' }).click();
   await expect(page.locator('.msg-stored.msg-student .msg-text')).toHaveText('[tokens=3] an earlier conversation');
+  // The composer waits for that answer (the socket follows one at a time), and says so.
+  await expect(page.locator('.composer-hint')).toContainText('still being written in another conversation');
   await page.waitForTimeout(800);
   await page.locator('.conversation-title', { hasText: 'a long answer to leave' }).click();
   await expect(page).toHaveURL(longUrl);

@@ -256,6 +256,18 @@ impl ChatUi {
         self.pending.with(Option::is_some)
     }
 
+    /// Whether the answer this page follows is not on screen: the student opened
+    /// another conversation while it streams (the socket follows one answer at a time,
+    /// so this one's composer waits for it).
+    pub fn answering_elsewhere(&self) -> bool {
+        let Some(key) = self.pending.with(|p| p.as_ref().map(|p| p.item_key)) else {
+            return false;
+        };
+        key != VERSION_PLACEHOLDER_KEY
+            && !self.items.with(|items| items.iter().any(|item| item.key == key))
+            && !self.adopted.with(|adopted| adopted.is_some_and(|item| item.key == key))
+    }
+
     fn push(&self, role: Role, text: String, status: ItemStatus) -> ChatItem {
         let key = self.next_key.get_untracked();
         self.next_key.set(key + 1);
@@ -869,14 +881,17 @@ mod tests {
             ui.begin_question("q".into());
             ui.apply(start("m1", None, None));
             ui.apply(chunk("one", 1));
+            assert!(!ui.answering_elsewhere());
             ui.show_conversation(Some("c2".into()));
             // Away: its chunks have no item to land on, and the socket still follows it.
+            assert!(ui.answering_elsewhere(), "the composer says why it waits");
             assert_eq!(ui.apply(chunk(" two", 2)), Applied::Done);
             assert_eq!(ui.resume_target().as_deref(), Some("m1"));
             // Back: history has the checkpoint; the page adopts the answer and resumes it.
             ui.show_conversation(Some("c1".into()));
             let shown_again = ChatItem::new(u64::MAX, Role::Tutor, "one".into(), ItemStatus::Streaming);
             ui.adopt(shown_again, "m1".into());
+            assert!(!ui.answering_elsewhere());
             assert_eq!(ui.resume_target().as_deref(), Some("m1"));
             ui.apply(ServerFrame::Snapshot {
                 message_id: "m1".into(),

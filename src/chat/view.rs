@@ -265,6 +265,8 @@ pub fn ChatPage() -> impl IntoView {
                     let wait = ui.wait_seconds();
                     if wait > 0 {
                         format!("{} {wait} {}.", t().ask_again_in, t().seconds_short)
+                    } else if ui.answering_elsewhere() {
+                        t().answering_elsewhere.to_string()
                     } else if connected() || !hydrated.get() {
                         t().hint_keys.to_string()
                     } else {
