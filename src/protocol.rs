@@ -136,6 +136,11 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// A code as stored (`as_str`'s text); one this build does not know is `Unknown`.
+    pub fn parse(code: &str) -> ErrorCode {
+        serde_json::from_value(serde_json::Value::String(code.to_string())).unwrap_or(ErrorCode::Unknown)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "bad_request",

@@ -203,6 +203,6 @@ fn followed_from_row(row: &sqlx::any::AnyRow) -> Result<FollowedAnswer, StoreErr
         owner: row.try_get(4)?,
         error_code: row
             .try_get::<Option<String>, _>(5)?
-            .and_then(|code| serde_json::from_value(serde_json::Value::String(code)).ok()),
+            .map(|code| ErrorCode::parse(&code)),
     })
 }

@@ -433,7 +433,7 @@ pub(crate) fn message_from_row(row: &AnyRow) -> Result<StoredMessage, sqlx::Erro
         status: MessageStatus::parse(&row.try_get::<String, _>(4)?),
         error_code: row
             .try_get::<Option<String>, _>(5)?
-            .and_then(|c| serde_json::from_value(serde_json::Value::String(c)).ok()),
+            .map(|code| crate::protocol::ErrorCode::parse(&code)),
         created_at: row.try_get(6)?,
         // Unreadable JSON (hand-edited rows) shows the answer without its sources.
         sources: row
