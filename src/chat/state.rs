@@ -260,12 +260,11 @@ impl ChatUi {
     /// another conversation while it streams (the socket follows one answer at a time,
     /// so this one's composer waits for it).
     pub fn answering_elsewhere(&self) -> bool {
-        let Some(key) = self.pending.with(|p| p.as_ref().map(|p| p.item_key)) else {
-            return false;
-        };
-        key != VERSION_PLACEHOLDER_KEY
-            && !self.items.with(|items| items.iter().any(|item| item.key == key))
-            && !self.adopted.with(|adopted| adopted.is_some_and(|item| item.key == key))
+        // Tracked, so the hint follows the page; `pending_item` reads them untracked.
+        self.items.track();
+        self.adopted.track();
+        self.pending.with(|p| p.as_ref().is_some_and(|p| p.item_key != VERSION_PLACEHOLDER_KEY))
+            && self.pending_item().is_none()
     }
 
     fn push(&self, role: Role, text: String, status: ItemStatus) -> ChatItem {
