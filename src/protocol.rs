@@ -17,6 +17,11 @@ pub enum ClientFrame {
         question: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         conversation_id: Option<String>,
+        /// The client's own name for this question ([`is_valid_ask_id`]): the same `ask`
+        /// sent again (its connection dropped before `start`) follows the answer the
+        /// first one began instead of asking twice.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ask_id: Option<String>,
     },
     /// Stop the answer being streamed; the server ends it with `end` and reason `stopped`.
     Stop,
@@ -389,6 +394,16 @@ pub struct FrameLimits {
     pub max_question_chars: usize,
 }
 
+/// The longest `ask_id`: room for a UUID or 128 random bits in any common spelling.
+pub const MAX_ASK_ID_CHARS: usize = 64;
+
+/// An `ask_id` is 1 to [`MAX_ASK_ID_CHARS`] ASCII letters, digits, `-` or `_`: it is
+/// stored with the question, and nothing a client picks there needs escaping anywhere.
+pub fn is_valid_ask_id(ask_id: &str) -> bool {
+    (1..=MAX_ASK_ID_CHARS).contains(&ask_id.len())
+        && ask_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 const KNOWN_TYPES: [&str; 6] = ["ask", "stop", "ping", "resume", "regenerate", "edit"];
 
 /// Whether any string in the frame, key or value, holds a U+0000.
@@ -436,6 +451,13 @@ pub fn parse_client_frame(text: &str, limits: FrameLimits) -> Result<ClientFrame
     }
     let frame: ClientFrame =
         serde_json::from_value(value).map_err(|e| FrameError::Invalid(e.to_string()))?;
+    if let ClientFrame::Ask { ask_id: Some(ask_id), .. } = &frame {
+        if !is_valid_ask_id(ask_id) {
+            return Err(FrameError::Invalid(format!(
+                "`ask_id` must be 1 to {MAX_ASK_ID_CHARS} letters, digits, `-` or `_`"
+            )));
+        }
+    }
     if let ClientFrame::Ask { question, .. } | ClientFrame::Edit { question, .. } = &frame {
         let chars = question.chars().count();
         if question.trim().is_empty() {
@@ -478,7 +500,8 @@ mod tests {
             frame,
             ClientFrame::Ask {
                 question: "What is SSE?".into(),
-                conversation_id: None
+                conversation_id: None,
+                ask_id: None,
             }
         );
     }
@@ -489,10 +512,12 @@ mod tests {
             ClientFrame::Ask {
                 question: "Привет".into(),
                 conversation_id: Some("c1".into()),
+                ask_id: Some("0f3a-Zz_9".into()),
             },
             ClientFrame::Ask {
                 question: "hi".into(),
                 conversation_id: None,
+                ask_id: None,
             },
             ClientFrame::Stop,
             ClientFrame::Resume {
@@ -646,12 +671,27 @@ mod tests {
             (r#"{"question":"   "}"#, ErrorCode::BadRequest),
             (r#"{"type":"edit","message_id":"q","question":" "}"#, ErrorCode::BadRequest),
             (r#"{"type":"regenerate"}"#, ErrorCode::BadRequest),
+            (r#"{"question":"q","ask_id":""}"#, ErrorCode::BadRequest),
+            (r#"{"question":"q","ask_id":"a b"}"#, ErrorCode::BadRequest),
+            (r#"{"question":"q","ask_id":"é"}"#, ErrorCode::BadRequest),
+            (r#"{"question":"q","ask_id":7}"#, ErrorCode::BadRequest),
             ("", ErrorCode::BadRequest),
         ];
         for (input, code) in cases {
             let err = parse_client_frame(input, LIMITS).unwrap_err();
             assert_eq!(err.code(), code, "input {input:?} gave {err}");
         }
+    }
+
+    #[test]
+    fn an_ask_id_is_short_and_plain() {
+        let longest = "a".repeat(MAX_ASK_ID_CHARS);
+        assert!(is_valid_ask_id(&longest));
+        assert!(is_valid_ask_id("550e8400-e29b-41d4-a716-446655440000"));
+        assert!(!is_valid_ask_id(&format!("{longest}a")));
+        assert!(!is_valid_ask_id("a/b"));
+        let frame = format!(r#"{{"question":"q","ask_id":"{longest}a"}}"#);
+        assert_eq!(parse_client_frame(&frame, LIMITS).unwrap_err().code(), ErrorCode::BadRequest);
     }
 
     #[test]

@@ -140,6 +140,48 @@ test('reload mid-answer: the answer is still being written, and the page follows
   await expect(page.locator('.composer textarea')).toBeEnabled();
 });
 
+test('the network drops after a question went out and before its answer began: the answer comes, asked once', async ({ page }) => {
+  // Every socket of this page passes through here. The first that carries a question
+  // is cut the moment the server's `start` for it comes back: the question reached
+  // the server, the page never heard so.
+  let cut = false;
+  await page.routeWebSocket(/\/ws\/chat/, (ws) => {
+    const server = ws.connectToServer();
+    let asked = false;
+    ws.onMessage((message) => {
+      if (!cut && String(message).includes('"type":"ask"')) asked = true;
+      server.send(message);
+    });
+    server.onMessage((message) => {
+      if (!cut && asked && String(message).includes('"type":"start"')) {
+        cut = true;
+        ws.close({ code: 4000, reason: 'the network dropped' });
+        server.close();
+        return;
+      }
+      ws.send(message);
+    });
+  });
+  await openReady(page);
+  const question = '[tokens=30] [delay=40] asked just as the network dropped';
+  await page.locator('.composer textarea').fill(question);
+  await page.locator('.composer textarea').press('Enter');
+  const answer = page.locator('.msg-tutor:not(.msg-stored)');
+  await expect.poll(() => cut).toBe(true);
+  // The page reconnects, sends the same question again, and follows the answer the
+  // server began for the first: to its end, with no error and no second question.
+  await expect(answer).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });
+  await expect(page.locator('.msg-error')).toHaveCount(0);
+  const sent = (await upstreamLog()).filter((r) => r.messages.some((m) => m.content.includes(question)));
+  expect(sent.length).toBe(1);
+  await expect(answer.locator('.msg-text')).toHaveText(sent[0].answer);
+  await expect(page).toHaveURL(/\/c\//);
+  await page.reload();
+  await ready(page);
+  await expect(page.locator('.msg-student .msg-text')).toHaveText([question]);
+  await expect(page.locator('.msg-tutor .msg-text')).toHaveText([sent[0].answer]);
+});
+
 test('leave a conversation mid-answer and come back: the page follows the answer to its end', async ({ page }) => {
   await openReady(page);
   await ask(page, '[tokens=3] an earlier conversation');

@@ -210,6 +210,7 @@ mod tests {
             answers_at_once_per_user: 0,
             version_of: None,
             creates_guest: Some(0),
+            ask_id: None,
         }
     }
 

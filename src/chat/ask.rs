@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use super::budget::{BudgetLevel, QuestionBudget};
 use super::live::{AnswerPlaces, Follower};
 use super::prompt::model_messages;
-use super::store::{BeginError, NewAnswer};
+use super::store::{AskedBefore, BeginError, NewAnswer};
 use crate::auth::GuestSession;
 use crate::db::{new_id, StoreError};
 use crate::faq::matcher::{FaqMatch, DIRECT_ANSWER_THRESHOLD, MAX_FAQ_SOURCES, SOURCE_MIN_SCORE};
@@ -56,6 +56,27 @@ pub enum AskError {
     Store(StoreError),
     /// The model request could not start; the answer's row is stored as an error.
     Upstream { answer_id: String, error: UpstreamError },
+    /// The same `ask` (its `ask_id`) was sent before, and its answer is this one:
+    /// follow it instead of asking twice.
+    AskedBefore(AskedBefore),
+    /// The store found the `ask_id` taken; [`start_answer`] looks up by whom.
+    AskIdTaken,
+}
+
+impl AskError {
+    /// A refusal the same `ask` sent again can get only because the first one was
+    /// stored: it spent the budget, streams, or took the conversation's place.
+    fn may_hide_a_repeat(&self) -> bool {
+        matches!(
+            self,
+            AskError::Busy
+                | AskError::AddressBusy
+                | AskError::AddressRateLimited { .. }
+                | AskError::RateLimited { .. }
+                | AskError::TooManyAnswers { .. }
+                | AskError::TooManyConversations { .. }
+        )
+    }
 }
 
 impl From<StoreError> for AskError {
@@ -81,12 +102,46 @@ pub struct Asker<'a> {
     pub address: &'a str,
 }
 
-/// Starts answering `question`.
+/// Starts answering `question`. With an `ask_id` the student stored a question under
+/// before (the `ask` sent again after its connection dropped before `start`), nothing
+/// is asked: the error names that question's answer, to be followed instead.
 pub async fn start_answer(
     state: &AppState,
     asker: Asker<'_>,
     question: String,
     conversation_id: Option<String>,
+    ask_id: Option<&str>,
+    version_of: Option<VersionOf<'_>>,
+) -> Result<Started, AskError> {
+    let Asker { session, user_id, address } = asker;
+    let again = Asker { session, user_id: &mut *user_id, address };
+    let error = match start_new_answer(state, again, question, conversation_id, ask_id, version_of).await {
+        Err(error) if matches!(error, AskError::AskIdTaken) || error.may_hide_a_repeat() => error,
+        asked => return asked,
+    };
+    let taken = matches!(error, AskError::AskIdTaken);
+    let (Some(ask_id), Some(user)) = (ask_id, user_id.as_deref()) else {
+        return Err(if taken { AskError::NotFound } else { error });
+    };
+    match state.db.asked_before(user, ask_id).await {
+        Ok(Some(before)) => Err(AskError::AskedBefore(before)),
+        // Taken, and gone since: its conversation was deleted meanwhile.
+        Ok(None) if taken => Err(AskError::NotFound),
+        Ok(None) => Err(error),
+        Err(lookup) if taken => Err(AskError::Store(lookup)),
+        Err(lookup) => {
+            tracing::warn!(error = %lookup, "cannot look for a question asked before; refusing it as asked");
+            Err(error)
+        }
+    }
+}
+
+async fn start_new_answer(
+    state: &AppState,
+    asker: Asker<'_>,
+    question: String,
+    conversation_id: Option<String>,
+    ask_id: Option<&str>,
     version_of: Option<VersionOf<'_>>,
 ) -> Result<Started, AskError> {
     let settings = &state.settings;
@@ -150,11 +205,15 @@ pub async fn start_answer(
         answers_at_once_per_user: settings.answers_at_once_per_user,
         version_of,
         creates_guest,
+        ask_id,
     };
     // A new student's first question shares its transaction with others arriving.
     let begun = match state.arrivals.begin_answer(&state.db, &new).await {
         Err(BeginError::SessionHasUser) => {
             other_tabs_user = state.db.find_user(&asker.session.0).await?.ok_or(AskError::SessionEnded)?;
+            // Known from now on, whatever this question's fate: a refusal below may be
+            // of an `ask` sent again, looked up as this user's.
+            *asker.user_id = Some(other_tabs_user.clone());
             new.user_id = &other_tabs_user;
             new.creates_guest = None;
             state.db.begin_answer(&new).await
@@ -171,6 +230,7 @@ pub async fn start_answer(
         BeginError::SessionEnded | BeginError::SessionHasUser => AskError::SessionEnded,
         BeginError::Version(refusal) => AskError::Version(refusal),
         BeginError::Store(error) => AskError::Store(error),
+        BeginError::AskedBefore => AskError::AskIdTaken,
     })?;
     let user = new.user_id.to_string();
     *asker.user_id = Some(user.clone());

@@ -32,6 +32,8 @@ pub(crate) struct NewStudent {
     /// Where the new user's question budget starts, and the level left after this one.
     questions_full_at: i64,
     budget_left: Option<BudgetLevel>,
+    /// The question's "{user id}:{ask_id}", when the client named it.
+    ask_key: Option<String>,
 }
 
 impl NewStudent {
@@ -55,6 +57,7 @@ impl NewStudent {
             sources: new.sources.to_vec(),
             questions_full_at,
             budget_left,
+            ask_key: new.ask_key(),
         })
     }
 
@@ -145,7 +148,10 @@ impl Db {
             .zip(&ids)
             .flat_map(|((_, student), id)| id.rows(student, now))
             .collect();
-        insert_messages(&mut tx, &rows).await?;
+        // The users are new: no question of theirs can have been stored before.
+        if insert_messages(&mut tx, &rows).await? != rows.len() as u64 {
+            return Err(sqlx::Error::Protocol("a new student's question was stored before".into()).into());
+        }
         let sources: Vec<(&str, &[Source])> =
             asking.iter().zip(&ids).map(|((_, student), id)| (id.answer.as_str(), student.sources.as_slice())).collect();
         writes += 2 + record_sources(&mut tx, &sources, now).await?;
@@ -251,6 +257,7 @@ impl NewIds {
                 sources: None,
                 retrieval_score: None,
                 created_at: now,
+                ask_key: student.ask_key.as_deref(),
             },
             NewMessageRow {
                 id: &self.answer,
@@ -264,6 +271,7 @@ impl NewIds {
                 sources: student.sources_json.as_deref(),
                 retrieval_score: student.retrieval_score,
                 created_at: now,
+                ask_key: None,
             },
         ]
     }

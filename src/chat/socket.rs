@@ -532,7 +532,8 @@ where
             ClientFrame::Ask {
                 question,
                 conversation_id,
-            } => self.ask(question, conversation_id, None).await,
+                ask_id,
+            } => self.ask(question, conversation_id, ask_id.as_deref(), None).await,
             ClientFrame::Regenerate { message_id } => self.ask_version(VersionRequest::Regenerate(message_id)).await,
             ClientFrame::Edit { message_id, question } => {
                 self.ask_version(VersionRequest::Edit { message_id, question }).await
@@ -573,11 +574,18 @@ where
             VersionRequest::Regenerate(id) => VersionOf::Regenerate(id),
             VersionRequest::Edit { message_id, .. } => VersionOf::Edit(message_id),
         };
-        self.ask(question, Some(conversation_id), Some(version_of)).await
+        self.ask(question, Some(conversation_id), None, Some(version_of)).await
     }
 
-    /// Starts an answer (to a new question, or a new version) and follows it.
-    async fn ask(&mut self, question: String, conversation_id: Option<String>, version_of: Option<VersionOf<'_>>) -> Step {
+    /// Starts an answer (to a new question, or a new version) and follows it. An `ask`
+    /// sent again (its `ask_id` stored before) follows the answer the first one began.
+    async fn ask(
+        &mut self,
+        question: String,
+        conversation_id: Option<String>,
+        ask_id: Option<&str>,
+        version_of: Option<VersionOf<'_>>,
+    ) -> Step {
         if self.following.is_some() || self.remote.is_some() {
             let busy = ServerFrame::error(
                 ErrorCode::Busy,
@@ -600,7 +608,7 @@ where
             user_id: &mut self.user_id,
             address: &self.address,
         };
-        let started = start_answer(&self.state, asker, question, conversation_id, version_of).await;
+        let started = start_answer(&self.state, asker, question, conversation_id, ask_id, version_of).await;
         self.follow_notices();
         let (reply, budget) = match started {
             Ok(started) => {
@@ -611,6 +619,14 @@ where
                 }
                 self.tell_other_tabs_asked(&started.start, !had_user);
                 (started.start, None)
+            }
+            Err(AskError::AskedBefore(before)) => {
+                // Its `start` again, then the answer as `resume` gives it: the text so
+                // far and what follows. Other tabs heard of it the first time.
+                return match self.send(&before.start_frame()).await {
+                    Step::Continue => self.resume(before.answer_id).await,
+                    step => step,
+                };
             }
             Err(AskError::RateLimited { budget }) => (ask_error_frame(AskError::RateLimited { budget }), Some(budget.frame())),
             Err(error) => (ask_error_frame(error), None),
@@ -939,6 +955,10 @@ fn ask_error_frame(error: AskError) -> ServerFrame {
             message_id: Some(answer_id),
             retry_after: error.retry_after(),
         },
+        // `ask` follows the answer instead; `start_answer` resolves a taken `ask_id`.
+        AskError::AskedBefore(_) | AskError::AskIdTaken => {
+            ServerFrame::error(ErrorCode::Internal, "That question was asked before.")
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 
 pub use super::meter::Meter;
 use crate::page::PageState;
-use crate::protocol::{AnswerStatus, ConversationChange, EndReason, ErrorCode, ServerFrame};
+use crate::protocol::{AnswerStatus, ClientFrame, ConversationChange, EndReason, ErrorCode, ServerFrame};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnState {
@@ -99,6 +99,10 @@ pub struct Pending {
     pub item_key: u64,
     pub message_id: Option<String>,
     pub last_seq: u64,
+    /// The `ask` that began it, until its `start` comes: sent again, as it was, when
+    /// the connection drops first (the server follows the answer it began, if the
+    /// first one reached it, instead of asking twice).
+    pub ask: Option<ClientFrame>,
 }
 
 /// What the page must do after a frame.
@@ -275,14 +279,17 @@ impl ChatUi {
         item
     }
 
-    /// Shows the question and an empty answer that the stream will fill.
-    pub fn begin_question(&self, question: String) {
-        self.push(Role::Student, question, ItemStatus::Complete);
+    /// Shows the question of an `ask` just sent and an empty answer that the stream
+    /// will fill.
+    pub fn begin_question(&self, ask: ClientFrame) {
+        let ClientFrame::Ask { question, .. } = &ask else { return };
+        self.push(Role::Student, question.clone(), ItemStatus::Complete);
         let answer = self.push(Role::Tutor, String::new(), ItemStatus::Waiting);
         self.pending.set(Some(Pending {
             item_key: answer.key,
             message_id: None,
             last_seq: 0,
+            ask: Some(ask),
         }));
     }
 
@@ -294,6 +301,7 @@ impl ChatUi {
             item_key: VERSION_PLACEHOLDER_KEY,
             message_id: None,
             last_seq: 0,
+            ask: None,
         }));
     }
 
@@ -340,6 +348,7 @@ impl ChatUi {
             item_key: item.key,
             message_id: Some(message_id),
             last_seq: 0,
+            ask: None,
         }));
     }
 
@@ -363,6 +372,18 @@ impl ChatUi {
             .with_untracked(|p| p.as_ref().and_then(|p| p.message_id.clone()))
     }
 
+    /// What a new connection sends first: `resume` of the answer under way, or the
+    /// `ask` whose `start` the dropped connection never brought, sent again as it was.
+    pub fn reconnect_frame(&self) -> Option<ClientFrame> {
+        self.pending.with_untracked(|p| {
+            let p = p.as_ref()?;
+            match &p.message_id {
+                Some(message_id) => Some(ClientFrame::Resume { message_id: message_id.clone() }),
+                None => p.ask.clone(),
+            }
+        })
+    }
+
     fn fail_pending(&self, error: ItemError) {
         if let Some(item) = self.pending_item() {
             item.status.set(ItemStatus::Failed);
@@ -375,9 +396,10 @@ impl ChatUi {
     }
 
     /// The socket dropped. An answer the server had started goes on being written
-    /// there, and is resumed on reconnect; one it had not started yet is reported.
+    /// there, and is resumed on reconnect; so is a question whose `start` had not come
+    /// (its `ask` is sent again). A new version not started yet is reported.
     pub fn connection_lost(&self) {
-        if self.is_answering() && self.resume_target().is_none() {
+        if self.is_answering() && self.reconnect_frame().is_none() {
             self.fail_pending(ItemError {
                 code: None,
                 detail: "connection lost".into(),
@@ -417,6 +439,7 @@ impl ChatUi {
                         item_key: VERSION_PLACEHOLDER_KEY,
                         message_id: Some(message_id),
                         last_seq: 0,
+                        ask: None,
                     }));
                     if self.conversation_id.get_untracked().as_deref() != Some(conversation_id.as_str()) {
                         self.conversation_id.set(Some(conversation_id));
@@ -442,6 +465,7 @@ impl ChatUi {
                     if let Some(p) = p {
                         p.message_id = Some(message_id);
                         p.last_seq = 0;
+                        p.ask = None;
                     }
                 });
             }
@@ -646,6 +670,11 @@ mod tests {
         }
     }
 
+    /// An `ask` as the page sends it.
+    fn ask(question: &str) -> ClientFrame {
+        ClientFrame::Ask { question: question.into(), conversation_id: None, ask_id: Some(format!("id-{question}")) }
+    }
+
     fn chunk(content: &str, seq: u64) -> ServerFrame {
         ServerFrame::Chunk {
             content: content.into(),
@@ -680,7 +709,7 @@ mod tests {
         let owner = Owner::new();
         owner.with(|| {
             let ui = ChatUi::new();
-            ui.begin_question("What is SSE?".into());
+            ui.begin_question(ask("What is SSE?"));
             assert!(ui.is_answering());
             ui.apply(start("m1", None, None));
             ui.apply(chunk("Server", 1));
@@ -708,7 +737,7 @@ mod tests {
         let owner = Owner::new();
         owner.with(|| {
             let ui = ChatUi::new();
-            ui.begin_question("q".into());
+            ui.begin_question(ask("q"));
             ui.apply(ServerFrame::Error {
                 code: ErrorCode::RateLimited,
                 message: "too many".into(),
@@ -733,7 +762,7 @@ mod tests {
         owner.with(|| {
             let ui = ChatUi::new();
             assert_eq!(ui.wait_seconds(), 0, "no budget, no wait");
-            ui.begin_question("q".into());
+            ui.begin_question(ask("q"));
             ui.apply(ServerFrame::Error {
                 code: ErrorCode::RateLimited,
                 message: "spent".into(),
@@ -756,7 +785,7 @@ mod tests {
         let owner = Owner::new();
         owner.with(|| {
             let ui = ChatUi::new();
-            ui.begin_question("q".into());
+            ui.begin_question(ask("q"));
             ui.apply(ServerFrame::Error {
                 code: ErrorCode::RateLimited,
                 message: "busy".into(),
@@ -768,11 +797,48 @@ mod tests {
             assert_eq!(answer.error.get_untracked().unwrap().retry_after, Some(7));
             assert!(!ui.is_answering());
 
-            ui.begin_question("again".into());
+            ui.begin_version();
             ui.connection_lost();
-            let answer = ui.items.get_untracked()[3];
-            assert_eq!(answer.status.get_untracked(), ItemStatus::Failed, "not started: reported");
+            assert!(ui.version_error.get_untracked().is_some(), "a version not started: reported");
             assert!(!ui.is_answering());
+        });
+    }
+
+    #[test]
+    fn a_question_whose_start_never_came_is_sent_again_as_it_was() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let ui = ChatUi::new();
+            let sent = ClientFrame::Ask {
+                question: "q".into(),
+                conversation_id: Some("c1".into()),
+                ask_id: Some("a1".into()),
+            };
+            ui.begin_question(sent.clone());
+            ui.connection_lost();
+            assert!(ui.is_answering(), "still waiting for its answer");
+            let answer = ui.items.get_untracked()[1];
+            assert_eq!(answer.status.get_untracked(), ItemStatus::Waiting);
+            assert_eq!(ui.reconnect_frame(), Some(sent), "the same ask, the same ask_id");
+            // The server had stored it: its `start` again, then the text so far.
+            ui.apply(start("m1", Some("q1"), None));
+            ui.apply(ServerFrame::Snapshot {
+                message_id: "m1".into(),
+                content: "Hel".into(),
+                seq: 2,
+                status: AnswerStatus::Streaming,
+                live: true,
+                code: None,
+            });
+            ui.apply(chunk("lo", 3));
+            assert_eq!(answer.text.get_untracked(), "Hello");
+            assert_eq!(ui.items.get_untracked()[0].message_id.get_untracked().as_deref(), Some("q1"));
+            ui.connection_lost();
+            assert_eq!(
+                ui.reconnect_frame(),
+                Some(ClientFrame::Resume { message_id: "m1".into() }),
+                "once started, resumed"
+            );
         });
     }
 
@@ -781,7 +847,7 @@ mod tests {
         let owner = Owner::new();
         owner.with(|| {
             let ui = ChatUi::new();
-            ui.begin_question("q".into());
+            ui.begin_question(ask("q"));
             ui.apply(start("m1", None, None));
             ui.apply(chunk("Hel", 1));
             ui.connection_lost();
@@ -814,7 +880,7 @@ mod tests {
         let owner = Owner::new();
         owner.with(|| {
             let ui = ChatUi::new();
-            ui.begin_question("q".into());
+            ui.begin_question(ask("q"));
             ui.apply(start("a1", Some("q1"), None));
             assert_eq!(ui.items.get_untracked()[0].message_id.get_untracked().as_deref(), Some("q1"), "the question can be edited");
             ui.apply(ServerFrame::End { message_id: "a1".into(), seq: 0, reason: EndReason::Complete, usage: None });
@@ -877,7 +943,7 @@ mod tests {
         let owner = Owner::new();
         owner.with(|| {
             let ui = ChatUi::new();
-            ui.begin_question("q".into());
+            ui.begin_question(ask("q"));
             ui.apply(start("m1", None, None));
             ui.apply(chunk("one", 1));
             assert!(!ui.answering_elsewhere());
@@ -935,7 +1001,7 @@ mod tests {
         let owner = Owner::new();
         owner.with(|| {
             let ui = ChatUi::new();
-            ui.begin_question("q".into());
+            ui.begin_question(ask("q"));
             ui.apply(start("m1", None, None));
             ui.apply(chunk("Hi", 1));
             let stale = ServerFrame::End { message_id: "m0".into(), seq: 1, reason: EndReason::Complete, usage: None };

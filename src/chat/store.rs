@@ -132,6 +132,35 @@ impl Db {
             .collect()
     }
 
+    /// The question `user_id` asked with `ask_id`, and its answer (the version on the
+    /// branch, else the newest): what the same `ask` sent again follows.
+    pub async fn asked_before(&self, user_id: &str, ask_id: &str) -> Result<Option<AskedBefore>, StoreError> {
+        let row = sqlx::query(
+            "SELECT q.conversation_id, q.id, a.id, a.sources, a.faq_id FROM messages q \
+             JOIN conversations c ON c.id = q.conversation_id \
+             JOIN messages a ON a.conversation_id = q.conversation_id AND a.parent_id = q.id \
+             WHERE q.ask_key = $1 AND c.user_id = $2 AND a.role = 'assistant' \
+             ORDER BY a.on_branch DESC, a.created_at DESC, a.id LIMIT 1",
+        )
+        .bind(ask_key(user_id, ask_id))
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        // Unreadable sources (a hand-edited row) leave the answer without them.
+        let sources = row
+            .try_get::<Option<String>, _>(3)?
+            .and_then(|json| serde_json::from_str::<Vec<Source>>(&json).ok())
+            .unwrap_or_default();
+        Ok(Some(AskedBefore {
+            conversation_id: row.try_get(0)?,
+            question_id: row.try_get(1)?,
+            answer_id: row.try_get(2)?,
+            sources,
+            faq_id: row.try_get(4)?,
+        }))
+    }
+
     async fn try_begin_answer(&self, new: &NewAnswer<'_>) -> Result<BegunAnswer, BeginError> {
         let NewAnswer {
             user_id,
@@ -151,7 +180,9 @@ impl Db {
             answers_at_once_per_user: _,
             version_of,
             creates_guest,
+            ask_id: _,
         } = *new;
+        let ask_key = new.ask_key();
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         // Statements that change data, for the metrics: the answer's row here, the rest
@@ -262,6 +293,7 @@ impl Db {
                 sources: None,
                 retrieval_score: None,
                 created_at: now,
+                ask_key: ask_key.as_deref(),
             });
             writes += 1;
         }
@@ -277,9 +309,14 @@ impl Db {
             sources: sources_json,
             retrieval_score,
             created_at: now,
+            ask_key: None,
         });
-        // The question and its answer in one statement.
-        insert_messages(&mut tx, &rows).await?;
+        // The question and its answer in one statement. A question whose `ask_key` is
+        // taken was stored by the same `ask` sent before: nothing of this one is kept.
+        if insert_messages(&mut tx, &rows).await? != rows.len() as u64 {
+            tx.rollback().await?;
+            return Err(BeginError::AskedBefore);
+        }
         writes += record_sources(&mut tx, &[(answer_id.as_str(), sources)], now).await?;
         if version_of.is_some() {
             writes += 1; // the replaced version left the branch
@@ -556,6 +593,46 @@ pub struct NewAnswer<'a> {
     /// an hour, 0: no limit). A class arriving then costs the single writer one
     /// transaction a student instead of two.
     pub creates_guest: Option<u32>,
+    /// The client's name for the question (`ask_id`): stored with it, so that the same
+    /// `ask` sent again finds it ([`BeginError::AskedBefore`]).
+    pub ask_id: Option<&'a str>,
+}
+
+impl NewAnswer<'_> {
+    /// The question's `ask_key`: "{user id}:{ask_id}", unique among stored questions.
+    pub(crate) fn ask_key(&self) -> Option<String> {
+        self.ask_id.map(|ask_id| ask_key(self.user_id, ask_id))
+    }
+}
+
+pub(crate) fn ask_key(user_id: &str, ask_id: &str) -> String {
+    format!("{user_id}:{ask_id}")
+}
+
+/// A question stored before under the `ask_id` of an `ask` sent again, and its answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AskedBefore {
+    pub conversation_id: String,
+    pub question_id: String,
+    pub answer_id: String,
+    pub sources: Vec<Source>,
+    pub faq_id: Option<String>,
+}
+
+impl AskedBefore {
+    /// The `start` the first `ask` was sent, as far as it is stored (whether older turns
+    /// were cut from the model's context is not).
+    pub fn start_frame(&self) -> crate::protocol::ServerFrame {
+        crate::protocol::ServerFrame::Start {
+            conversation_id: self.conversation_id.clone(),
+            message_id: self.answer_id.clone(),
+            context_truncated: false,
+            sources: self.sources.clone(),
+            faq_id: self.faq_id.clone(),
+            question_id: Some(self.question_id.clone()),
+            replaces: None,
+        }
+    }
 }
 
 /// What [`Db::begin_answer`] stored and found.
@@ -604,6 +681,10 @@ pub enum BeginError {
     /// (`creates_guest`): nothing was stored; ask again as that user.
     #[error("the session has a user already")]
     SessionHasUser,
+    /// The question's `ask_id` names one this user stored before (the same `ask` sent
+    /// again after a dropped connection): nothing was stored; follow that one.
+    #[error("this question was asked before")]
+    AskedBefore,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

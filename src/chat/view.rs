@@ -93,13 +93,14 @@ pub fn ChatPage() -> impl IntoView {
             return; // the draft stays; the hint under the input says why
         }
         let frame = ClientFrame::Ask {
-            question: question.clone(),
+            question,
             conversation_id: ui.conversation_id.get_untracked(),
+            ask_id: Some(client.new_ask_id()),
         };
         if !client.send(&frame) {
             return;
         }
-        ui.begin_question(question);
+        ui.begin_question(frame);
         draft.set(String::new());
         ui.follow.set(true);
         client.scroll_to_latest(true);

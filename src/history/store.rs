@@ -280,6 +280,7 @@ pub(crate) async fn append_message(
             sources: None,
             retrieval_score: None,
             created_at: now,
+            ask_key: None,
         },
     )
     .await?;
@@ -353,21 +354,27 @@ pub(crate) struct NewMessageRow<'a> {
     /// An answer's best lesson match, for the dashboard's content gaps.
     pub retrieval_score: Option<i64>,
     pub created_at: i64,
+    /// A question's "{user id}:{ask_id}" (see the `ask_ids` migration).
+    pub ask_key: Option<&'a str>,
 }
 
 pub(crate) async fn insert_message(conn: &mut sqlx::AnyConnection, row: &NewMessageRow<'_>) -> Result<(), StoreError> {
-    insert_messages(conn, std::slice::from_ref(row)).await
+    insert_messages(conn, std::slice::from_ref(row)).await?;
+    Ok(())
 }
 
 /// Several messages in one statement (a question and its answer): one round trip.
-pub(crate) async fn insert_messages(conn: &mut sqlx::AnyConnection, rows: &[NewMessageRow<'_>]) -> Result<(), StoreError> {
+/// Returns how many it stored: a row whose `ask_key` is taken is left out (the same
+/// question asked again), which the caller checks.
+pub(crate) async fn insert_messages(conn: &mut sqlx::AnyConnection, rows: &[NewMessageRow<'_>]) -> Result<u64, StoreError> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let sql = format!(
         "INSERT INTO messages (id, conversation_id, position, role, content, status, \
-         owner_instance, sources, retrieval_score, created_at, parent_id) VALUES {}",
-        crate::db::values_placeholders(rows.len(), 11)
+         owner_instance, sources, retrieval_score, created_at, parent_id, ask_key) VALUES {} \
+         ON CONFLICT (ask_key) WHERE ask_key IS NOT NULL DO NOTHING",
+        crate::db::values_placeholders(rows.len(), 12)
     );
     // A question and its answer are two rows; a class's shared transaction has more, in
     // many sizes, which are not kept prepared (sqlx keeps 100 statements a connection).
@@ -384,10 +391,10 @@ pub(crate) async fn insert_messages(conn: &mut sqlx::AnyConnection, rows: &[NewM
             .bind(row.sources)
             .bind(row.retrieval_score)
             .bind(row.created_at)
-            .bind(row.parent_id);
+            .bind(row.parent_id)
+            .bind(row.ask_key);
     }
-    query.execute(&mut *conn).await?;
-    Ok(())
+    Ok(query.execute(&mut *conn).await?.rows_affected())
 }
 
 /// New conversations, (id, user id, title) each, in one statement, made and updated

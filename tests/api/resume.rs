@@ -95,3 +95,111 @@ async fn resuming_a_failed_answer_says_how_it_failed() {
         other => panic!("expected the failed answer's snapshot, got {other:?}"),
     }
 }
+
+/// The frames after an `ask` sent again, up to its `end`: the `start`, the snapshot,
+/// the chunks after it. The text is the snapshot's and the chunks'.
+async fn follow_the_ask_sent_again(ws: &mut Ws) -> (Answer, String) {
+    let mut answer = Answer::default();
+    let mut text = String::new();
+    let mut last_seq = 0;
+    loop {
+        match next_frame(ws).await {
+            ServerFrame::Start { conversation_id, message_id, question_id, .. } => {
+                answer.conversation_id = conversation_id;
+                answer.message_id = message_id;
+                answer.question_id = question_id;
+            }
+            ServerFrame::Snapshot { message_id, content, seq, .. } => {
+                assert_eq!(message_id, answer.message_id, "the snapshot of the answer started");
+                text = content;
+                last_seq = seq;
+            }
+            ServerFrame::Chunk { content, seq, .. } => {
+                assert_eq!(seq, last_seq + 1, "no gap, no repeat");
+                last_seq = seq;
+                text.push_str(&content);
+            }
+            ServerFrame::End { seq, reason, .. } => {
+                answer.end = Some((seq, reason));
+                return (answer, text);
+            }
+            ServerFrame::Budget { .. } | ServerFrame::ConversationChanged { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// The student's stored questions, in all their conversations.
+async fn questions_stored(app: &TestApp, cookie: &str) -> Vec<String> {
+    let mut questions = Vec::new();
+    for conversation in app.list(cookie).await.items {
+        let view = app.load(cookie, &conversation.id).await.unwrap();
+        questions.extend(view.messages.into_iter().filter(|m| m.role == MessageRole::User).map(|m| m.content));
+    }
+    questions
+}
+
+/// The network drops after the `start` of a question was sent and before it arrived:
+/// the page sends the same `ask` (its `ask_id`) on the next connection. The server
+/// asks nothing twice: it sends that answer's `start` again and follows it. Even with
+/// the question budget spent by the first, and only for the same student.
+#[tokio::test]
+async fn an_ask_sent_again_after_a_drop_follows_the_answer_the_first_began() {
+    let app = spawn_app_with(|s| s.question_budget = 1).await;
+    let mut s = app.student().await;
+    let ask = json!({"type": "ask", "question": "[tokens=40] [delay=25] asked once", "ask_id": "a-1"});
+    send_json(&mut s.ws, ask.clone()).await;
+    let first = loop {
+        match next_frame(&mut s.ws).await {
+            ServerFrame::Start { conversation_id, message_id, question_id, .. } => {
+                break (conversation_id, message_id, question_id)
+            }
+            ServerFrame::Budget { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    drop(s.ws); // its chunks are lost with the connection
+
+    let mut ws = app.socket(&s.cookie).await;
+    send_json(&mut ws, ask.clone()).await;
+    let (again, text) = follow_the_ask_sent_again(&mut ws).await;
+    assert_eq!((again.conversation_id.clone(), again.message_id.clone(), again.question_id.clone()), first);
+    assert_eq!(again.end, Some((40, EndReason::Complete)));
+    assert_eq!(text, app.last_request().answer, "the whole answer, once");
+    assert_eq!(app.fake.requests().len(), 1, "one model request");
+    assert_eq!(questions_stored(&app, &s.cookie).await, ["[tokens=40] [delay=25] asked once"]);
+
+    // Another student's `ask_id` is theirs alone: the same one asks anew.
+    let mut stranger = app.student().await;
+    send_json(&mut stranger.ws, ask).await;
+    let theirs = read_answer(&mut stranger.ws).await;
+    assert!(theirs.error.is_none(), "{:?}", theirs.error);
+    assert_ne!(theirs.message_id, first.1);
+    assert_eq!(app.fake.requests().len(), 2);
+}
+
+/// The connection drops right after the `ask` went out, before anything came back,
+/// and the page sends it again at once: whichever of the two the server stores first,
+/// the question is stored and answered once (the store's unique `ask_key` decides
+/// when both are under way together).
+#[tokio::test]
+async fn an_ask_whose_connection_dropped_at_once_is_asked_once() {
+    let app = spawn_app().await;
+    let mut s = app.student().await;
+    let _ = ask(&mut s.ws, "[tokens=1] a first question, so the student exists").await;
+    for round in 0..3 {
+        let question = format!("[tokens=12] [delay=10] round {round}");
+        let ask = json!({"type": "ask", "question": question, "ask_id": format!("drop-{round}")});
+        send_json(&mut s.ws, ask.clone()).await;
+        drop(s.ws);
+        s.ws = app.socket(&s.cookie).await;
+        send_json(&mut s.ws, ask).await;
+        let (again, text) = follow_the_ask_sent_again(&mut s.ws).await;
+        assert_eq!(again.end, Some((12, EndReason::Complete)), "round {round}");
+        let sent: Vec<_> = app.fake.requests().into_iter().filter(|r| r.messages.iter().any(|m| m.content.contains(&question))).collect();
+        assert_eq!(sent.len(), 1, "round {round}: one model request");
+        assert_eq!(text, sent[0].answer, "round {round}");
+        let stored = questions_stored(&app, &s.cookie).await;
+        assert_eq!(stored.iter().filter(|q| **q == question).count(), 1, "round {round}: {stored:?}");
+    }
+}

@@ -141,6 +141,14 @@ impl ChatClient {
         resume_if_connected(&self.client());
     }
 
+    /// A fresh `ask_id`: 104 random bits. It only has to differ from this student's
+    /// other questions (the server keeps it per user), so `Math.random` does, and it
+    /// works where `crypto.randomUUID` does not (a plain-http address on a LAN).
+    pub fn new_ask_id(self) -> String {
+        let part = || (js_sys::Math::random() * (1u64 << 52) as f64) as u64;
+        format!("{:013x}{:013x}", part(), part())
+    }
+
     /// Scrolls the message list to the newest line (when following, or when forced).
     pub fn scroll_to_latest(self, force: bool) {
         scroll_to_latest(self.client().ui, force);
@@ -303,8 +311,11 @@ async fn run_connection(
         client.last_frame_at.set(now_ms());
         client.ui.conn.set(ConnState::Connected);
         // An answer under way when the connection dropped goes on being written on
-        // the server: follow it again.
-        resume_if_connected(&client);
+        // the server: follow it again. A question whose `start` never came is sent
+        // again as it was: the server follows what the first one began, if it got it.
+        if let Some(frame) = client.ui.reconnect_frame() {
+            send(&client, &frame);
+        }
         loop {
             // The hang-up first: nothing of a dropped connection reaches the page.
             let wake = poll_fn(|cx| {
