@@ -135,6 +135,10 @@ pub enum ErrorCode {
     /// The server cannot take a question now (it streams its most answers at once,
     /// the address's, or it is restarting); `retry_after` says when to try again.
     ServerBusy,
+    /// The socket was refused: this browser has its most chat tabs open (on every
+    /// instance), or its network its most sockets. Sent once, then the socket closes
+    /// (1013); `retry_after` says when to try again.
+    TooManyConnections,
     /// A code this client does not know (a newer server's): shown as `internal`.
     #[serde(other)]
     Unknown,
@@ -174,6 +178,7 @@ impl ErrorCode {
             ErrorCode::InvalidReply => "invalid_reply",
             ErrorCode::InvalidFaqText => "invalid_faq_text",
             ErrorCode::ServerBusy => "server_busy",
+            ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -641,6 +646,7 @@ mod tests {
             ErrorCode::TooLarge,
             ErrorCode::Busy,
             ErrorCode::ServerBusy,
+            ErrorCode::TooManyConnections,
             ErrorCode::NotFound,
             ErrorCode::RateLimited,
             ErrorCode::UpstreamUnauthorized,

@@ -1,6 +1,6 @@
 import { test, expect } from '@playwright/test';
 import type { ChildProcess } from 'node:child_process';
-import { askUntilSettled, openReady } from './helpers';
+import { askUntilSettled, hydrated, openReady, watchForTrouble } from './helpers';
 import { startLessonModeApp, stop } from './servers';
 
 test.describe.configure({ mode: 'serial' });
@@ -9,7 +9,12 @@ const PORT = 3103;
 const BASE = `http://127.0.0.1:${PORT}`;
 let app: ChildProcess | undefined;
 test.beforeAll(async () => {
-  app = await startLessonModeApp(PORT, { TUTOR_QUESTION_BUDGET: '2', TUTOR_QUESTION_REFILL_MS: '60000' });
+  app = await startLessonModeApp(PORT, {
+    TUTOR_QUESTION_BUDGET: '2',
+    TUTOR_QUESTION_REFILL_MS: '60000',
+    // The first test opens three tabs of one student; the last opens a fourth.
+    TUTOR_MAX_CONNECTIONS_PER_USER: '3',
+  });
 });
 test.afterAll(async () => {
   await stop(app);
@@ -57,4 +62,33 @@ test('an empty question budget: the page holds the question back and counts down
   // After a reload, the refused question is not in the history: nothing was stored.
   await openReady(page, page.url());
   await expect(page.locator('.msg-student')).toHaveCount(2);
+});
+
+test('one tab too many: the page says so instead of reconnecting, and connects once a tab closes', async ({ context }) => {
+  const tabs = [];
+  for (let i = 0; i < 3; i++) {
+    const tab = await context.newPage();
+    await openReady(tab, `${BASE}/`);
+    tabs.push(tab);
+  }
+  const extra = await context.newPage();
+  const errors = watchForTrouble(extra);
+  await extra.goto(`${BASE}/`);
+  await hydrated(extra);
+  const conn = extra.locator('.conn');
+  await expect(conn).toHaveAttribute('data-state', 'too_many_tabs');
+  await expect(conn.locator('.conn-label')).toHaveText('too many tabs');
+  await expect(extra.locator('.composer-hint')).toHaveText(
+    'Too many tabs of this chat are open in this browser. Close one, and this tab connects by itself.',
+  );
+  await expect(extra.locator('button.send')).toBeDisabled();
+  // It waits (the server said how long) instead of trying again at once, for ever.
+  await extra.waitForTimeout(2_000);
+  await expect(conn).toHaveAttribute('data-state', 'too_many_tabs');
+
+  await tabs[0].close();
+  await expect(conn).toHaveAttribute('data-state', 'connected', { timeout: 25_000 });
+  await askUntilSettled(extra, 'What is a token bucket?');
+  await expect(extra.locator('.msg-tutor').last()).toHaveAttribute('data-status', 'complete');
+  expect(errors).toEqual([]);
 });

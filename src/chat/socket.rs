@@ -8,6 +8,7 @@
 //! `ask`'s job.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
 use std::net::SocketAddr;
@@ -87,10 +88,7 @@ pub async fn ws_handler(
         0 => None,
         cap => match state.sockets_per_address.try_open(&address, cap) {
             Some(place) => Some(place),
-            None => {
-                return (StatusCode::TOO_MANY_REQUESTS, "Too many chat sockets are open from your network.")
-                    .into_response()
-            }
+            None => return refuse_after_upgrade(ws, "Too many chat sockets are open from your network; try again later."),
         },
     };
     // A place among this user's open sockets, held until the socket ends.
@@ -98,22 +96,12 @@ pub async fn ws_handler(
         .connections
         .try_open(&hash_token(&session.0), settings.max_connections_per_user)
     else {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many chat tabs are open for this browser; close one and reload.",
-        )
-            .into_response();
+        return refuse_after_upgrade(ws, TOO_MANY_TABS);
     };
     // And among the session's sockets on every instance (docs/deploy.md).
     let counted = match state.db.try_open_socket(&session.0, &state.instance_id, settings.max_connections_per_user).await {
         Ok(Some(place)) => Some(CountedSocket { db: state.db.clone(), place }),
-        Ok(None) => {
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many chat tabs are open for this browser; close one and reload.",
-            )
-                .into_response()
-        }
+        Ok(None) => return refuse_after_upgrade(ws, TOO_MANY_TABS),
         Err(error) => {
             // Not counted rather than no chat: this instance's own cap still holds.
             tracing::warn!(%error, "cannot count the session's sockets across instances");
@@ -141,6 +129,35 @@ pub async fn ws_handler(
             let (sink, stream) = socket.split();
             let Accepted { state, session, address, places } = *accepted;
             handle_socket(sink, stream, state, session, address, places)
+        })
+}
+
+const TOO_MANY_TABS: &str = "Too many chat tabs are open for this browser; close one and this one reconnects.";
+/// Seconds a refused socket's page waits before it tries again.
+const REFUSED_RETRY_AFTER_S: u64 = 10;
+
+/// Refuses a socket once it is open: an `error` frame (`too_many_connections`), then a
+/// close (1013, try again later). A browser cannot read the HTTP status of a refused
+/// upgrade; it sees a failed connection only, so the page would say "reconnecting…"
+/// and try again at once, for ever. The refused socket holds no place and is gone as
+/// soon as the two frames are written.
+fn refuse_after_upgrade(ws: WebSocketUpgrade, why: &'static str) -> Response {
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(READ_BUFFER_BYTES)
+        .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
+        .on_upgrade(move |mut socket| async move {
+            let refusal = ServerFrame::Error {
+                code: ErrorCode::TooManyConnections,
+                message: why.into(),
+                message_id: None,
+                retry_after: Some(REFUSED_RETRY_AFTER_S),
+            };
+            let close = CloseFrame { code: 1013, reason: "too many connections".into() };
+            let written = tokio::time::timeout(Duration::from_secs(5), async {
+                socket.send(Message::Text(refusal.to_json().into())).await?;
+                socket.send(Message::Close(Some(close))).await
+            });
+            let _ = written.await;
         })
 }
 

@@ -13,6 +13,8 @@ pub enum ConnState {
     Connected,
     Reconnecting,
     Offline,
+    /// The server refused this tab: the browser has its most chat tabs open.
+    TooManyTabs,
 }
 
 impl ConnState {
@@ -22,6 +24,7 @@ impl ConnState {
             ConnState::Connected => "connected",
             ConnState::Reconnecting => "reconnecting",
             ConnState::Offline => "offline",
+            ConnState::TooManyTabs => "too_many_tabs",
         }
     }
 }
@@ -111,6 +114,9 @@ pub enum Applied {
     Done,
     /// Ask for the followed answer again (`resume`): a snapshot puts the page in step.
     Resync,
+    /// The server refused the socket (too many tabs): try again after this long, not
+    /// at once.
+    Refused { retry_after_ms: u64 },
 }
 
 /// How an `end` relates to the answer the page follows.
@@ -372,6 +378,19 @@ impl ChatUi {
             .with_untracked(|p| p.as_ref().and_then(|p| p.message_id.clone()))
     }
 
+    /// Stop pressed with no connection: a question whose answer has not begun is not
+    /// sent again, and shows as stopped.
+    pub fn stop_unsent(&self) {
+        let unstarted = self.pending.with_untracked(|p| p.as_ref().is_some_and(|p| p.ask.is_some()));
+        if !unstarted {
+            return;
+        }
+        if let Some(item) = self.pending_item() {
+            item.status.set(ItemStatus::Stopped);
+        }
+        self.pending.set(None);
+    }
+
     /// What a new connection sends first: `resume` of the answer under way, or the
     /// `ask` whose `start` the dropped connection never brought, sent again as it was.
     pub fn reconnect_frame(&self) -> Option<ClientFrame> {
@@ -422,7 +441,15 @@ impl ChatUi {
                 }
             }
             // The socket closes next; the page reconnects with its cookie.
-            ServerFrame::SessionChanged => self.account_stale.set(true),
+            ServerFrame::SessionChanged => {
+                self.account_stale.set(true);
+                // A question whose `start` has not come is not sent again under another
+                // identity: its `ask_id` is the old one's (the history shows the
+                // question if it was stored).
+                if self.pending.with_untracked(|p| p.as_ref().is_some_and(|p| p.ask.is_some())) {
+                    self.fail_pending(ItemError { code: None, detail: "connection lost".into(), retry_after: None });
+                }
+            }
             ServerFrame::Start {
                 conversation_id,
                 message_id,
@@ -451,14 +478,15 @@ impl ChatUi {
                 if let Some(question) = question_id {
                     self.set_question_id(question);
                 }
-                if let Some(item) = self.pending_item() {
+                let on_screen = self.pending_item();
+                if let Some(item) = on_screen {
                     item.context_truncated.set(context_truncated);
                     item.sources.set(sources);
                     item.faq_id.set(faq_id);
                     item.message_id.set(Some(message_id.clone()));
-                }
-                if self.conversation_id.get_untracked().as_deref() != Some(conversation_id.as_str()) {
-                    self.conversation_id.set(Some(conversation_id));
+                    if self.conversation_id.get_untracked().as_deref() != Some(conversation_id.as_str()) {
+                        self.conversation_id.set(Some(conversation_id.clone()));
+                    }
                 }
                 self.bump_sidebar();
                 self.pending.update(|p| {
@@ -468,6 +496,15 @@ impl ChatUi {
                         p.ask = None;
                     }
                 });
+                // The student opened another conversation before this `start` came (a
+                // question sent again after a reconnect): the page stays where it is.
+                // Back on the question's conversation, it is read again, and the
+                // answer, stored and streaming, is followed from there (`adopt`).
+                if on_screen.is_none()
+                    && self.conversation_id.get_untracked().as_deref() == Some(conversation_id.as_str())
+                {
+                    self.reload_conversation();
+                }
             }
             ServerFrame::Chunk {
                 content,
@@ -529,6 +566,11 @@ impl ChatUi {
                     detail: message,
                     retry_after,
                 };
+                // The socket itself was refused; the server closes it next.
+                if code == ErrorCode::TooManyConnections {
+                    self.conn.set(ConnState::TooManyTabs);
+                    return Applied::Refused { retry_after_ms: retry_after.unwrap_or(10).saturating_mul(1000) };
+                }
                 // The server's own rate limit refuses a question before it has an id.
                 if code == ErrorCode::RateLimited && message_id.is_none() {
                     self.ask_again_in.set(retry_after.unwrap_or(1));
@@ -545,6 +587,10 @@ impl ChatUi {
                             | ErrorCode::NotFound
                             | ErrorCode::Internal
                     );
+                // A question sent again after a reconnect, refused because the session
+                // ended meanwhile, is over too.
+                let unstarted = self.pending.with_untracked(|p| p.as_ref().is_some_and(|p| p.ask.is_some()));
+                let about_pending = about_pending || (code == ErrorCode::SessionEnded && unstarted);
                 if about_pending && self.is_answering() {
                     self.fail_pending(error);
                 } else if let Some(last) = self.items.with_untracked(|i| i.last().copied()) {
@@ -801,6 +847,95 @@ mod tests {
             ui.connection_lost();
             assert!(ui.version_error.get_untracked().is_some(), "a version not started: reported");
             assert!(!ui.is_answering());
+        });
+    }
+
+    /// The student opened another conversation while the page reconnected: the `start`
+    /// of the question sent again does not pull the page back; back on the question's
+    /// conversation, the page reads it again and follows its answer.
+    #[test]
+    fn a_late_start_leaves_the_page_where_the_student_went() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let ui = ChatUi::new();
+            ui.show_conversation(Some("c1".into()));
+            ui.begin_question(ask("q"));
+            ui.connection_lost();
+            ui.show_conversation(Some("d".into()));
+            let reloads = ui.reloads.get_untracked();
+            ui.apply(start("m1", Some("q1"), None));
+            assert_eq!(ui.conversation_id.get_untracked().as_deref(), Some("d"), "still where the student went");
+            assert_eq!(ui.reloads.get_untracked(), reloads);
+            assert_eq!(ui.resume_target().as_deref(), Some("m1"), "the answer is followed");
+
+            // A page that comes back while it streams reads the conversation again and
+            // adopts the stored answer.
+            let ui = ChatUi::new();
+            ui.show_conversation(Some("c1".into()));
+            ui.begin_question(ask("q"));
+            ui.connection_lost();
+            ui.show_conversation(Some("d".into()));
+            ui.show_conversation(Some("c1".into()));
+            let reloads = ui.reloads.get_untracked();
+            ui.apply(start("m1", Some("q1"), None));
+            assert_eq!(ui.reloads.get_untracked(), reloads.wrapping_add(1), "read again");
+            let stored = ChatItem::new(u64::MAX, Role::Tutor, "Hel".into(), ItemStatus::Streaming);
+            ui.adopt(stored, "m1".into());
+            ui.apply(ServerFrame::Snapshot {
+                message_id: "m1".into(),
+                content: "Hello".into(),
+                seq: 2,
+                status: AnswerStatus::Streaming,
+                live: true,
+                code: None,
+            });
+            assert_eq!(stored.text.get_untracked(), "Hello");
+        });
+    }
+
+    #[test]
+    fn a_question_not_started_is_not_sent_again_as_someone_else_or_after_stop() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let ui = ChatUi::new();
+            ui.begin_question(ask("q"));
+            ui.connection_lost();
+            ui.apply(ServerFrame::SessionChanged);
+            assert!(!ui.is_answering());
+            assert_eq!(ui.reconnect_frame(), None);
+            assert_eq!(ui.items.get_untracked()[1].status.get_untracked(), ItemStatus::Failed);
+
+            ui.begin_question(ask("r"));
+            ui.connection_lost();
+            ui.stop_unsent();
+            assert_eq!(ui.reconnect_frame(), None);
+            assert_eq!(ui.items.get_untracked()[3].status.get_untracked(), ItemStatus::Stopped);
+
+            // Sent again, and refused: the session ended meanwhile.
+            ui.begin_question(ask("s"));
+            ui.connection_lost();
+            ui.apply(ServerFrame::error(ErrorCode::SessionEnded, "signed out"));
+            assert!(!ui.is_answering());
+            assert_eq!(ui.items.get_untracked()[5].status.get_untracked(), ItemStatus::Failed);
+        });
+    }
+
+    #[test]
+    fn a_socket_refused_for_too_many_tabs_says_so_and_waits() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let ui = ChatUi::new();
+            ui.conn.set(ConnState::Connected);
+            let applied = ui.apply(ServerFrame::Error {
+                code: ErrorCode::TooManyConnections,
+                message: "Too many chat tabs".into(),
+                message_id: None,
+                retry_after: Some(10),
+            });
+            assert_eq!(applied, Applied::Refused { retry_after_ms: 10_000 });
+            assert_eq!(ui.conn.get_untracked(), ConnState::TooManyTabs);
+            assert!(!ui.can_ask());
+            assert!(ui.items.get_untracked().is_empty(), "not an answer's error");
         });
     }
 

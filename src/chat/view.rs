@@ -113,8 +113,15 @@ pub fn ChatPage() -> impl IntoView {
             submit();
         }
     };
+    // With no connection, a question whose answer has not begun is simply not sent
+    // again (it may still have reached the server: its answer is then in the history).
+    let stop_answer = move || {
+        if !client.send(&ClientFrame::Stop) {
+            ui.stop_unsent();
+        }
+    };
     let stop = move |_| {
-        client.send(&ClientFrame::Stop);
+        stop_answer();
         focus_input();
     };
     // Esc anywhere on the page stops the answer being written, as the Stop button does
@@ -124,7 +131,7 @@ pub fn ChatPage() -> impl IntoView {
         let listener = window_event_listener(leptos::ev::keydown, move |ev| {
             if ev.key() == "Escape" && !ev.default_prevented() && ui.is_answering() {
                 ev.prevent_default();
-                client.send(&ClientFrame::Stop);
+                stop_answer();
             }
         });
         on_cleanup(move || listener.remove());
@@ -147,6 +154,7 @@ pub fn ChatPage() -> impl IntoView {
             ConnState::Connected => s.connected,
             ConnState::Reconnecting => s.reconnecting,
             ConnState::Offline => s.offline,
+            ConnState::TooManyTabs => s.too_many_tabs,
         }
     };
     let is_new_chat = move || route_id.get().is_none() && ui.conversation_id.get().is_none();
@@ -270,6 +278,8 @@ pub fn ChatPage() -> impl IntoView {
                         t().answering_elsewhere.to_string()
                     } else if connected() || !hydrated.get() {
                         t().hint_keys.to_string()
+                    } else if ui.conn.get() == ConnState::TooManyTabs {
+                        t().too_many_tabs_hint.to_string()
                     } else {
                         t().not_connected_hint.to_string()
                     }

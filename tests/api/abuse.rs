@@ -344,14 +344,12 @@ async fn one_address_holds_a_bounded_number_of_chat_sockets() {
     let origin = format!("http://{}", app.addr);
     let first = app.try_connect(None, Some(&origin)).await.unwrap();
     let second = app.try_connect(None, Some(&origin)).await.unwrap();
-    match app.try_connect(None, Some(&origin)).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 429),
-        other => panic!("a third socket from one address: {:?}", other.map(|_| ())),
-    }
+    let third = app.open_or_refused(None).await.err();
+    assert_eq!(third.map(|r| (r.code, r.close_code)), Some((ErrorCode::TooManyConnections, 1013)));
     drop((first, second));
     let mut reopened = None;
     for _ in 0..50 {
-        if let Ok(ws) = app.try_connect(None, Some(&origin)).await {
+        if let Ok(ws) = app.open_or_refused(None).await {
             reopened = Some(ws);
             break;
         }

@@ -370,6 +370,36 @@ pub async fn next_frame(ws: &mut Ws) -> ServerFrame {
     }
 }
 
+/// How the server refused a socket after its upgrade: its one `error` frame, then the
+/// close.
+#[derive(Debug, PartialEq)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub retry_after: Option<u64>,
+    pub close_code: u16,
+}
+
+impl TestApp {
+    /// A socket from the page's own Origin (with `cookie`, or none), its `hello` read;
+    /// or how the server refused it once open.
+    pub async fn open_or_refused(&self, cookie: Option<&str>) -> Result<Ws, Refusal> {
+        let origin = format!("http://{}", self.addr);
+        let mut ws = self.try_connect(cookie, Some(&origin)).await.expect("the upgrade is accepted");
+        match next_frame(&mut ws).await {
+            ServerFrame::Hello { .. } => Ok(ws),
+            ServerFrame::Error { code, retry_after, message_id: None, .. } => match next_message(&mut ws).await {
+                Message::Close(Some(close)) => Err(Refusal { code, retry_after, close_code: close.code.into() }),
+                other => panic!("a refused socket closes after its error, got {other:?}"),
+            },
+            other => panic!("expected hello or a refusal, got {other:?}"),
+        }
+    }
+}
+
+/// What a socket refused for too many open (tabs, or sockets of one address) gets.
+pub const TOO_MANY_CONNECTIONS: Refusal =
+    Refusal { code: ErrorCode::TooManyConnections, retry_after: Some(10), close_code: 1013 };
+
 pub async fn send_json(ws: &mut Ws, value: Value) {
     ws.send(Message::Text(value.to_string().into())).await.unwrap();
 }

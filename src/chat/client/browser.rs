@@ -49,6 +49,9 @@ struct Client {
     reconnect_scheduled: Cell<bool>,
     /// When the question budget's meter was last moved (or set by a `budget` frame).
     budget_moved_at: Cell<f64>,
+    /// The server refused the current socket (too many tabs): milliseconds to wait
+    /// before the next one, instead of the backoff's.
+    refused_retry_ms: Cell<Option<u64>>,
 }
 
 /// The page's side of one socket. Dropping it hangs up: the socket's task stops
@@ -80,6 +83,7 @@ impl ChatClient {
             last_frame_at: Cell::new(now_ms()),
             reconnect_scheduled: Cell::new(false),
             budget_moved_at: Cell::new(now_ms()),
+            refused_retry_ms: Cell::new(None),
         })))
     }
 
@@ -345,6 +349,11 @@ async fn run_connection(
         }
     }
     client.ui.connection_lost();
+    if let Some(delay) = client.refused_retry_ms.take() {
+        // Refused for too many tabs: the label says so until a try gets in.
+        schedule_reconnect_in(&client, delay as f64);
+        return;
+    }
     client.ui.conn.set(if window().navigator().on_line() {
         ConnState::Reconnecting
     } else {
@@ -359,8 +368,10 @@ fn receive(client: &Client, text: &str) {
             if matches!(frame, ServerFrame::Budget { .. }) {
                 client.budget_moved_at.set(now_ms());
             }
-            if client.ui.apply(frame) == Applied::Resync {
-                resume_if_connected(client);
+            match client.ui.apply(frame) {
+                Applied::Resync => resume_if_connected(client),
+                Applied::Refused { retry_after_ms } => client.refused_retry_ms.set(Some(retry_after_ms)),
+                Applied::Done => {}
             }
             scroll_to_latest(client.ui, false);
         }
@@ -377,14 +388,20 @@ fn backoff_ms(attempt: u32) -> f64 {
 }
 
 fn schedule_reconnect(client: &Rc<Client>) {
-    if client.reconnect_scheduled.replace(true) {
+    if client.reconnect_scheduled.get() {
         return;
     }
     let attempt = client.attempt.get();
     client.attempt.set(attempt.saturating_add(1));
-    let delay = backoff_ms(attempt);
+    schedule_reconnect_in(client, backoff_ms(attempt));
+}
+
+fn schedule_reconnect_in(client: &Rc<Client>, delay_ms: f64) {
+    if client.reconnect_scheduled.replace(true) {
+        return;
+    }
     let c = client.clone();
-    set_timeout(move || connect(&c), Duration::from_millis(delay as u64));
+    set_timeout(move || connect(&c), Duration::from_millis(delay_ms as u64));
 }
 
 fn beat(client: &Rc<Client>) {
