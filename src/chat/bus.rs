@@ -103,6 +103,9 @@ pub struct FollowRequest {
 pub enum OwnerRequest {
     Follow(FollowRequest),
     Stop(String),
+    /// An instance took this answer over at `generation`: an older owner still
+    /// streaming it (its lease lapsed while it was alive) must let it go.
+    TakenOver { message_id: String, generation: u64 },
 }
 
 /// Something to publish, in order.
@@ -301,10 +304,11 @@ impl Bus {
             BusMessage::Stop { m } => {
                 let _ = self.owner_requests.send(OwnerRequest::Stop(m));
             }
-            BusMessage::Takeover { m, .. } => {
+            BusMessage::Takeover { m, g } => {
                 if let Some(feed) = lock(&self.feeds).get(&m) {
                     let _ = feed.send(FeedEvent::Resync);
                 }
+                let _ = self.owner_requests.send(OwnerRequest::TakenOver { message_id: m, generation: g });
             }
             BusMessage::User { o, u, f } => {
                 if o != self.instance {

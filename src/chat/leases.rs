@@ -49,17 +49,17 @@ pub struct FollowedAnswer {
 }
 
 impl Db {
-    /// Extends the leases of the answers `instance` streams to `until`.
-    pub async fn renew_leases(&self, instance: &str, until: i64) -> Result<u64, StoreError> {
-        let renewed = sqlx::query(
-            "UPDATE messages SET lease_until = $1 WHERE status = 'streaming' AND owner_instance = $2",
+    /// Extends the leases of the answers `instance` streams to `until`; returns their
+    /// ids. One it streams that is missing was taken over (or deleted) meanwhile.
+    pub async fn renew_leases(&self, instance: &str, until: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE messages SET lease_until = $1 WHERE status = 'streaming' AND owner_instance = $2 RETURNING id",
         )
         .bind(until)
         .bind(instance)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(renewed)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| row.try_get::<String, _>(0).map_err(StoreError::from)).collect()
     }
 
     /// Streaming answers no instance holds: lease lapsed (a row's lease is implied as

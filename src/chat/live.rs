@@ -83,6 +83,10 @@ enum Halt {
     /// The server is shutting down and the grace period is over: the answer is
     /// released for another instance to continue.
     Shutdown,
+    /// Another instance took the answer over: this one's lease lapsed while it was
+    /// alive (its renewals waited too long). Streaming on would be a second answer
+    /// beside the stored one.
+    Lost,
 }
 
 #[derive(Default)]
@@ -211,8 +215,13 @@ impl LiveAnswers {
             async move {
                 run(&registry, &task_answer, stream).await;
                 {
+                    // Only this task's own: after a lapsed lease, this instance may
+                    // have taken the same answer over under the same id meanwhile.
                     let mut answers = lock(&registry.answers);
-                    answers.remove(&task_answer.message_id);
+                    let id = &task_answer.message_id;
+                    if answers.get(id).is_some_and(|current| Arc::ptr_eq(current, &task_answer)) {
+                        answers.remove(id);
+                    }
                     registry.running.send_replace(answers.len());
                 }
                 // The answer's places (server-wide, per address) are free again.
@@ -282,8 +291,24 @@ impl LiveAnswers {
             *renewed_at = Some(Instant::now());
         }
         let until = now_ms() + i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX / 2);
-        if let Err(error) = self.db.renew_leases(&self.instance, until).await {
-            tracing::warn!(%error, "cannot renew the answers' leases; tried again in a second");
+        // Read before the renewal: each of these rows was stored before it runs.
+        let running: Vec<Arc<LiveAnswer>> = lock(&self.answers).values().cloned().collect();
+        match self.db.renew_leases(&self.instance, until).await {
+            Ok(renewed) => {
+                // Not renewed, yet streamed here: another instance took it over and its
+                // announcement never came (the bus missed it). Let it go, as when it does.
+                let renewed: std::collections::HashSet<&str> = renewed.iter().map(String::as_str).collect();
+                for answer in running.iter().filter(|answer| !renewed.contains(answer.message_id.as_str())) {
+                    answer.stop.send_if_modified(|halt| {
+                        let first = *halt == Halt::No;
+                        if first {
+                            *halt = Halt::Lost;
+                        }
+                        first
+                    });
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot renew the answers' leases; tried again in a second"),
         }
     }
 
@@ -492,6 +517,20 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
                     let _ = answer.frames.send(Published { json: Utf8Bytes::from_static(""), terminal: true, at: Instant::now() });
                     return;
                 }
+                Halt::Lost => {
+                    tracing::warn!(message_id = %id, "another instance took this answer over (this one's lease lapsed); its sockets follow it there");
+                    drop(stream); // no second model call for the same answer
+                    // Gone from here before its sockets hear it: they follow the
+                    // answer again, from the database and the taker (`resume`).
+                    {
+                        let mut answers = lock(&live.answers);
+                        if answers.get(id).is_some_and(|current| Arc::ptr_eq(current, answer)) {
+                            answers.remove(id);
+                        }
+                    }
+                    let _ = answer.frames.send(Published { json: Utf8Bytes::from_static(""), terminal: true, at: Instant::now() });
+                    return;
+                }
             },
         }
     };
@@ -539,6 +578,11 @@ async fn serve_owner_requests(live: Weak<LiveAnswers>, mut requests: mpsc::Unbou
             OwnerRequest::Stop(message_id) => {
                 if let Some(answer) = registry.get(&message_id) {
                     answer.stop();
+                }
+            }
+            OwnerRequest::TakenOver { message_id, generation } => {
+                if let Some(answer) = registry.get(&message_id).filter(|answer| answer.generation < generation) {
+                    answer.stop.send_replace(Halt::Lost);
                 }
             }
         }

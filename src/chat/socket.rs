@@ -455,11 +455,18 @@ where
     async fn on_followed(&mut self, followed: Result<Published, broadcast::error::RecvError>) -> Step {
         match followed {
             Ok(published) => {
+                let mut handed_over = None;
                 if published.terminal {
-                    self.following = None;
+                    handed_over = self.following.take().map(|f| f.answer.message_id.clone());
                 }
                 if published.json.as_str().is_empty() {
-                    return Step::Continue; // handed over at shutdown: the page resumes it elsewhere
+                    // Handed over. At shutdown, the page reconnects elsewhere and
+                    // resumes it there; otherwise another instance took it over (this
+                    // one's lease lapsed), and this socket follows it there.
+                    return match handed_over {
+                        Some(message_id) if !*self.shutdown.borrow() => Box::pin(self.resume(message_id)).await,
+                        _ => Step::Continue,
+                    };
                 }
                 match self.sink.send(Message::Text(published.json)).await {
                     Ok(()) => {

@@ -437,3 +437,123 @@ async fn lesson_mode_continues_its_own_text_after_a_crash() {
     assert_eq!(content, whole);
     assert_eq!(followed.text, whole);
 }
+
+/// Instance A is alive but its lease lapsed (its renewals waited too long: here, its
+/// renewal no longer reaches the row). An instance takes the answer over and continues
+/// it (B, or A itself as a new owner). The old stream must let it go: it stops its
+/// model request, and its socket follows the answer where the taker writes it, so the
+/// student reads the stored answer and not a second one.
+#[tokio::test]
+async fn an_owner_whose_lease_lapsed_while_alive_hands_its_sockets_to_the_taker() {
+    const LEASE_MS: u64 = 2_000;
+    let question = "[tokens=300] [delay=20] a long answer whose owner stalls";
+    let a = Doomed::start(fresh_database_url().await, LEASE_MS).await;
+    let database_url = a.app.state.settings.database_url.clone().unwrap();
+    let b = Doomed::start(database_url.clone(), LEASE_MS).await;
+
+    let mut student = a.app.student().await;
+    send_json(&mut student.ws, json!({"question": question})).await;
+    let ServerFrame::Start { message_id, .. } = next_frame(&mut student.ws).await else { panic!("no start") };
+    let mut seen = Followed::default();
+    while seen.last_seq < 20 {
+        if let ServerFrame::Chunk { content, seq, .. } = next_frame(&mut student.ws).await {
+            assert_eq!(seq, seen.last_seq + 1);
+            seen.text.push_str(&content);
+            seen.last_seq = seq;
+        }
+    }
+    // A's renewals stop reaching the row, as if its writer waited past the lease.
+    let pool = sqlx::AnyPool::connect(&database_url).await.unwrap();
+    sqlx::query("UPDATE messages SET owner_instance = 'stalled' WHERE id = $1")
+        .bind(&message_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "the answer did not end: {seen:?}");
+        match next_frame(&mut student.ws).await {
+            ServerFrame::Chunk { content, seq, .. } => {
+                assert_eq!(seq, seen.last_seq + 1, "in order, each once: {seen:?}");
+                seen.text.push_str(&content);
+                seen.last_seq = seq;
+            }
+            // B took it over: the text as stored at the hand-over, then B's chunks.
+            ServerFrame::Snapshot { content, seq, live, .. } => {
+                assert!(live);
+                seen.text = content;
+                seen.last_seq = seq;
+                seen.snapshots += 1;
+            }
+            ServerFrame::End { seq, reason, .. } => {
+                assert_eq!(seq, seen.last_seq);
+                seen.end = Some(reason);
+                break;
+            }
+            ServerFrame::ConversationChanged { .. } | ServerFrame::Budget { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen.end, Some(EndReason::Complete));
+    assert!(seen.snapshots >= 1, "the socket followed the answer to the taker");
+    let (status, content, generation, continued, _) = stored(&b.app, &message_id).await;
+    assert_eq!((status.as_str(), generation, continued), ("complete", 1, 1));
+    assert_eq!(seen.text, content, "the student read the stored answer");
+    let own = a.app.fake.requests();
+    assert!(!own[0].completed, "A stopped its first model request when the answer was taken over");
+    // Continued once, by whichever instance took it (A may take its own lapsed answer).
+    assert_eq!(own.len() + b.app.fake.requests().len(), 2);
+}
+
+/// The same, when the taker's announcement never reaches A (the bus missed it): A's
+/// next lease renewal finds the answer no longer its own and lets it go all the same.
+/// Here the "taker" is the test itself, which takes the row over and later ends it.
+#[tokio::test]
+async fn an_owner_that_missed_the_takeover_notices_it_at_its_next_renewal() {
+    const LEASE_MS: u64 = 2_000;
+    let a = Doomed::start(fresh_database_url().await, LEASE_MS).await;
+    let database_url = a.app.state.settings.database_url.clone().unwrap();
+    let mut student = a.app.student().await;
+    send_json(&mut student.ws, json!({"question": "[tokens=400] [delay=20] taken over in silence"})).await;
+    let ServerFrame::Start { message_id, .. } = next_frame(&mut student.ws).await else { panic!("no start") };
+    while !matches!(next_frame(&mut student.ws).await, ServerFrame::Chunk { seq: 10, .. }) {}
+    let pool = sqlx::AnyPool::connect(&database_url).await.unwrap();
+    sqlx::query("UPDATE messages SET owner_instance = 'silent', generation = generation + 1 WHERE id = $1")
+        .bind(&message_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // A's socket hears of the hand-over as a snapshot of the stored text.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "A never let the answer go");
+        match next_frame(&mut student.ws).await {
+            ServerFrame::Snapshot { live: true, .. } => break,
+            ServerFrame::Chunk { .. } | ServerFrame::ConversationChanged { .. } | ServerFrame::Budget { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // The silent taker ends it: the socket, following it from the database, ends with it.
+    sqlx::query("UPDATE messages SET status = 'complete', content = 'the taker''s text', owner_instance = NULL WHERE id = $1")
+        .bind(&message_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(Instant::now() < deadline, "the socket did not follow the stored answer to its end");
+        match next_frame(&mut student.ws).await {
+            ServerFrame::Snapshot { content, live: false, status, .. } => {
+                assert_eq!((content.as_str(), status), ("the taker's text", MessageStatus::Complete));
+                break;
+            }
+            ServerFrame::Snapshot { .. } | ServerFrame::ConversationChanged { .. } | ServerFrame::Budget { .. } => {}
+            other => panic!("A streamed on after letting go: {other:?}"),
+        }
+    }
+    let own = a.app.fake.requests();
+    assert!(!own[0].completed, "A stopped its model request");
+}
