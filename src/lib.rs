@@ -10,6 +10,7 @@ pub mod protocol;
 pub mod i18n;
 pub mod page;
 pub mod platform;
+pub mod lang_switch;
 pub mod error;
 pub mod render;
 #[cfg(feature = "ssr")]

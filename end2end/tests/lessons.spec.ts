@@ -1,6 +1,6 @@
 import { test, expect } from '@playwright/test';
 import type { ChildProcess } from 'node:child_process';
-import { openReady, ready, send } from './helpers';
+import { hydrated, openReady, ready, send } from './helpers';
 import { serversForThisFile, startLessonModeApp, stop, upstreamLog } from './servers';
 
 test.describe.configure({ mode: 'serial' });
@@ -62,6 +62,27 @@ test('a Russian lesson page keeps readable anchors', async ({ page }) => {
   const section = page.locator('h2', { hasText: 'Экспоненциальная задержка с джиттером' });
   await expect(section).toHaveAttribute('id', 'экспоненциальная-задержка-с-джиттером');
   await expect(section).toBeInViewport();
+});
+
+test('the language switches on pages other than the chat too, and is remembered', async ({ page }) => {
+  await page.goto('/lessons');
+  await hydrated(page);
+  await expect(page.locator('html')).toHaveAttribute('lang', 'en');
+  await expect(page.locator('.sidebar-title')).toHaveText('Conversations');
+  await page.locator('.sidebar-lang button.lang-switch').click();
+  await expect(page.locator('html')).toHaveAttribute('lang', 'ru');
+  await expect(page.locator('.sidebar-title')).toHaveText('Разговоры');
+  await expect(page.locator('.sidebar-lessons')).toHaveText('Уроки');
+  await page.reload();
+  await hydrated(page);
+  await expect(page.locator('.sidebar-title')).toHaveText('Разговоры');
+  // The chat page has its own switch in its top bar: one on the page, not two.
+  await page.goto('/');
+  await ready(page);
+  await expect(page.locator('button.lang-switch')).toHaveCount(1);
+  await expect(page.locator('.topbar button.lang-switch')).toHaveText('English');
+  await page.locator('.topbar button.lang-switch').click();
+  await expect(page.locator('html')).toHaveAttribute('lang', 'en');
 });
 
 test.describe('a fresh install with no API key', () => {

@@ -13,7 +13,9 @@ const TEACHER = 'ms_teacher';
 const PASSWORD = 'a long teacher password';
 
 async function signInAsTeacher(browser: Browser): Promise<Page> {
-  const page = await (await browser.newContext()).newPage();
+  // A teacher nine hours east of UTC (Tokyo keeps no summer time): the queue's times are
+  // shown in the teacher's own zone.
+  const page = await (await browser.newContext({ timezoneId: 'Asia/Tokyo' })).newPage();
   await page.goto('/signin');
   await hydrated(page);
   await submitSignIn(page, TEACHER, PASSWORD);
@@ -54,6 +56,11 @@ test('a student asks the teacher, the teacher replies, the open page shows it li
   await expect(request).toHaveCount(1);
   await expect(request.locator('.queue-note')).toHaveText('Which one for a chat?');
   await expect(request.locator('.queue-student')).toHaveText(/^Guest \d+$/);
+  const when = request.locator('.queue-when time');
+  const utc = new Date((await when.getAttribute('datetime'))!);
+  const tokyo = new Date(utc.getTime() + 9 * 3600_000).toISOString().slice(0, 16).replace('T', ' ');
+  await expect(when).toHaveText(tokyo);
+  await expect(when).toHaveAttribute('title', `${utc.toISOString().slice(0, 16).replace('T', ' ')} UTC`);
   await teacher.screenshot({ path: testInfo.outputPath('teach-queue.png'), fullPage: true });
   await testInfo.attach('teach-queue', { path: testInfo.outputPath('teach-queue.png'), contentType: 'image/png' });
 

@@ -219,7 +219,10 @@ pub async fn throttle_calls(State(state): State<AppState>, request: Request, nex
     let address =
         crate::net::request_client_key(request.extensions(), request.headers(), &state.settings.trusted_proxies);
     let Some(wait) = state.call_buckets.take_within(&address, tokio::time::Instant::now(), LONGEST_WAIT) else {
-        let mut refused = (StatusCode::TOO_MANY_REQUESTS, "Too many requests; slow down.").into_response();
+        // As a server function's own error, so the page shows "rate limited", not
+        // "internal".
+        let error = AppError::new(ErrorCode::RateLimited, "Too many requests; slow down.").retry_after(5);
+        let mut refused = call_refused(StatusCode::TOO_MANY_REQUESTS, error);
         refused.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         return refused;
     };

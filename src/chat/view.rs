@@ -6,6 +6,8 @@
 
 use leptos::prelude::*;
 
+use crate::lang_switch::LangSwitch;
+
 use leptos_router::hooks::use_params_map;
 
 use super::client::ChatClient;
@@ -136,11 +138,6 @@ pub fn ChatPage() -> impl IntoView {
         });
         on_cleanup(move || listener.remove());
     });
-    let switch_lang = move |_| {
-        let next = lang.get_untracked().other();
-        lang.set(next);
-        platform::remember_lang(next);
-    };
     let on_scroll = move |_| client.follow_if_at_bottom();
     let jump = move |_| {
         ui.follow.set(true);
@@ -182,9 +179,7 @@ pub fn ChatPage() -> impl IntoView {
                         </a>
                     })}
                     <a class="faq-link" href="/faq">{move || t().faq_link}</a>
-                    <button type="button" class="lang-switch" on:click=switch_lang>
-                        {move || t().switch_to}
-                    </button>
+                    <LangSwitch />
                 </div>
             </header>
             <Show when=move || lesson_mode>

@@ -14,7 +14,7 @@ use crate::i18n::Lang;
 use crate::lessons::view::{SourceList, StoredAnswerText};
 use crate::not_found::NotFound;
 use crate::protocol::ErrorCode;
-use crate::teacher::date_time_of_ms;
+use crate::teacher::view::LocalTime;
 
 /// Under a finished answer: "Ask my teacher" with an optional note, or where the
 /// request about this answer stands. A reply arriving on the socket turns it to
@@ -127,7 +127,7 @@ fn QueueRow(request: Request) -> impl IntoView {
                 " · "
                 <span class="queue-title">{request.title}</span>
             </a>
-            <span class="queue-when">{date_time_of_ms(request.created_at)}</span>
+            <span class="queue-when"><LocalTime unix_ms=request.created_at /></span>
             <span class="queue-state">{move || request_state_label(t(), request.status)}</span>
             <p class="queue-question">{request.question}</p>
             {(!request.note.is_empty()).then(|| view! { <p class="queue-note">{request.note}</p> })}
@@ -195,7 +195,7 @@ fn TeacherConversation(
             });
             view! {
                 <section class="teacher-request-card" id=format!("request-{}", request.id) data-status=request.status.as_str()>
-                    <h2>{move || t().queue_request} " · " {date_time_of_ms(request.created_at)} " · " {move || request_state_label(t(), request.status)}</h2>
+                    <h2>{move || t().queue_request} " · " <LocalTime unix_ms=request.created_at /> " · " {move || request_state_label(t(), request.status)}</h2>
                     <p class="queue-question">{request.question.clone()}</p>
                     {(!request.note.is_empty()).then(|| view! { <p class="queue-note">{request.note.clone()}</p> })}
                     <ActionForm action=reply attr:class="reply-form">

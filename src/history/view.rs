@@ -16,6 +16,8 @@ pub fn Sidebar() -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
     let t = move || lang.get().t();
     let page = expect_context::<PageState>();
+    let location = leptos_router::hooks::use_location();
+    let on_chat_page = move || location.pathname.with(|path| path == "/" || path.starts_with("/c/"));
     let list = Resource::new(move || page.sidebar_version.get(), |_| list_conversations(None));
     // On a narrow screen the sidebar is a drawer behind a button (style/main.css hides
     // the button on a wide one). Opening it moves focus in; Esc or the button closes
@@ -138,6 +140,10 @@ pub fn Sidebar() -> impl IntoView {
             }}
             <a href="/lessons" class="sidebar-lessons">{move || t().lessons}</a>
             <crate::account::view::AccountBox />
+            // The chat page has its own in its top bar.
+            <Show when=move || !on_chat_page()>
+                <div class="sidebar-lang"><crate::lang_switch::LangSwitch /></div>
+            </Show>
         </nav>
     }
 }

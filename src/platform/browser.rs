@@ -18,6 +18,22 @@ pub fn page_lang() -> Lang {
         .unwrap_or_default()
 }
 
+/// A moment in Unix milliseconds as `YYYY-MM-DD HH:MM` in the browser's own time zone.
+pub fn local_date_time(unix_ms: i64) -> Option<String> {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(unix_ms as f64));
+    let year = date.get_full_year();
+    // An invalid date reads NaN, which the getters turn into 0: leave the UTC text.
+    (year > 0).then(|| {
+        format!(
+            "{year:04}-{:02}-{:02} {:02}:{:02}",
+            date.get_month() + 1,
+            date.get_date(),
+            date.get_hours(),
+            date.get_minutes()
+        )
+    })
+}
+
 /// Whether answers are lesson excerpts, from the `data-lesson-mode` the server
 /// rendered on `<html>`.
 pub fn lesson_mode() -> bool {

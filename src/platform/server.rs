@@ -27,6 +27,12 @@ pub fn page_lang() -> Lang {
     Lang::default()
 }
 
+/// The server knows no reader's time zone: pages say UTC until the browser's twin
+/// rewrites the moment in its own.
+pub fn local_date_time(_unix_ms: i64) -> Option<String> {
+    None
+}
+
 /// Whether answers are lesson excerpts: the router provides it (pages rendered
 /// without it, such as the fallback's 404, say no).
 pub fn lesson_mode() -> bool {

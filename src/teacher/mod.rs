@@ -129,6 +129,12 @@ pub fn date_time_of_ms(unix_ms: i64) -> String {
     format!("{} {:02}:{:02} UTC", date_of_ms(unix_ms), minutes / 60, minutes % 60)
 }
 
+/// A moment in Unix milliseconds as an HTML `datetime` (`YYYY-MM-DDTHH:MMZ`).
+pub fn datetime_attribute_of_ms(unix_ms: i64) -> String {
+    let minutes = unix_ms.div_euclid(60_000).rem_euclid(24 * 60);
+    format!("{}T{:02}:{:02}Z", date_of_ms(unix_ms), minutes / 60, minutes % 60)
+}
+
 /// The civil date (UTC) of a moment in Unix milliseconds.
 pub fn date_of_ms(unix_ms: i64) -> String {
     date_of_day(unix_ms.div_euclid(86_400_000))
@@ -160,5 +166,6 @@ mod tests {
         assert_eq!(date_of_day(20_784), "2026-11-27");
         assert_eq!(date_of_day(-1), "1969-12-31");
         assert_eq!(date_time_of_ms(20_784 * 86_400_000 + 13 * 3_600_000 + 5 * 60_000 + 59_999), "2026-11-27 13:05 UTC");
+        assert_eq!(datetime_attribute_of_ms(20_784 * 86_400_000 + 13 * 3_600_000 + 5 * 60_000), "2026-11-27T13:05Z");
     }
 }

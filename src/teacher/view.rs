@@ -18,6 +18,22 @@ use crate::i18n::{Lang, Strings};
 use crate::not_found::NotFound;
 use crate::protocol::ErrorCode;
 
+/// A moment as `YYYY-MM-DD HH:MM`: rendered in UTC (the server knows no reader's time
+/// zone, and says "UTC"), then, once the page has hydrated, in the browser's own
+/// zone. The UTC text stays as the tooltip.
+#[component]
+pub fn LocalTime(unix_ms: i64) -> impl IntoView {
+    let utc = super::date_time_of_ms(unix_ms);
+    let shown = RwSignal::new(utc.clone());
+    // An Effect: the browser's clock is read after hydration, never during a render.
+    Effect::new(move |_| {
+        if let Some(local) = crate::platform::local_date_time(unix_ms) {
+            shown.set(local);
+        }
+    });
+    view! { <time datetime=super::datetime_attribute_of_ms(unix_ms) title=utc>{move || shown.get()}</time> }
+}
+
 #[component]
 pub fn TeachPage() -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();

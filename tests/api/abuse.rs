@@ -337,6 +337,24 @@ async fn server_functions_called_faster_than_a_person_are_slowed() {
     assert_eq!(app.http.get(format!("http://{}/healthz", app.addr)).send().await.unwrap().status(), 200);
 }
 
+/// Calls that would wait too long are refused as a server function refuses: a JSON
+/// error with its code, so the page says "rate limited" and not "internal".
+#[tokio::test]
+async fn a_server_function_call_refused_by_the_throttle_says_why() {
+    let app = spawn_app_with(|s| s.calls_per_second_per_address = 1).await;
+    let cookie = app.session_cookie().await;
+    // A burst of 4, then one a second, and no call waits more than 5 s: of 12 at once,
+    // the last few are refused.
+    let calls = (0..12).map(|_| app.call(&cookie, "history/list", &[]));
+    let answers = futures::future::join_all(calls).await;
+    let refused: Vec<&(u16, String)> = answers.iter().filter(|(status, _)| *status == 429).collect();
+    assert!(!refused.is_empty(), "{answers:?}");
+    for (_, body) in refused {
+        let error: tutor_chat::error::AppError = serde_json::from_str(body).unwrap();
+        assert_eq!((error.code, error.retry_after), (ErrorCode::RateLimited, Some(5)), "{body}");
+    }
+}
+
 #[tokio::test]
 async fn one_address_holds_a_bounded_number_of_chat_sockets() {
     // A session is free to make, so sockets are counted per address as well.
