@@ -101,6 +101,9 @@ struct LiveState {
     /// The seq and length of the text the answer started from (a takeover's).
     base_seq: u64,
     base_len: usize,
+    /// Another instance took the answer over (`Halt::Lost`): it is followed there, not
+    /// here, by a socket that looks at it from now on.
+    handed_over: bool,
 }
 
 /// Where an answer starts: from nothing, or from a cut answer's stored text.
@@ -299,13 +302,7 @@ impl LiveAnswers {
                 // announcement never came (the bus missed it). Let it go, as when it does.
                 let renewed: std::collections::HashSet<&str> = renewed.iter().map(String::as_str).collect();
                 for answer in running.iter().filter(|answer| !renewed.contains(answer.message_id.as_str())) {
-                    answer.stop.send_if_modified(|halt| {
-                        let first = *halt == Halt::No;
-                        if first {
-                            *halt = Halt::Lost;
-                        }
-                        first
-                    });
+                    answer.lose();
                 }
             }
             Err(error) => tracing::warn!(%error, "cannot renew the answers' leases; tried again in a second"),
@@ -368,19 +365,35 @@ impl LiveAnswer {
     }
 
     pub fn stop(&self) {
+        self.halt(Halt::Stopped);
+    }
+
+    /// The answer is no longer this instance's ([`Halt::Lost`]). A stop already asked
+    /// for goes first: the student's stop is not turned into a hand-over.
+    fn lose(&self) {
+        self.halt(Halt::Lost);
+    }
+
+    fn halt(&self, why: Halt) {
         self.stop.send_if_modified(|halt| {
             let first = *halt == Halt::No;
             if first {
-                *halt = Halt::Stopped;
+                *halt = why;
             }
             first
         });
     }
 
+
+
     /// The text so far and the frames after it. Taken under the lock the writer
     /// holds while publishing, so nothing falls between the snapshot and the feed.
-    pub fn follow(self: &Arc<Self>) -> (ServerFrame, Option<ServerFrame>, Follower) {
+    /// `None` once another instance took the answer over: it is followed there.
+    pub fn follow(self: &Arc<Self>) -> Option<(ServerFrame, Option<ServerFrame>, Follower)> {
         let state = lock(&self.state);
+        if state.handed_over {
+            return None;
+        }
         let receiver = self.frames.subscribe();
         let status = match &state.last {
             None => AnswerStatus::Streaming,
@@ -408,14 +421,14 @@ impl LiveAnswer {
         };
         let last = state.last.clone();
         drop(state);
-        (
+        Some((
             snapshot,
             last,
             Follower {
                 answer: self.clone(),
                 frames: receiver,
             },
-        )
+        ))
     }
 
     fn publish(&self, bus: &Bus, frame: &ServerFrame, update: impl FnOnce(&mut LiveState)) {
@@ -518,16 +531,19 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
                     return;
                 }
                 Halt::Lost => {
-                    tracing::warn!(message_id = %id, "another instance took this answer over (this one's lease lapsed); its sockets follow it there");
+                    tracing::warn!(message_id = %id, "this answer is no longer this instance's (its lease lapsed and another owner took it, or it was deleted); letting it go");
                     drop(stream); // no second model call for the same answer
                     // Gone from here before its sockets hear it: they follow the
-                    // answer again, from the database and the taker (`resume`).
+                    // answer again, from the database and the taker. One that looks
+                    // at it after this sees `handed_over` (`LiveAnswer::follow`).
                     {
                         let mut answers = lock(&live.answers);
                         if answers.get(id).is_some_and(|current| Arc::ptr_eq(current, answer)) {
                             answers.remove(id);
                         }
                     }
+                    let state = &mut lock(&answer.state);
+                    state.handed_over = true;
                     let _ = answer.frames.send(Published { json: Utf8Bytes::from_static(""), terminal: true, at: Instant::now() });
                     return;
                 }
@@ -582,7 +598,7 @@ async fn serve_owner_requests(live: Weak<LiveAnswers>, mut requests: mpsc::Unbou
             }
             OwnerRequest::TakenOver { message_id, generation } => {
                 if let Some(answer) = registry.get(&message_id).filter(|answer| answer.generation < generation) {
-                    answer.stop.send_replace(Halt::Lost);
+                    answer.lose();
                 }
             }
         }

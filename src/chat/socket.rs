@@ -153,11 +153,19 @@ fn refuse_after_upgrade(ws: WebSocketUpgrade, why: &'static str) -> Response {
                 retry_after: Some(REFUSED_RETRY_AFTER_S),
             };
             let close = CloseFrame { code: 1013, reason: "too many connections".into() };
-            let written = tokio::time::timeout(Duration::from_secs(5), async {
+            let refused = tokio::time::timeout(Duration::from_secs(5), async {
                 socket.send(Message::Text(refusal.to_json().into())).await?;
-                socket.send(Message::Close(Some(close))).await
+                socket.send(Message::Close(Some(close))).await?;
+                // Until the client's own close: a socket dropped with frames from the
+                // client unread is reset, and the refusal could be lost with it.
+                while let Some(Ok(message)) = socket.recv().await {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
+                }
+                Ok::<(), axum::Error>(())
             });
-            let _ = written.await;
+            let _ = refused.await;
         })
 }
 
@@ -464,7 +472,7 @@ where
                     // resumes it there; otherwise another instance took it over (this
                     // one's lease lapsed), and this socket follows it there.
                     return match handed_over {
-                        Some(message_id) if !*self.shutdown.borrow() => Box::pin(self.resume(message_id)).await,
+                        Some(message_id) if !*self.shutdown.borrow() => Box::pin(self.follow_handed_over(message_id)).await,
                         _ => Step::Continue,
                     };
                 }
@@ -496,7 +504,10 @@ where
 
     /// Sends an answer's snapshot (and its last frame, if it is over) and follows it.
     async fn resync(&mut self, live: &Arc<LiveAnswer>) -> Step {
-        let (snapshot, last, follower) = live.follow();
+        let Some((snapshot, last, follower)) = live.follow() else {
+            // Another instance took it over since it was looked up: followed there.
+            return Box::pin(self.follow_handed_over(live.message_id.clone())).await;
+        };
         if let Step::Close = self.send(&snapshot).await {
             return Step::Close;
         }
@@ -689,8 +700,23 @@ where
             }
             return self.send(&live::not_found(&message_id)).await;
         }
-        // Not streamed here: as stored, and followed on the bus while another
-        // instance streams it (or will, once it takes it over).
+        self.follow_remote(message_id, user).await
+    }
+
+    /// Follows an answer this instance streamed until another took it over (its lease
+    /// lapsed): as the socket's own user, with no lookup first (a lapse comes with a
+    /// starved database pool, where a lookup would fail the answer on the page; the
+    /// remote follow retries its reads instead).
+    async fn follow_handed_over(&mut self, message_id: String) -> Step {
+        match self.user_id.clone() {
+            Some(user) => self.follow_remote(message_id, user).await,
+            None => self.resume(message_id).await,
+        }
+    }
+
+    /// Follows an answer as stored, and on the bus while another instance streams it
+    /// (or will, once it takes it over).
+    async fn follow_remote(&mut self, message_id: String, user: String) -> Step {
         let feed = self.state.bus.feed(&message_id);
         self.remote = Some(RemoteFollow {
             message_id,

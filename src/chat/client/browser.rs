@@ -255,6 +255,7 @@ fn socket_url() -> Option<String> {
 
 fn connect(client: &Rc<Client>) {
     client.reconnect_scheduled.set(false);
+    client.refused_retry_ms.set(None);
     // Dropping the old connection hangs up its task, which closes its socket.
     client.connection.borrow_mut().take();
 
@@ -311,7 +312,8 @@ async fn run_connection(
         return;
     }
     if matches!(socket.state(), State::Open) {
-        client.attempt.set(0);
+        // The backoff starts over at the server's `hello`, not here: a socket the
+        // server refuses opens too (see `receive`).
         client.last_frame_at.set(now_ms());
         client.ui.conn.set(ConnState::Connected);
         // An answer under way when the connection dropped goes on being written on
@@ -350,8 +352,9 @@ async fn run_connection(
     }
     client.ui.connection_lost();
     if let Some(delay) = client.refused_retry_ms.take() {
-        // Refused for too many tabs: the label says so until a try gets in.
-        schedule_reconnect_in(&client, delay as f64);
+        // Refused for too many tabs: the label says so until a try gets in. Jittered,
+        // so a class's refused tabs do not all come back at the same moment.
+        schedule_reconnect_in(&client, delay as f64 * (1.0 + 0.5 * js_sys::Math::random()));
         return;
     }
     client.ui.conn.set(if window().navigator().on_line() {
@@ -365,8 +368,10 @@ async fn run_connection(
 fn receive(client: &Client, text: &str) {
     match serde_json::from_str::<ServerFrame>(text) {
         Ok(frame) => {
-            if matches!(frame, ServerFrame::Budget { .. }) {
-                client.budget_moved_at.set(now_ms());
+            match frame {
+                ServerFrame::Budget { .. } => client.budget_moved_at.set(now_ms()),
+                ServerFrame::Hello { .. } => client.attempt.set(0),
+                _ => {}
             }
             match client.ui.apply(frame) {
                 Applied::Resync => resume_if_connected(client),
