@@ -19,6 +19,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "platform",
             "platform::browser",
             "platform::server",
+            "lang_switch",
             "error",
             "render",
             "render::stream",

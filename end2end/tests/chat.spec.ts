@@ -85,12 +85,12 @@ test('an upstream error shows inline under the answer, and the next question wor
   await input.press('Enter');
   const error = page.locator('.msg-tutor .msg-error');
   await expect(error).toHaveAttribute('data-code', 'rate_limited');
-  await expect(error).toContainText('Too many questions');
+  await expect(error).toContainText('Too many requests');
   await expect(error).toContainText('Try again in 7 s.');
   await expect(error).toHaveAttribute('title', /.+/); // the server's own (English) words
   // In Russian the whole notice is Russian, the unit too, and no English tooltip.
   await page.locator('button.lang-switch').click();
-  await expect(error).toHaveText('Слишком много вопросов сейчас. Повторите через 7 с.');
+  await expect(error).toHaveText('Слишком много запросов сейчас. Повторите через 7 с.');
   await expect(error).not.toHaveAttribute('title');
   await page.locator('button.lang-switch').click();
   await input.fill('[tokens=4] and now?');

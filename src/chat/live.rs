@@ -384,8 +384,6 @@ impl LiveAnswer {
         });
     }
 
-
-
     /// The text so far and the frames after it. Taken under the lock the writer
     /// holds while publishing, so nothing falls between the snapshot and the feed.
     /// `None` once another instance took the answer over: it is followed there.
@@ -527,6 +525,9 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
                         tracing::error!(%error, message_id = %id, "cannot release the answer; it is taken over when its lease lapses");
                     }
                     // Its sockets stop following (nothing is sent): they close with 1001.
+                    // One that looks at it from now on follows it remotely.
+                    let state = &mut lock(&answer.state);
+                    state.handed_over = true;
                     let _ = answer.frames.send(Published { json: Utf8Bytes::from_static(""), terminal: true, at: Instant::now() });
                     return;
                 }

@@ -139,8 +139,8 @@ const REFUSED_RETRY_AFTER_S: u64 = 10;
 /// Refuses a socket once it is open: an `error` frame (`too_many_connections`), then a
 /// close (1013, try again later). A browser cannot read the HTTP status of a refused
 /// upgrade; it sees a failed connection only, so the page would say "reconnecting…"
-/// and try again at once, for ever. The refused socket holds no place and is gone as
-/// soon as the two frames are written.
+/// and try again at once, for ever. The refused socket holds no place and is gone once
+/// the client closes too (a second at most after the two frames are written).
 fn refuse_after_upgrade(ws: WebSocketUpgrade, why: &'static str) -> Response {
     ws.read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(READ_BUFFER_BYTES)
@@ -153,19 +153,23 @@ fn refuse_after_upgrade(ws: WebSocketUpgrade, why: &'static str) -> Response {
                 retry_after: Some(REFUSED_RETRY_AFTER_S),
             };
             let close = CloseFrame { code: 1013, reason: "too many connections".into() };
-            let refused = tokio::time::timeout(Duration::from_secs(5), async {
+            let written = tokio::time::timeout(Duration::from_secs(5), async {
                 socket.send(Message::Text(refusal.to_json().into())).await?;
-                socket.send(Message::Close(Some(close))).await?;
-                // Until the client's own close: a socket dropped with frames from the
-                // client unread is reset, and the refusal could be lost with it.
+                socket.send(Message::Close(Some(close))).await
+            });
+            if !matches!(written.await, Ok(Ok(()))) {
+                return;
+            }
+            // A moment for the client's own close: a socket dropped with the client's
+            // frames unread is reset, and the refusal could be lost with it.
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
                 while let Some(Ok(message)) = socket.recv().await {
                     if matches!(message, Message::Close(_)) {
                         break;
                     }
                 }
-                Ok::<(), axum::Error>(())
-            });
-            let _ = refused.await;
+            })
+            .await;
         })
 }
 

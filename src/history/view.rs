@@ -17,7 +17,8 @@ pub fn Sidebar() -> impl IntoView {
     let t = move || lang.get().t();
     let page = expect_context::<PageState>();
     let location = leptos_router::hooks::use_location();
-    let on_chat_page = move || location.pathname.with(|path| path == "/" || path.starts_with("/c/"));
+    let on_chat_page =
+        move || location.pathname.with(|path| path == "/" || crate::page::conversation_in_path(path).is_some());
     let list = Resource::new(move || page.sidebar_version.get(), |_| list_conversations(None));
     // On a narrow screen the sidebar is a drawer behind a button (style/main.css hides
     // the button on a wide one). Opening it moves focus in; Esc or the button closes

@@ -312,10 +312,9 @@ async fn run_connection(
         return;
     }
     if matches!(socket.state(), State::Open) {
-        // The backoff starts over at the server's `hello`, not here: a socket the
-        // server refuses opens too (see `receive`).
+        // "Connected", and the backoff starting over, wait for the server's `hello`
+        // (see `receive`): a socket the server refuses opens too.
         client.last_frame_at.set(now_ms());
-        client.ui.conn.set(ConnState::Connected);
         // An answer under way when the connection dropped goes on being written on
         // the server: follow it again. A question whose `start` never came is sent
         // again as it was: the server follows what the first one began, if it got it.
@@ -370,7 +369,10 @@ fn receive(client: &Client, text: &str) {
         Ok(frame) => {
             match frame {
                 ServerFrame::Budget { .. } => client.budget_moved_at.set(now_ms()),
-                ServerFrame::Hello { .. } => client.attempt.set(0),
+                ServerFrame::Hello { .. } => {
+                    client.attempt.set(0);
+                    client.ui.conn.set(ConnState::Connected);
+                }
                 _ => {}
             }
             match client.ui.apply(frame) {
