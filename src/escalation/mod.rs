@@ -55,5 +55,9 @@ pub struct TeacherView {
     pub student: StudentName,
     /// Oldest first.
     pub messages: Vec<StoredMessage>,
+    /// The message each of `messages` follows (its `parent_id`; '' for the first): an
+    /// answer's question, which the page pairs it with (not the question above it on
+    /// the page, which after a regenerate or an edit may be another's).
+    pub parents: Vec<String>,
     pub requests: Vec<Request>,
 }

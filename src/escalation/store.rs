@@ -131,9 +131,9 @@ impl Db {
         };
         let (id, title): (String, String) = (row.try_get(0)?, row.try_get(1)?);
         let student = StudentName::from_columns(row.try_get(2)?, row.try_get(3)?);
-        let mut messages = sqlx::query(
+        let rows = sqlx::query(
             "SELECT m.id, m.position, m.role, m.content, m.status, m.error_code, m.created_at, m.sources, \
-             f.rating, f.reasons, f.comment, f.shared, e.status, m.faq_id \
+             f.rating, f.reasons, f.comment, f.shared, e.status, m.faq_id, m.parent_id \
              FROM messages m LEFT JOIN feedback f ON f.message_id = m.id \
              LEFT JOIN escalations e ON e.message_id = m.id \
              WHERE m.conversation_id = $1 \
@@ -147,11 +147,11 @@ impl Db {
         .bind(&id)
         .bind(TEACHER_READ_LIMIT)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(message_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
+        .await?;
+        let mut messages = rows.iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut parents = rows.iter().map(|row| row.try_get::<String, _>(14)).collect::<Result<Vec<_>, _>>()?;
         messages.reverse();
+        parents.reverse();
         let sql = format!(
             "SELECT {REQUEST_COLUMNS} FROM escalations e \
              JOIN conversations c ON c.id = e.conversation_id JOIN users u ON u.id = c.user_id \
@@ -164,7 +164,7 @@ impl Db {
             .iter()
             .map(request_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(TeacherView { id, title, student, messages, requests }))
+        Ok(Some(TeacherView { id, title, student, messages, parents, requests }))
     }
 
     /// Stores the teacher's reply at the end of the request's conversation and marks

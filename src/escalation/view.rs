@@ -223,17 +223,22 @@ fn TeacherConversation(
             <p class="teach-summary conversation-student">{move || student.label(t())}</p>
             <div class="messages teacher-read">
                 {
-                    // Each answer can be endorsed for the FAQ, with the question it answered.
-                    let mut question = String::new();
+                    // Each answer can be endorsed for the FAQ, with the question it answered:
+                    // its parent, not the question above it on the page (after a
+                    // regenerate or an edit that may be another's). A question not on the
+                    // page leaves the field empty, and the server takes the answer's own.
+                    let questions: std::collections::HashMap<String, String> = view
+                        .messages
+                        .iter()
+                        .filter(|message| message.role == MessageRole::User)
+                        .map(|message| (message.id.clone(), message.content.clone()))
+                        .collect();
                     view.messages
                         .into_iter()
-                        .map(|message| {
-                            let asked = if message.role == MessageRole::User {
-                                question = message.content.clone();
-                                None
-                            } else {
-                                Some(question.clone())
-                            };
+                        .zip(view.parents)
+                        .map(|(message, parent)| {
+                            let asked = (message.role != MessageRole::User)
+                                .then(|| questions.get(&parent).cloned().unwrap_or_default());
                             view! { <ReadOnlyMessage message asked /> }
                         })
                         .collect_view()

@@ -34,6 +34,8 @@ pub struct QuestionRow {
     pub sources_json: Option<String>,
     pub status: Option<String>,
     pub error_code: Option<String>,
+    /// The student's 👎 or 👍 — their opinion, kept private as the dashboard keeps an
+    /// unshared 👎's student: `None` where the conversation is not readable.
     pub rating: Option<String>,
     pub prompt_tokens: Option<i64>,
     pub completion_tokens: Option<i64>,
@@ -62,7 +64,8 @@ impl Db {
              SELECT q.created_at, u.username, u.guest_no, \
                     CASE WHEN {readable} THEN q.content ELSE NULL END, \
                     CASE WHEN {readable} THEN a.sources ELSE NULL END, \
-                    a.status, a.error_code, f.rating, a.prompt_tokens, a.completion_tokens, \
+                    a.status, a.error_code, CASE WHEN {readable} THEN f.rating ELSE NULL END, \
+                    a.prompt_tokens, a.completion_tokens, \
                     CASE WHEN s.conversation_id IS NOT NULL THEN 1 ELSE 0 END \
              FROM messages q \
              JOIN conversations c ON c.id = q.conversation_id \

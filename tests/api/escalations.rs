@@ -267,3 +267,41 @@ async fn a_teacher_reads_only_what_students_shared_unless_the_course_opens_all()
     let asked_row = csv.lines().find(|line| line.contains("asked the teacher")).unwrap();
     assert!(asked_row.ends_with(",yes"), "{asked_row}");
 }
+
+/// The teacher's page offers each answer for the FAQ with its own question (its
+/// parent), not the question above it on the page: after versions, an answer can
+/// stand below another question. Here the student regenerates an answer on a branch
+/// without the second question, so the new version comes after that question.
+#[tokio::test]
+async fn an_answer_is_offered_for_the_faq_with_its_own_question() {
+    let app = spawn_app().await;
+    let teacher = teacher(&app, "t_pairs").await;
+    let mut s = app.student().await;
+    let first = ask(&mut s.ws, "[tokens=2] the first question").await;
+    let conversation = first.conversation_id.clone();
+    send_json(&mut s.ws, serde_json::json!({"type": "regenerate", "message_id": first.message_id})).await;
+    let first_again = read_answer(&mut s.ws).await;
+    // Back to the first version, a second question under it, sent to the teacher.
+    let shown = [("id", conversation.as_str()), ("message_id", first.message_id.as_str())];
+    assert_eq!(app.call(&s.cookie, "history/show-version", &shown).await.0, 200);
+    let second = ask_in(&mut s.ws, "[tokens=2] the second question", Some(&conversation)).await;
+    assert_eq!(app.call(&s.cookie, "ask_teacher", &[("message_id", &second.message_id)]).await.0, 200);
+    // To the other version (no second question under it), regenerated: the newest
+    // answer to the first question now comes after the second question.
+    let shown = [("id", conversation.as_str()), ("message_id", first_again.message_id.as_str())];
+    assert_eq!(app.call(&s.cookie, "history/show-version", &shown).await.0, 200);
+    send_json(&mut s.ws, serde_json::json!({"type": "regenerate", "message_id": first_again.message_id})).await;
+    let third = read_answer(&mut s.ws).await;
+    assert!(third.error.is_none(), "{:?}", third.error);
+    assert_eq!(app.call(&s.cookie, "ask_teacher", &[("message_id", &third.message_id)]).await.0, 200);
+
+    let page = app.page(&teacher, &format!("/teach/c/{conversation}")).await;
+    let offered = |answer_id: &str| {
+        let form = page.find(&format!("value=\"{answer_id}\"")).unwrap_or_else(|| panic!("no form for {answer_id}"));
+        let field = form + page[form..].find("name=\"question\"").unwrap();
+        let text = field + page[field..].find('>').unwrap() + 1;
+        page[text..text + page[text..].find("</textarea>").unwrap()].to_string()
+    };
+    assert_eq!(offered(&second.message_id), "[tokens=2] the second question");
+    assert_eq!(offered(&third.message_id), "[tokens=2] the first question", "its own question, not the one above it");
+}
