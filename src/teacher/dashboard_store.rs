@@ -421,10 +421,12 @@ impl Db {
     }
 
     /// Questions whose retrieval found nothing, and those whose best match was weak.
+    /// Counted by question: the versions of an answer (regenerated) share their
+    /// question's `parent_id`, and each ran the same retrieval again.
     async fn gap_counts_between(&self, from: i64, to: i64) -> Result<(i64, i64), StoreError> {
         let counts = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(CASE WHEN retrieval_score = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
-                    CAST(COALESCE(SUM(CASE WHEN retrieval_score > 0 AND retrieval_score < $3 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+            "SELECT COUNT(DISTINCT CASE WHEN retrieval_score = 0 THEN parent_id END), \
+                    COUNT(DISTINCT CASE WHEN retrieval_score > 0 AND retrieval_score < $3 THEN parent_id END) \
              FROM messages WHERE role = 'assistant' AND created_at >= $1 AND created_at < $2",
         )
         .bind(from)
@@ -485,7 +487,7 @@ impl Db {
     /// question's text is kept as a sample only where the teacher may read it.
     async fn content_gap_groups(&self, since: i64, read_all: bool) -> Rows<super::dashboard::GapGroup> {
         let sql = format!(
-            "SELECT q.content, CASE WHEN {} THEN 1 ELSE 0 END \
+            "SELECT q.content, CASE WHEN {} THEN 1 ELSE 0 END, q.id \
              FROM messages a JOIN messages q ON q.id = a.parent_id \
              JOIN conversations c ON c.id = a.conversation_id \
              WHERE a.role = 'assistant' AND a.created_at >= $1 AND a.retrieval_score < {WEAK_MATCH_MILLI} \
@@ -499,10 +501,14 @@ impl Db {
             .bind(GAP_QUESTIONS_READ)
             .fetch_all(&self.pool)
             .await?;
-        let questions = rows
-            .iter()
-            .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)? == 1)))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        // A question once, however many versions of its answer (each a row here).
+        let mut seen = std::collections::HashSet::new();
+        let mut questions = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if seen.insert(row.try_get::<String, _>(2)?) {
+                questions.push((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)? == 1));
+            }
+        }
         Ok(group_by_shared_word(&questions))
     }
 

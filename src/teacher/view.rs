@@ -122,7 +122,7 @@ fn reason_label(t: &Strings, reason: &str) -> String {
     Reason::parse(reason).map_or_else(|| reason.to_string(), |reason| reason.label(t).to_string())
 }
 
-/// Questions per day stacked by how the answer ended, and active students as a line.
+/// Answers per day stacked by how they ended, and active students as a line.
 #[component]
 fn Activity(per_day: Vec<DayActivity>) -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();

@@ -474,3 +474,24 @@ async fn finished_days_are_summed_once_and_kept_while_today_stays_live() {
     let day3 = |d: &Value| d["per_day"].as_array().unwrap().iter().rev().nth(3).unwrap()["questions"].clone();
     assert_eq!(day3(&second), day3(&first), "three days ago was summed before the late row");
 }
+
+/// Regenerating an answer runs retrieval again and stores another answer row. The
+/// content gaps count questions: a question regenerated twice is one gap, and its
+/// copies do not make a group of their own.
+#[tokio::test]
+async fn a_regenerated_answer_does_not_multiply_its_content_gap() {
+    let app = spawn_app().await;
+    let cookie = teacher(&app, "ms_g").await;
+    let mut s = app.student().await;
+    let first = ask(&mut s.ws, "qwxzy blorfian frobnication").await;
+    let mut last = first.message_id.clone();
+    for _ in 0..2 {
+        send_json(&mut s.ws, json!({"type": "regenerate", "message_id": last})).await;
+        let again = read_answer(&mut s.ws).await;
+        assert!(again.error.is_none(), "{:?}", again.error);
+        last = again.message_id;
+    }
+    let d = dashboard(&app, &cookie, "7").await;
+    assert_eq!((d["gaps"]["nothing"].clone(), d["gaps"]["weak"].clone()), (json!(1), json!(0)), "{}", d["gaps"]);
+    assert_eq!(d["gaps"]["groups"], json!([]), "one question is no group");
+}
