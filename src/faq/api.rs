@@ -16,7 +16,23 @@ pub async fn faq_list(q: String) -> Result<Vec<FaqEntry>, AppError> {
     let state = crate::state::app_state()?;
     state.faq.refresh(&state.db).await?;
     let query: String = q.chars().take(MAX_QUERY_CHARS).collect();
-    Ok(state.faq.search(&query))
+    // Who endorsed an entry (a teacher's sign-in name) and the student's answer it
+    // came from are the teachers' to know, not the public's.
+    Ok(state
+        .faq
+        .search(&query)
+        .into_iter()
+        .map(|entry| FaqEntry { message_id: String::new(), endorsed_by: String::new(), ..entry })
+        .collect())
+}
+
+/// The course FAQ as the teachers manage it: every entry, oldest first, with who
+/// endorsed it.
+#[server(endpoint = "teach/faq")]
+pub async fn teach_faq() -> Result<Vec<FaqEntry>, AppError> {
+    let teacher = crate::teacher::api::ssr::require_teacher().await?;
+    teacher.state.faq.refresh(&teacher.state.db).await?;
+    Ok(teacher.state.faq.search(""))
 }
 
 #[cfg(feature = "ssr")]

@@ -6,7 +6,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
-use super::api::{faq_list, EditEndorsement, Endorse, WithdrawEndorsement};
+use super::api::{faq_list, teach_faq, EditEndorsement, Endorse, WithdrawEndorsement};
 use super::{anchor, href, FaqEntry, MAX_FAQ_ANSWER_CHARS, MAX_FAQ_QUESTION_CHARS};
 use crate::i18n::Lang;
 use crate::lessons::view::{SourceList, StoredAnswerText};
@@ -133,7 +133,7 @@ pub fn EndorsementsPanel() -> impl IntoView {
     let withdraw = ServerAction::<WithdrawEndorsement>::new();
     let entries = Resource::new(
         move || (edit.version().get(), withdraw.version().get()),
-        |_| faq_list(String::new()),
+        |_| teach_faq(),
     );
     let failed = move || {
         let error = edit

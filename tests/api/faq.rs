@@ -144,6 +144,15 @@ async fn endorsing_takes_the_conversations_wording_unless_the_teacher_edits_it()
     assert_eq!((again["id"].clone(), again["answer"].clone()), (entry["id"].clone(), "Tokens refill at a steady rate.".into()));
     let (_, list) = app.call(&student.cookie, "faq/list", &[("q", "")]).await;
     assert_eq!(serde_json::from_str::<serde_json::Value>(&list).unwrap().as_array().unwrap().len(), 1, "{list}");
+    // The public list names neither the teacher (a sign-in name) nor the answer it
+    // came from; the teachers' own list does.
+    assert!(!list.contains("mr_faq") && !list.contains(&asked.message_id), "{list}");
+    let (status, mine) = app.call(&teacher, "teach/faq", &[]).await;
+    assert_eq!(status, 200, "{mine}");
+    let mine: serde_json::Value = serde_json::from_str(&mine).unwrap();
+    assert_eq!((mine[0]["endorsed_by"].clone(), mine[0]["message_id"].clone()), ("mr_faq".into(), asked.message_id.clone().into()));
+    let (_, body) = app.call(&student.cookie, "teach/faq", &[]).await;
+    assert!(body.contains("\"not_found\"") && !body.contains("mr_faq"), "the teachers' list is theirs: {body}");
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ const TEACHER_CALLS: &[(&str, &[(&str, &str)])] = &[
     ("teach/endorse", &[("message_id", "any"), ("question", "Q?"), ("answer", "A.")]),
     ("teach/edit_endorsement", &[("id", "any"), ("question", "Q?"), ("answer", "A.")]),
     ("teach/withdraw_endorsement", &[("id", "any")]),
+    ("teach/faq", &[]),
 ];
 
 #[tokio::test]
