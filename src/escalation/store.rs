@@ -189,8 +189,11 @@ impl Db {
         let message =
             append_message(&mut tx, &conversation_id, MessageRole::Teacher, text, MessageStatus::Complete, None).await?;
         sqlx::query(
-            "UPDATE escalations SET status = 'answered', reply_id = $1, closed_by = $2, \
-             closed_at = COALESCE(closed_at, $3) WHERE id = $4",
+            // The first reply closes it, whoever resolved it before: the time to a
+            // reply (the dashboard's median) and who gave it are the first reply's.
+            "UPDATE escalations SET status = 'answered', reply_id = $1, \
+             closed_by = CASE WHEN status = 'answered' THEN closed_by ELSE $2 END, \
+             closed_at = CASE WHEN status = 'answered' THEN closed_at ELSE $3 END WHERE id = $4",
         )
         .bind(&message.id)
         .bind(teacher)

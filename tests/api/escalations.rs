@@ -174,6 +174,18 @@ async fn requests_are_refused_cleanly_and_resolving_closes_one_without_a_reply()
     assert_eq!(view.messages[1].teacher_request, Some(TeacherRequest::Resolved));
     assert_eq!(queue(&app, &teacher).await["resolved"], 1);
 
+    // A reply after all: the request is answered, closed at the reply (the time to a
+    // reply is the reply's, not the resolve's), and a second reply changes neither.
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let (status, body) = app.call(&teacher, "teach/reply", &[("request_id", &request_id), ("text", "After all: yes.")]).await;
+    assert_eq!(status, 200, "{body}");
+    let replied_at = app.load(&owner.cookie, &answer.conversation_id).await.unwrap().messages.last().unwrap().created_at;
+    let listed = queue(&app, &teacher).await;
+    assert_eq!((listed["requests"][0]["status"].clone(), listed["requests"][0]["closed_at"].clone()), ("answered".into(), replied_at.into()));
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    app.call(&teacher, "teach/reply", &[("request_id", &request_id), ("text", "And more.")]).await;
+    assert_eq!(queue(&app, &teacher).await["requests"][0]["closed_at"], replied_at);
+
     // Deleting the conversation takes its request out of the queue.
     let (status, body) = app.call(&owner.cookie, "history/delete", &[("id", &answer.conversation_id)]).await;
     assert_eq!(status, 200, "{body}");
