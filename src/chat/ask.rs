@@ -200,7 +200,10 @@ async fn start_new_answer(
         address: asker.address,
         questions_per_minute_per_address: settings.questions_per_minute_per_address,
         session_token: &asker.session.0,
-        retrieval_score: direct.is_none().then(|| best_score_milli(&hits)),
+        // No score for a direct FAQ answer (neither a match nor a gap), nor for a
+        // regenerated one: its question's score, and gap, came with its first answer.
+        retrieval_score: (direct.is_none() && !matches!(version_of, Some(VersionOf::Regenerate(_))))
+            .then(|| best_score_milli(&hits)),
         sources: &sources,
         answers_at_once_per_user: settings.answers_at_once_per_user,
         version_of,

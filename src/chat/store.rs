@@ -579,7 +579,8 @@ pub struct NewAnswer<'a> {
     pub session_token: &'a str,
     pub max_conversations: u32,
     /// The best lesson match's search score, in thousandths (0: nothing matched).
-    /// `None` when no retrieval ran (a direct FAQ answer): neither a match nor a gap.
+    /// `None` for a direct FAQ answer (neither a match nor a gap) and for a regenerated
+    /// one (its question's score came with its first answer).
     pub retrieval_score: Option<i64>,
     /// The answer's sources, one `answer_sources` row each (the dashboard's "most cited").
     pub sources: &'a [Source],

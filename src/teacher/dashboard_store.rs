@@ -421,12 +421,12 @@ impl Db {
     }
 
     /// Questions whose retrieval found nothing, and those whose best match was weak.
-    /// Counted by question: the versions of an answer (regenerated) share their
-    /// question's `parent_id`, and each ran the same retrieval again.
+    /// One answer row each: a regenerated answer keeps no score of its own (its
+    /// question was counted with the first answer), so the covering index serves this.
     async fn gap_counts_between(&self, from: i64, to: i64) -> Result<(i64, i64), StoreError> {
         let counts = sqlx::query(
-            "SELECT COUNT(DISTINCT CASE WHEN retrieval_score = 0 THEN parent_id END), \
-                    COUNT(DISTINCT CASE WHEN retrieval_score > 0 AND retrieval_score < $3 THEN parent_id END) \
+            "SELECT CAST(COALESCE(SUM(CASE WHEN retrieval_score = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+                    CAST(COALESCE(SUM(CASE WHEN retrieval_score > 0 AND retrieval_score < $3 THEN 1 ELSE 0 END), 0) AS BIGINT) \
              FROM messages WHERE role = 'assistant' AND created_at >= $1 AND created_at < $2",
         )
         .bind(from)
@@ -501,7 +501,8 @@ impl Db {
             .bind(GAP_QUESTIONS_READ)
             .fetch_all(&self.pool)
             .await?;
-        // A question once, however many versions of its answer (each a row here).
+        // A question once, however many versions of its answer (rows stored before
+        // regenerated answers stopped keeping a score of their own).
         let mut seen = std::collections::HashSet::new();
         let mut questions = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -551,8 +552,11 @@ impl Db {
             } else {
                 None
             };
+            let at: i64 = row.try_get(0)?;
             list.push(Downvote {
-                at: row.try_get(0)?,
+                // An unshared 👎's moment only to the day (what the page shows): to the
+                // millisecond, the CSV's minute and pseudonym would name its student.
+                at: if shared.is_some() { at } else { at.div_euclid(DAY_MS) * DAY_MS },
                 reasons: reasons.split(',').filter(|r| !r.is_empty()).map(str::to_string).collect(),
                 shared,
             });

@@ -326,6 +326,8 @@ async fn every_aggregate_matches_a_seeded_history() {
     assert_eq!(d["downvotes_total"], 2);
     assert_eq!(d["downvotes"][0]["reasons"], json!(["off_topic"]));
     assert_eq!(d["downvotes"][0]["shared"], Value::Null);
+    let at = d["downvotes"][0]["at"].as_i64().unwrap();
+    assert_eq!(at % DAY, 0, "an unshared 👎 is dated to the day only: {at}");
     assert_eq!(d["downvotes"][1]["reasons"], json!(["wrong", "unclear"]));
     assert_eq!(
         d["downvotes"][1]["shared"],
