@@ -176,6 +176,19 @@ impl Db {
 
     async fn try_reply(&self, request_id: &str, teacher: &str, text: &str) -> Result<Option<StoredReply>, StoreError> {
         let mut tx = self.begin_write().await?;
+        // The conversation's row first, locked (on PostgreSQL), as its deletion locks it
+        // first too: one order, no deadlock. Deleted meanwhile: no such request.
+        let locked = sqlx::query(
+            "UPDATE conversations SET updated_at = updated_at \
+             WHERE id IN (SELECT conversation_id FROM escalations WHERE id = $1)",
+        )
+        .bind(request_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if locked == 0 {
+            return Ok(None);
+        }
         let found = sqlx::query(
             "SELECT e.conversation_id, e.message_id, c.user_id FROM escalations e \
              JOIN conversations c ON c.id = e.conversation_id WHERE e.id = $1",

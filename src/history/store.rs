@@ -179,12 +179,16 @@ impl Db {
         conversation_id: &str,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let owned = sqlx::query("SELECT 1 FROM conversations WHERE id = $1 AND user_id = $2")
+        // The conversation's row first, locked (on PostgreSQL) by a no-op update, as
+        // a teacher's reply locks it first too: taking the request and the
+        // conversation in one order, the two cannot deadlock.
+        let owned = sqlx::query("UPDATE conversations SET updated_at = updated_at WHERE id = $1 AND user_id = $2")
             .bind(conversation_id)
             .bind(user_id)
-            .fetch_optional(&mut *tx)
+            .execute(&mut *tx)
             .await?
-            .is_some();
+            .rows_affected()
+            == 1;
         if !owned {
             return Ok(false);
         }

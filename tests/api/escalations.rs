@@ -317,3 +317,58 @@ async fn an_answer_is_offered_for_the_faq_with_its_own_question() {
     assert_eq!(offered(&second.message_id), "[tokens=2] the second question");
     assert_eq!(offered(&third.message_id), "[tokens=2] the first question", "its own question, not the one above it");
 }
+
+/// A teacher replies just as the student deletes the conversation. On PostgreSQL the
+/// two once took the request's and the conversation's rows in opposite orders: a
+/// deadlock, or a reply into a deleted conversation, and `internal` either way. Here
+/// both wait behind a transaction holding the conversation's row, then race.
+#[tokio::test]
+async fn a_reply_racing_the_conversations_deletion_ends_cleanly_either_way() {
+    use sqlx::Row;
+    let app = spawn_app().await;
+    let _teacher = teacher(&app, "t_race").await;
+    let mut s = app.student().await;
+    let answer = ask(&mut s.ws, "[tokens=2] deleted while the teacher answers").await;
+    let (status, _) = ask_teacher(&app, &s.cookie, &answer.message_id, "").await;
+    assert_eq!(status, 200);
+    let url = app.state.db.url().to_string();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let request_id: String = sqlx::query("SELECT id FROM escalations WHERE message_id = $1")
+        .bind(&answer.message_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0);
+    let user_id: String = sqlx::query("SELECT user_id FROM conversations WHERE id = $1")
+        .bind(&answer.conversation_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0);
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("UPDATE conversations SET updated_at = updated_at WHERE id = $1")
+        .bind(&answer.conversation_id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let db = app.state.db.clone();
+    let reply = tokio::spawn(async move { db.reply_to_request(&request_id, "t_race", "Just in time?").await.map(|r| r.is_some()) });
+    let db = app.state.db.clone();
+    let conversation = answer.conversation_id.clone();
+    let delete = tokio::spawn(async move { db.delete_conversation(&user_id, &conversation).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    holder.commit().await.unwrap();
+    let within = std::time::Duration::from_secs(20);
+    let replied = tokio::time::timeout(within, reply).await.expect("the reply finished").unwrap();
+    let deleted = tokio::time::timeout(within, delete).await.expect("the deletion finished").unwrap();
+    assert!(replied.is_ok(), "the reply: {replied:?}");
+    assert!(matches!(deleted, Ok(true)), "the deletion: {deleted:?}");
+    let left: i64 = sqlx::query("SELECT COUNT(*) FROM messages WHERE conversation_id = $1")
+        .bind(&answer.conversation_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "nothing of the conversation is left, the reply neither");
+    pool.close().await;
+}
