@@ -374,6 +374,15 @@ impl LiveAnswer {
         self.halt(Halt::Lost);
     }
 
+    /// Marks the answer as followed elsewhere from now on, and tells its followers
+    /// with an empty last frame (`socket::on_followed`). Under the state lock, so a
+    /// socket subscribing meanwhile either hears the frame or sees the mark.
+    fn hand_over(&self) {
+        let mut state = lock(&self.state);
+        state.handed_over = true;
+        let _ = self.frames.send(Published { json: Utf8Bytes::from_static(""), terminal: true, at: Instant::now() });
+    }
+
     fn halt(&self, why: Halt) {
         self.stop.send_if_modified(|halt| {
             let first = *halt == Halt::No;
@@ -525,10 +534,7 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
                         tracing::error!(%error, message_id = %id, "cannot release the answer; it is taken over when its lease lapses");
                     }
                     // Its sockets stop following (nothing is sent): they close with 1001.
-                    // One that looks at it from now on follows it remotely.
-                    let state = &mut lock(&answer.state);
-                    state.handed_over = true;
-                    let _ = answer.frames.send(Published { json: Utf8Bytes::from_static(""), terminal: true, at: Instant::now() });
+                    answer.hand_over();
                     return;
                 }
                 Halt::Lost => {
@@ -543,9 +549,7 @@ async fn run(live: &LiveAnswers, answer: &Arc<LiveAnswer>, mut stream: AnswerStr
                             answers.remove(id);
                         }
                     }
-                    let state = &mut lock(&answer.state);
-                    state.handed_over = true;
-                    let _ = answer.frames.send(Published { json: Utf8Bytes::from_static(""), terminal: true, at: Instant::now() });
+                    answer.hand_over();
                     return;
                 }
             },

@@ -378,11 +378,16 @@ impl ChatUi {
             .with_untracked(|p| p.as_ref().and_then(|p| p.message_id.clone()))
     }
 
+    /// Whether the page waits for the `start` of a question it sent (and keeps its
+    /// `ask` to send again).
+    fn waiting_for_start(&self) -> bool {
+        self.pending.with_untracked(|p| p.as_ref().is_some_and(|p| p.ask.is_some()))
+    }
+
     /// Stop pressed with no connection: a question whose answer has not begun is not
     /// sent again, and shows as stopped.
     pub fn stop_unsent(&self) {
-        let unstarted = self.pending.with_untracked(|p| p.as_ref().is_some_and(|p| p.ask.is_some()));
-        if !unstarted {
+        if !self.waiting_for_start() {
             return;
         }
         if let Some(item) = self.pending_item() {
@@ -446,7 +451,7 @@ impl ChatUi {
                 // A question whose `start` has not come is not sent again under another
                 // identity: its `ask_id` is the old one's (the history shows the
                 // question if it was stored).
-                if self.pending.with_untracked(|p| p.as_ref().is_some_and(|p| p.ask.is_some())) {
+                if self.waiting_for_start() {
                     self.fail_pending(ItemError { code: None, detail: "connection lost".into(), retry_after: None });
                 }
             }
@@ -589,8 +594,7 @@ impl ChatUi {
                     );
                 // A question sent again after a reconnect, refused because the session
                 // ended meanwhile, is over too.
-                let unstarted = self.pending.with_untracked(|p| p.as_ref().is_some_and(|p| p.ask.is_some()));
-                let about_pending = about_pending || (code == ErrorCode::SessionEnded && unstarted);
+                let about_pending = about_pending || (code == ErrorCode::SessionEnded && self.waiting_for_start());
                 if about_pending && self.is_answering() {
                     self.fail_pending(error);
                 } else if let Some(last) = self.items.with_untracked(|i| i.last().copied()) {
