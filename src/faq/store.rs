@@ -95,43 +95,25 @@ impl Db {
     ) -> Result<String, StoreError> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let existing: Option<String> = sqlx::query("SELECT id FROM faq_entries WHERE message_id = $1")
-            .bind(message_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| row.try_get(0))
-            .transpose()?;
-        let id = match existing {
-            Some(id) => {
-                sqlx::query("UPDATE faq_entries SET question = $1, answer = $2, endorsed_by = $3, updated_at = $4 WHERE id = $5")
-                    .bind(question)
-                    .bind(answer)
-                    .bind(endorsed_by)
-                    .bind(now)
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await?;
-                id
-            }
-            None => {
-                let id = new_id();
-                sqlx::query(
-                    "INSERT INTO faq_entries (id, message_id, question, answer, sources, endorsed_by, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(&id)
-                .bind(message_id)
-                .bind(question)
-                .bind(answer)
-                .bind(sources_json)
-                .bind(endorsed_by)
-                .bind(now)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                id
-            }
-        };
+        // One statement, so that two teachers endorsing the same answer at once both
+        // succeed (a look first, then an insert, had the later one fail on the unique
+        // index); an entry endorsed again keeps its id and sources.
+        let id: String = sqlx::query_scalar(
+            "INSERT INTO faq_entries (id, message_id, question, answer, sources, endorsed_by, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+             ON CONFLICT (message_id) DO UPDATE SET question = excluded.question, answer = excluded.answer, \
+             endorsed_by = excluded.endorsed_by, updated_at = excluded.updated_at \
+             RETURNING id",
+        )
+        .bind(new_id())
+        .bind(message_id)
+        .bind(question)
+        .bind(answer)
+        .bind(sources_json)
+        .bind(endorsed_by)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
         sqlx::query(BUMP_VERSION).execute(&mut *tx).await?;
         tx.commit().await?;
         self.wrote_n(2);

@@ -193,3 +193,45 @@ async fn with_direct_answers_off_a_paraphrase_goes_to_the_model_with_the_entry_a
     assert_eq!(answer.faq_id, None);
     assert!(app.last_request().messages.iter().any(|m| m.content.contains(ANSWER)));
 }
+
+/// Two teachers endorse the same answer at the same moment: both are told it is
+/// published, and it is one entry, with the wording of whichever saved last. The
+/// FAQ's version row is held while both start, so that each has looked for an entry
+/// before the other made it.
+#[tokio::test]
+async fn two_teachers_endorsing_one_answer_at_once_make_one_entry() {
+    use sqlx::Row;
+    let app = spawn_app().await;
+    let first = teacher(&app, "ms_first").await;
+    let second = teacher(&app, "mr_second").await;
+    let mut student = app.student().await;
+    let asked = ask(&mut student.ws, "What does a WebSocket close code 1013 mean?").await;
+    share(&app, &student.cookie, &asked.message_id).await;
+    let pool = sqlx::AnyPool::connect(app.state.db.url()).await.unwrap();
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("UPDATE faq_version SET version = version").execute(&mut *holder).await.unwrap();
+    let one = [("message_id", asked.message_id.as_str()), ("answer", "Try again later: the server is busy.")];
+    let other = [("message_id", asked.message_id.as_str()), ("answer", "The server asks you to come back later.")];
+    let release = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        holder.commit().await.unwrap();
+    };
+    let (one, other, ()) = tokio::join!(
+        app.call(&first, "teach/endorse", &one),
+        app.call(&second, "teach/endorse", &other),
+        release
+    );
+    for (who, (status, body)) in [("first", one), ("second", other)] {
+        assert_eq!(status, 200, "{who}: {body}");
+    }
+    let entries: Vec<String> = sqlx::query("SELECT answer FROM faq_entries WHERE message_id = $1")
+        .bind(&asked.message_id)
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    pool.close().await;
+}
