@@ -98,6 +98,15 @@ impl Lang {
             Lang::Ru => text.replace('.', ","),
         }
     }
+
+    /// What the language's spreadsheets split a CSV file on: `;` where the decimal
+    /// mark is the comma.
+    pub fn list_separator(self) -> char {
+        match self {
+            Lang::En => ',',
+            Lang::Ru => ';',
+        }
+    }
 }
 
 /// A counted noun's forms (see [`Lang::form`]); English leaves `few` as `many`.
@@ -261,6 +270,10 @@ pub struct Strings {
     pub queue_reply_hint: &'static str,
     pub queue_resolve: &'static str,
     pub teach_export: &'static str,
+    /// The CSV export's column names, and its "shared" column's values.
+    pub export_columns: [&'static str; 9],
+    pub export_yes: &'static str,
+    pub export_no: &'static str,
     // dashboard
     pub teach_period_choice: &'static str,
     pub teach_days_option: &'static str,
@@ -515,6 +528,19 @@ pub static EN: Strings = Strings {
     queue_reply_hint: "Your reply (Markdown); the student sees it in this conversation",
     queue_resolve: "Close without a reply",
     teach_export: "Download the questions (CSV)",
+    export_columns: [
+        "time_utc",
+        "student",
+        "question",
+        "cited_lessons",
+        "ended",
+        "rating",
+        "prompt_tokens",
+        "completion_tokens",
+        "shared",
+    ],
+    export_yes: "yes",
+    export_no: "no",
     // dashboard
     teach_period_choice: "Period",
     teach_days_option: "{days} days",
@@ -734,6 +760,19 @@ pub static RU: Strings = Strings {
     queue_reply_hint: "Ваш ответ (Markdown); студент увидит его в этом разговоре",
     queue_resolve: "Закрыть без ответа",
     teach_export: "Скачать вопросы (CSV)",
+    export_columns: [
+        "время_utc",
+        "студент",
+        "вопрос",
+        "уроки_в_ответе",
+        "ответ",
+        "оценка",
+        "токены_запроса",
+        "токены_ответа",
+        "показан_преподавателю",
+    ],
+    export_yes: "да",
+    export_no: "нет",
     // dashboard
     teach_period_choice: "Период",
     teach_days_option: "{days} дн.",

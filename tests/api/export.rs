@@ -6,6 +6,10 @@ use crate::helpers::*;
 
 /// Splits the CSV the way a spreadsheet does (quoted fields, doubled quotes, CRLF).
 fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    parse_csv_split_on(text, ',')
+}
+
+fn parse_csv_split_on(text: &str, separator: char) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
     let mut row = Vec::new();
     let mut field = String::new();
@@ -19,7 +23,7 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
             }
             ('"', true) => quoted = false,
             ('"', false) if field.is_empty() => quoted = true,
-            (',', false) => row.push(std::mem::take(&mut field)),
+            (c, false) if c == separator => row.push(std::mem::take(&mut field)),
             ('\r', false) => {}
             ('\n', false) => {
                 row.push(std::mem::take(&mut field));
@@ -96,4 +100,66 @@ async fn a_teacher_downloads_the_periods_questions_with_only_shared_text() {
     // A period that is not a number falls back to the default (30 days): the same rows.
     let (_, _, csv) = download(&app, &teacher, "?days=nonsense").await;
     assert_eq!(parse_csv(csv.trim_start_matches('\u{feff}')), rows);
+}
+
+/// A period longer than a page of the export: every question once, in time order,
+/// also where a page ends among questions stored in the same millisecond. A negative
+/// period is one day, as on the dashboard; a Russian page's file splits on `;`.
+#[tokio::test]
+async fn a_period_of_many_pages_is_exported_whole_once_each_in_order() {
+    use tutor_chat::teacher::csv::EXPORT_PAGE_ROWS;
+    let app = spawn_app().await;
+    let teacher = teacher(&app, "t_pages").await;
+    let mut s = app.student().await;
+    let first = ask_in(&mut s.ws, "[tokens=2] the first question", None).await;
+    let (status, body) = app.call(&s.cookie, "ask_teacher", &[("message_id", &first.message_id)]).await;
+    assert_eq!(status, 200, "{body}");
+    // Many more in the same conversation, stored at one moment (just after the first),
+    // and one three days ago.
+    let many = EXPORT_PAGE_ROWS as usize + 300;
+    let now = tutor_chat::db::now_ms() + 1000;
+    let three_days_ago = now - 3 * 86_400_000;
+    let pool = sqlx::AnyPool::connect(app.state.db.url()).await.unwrap();
+    let rows: Vec<(String, i64, i64)> = (0..=many)
+        .map(|i| (format!("bulk-{i:05}"), 3 + i as i64, if i == many { three_days_ago } else { now }))
+        .collect();
+    for chunk in rows.chunks(500) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, $1, ${}, 'user', ${}, 'complete', ${})", 4 * i + 2, 4 * i + 3, 4 * i + 4, 4 * i + 5))
+            .collect();
+        let sql = format!(
+            "INSERT INTO messages (id, conversation_id, position, role, content, status, created_at) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(&first.conversation_id);
+        for (id, position, at) in chunk {
+            query = query.bind(id).bind(position).bind(format!("question {id}")).bind(at);
+        }
+        query.execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    let (status, _, csv) = download(&app, &teacher, "?days=7").await;
+    assert_eq!(status, 200);
+    let rows = parse_csv(csv.trim_start_matches('\u{feff}'));
+    let questions: Vec<&str> = rows[1..].iter().map(|row| row[2].as_str()).collect();
+    let mut expected = vec![format!("question bulk-{many:05}"), "[tokens=2] the first question".to_string()];
+    expected.extend((0..many).map(|i| format!("question bulk-{i:05}")));
+    assert_eq!(questions.len(), expected.len(), "every question once, across {} pages", expected.len() / EXPORT_PAGE_ROWS as usize + 1);
+    assert!(questions.iter().zip(&expected).all(|(got, want)| got == want), "in time order, then by id");
+
+    // A negative period is one day (today), as the dashboard reads it: not the default 30.
+    let (_, _, csv) = download(&app, &teacher, "?days=-5").await;
+    let rows = parse_csv(csv.trim_start_matches('\u{feff}'));
+    assert_eq!(rows.len(), 1 + 1 + many, "today's questions only");
+
+    // A Russian teacher's spreadsheet splits on `;`: the same rows, Russian column names.
+    let russian = format!("{teacher}; lang=ru");
+    let (_, _, csv) = download(&app, &russian, "?days=7").await;
+    let rows = parse_csv_split_on(csv.trim_start_matches('\u{feff}'), ';');
+    assert_eq!(rows[0][0], "время_utc");
+    assert!(rows.iter().all(|row| row.len() == 9), "nine fields a line");
+    assert_eq!(rows[2][2], "[tokens=2] the first question");
+    assert_eq!(rows[2][8], "да");
+    assert_eq!(rows.len(), 1 + expected.len());
 }
