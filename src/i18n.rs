@@ -269,6 +269,11 @@ pub struct Strings {
     pub queue_reply: &'static str,
     pub queue_reply_hint: &'static str,
     pub queue_resolve: &'static str,
+    /// `{from}`–`{to}` of `{total}`: which requests a page of the queue lists.
+    pub queue_shown: &'static str,
+    pub queue_next_page: &'static str,
+    pub queue_previous_page: &'static str,
+    pub queue_page_empty: &'static str,
     pub teach_export: &'static str,
     /// The CSV export's column names, and its "shared" column's values.
     pub export_columns: [&'static str; 9],
@@ -527,6 +532,10 @@ pub static EN: Strings = Strings {
     queue_reply: "Reply",
     queue_reply_hint: "Your reply (Markdown); the student sees it in this conversation",
     queue_resolve: "Close without a reply",
+    queue_shown: "Requests {from}–{to} of {total}",
+    queue_next_page: "Next page",
+    queue_previous_page: "Previous page",
+    queue_page_empty: "No requests on this page.",
     teach_export: "Download the questions (CSV)",
     export_columns: [
         "time_utc",
@@ -759,6 +768,10 @@ pub static RU: Strings = Strings {
     queue_reply: "Ответить",
     queue_reply_hint: "Ваш ответ (Markdown); студент увидит его в этом разговоре",
     queue_resolve: "Закрыть без ответа",
+    queue_shown: "Запросы {from}–{to} из {total}",
+    queue_next_page: "Следующая страница",
+    queue_previous_page: "Предыдущая страница",
+    queue_page_empty: "На этой странице запросов нет.",
     teach_export: "Скачать вопросы (CSV)",
     export_columns: [
         "время_utc",

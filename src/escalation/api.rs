@@ -31,11 +31,12 @@ pub async fn ask_teacher(message_id: String, note: Option<String>) -> Result<Tea
     Ok(status)
 }
 
-/// The queue: open requests first, oldest first, then the latest closed ones.
+/// A page of the queue (from 1; absent: the first): open requests first, oldest
+/// first, then the latest closed ones.
 #[server(endpoint = "teach/queue")]
-pub async fn teach_queue() -> Result<Queue, AppError> {
+pub async fn teach_queue(page: Option<u32>) -> Result<Queue, AppError> {
     let teacher = crate::teacher::api::ssr::require_teacher().await?;
-    Ok(teacher.state.db.teacher_queue(super::QUEUE_PAGE).await?)
+    Ok(teacher.state.db.teacher_queue(page.unwrap_or(1).max(1), super::QUEUE_PAGE).await?)
 }
 
 /// A conversation, read-only, where the privacy rule lets the teacher read it.

@@ -38,13 +38,42 @@ pub struct Request {
     pub closed_at: Option<i64>,
 }
 
-/// The teacher's queue: open requests first, oldest first; then the latest closed.
+/// A page of the teacher's queue: open requests first, oldest first; then the latest
+/// closed. The counts are of the whole queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Queue {
     pub requests: Vec<Request>,
+    /// This page's number, from 1; it lists requests from `(page - 1) * QUEUE_PAGE`.
+    pub page: u32,
     pub open: i64,
     pub answered: i64,
     pub resolved: i64,
+}
+
+impl Queue {
+    pub fn total(&self) -> i64 {
+        self.open + self.answered + self.resolved
+    }
+
+    /// The position in the queue of this page's first request, from 0.
+    pub fn first_index(&self) -> i64 {
+        i64::from(self.page.max(1) - 1) * i64::from(QUEUE_PAGE)
+    }
+
+    pub fn has_next(&self) -> bool {
+        self.first_index() + i64::from(QUEUE_PAGE) < self.total()
+    }
+
+    /// The number of the last page with requests (1 when there are none).
+    pub fn last_page(&self) -> u32 {
+        let pages = (self.total() + i64::from(QUEUE_PAGE) - 1) / i64::from(QUEUE_PAGE);
+        u32::try_from(pages.max(1)).unwrap_or(u32::MAX)
+    }
+}
+
+/// `?page=` as the queue reads it: a whole number from 1, else 1.
+pub fn queue_page_from_query(page: Option<&str>) -> u32 {
+    page.and_then(|p| p.trim().parse::<u32>().ok()).filter(|p| *p >= 1).unwrap_or(1)
 }
 
 /// A conversation as its teacher reads it (read-only), with the requests about it.

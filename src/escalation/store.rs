@@ -67,30 +67,32 @@ impl Db {
 
     /// Open requests, oldest first, then the most recently closed; with counts. Every
     /// guest among them numbered.
-    pub async fn teacher_queue(&self, limit: u32) -> Result<Queue, StoreError> {
+    pub async fn teacher_queue(&self, page: u32, limit: u32) -> Result<Queue, StoreError> {
         self.with_guest_numbers(
-            || self.read_queue(limit),
+            || self.read_queue(page, limit),
             |queue| queue.requests.iter().any(|request| request.student.unnumbered()),
         )
         .await
     }
 
-    async fn read_queue(&self, limit: u32) -> Result<Queue, StoreError> {
+    async fn read_queue(&self, page: u32, limit: u32) -> Result<Queue, StoreError> {
         let sql = format!(
             "SELECT {REQUEST_COLUMNS} FROM escalations e \
              JOIN conversations c ON c.id = e.conversation_id JOIN users u ON u.id = c.user_id \
              ORDER BY CASE WHEN e.status = 'open' THEN 0 ELSE 1 END, \
                       CASE WHEN e.status = 'open' THEN e.created_at ELSE -e.closed_at END, e.id \
-             LIMIT $1"
+             LIMIT $1 OFFSET $2"
         );
+        let offset = i64::from(page.max(1) - 1) * i64::from(limit);
         let requests = sqlx::query(&sql)
             .bind(i64::from(limit))
+            .bind(offset)
             .fetch_all(&self.pool)
             .await?
             .iter()
             .map(request_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut queue = Queue { requests, ..Queue::default() };
+        let mut queue = Queue { requests, page, ..Queue::default() };
         for row in sqlx::query("SELECT status, COUNT(*) FROM escalations GROUP BY status")
             .fetch_all(&self.pool)
             .await?

@@ -3,10 +3,10 @@
 //! with its reply form (`/teach/c/{id}`). Forms work without JavaScript too.
 
 use leptos::prelude::*;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::api::{teach_conversation, teach_queue, AskTeacher as AskTeacherFn, TeachReply, TeachResolve};
-use super::{Request, TeacherView, MAX_NOTE_CHARS, MAX_REPLY_CHARS};
+use super::{queue_page_from_query, Queue, Request, TeacherView, MAX_NOTE_CHARS, MAX_REPLY_CHARS};
 use crate::chat::state::ChatUi;
 use crate::faq::view::EndorseForm;
 use crate::history::{MessageRole, MessageStatus, StoredMessage, TeacherRequest};
@@ -72,12 +72,15 @@ pub fn AskTeacher(message_id: String, initial: Option<TeacherRequest>) -> impl I
     }
 }
 
-/// `/teach/queue`: the students' requests, open ones first and oldest first.
+/// `/teach/queue`: the students' requests, open ones first and oldest first, a page
+/// of [`super::QUEUE_PAGE`] at a time (`?page=N`).
 #[component]
 pub fn QueuePage() -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
     let t = move || lang.get().t();
-    let queue = Resource::new(|| (), |_| teach_queue());
+    let query = use_query_map();
+    let page = move || queue_page_from_query(query.read().get("page").as_deref());
+    let queue = Resource::new(page, |page| teach_queue(Some(page)));
     view! {
         <Suspense>
             {move || Suspend::new(async move {
@@ -93,16 +96,7 @@ pub fn QueuePage() -> impl IntoView {
                                 {move || t().queue_answered} ": " <span class="queue-answered">{queue.answered}</span> " · "
                                 {move || t().queue_resolved} ": " <span class="queue-resolved">{queue.resolved}</span>
                             </p>
-                            {if queue.requests.is_empty() {
-                                view! { <p class="queue-empty">{move || t().queue_empty}</p> }.into_any()
-                            } else {
-                                view! {
-                                    <ol class="queue">
-                                        {queue.requests.into_iter().map(|request| view! { <QueueRow request /> }).collect_view()}
-                                    </ol>
-                                }
-                                .into_any()
-                            }}
+                            <QueueList queue />
                         </div>
                     }
                     .into_any(),
@@ -112,6 +106,52 @@ pub fn QueuePage() -> impl IntoView {
             })}
         </Suspense>
     }
+}
+
+/// A page of requests, and the links to the pages beside it.
+#[component]
+fn QueueList(queue: Queue) -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let t = move || lang.get().t();
+    let page = queue.page.max(1);
+    let first = queue.first_index();
+    let shown = queue.requests.len() as i64;
+    let total = queue.total();
+    let paged = page > 1 || queue.has_next();
+    let range = move || {
+        t().queue_shown
+            .replace("{from}", &(first + 1).to_string())
+            .replace("{to}", &(first + shown).to_string())
+            .replace("{total}", &total.to_string())
+    };
+    let pages = paged.then(|| {
+        // From past the end, straight to the last page.
+        let previous_page = (page - 1).min(queue.last_page());
+        let previous = (page > 1).then(|| {
+            view! { <a href=format!("/teach/queue?page={previous_page}") rel="prev" class="queue-previous">{move || t().queue_previous_page}</a> }
+        });
+        let next = queue.has_next().then(|| {
+            view! { <a href=format!("/teach/queue?page={}", page + 1) rel="next" class="queue-next">{move || t().queue_next_page}</a> }
+        });
+        view! {
+            <nav class="queue-pages">
+                {(shown > 0).then(|| view! { <span class="queue-shown">{range}</span> })}
+                " " {previous} " " {next}
+            </nav>
+        }
+    });
+    let list = if queue.requests.is_empty() {
+        let empty = move || if page > 1 { t().queue_page_empty } else { t().queue_empty };
+        view! { <p class="queue-empty">{empty}</p> }.into_any()
+    } else {
+        view! {
+            <ol class="queue" start=(first + 1).to_string()>
+                {queue.requests.into_iter().map(|request| view! { <QueueRow request /> }).collect_view()}
+            </ol>
+        }
+        .into_any()
+    };
+    view! { {list} {pages} }
 }
 
 #[component]

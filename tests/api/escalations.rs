@@ -372,3 +372,59 @@ async fn a_reply_racing_the_conversations_deletion_ends_cleanly_either_way() {
     assert_eq!(left, 0, "nothing of the conversation is left, the reply neither");
     pool.close().await;
 }
+
+/// A class asks more than a page of the queue: the teacher pages through all of it,
+/// oldest first, and the page says which requests it lists of how many.
+#[tokio::test]
+async fn a_queue_longer_than_a_page_is_read_page_by_page() {
+    use tutor_chat::escalation::QUEUE_PAGE;
+    let app = spawn_app().await;
+    let teacher = teacher(&app, "t_pages").await;
+    let mut student = app.student().await;
+    let answer = ask_in(&mut student.ws, "[tokens=2] the newest request", None).await;
+    let (status, _) = ask_teacher(&app, &student.cookie, &answer.message_id, "").await;
+    assert_eq!(status, 200);
+    // Older requests than it, stored directly (each about an answer of its own).
+    let older = QUEUE_PAGE as usize + 30;
+    let pool = sqlx::AnyPool::connect(app.state.db.url()).await.unwrap();
+    for i in 0..older {
+        sqlx::query(
+            "INSERT INTO escalations (id, conversation_id, message_id, note, status, created_at) \
+             VALUES ($1, $2, $3, $4, 'open', $5)",
+        )
+        .bind(format!("older-{i:04}"))
+        .bind(&answer.conversation_id)
+        .bind(format!("older-answer-{i:04}"))
+        .bind(format!("note {i:04}"))
+        .bind(1_000_000 + i as i64)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+    let total = older + 1;
+
+    let first = app.page(&teacher, "/teach/queue").await;
+    assert_eq!(first.matches("class=\"queue-item\"").count(), QUEUE_PAGE as usize);
+    assert!(first.contains("note 0000") && !first.contains(&format!("note {:04}", QUEUE_PAGE)), "the oldest first");
+    assert!(first.contains(&format!("Requests 1–{QUEUE_PAGE} of {total}")), "says which it lists");
+    assert!(first.contains("href=\"/teach/queue?page=2\""), "links to the next page");
+    assert!(!first.contains("queue-previous"));
+
+    let second = app.page(&teacher, "/teach/queue?page=2").await;
+    assert_eq!(second.matches("class=\"queue-item\"").count(), total - QUEUE_PAGE as usize);
+    assert!(second.contains(&format!("note {:04}", QUEUE_PAGE)));
+    assert!(second.contains("the newest request"), "the newest, last");
+    assert!(second.contains(&format!("Requests {}–{total} of {total}", QUEUE_PAGE + 1)));
+    assert!(second.contains("href=\"/teach/queue?page=1\"") && !second.contains("queue-next"));
+
+    let (status, body) = app.call(&teacher, "teach/queue", &[("page", "2")]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["requests"].as_array().unwrap().len(), total - QUEUE_PAGE as usize);
+
+    // Past the end, and nonsense: said so, with a link to the last page; the first.
+    let past = app.page(&teacher, "/teach/queue?page=9").await;
+    assert!(past.contains("No requests on this page.") && past.contains("href=\"/teach/queue?page=2\""), "{past}");
+    let nonsense = app.page(&teacher, "/teach/queue?page=-1").await;
+    assert_eq!(nonsense.matches("class=\"queue-item\"").count(), QUEUE_PAGE as usize);
+}
