@@ -118,7 +118,7 @@ test('rename and delete a conversation from the sidebar', async ({ page }) => {
 test('reload mid-answer: the answer is still being written, and the page follows it to the end', async ({ page }) => {
   await openReady(page);
   const input = page.locator('.composer textarea');
-  await input.fill('[tokens=60] [delay=60] a long answer to reload in the middle of');
+  await input.fill('[tokens=150] [delay=60] a long answer to reload in the middle of');
   await input.press('Enter');
   const live = page.locator('.msg-tutor:not(.msg-stored)');
   await expect(live).toHaveAttribute('data-status', 'streaming');

@@ -210,6 +210,8 @@ async fn questions_are_budgeted_per_address_across_sessions() {
 #[tokio::test]
 async fn answers_streaming_at_once_are_capped_per_address() {
     let app = spawn_app_with(|s| s.answers_at_once_per_address = 2).await;
+    // Connected first: the two answers below must still stream when it asks.
+    let mut third = app.student().await;
     let mut streaming = Vec::new();
     for _ in 0..2 {
         let mut student = app.student().await;
@@ -219,7 +221,6 @@ async fn answers_streaming_at_once_are_capped_per_address() {
         };
         streaming.push((student, message_id));
     }
-    let mut third = app.student().await;
     let refused = ask_in(&mut third.ws, "[tokens=2] me too", None).await;
     assert_eq!(refused.error.map(|e| e.0), Some(ErrorCode::ServerBusy));
     // When one of them ends, the address has a place again.

@@ -286,7 +286,7 @@ async fn three_instances_behind_nginx_follow_and_finish_every_answer() {
 
     // 2. Two tabs on different instances: a question in one appears, streaming, in
     // the other; a rename in one reaches the other's sidebar.
-    let question = "[tokens=40] [delay=20] asked in the first tab";
+    let question = "[tokens=100] [delay=20] asked in the first tab";
     send_json(&mut asker, json!({"question": question})).await;
     let (message_id, conversation_id) = next_start_in(&mut asker).await;
     // The follower of part 1 is the second tab: on another instance than the asker's.

@@ -138,7 +138,7 @@ async fn a_socket_on_another_instance_follows_an_answer_chunk_by_chunk_exactly_o
     let a = spawn_app().await;
     let database_url = a.state.settings.database_url.clone().unwrap();
     let b = second_instance(&database_url, 5_000).await;
-    let question = "[tokens=80] [delay=15] how do sockets work?";
+    let question = "[tokens=100] [delay=20] how do sockets work?";
 
     let mut asker = a.student().await;
     send_json(&mut asker.ws, json!({"question": question})).await;
@@ -184,7 +184,7 @@ async fn a_question_in_one_tab_streams_in_the_other_tab_on_another_instance_and_
 
     send_json(
         &mut first_tab.ws,
-        json!({"type": "ask", "question": "[tokens=40] [delay=15] and a frame?", "conversation_id": first.conversation_id}),
+        json!({"type": "ask", "question": "[tokens=100] [delay=20] and a frame?", "conversation_id": first.conversation_id}),
     )
     .await;
     let (conversation_id, message_id) = match next_frame(&mut second_tab).await {
@@ -369,7 +369,7 @@ async fn a_students_tabs_and_answers_are_capped_across_instances() {
     }
 
     // One answer at a time for this student, whichever instance is asked.
-    send_json(&mut first.ws, json!({"question": "[tokens=40] [delay=20] the long one"})).await;
+    send_json(&mut first.ws, json!({"question": "[tokens=80] [delay=20] the long one"})).await;
     let ServerFrame::Start { message_id, .. } = next_frame(&mut first.ws).await else { panic!("no start") };
     let refused = ask(&mut second, "[tokens=2] meanwhile, elsewhere").await;
     assert_eq!(refused.error, Some((tutor_chat::protocol::ErrorCode::Busy, Some(5))));

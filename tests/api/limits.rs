@@ -79,7 +79,7 @@ async fn a_server_wide_cap_on_answers_at_once_answers_busy_and_stores_nothing() 
     let app = spawn_app_with(|s| s.max_concurrent_answers = 1).await;
     let mut a = app.student().await;
     let mut b = app.student().await;
-    send_json(&mut a.ws, json!({"type": "ask", "question": "[tokens=20] [delay=25] a long one"})).await;
+    send_json(&mut a.ws, json!({"type": "ask", "question": "[tokens=40] [delay=25] a long one"})).await;
     let ServerFrame::Start { message_id, .. } = next_frame(&mut a.ws).await else { panic!("no start") };
     let refused = ask_in(&mut b.ws, "[tokens=2] me too", None).await;
     assert_eq!(refused.error, Some((ErrorCode::ServerBusy, Some(5))));

@@ -372,13 +372,14 @@ async fn signing_in_moves_the_browsers_other_tabs_to_the_account() {
     app.signed_up("rita", "rita's password").await; // on another computer, earlier
     let guest = app.session_cookie().await;
     let mut here = app.socket(&guest).await;
+    // Opened first: the answer below must still stream after the sign-in.
+    let database_url = app.state.settings.database_url.clone();
+    let other = spawn_app_with(|s| s.database_url = database_url).await;
+    let mut elsewhere = other.socket(&guest).await;
     send_json(&mut here, serde_json::json!({"question": "[tokens=100] [delay=50] asked as a guest"})).await;
     let ServerFrame::Start { conversation_id, message_id, .. } = next_frame(&mut here).await else {
         panic!("no start")
     };
-    let database_url = app.state.settings.database_url.clone();
-    let other = spawn_app_with(|s| s.database_url = database_url).await;
-    let mut elsewhere = other.socket(&guest).await;
 
     let (_, account, body) =
         app.account_form(&guest, "signin", &[("username", "rita"), ("password", "rita's password")]).await;

@@ -196,7 +196,7 @@ async fn a_checkpoint_the_database_refuses_does_not_hold_back_the_others_in_its_
     let app = spawn_app().await;
     let mut refused = app.student().await;
     let mut saved = app.student().await;
-    let question = |who: &str| serde_json::json!({"type": "ask", "question": format!("[tokens=60] [delay=50] {who}")});
+    let question = |who: &str| serde_json::json!({"type": "ask", "question": format!("[tokens=100] [delay=50] {who}")});
     send_json(&mut refused.ws, question("refused")).await;
     let ServerFrame::Start { message_id: refused_id, .. } = next_frame(&mut refused.ws).await else { panic!("no start") };
     send_json(&mut saved.ws, question("saved")).await;
@@ -225,7 +225,7 @@ async fn a_checkpoint_the_database_refuses_does_not_hold_back_the_others_in_its_
     }
     let (before, ..) = answer_row(&pool, &saved_id).await;
 
-    // Two and a half checkpoints later, mid-answer (the answers take three seconds).
+    // Two and a half checkpoints later, mid-answer (the answers take five seconds).
     tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
     let (during, _, status, _) = answer_row(&pool, &saved_id).await;
     assert_eq!(status, "streaming", "still mid-answer");
