@@ -14,8 +14,9 @@ use crate::db::{Db, StoreError};
 use crate::i18n::Lang;
 use crate::protocol::Source;
 
-/// Rows read at a time: what the export holds in memory, whatever the period.
-pub const EXPORT_PAGE_ROWS: u32 = 1000;
+/// Rows read at a time: what the export holds in memory (about half a megabyte),
+/// whatever the period. Each page costs a query, so not fewer (docs/BENCHMARKS.md).
+pub const EXPORT_PAGE_ROWS: u32 = 5000;
 
 /// One question of the export, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +75,8 @@ impl Db {
         // second look.
         let readable = if read_all { "1 = 1" } else { "s.conversation_id IS NOT NULL" };
         let (after_at, after_id) = after.clone().unwrap_or((i64::MIN, String::new()));
+        // The index's range starts at the later of the period's start and the cursor.
+        let from = since.max(after_at);
         let sql = format!(
             "WITH shared AS ({SHARED_CONVERSATIONS}) \
              SELECT q.id, q.created_at, u.username, u.guest_no, \
@@ -89,12 +92,11 @@ impl Db {
              LEFT JOIN messages a ON a.id = (SELECT n.id FROM messages n WHERE n.parent_id = q.id \
                                    AND n.role = 'assistant' ORDER BY n.position DESC LIMIT 1) \
              LEFT JOIN feedback f ON f.message_id = a.id \
-             WHERE q.role = 'user' AND q.created_at >= $1 \
-               AND (q.created_at > $2 OR (q.created_at = $2 AND q.id > $3)) \
+             WHERE q.role = 'user' AND q.created_at >= $1 AND (q.created_at > $2 OR q.id > $3) \
              ORDER BY q.created_at, q.id LIMIT $4"
         );
         let rows = sqlx::query(&sql)
-            .bind(since)
+            .bind(from)
             .bind(after_at)
             .bind(after_id)
             .bind(i64::from(limit))
