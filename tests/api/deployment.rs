@@ -349,7 +349,7 @@ async fn three_instances_behind_nginx_follow_and_finish_every_answer() {
     // docs/BENCHMARKS.md reads this line ("Several instances"): kill -9 to the first
     // continued chunk at the page, through nginx, lease included.
     eprintln!("takeover: first continued chunk {} ms after kill -9 (lease {LEASE_MS} ms)", continued_after.as_millis());
-    assert!(continued_after < Duration::from_millis(LEASE_MS + 2_000), "continued after {continued_after:?}");
+    assert!(continued_after < Duration::from_millis(LEASE_MS + 4_000), "continued after {continued_after:?}");
     let (status, text) = stored_answer(&db, &message_id).await;
     assert_eq!(status, MessageStatus::Complete);
     let whole = whole_text(&deployment, &cookie, question).await;

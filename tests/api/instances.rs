@@ -275,7 +275,8 @@ async fn an_answer_cut_by_a_crash_is_continued_elsewhere_with_no_word_lost_or_re
         }
     }
     let took = seen.first_chunk_at.unwrap() - crashed_at;
-    assert!(took < Duration::from_millis(LEASE_MS + 2_000), "continued after {took:?}");
+    // The lease, a sweep, and room for a loaded machine: a bound, not a benchmark.
+    assert!(took < Duration::from_millis(LEASE_MS + 4_000), "continued after {took:?}");
     let (status, content, generation, continued, seams) = stored(&b.app, &message_id).await;
     assert_eq!((status.as_str(), generation, continued), ("streaming", 1, 1));
     let seam: usize = serde_json::from_str::<Vec<usize>>(&seams.unwrap()).unwrap()[0];

@@ -233,16 +233,28 @@ async fn sigterm_lets_a_running_answer_finish_then_exits_cleanly() {
     let (_fake, fake_addr) = spawn_fake(FakeConfig::default()).await;
     let database_url = fresh_database_url().await;
     let mut server = start_server_process_with(&database_url, fake_addr, free_port(), &[("TUTOR_SHUTDOWN_GRACE_MS", "10000")]).await;
-    let (mut ws, _) = ask_a_real_server(&server, "[tokens=30] [delay=40] about a second and a bit").await;
+    let (mut ws, _) = ask_a_real_server(&server, "[tokens=60] [delay=40] about two seconds and a bit").await;
     let ServerFrame::Start { message_id, .. } = next_frame(&mut ws).await else { panic!("no start") };
     assert!(matches!(next_frame(&mut ws).await, ServerFrame::Chunk { seq: 1, .. }));
     sigterm(&server);
-    // New connections are refused at once; this one gets its whole answer.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(reqwest::get(format!("http://{}/healthz", server.addr)).await.is_err(), "still accepting");
+    // New connections are refused from now on; this one gets its whole answer.
+    let refusing_by = tokio::time::Instant::now() + Duration::from_secs(5);
+    while reqwest::get(format!("http://{}/healthz", server.addr)).await.is_ok() {
+        assert!(tokio::time::Instant::now() < refusing_by, "still accepting");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&database_url).await.unwrap();
+    let status: String = sqlx::query_scalar("SELECT status FROM messages WHERE id = $1")
+        .bind(&message_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert_eq!(status, "streaming", "refused while the answer was still being written");
     let rest = read_rest(&mut ws, message_id).await;
-    assert_eq!(rest.end, Some((30, EndReason::Complete)));
-    assert_eq!(rest.chunks.len(), 29);
+    assert_eq!(rest.end, Some((60, EndReason::Complete)));
+    assert_eq!(rest.chunks.len(), 59);
     // Then the socket closes (1001) and the process exits cleanly.
     let closed = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap();
     assert!(matches!(closed, Some(Ok(Message::Close(_))) | None | Some(Err(_))), "{closed:?}");
