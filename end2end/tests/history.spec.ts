@@ -182,6 +182,83 @@ test('the network drops after a question went out and before its answer began: t
   await expect(page.locator('.msg-tutor .msg-text')).toHaveText([sent[0].answer]);
 });
 
+test('a reload just after Enter, before the question reached the server: the page asks it again, once', async ({ page }) => {
+  // The first question any socket of this page carries is lost on the way: the
+  // server never hears of it.
+  let lost = false;
+  await page.routeWebSocket(/\/ws\/chat/, (ws) => {
+    const server = ws.connectToServer();
+    ws.onMessage((message) => {
+      if (!lost && String(message).includes('"type":"ask"')) {
+        lost = true;
+        return;
+      }
+      server.send(message);
+    });
+    server.onMessage((message) => ws.send(message));
+  });
+  await openReady(page);
+  const question = '[tokens=20] [delay=30] asked just before a reload';
+  await page.locator('.composer textarea').fill(question);
+  await page.locator('.composer textarea').press('Enter');
+  await expect.poll(() => lost).toBe(true);
+  await expect(page.locator('.msg-tutor:not(.msg-stored)')).toHaveAttribute('data-status', 'waiting');
+
+  await page.reload();
+  await ready(page);
+  // The tab kept the question: shown again, sent again, answered.
+  await expect(page.locator('.msg-student .msg-text')).toHaveText([question]);
+  const answer = page.locator('.msg-tutor:not(.msg-stored)');
+  await expect(answer).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });
+  await expect(page).toHaveURL(/\/c\//);
+  const sent = (await upstreamLog()).filter((r) => r.messages.some((m) => m.content.includes(question)));
+  expect(sent.length).toBe(1);
+  await page.reload();
+  await ready(page);
+  await expect(page.locator('.msg-student .msg-text')).toHaveText([question]);
+  await expect(page.locator('.msg-tutor .msg-text')).toHaveText([sent[0].answer]);
+});
+
+test('a reload while the answer had begun but its start had not arrived: the page follows that answer, asked once', async ({ page }) => {
+  // The first socket that carries a question hears nothing from the server after
+  // it: the server stores and answers the question, the page never hears so.
+  let deaf = false;
+  await page.routeWebSocket(/\/ws\/chat/, (ws) => {
+    const server = ws.connectToServer();
+    let mine = false;
+    ws.onMessage((message) => {
+      if (!deaf && String(message).includes('"type":"ask"')) {
+        deaf = true;
+        mine = true;
+      }
+      server.send(message);
+    });
+    server.onMessage((message) => {
+      if (!mine) ws.send(message);
+    });
+  });
+  await openReady(page);
+  const question = '[tokens=60] [delay=40] asked, and its start never came';
+  await page.locator('.composer textarea').fill(question);
+  await page.locator('.composer textarea').press('Enter');
+  await expect.poll(() => deaf).toBe(true);
+  await expect(page.locator('.msg-tutor:not(.msg-stored)')).toHaveAttribute('data-status', 'waiting');
+
+  await page.reload();
+  await ready(page);
+  const answer = page.locator('.msg-tutor:not(.msg-stored)');
+  await expect(answer).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });
+  await expect(page.locator('.msg-error')).toHaveCount(0);
+  const sent = (await upstreamLog()).filter((r) => r.messages.some((m) => m.content.includes(question)));
+  expect(sent.length).toBe(1);
+  await expect(answer.locator('.msg-text')).toHaveText(sent[0].answer);
+  await expect(page).toHaveURL(/\/c\//);
+  await page.reload();
+  await ready(page);
+  await expect(page.locator('.msg-student .msg-text')).toHaveText([question]);
+  await expect(page.locator('.msg-tutor .msg-text')).toHaveText([sent[0].answer]);
+});
+
 test('leave a conversation mid-answer and come back: the page follows the answer to its end', async ({ page }) => {
   await openReady(page);
   await ask(page, '[tokens=3] an earlier conversation');

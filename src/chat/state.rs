@@ -4,6 +4,7 @@
 use leptos::prelude::*;
 
 pub use super::meter::Meter;
+use crate::history::{MessageRole, MessageStatus, StoredMessage};
 use crate::page::PageState;
 use crate::protocol::{AnswerStatus, ClientFrame, ConversationChange, EndReason, ErrorCode, ServerFrame};
 
@@ -297,6 +298,30 @@ impl ChatUi {
             last_seq: 0,
             ask: Some(ask),
         }));
+    }
+
+    /// A question sent just before the page was reloaded, whose `start` had not come
+    /// (the tab kept its `ask`): shown again, waiting, and to be sent again as it was
+    /// (the server follows the answer it began, if it got the first). Not when the page
+    /// shows it stored already (`stored`: the conversation's newest messages; its
+    /// answer is then followed as any answer still being written, or is over), nor for
+    /// another conversation than the one on screen. Returns whether it is to be sent.
+    pub fn restore_unsent(&self, ask: ClientFrame, stored: &[StoredMessage]) -> bool {
+        let ClientFrame::Ask { question, conversation_id, .. } = &ask else { return false };
+        if self.pending.with_untracked(Option::is_some) || *conversation_id != self.conversation_id.get_untracked() {
+            return false;
+        }
+        let streaming = stored
+            .iter()
+            .rev()
+            .find(|m| m.role != MessageRole::Teacher)
+            .is_some_and(|m| m.role == MessageRole::Assistant && m.status == MessageStatus::Streaming);
+        let shown = stored.iter().rev().find(|m| m.role == MessageRole::User).is_some_and(|m| m.content == *question);
+        if streaming || shown {
+            return false;
+        }
+        self.begin_question(ask);
+        true
     }
 
     /// A `regenerate` or `edit` was sent: the page waits for its answer, which comes
@@ -978,6 +1003,64 @@ mod tests {
                 Some(ClientFrame::Resume { message_id: "m1".into() }),
                 "once started, resumed"
             );
+        });
+    }
+
+    fn stored(role: MessageRole, content: &str, status: MessageStatus) -> StoredMessage {
+        StoredMessage {
+            id: format!("{role:?}-{content}"),
+            position: 0,
+            role,
+            content: content.into(),
+            status,
+            error_code: None,
+            created_at: 0,
+            sources: Vec::new(),
+            feedback: None,
+            teacher_request: None,
+            faq_id: None,
+            seams: Vec::new(),
+            versions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_question_unsent_at_a_reload_is_shown_and_sent_again_unless_the_page_has_it() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let in_c1 = |question: &str| ClientFrame::Ask {
+                question: question.into(),
+                conversation_id: Some("c1".into()),
+                ask_id: Some("a1".into()),
+            };
+            let earlier = [
+                stored(MessageRole::User, "before", MessageStatus::Complete),
+                stored(MessageRole::Assistant, "an answer", MessageStatus::Complete),
+            ];
+            // The server never got it: shown waiting, and sent as it was.
+            let ui = ChatUi::new();
+            ui.show_conversation(Some("c1".into()));
+            assert!(ui.restore_unsent(in_c1("q"), &earlier));
+            assert_eq!(ui.items.get_untracked()[0].text.get_untracked(), "q");
+            assert_eq!(ui.items.get_untracked()[1].status.get_untracked(), ItemStatus::Waiting);
+            assert_eq!(ui.reconnect_frame(), Some(in_c1("q")));
+            assert!(!ui.restore_unsent(in_c1("q"), &earlier), "once");
+
+            // Stored and over, or stored and still written: the page shows it already.
+            let over = [earlier[0].clone(), earlier[1].clone(), stored(MessageRole::User, "q", MessageStatus::Complete)];
+            let ui = ChatUi::new();
+            ui.show_conversation(Some("c1".into()));
+            assert!(!ui.restore_unsent(in_c1("q"), &over));
+            let mut writing = over.to_vec();
+            writing.push(stored(MessageRole::Assistant, "", MessageStatus::Streaming));
+            assert!(!ui.restore_unsent(in_c1("other words"), &writing), "its answer is followed instead");
+            assert!(ui.items.get_untracked().is_empty());
+
+            // Asked in another conversation than the one on screen: not here.
+            let elsewhere = ChatUi::new();
+            elsewhere.show_conversation(None);
+            assert!(!elsewhere.restore_unsent(in_c1("q"), &[]));
+            assert!(elsewhere.restore_unsent(ask("a new chat's first"), &[]), "a new chat's question, on a new chat");
         });
     }
 

@@ -78,6 +78,29 @@ pub fn ChatPage() -> impl IntoView {
         },
     );
 
+    // A question sent just before a reload, whose answer had not begun: kept in the
+    // tab while it waits, and shown and sent again once the page knows what the
+    // server stored (the history below).
+    let unsent = StoredValue::new(platform::take_unsent_ask());
+    Effect::new(move |restored: Option<bool>| {
+        if restored == Some(true) {
+            return true;
+        }
+        let Some(loaded) = history.get() else { return false };
+        let ask = unsent.try_update_value(Option::take).flatten();
+        if let Some(ask) = ask.and_then(|json| serde_json::from_str::<ClientFrame>(&json).ok()) {
+            let stored = loaded.ok().flatten().map(|view| view.messages).unwrap_or_default();
+            if ui.restore_unsent(ask, &stored) {
+                client.send_unsent();
+            }
+        }
+        true
+    });
+    Effect::new(move |_| {
+        let ask = ui.pending.with(|p| p.as_ref().and_then(|p| p.ask.as_ref()).and_then(|ask| serde_json::to_string(ask).ok()));
+        platform::keep_unsent_ask(ask.as_deref());
+    });
+
     let answering = move || ui.pending.with(Option::is_some);
     let connected = move || ui.conn.get() == ConnState::Connected;
     // Sending or stopping from a button would leave keyboard focus on a button that

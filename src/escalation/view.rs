@@ -116,7 +116,9 @@ fn QueueList(queue: Queue) -> impl IntoView {
     let page = queue.page.max(1);
     let first = queue.first_index();
     let shown = queue.requests.len() as i64;
-    let total = queue.total();
+    // The counts are read apart from the page: a request closed in between may have
+    // moved; never "101–131 of 130".
+    let total = queue.total().max(first + shown);
     let paged = page > 1 || queue.has_next();
     let range = move || {
         t().queue_shown

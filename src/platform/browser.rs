@@ -86,6 +86,28 @@ pub fn reload_page() {
     let _ = window().location().reload();
 }
 
+/// Where a tab keeps the question it sent whose answer has not begun: a reload in that
+/// moment would otherwise lose it (the server may never have got it).
+const UNSENT_ASK_KEY: &str = "tutor-unsent-ask";
+
+/// Keeps the `ask` whose `start` has not come (its JSON) in this tab's storage, which
+/// outlives a reload and no other tab reads; `None` forgets it.
+pub fn keep_unsent_ask(ask_json: Option<&str>) {
+    let Ok(Some(storage)) = window().session_storage() else { return };
+    let _ = match ask_json {
+        Some(json) => storage.set_item(UNSENT_ASK_KEY, json),
+        None => storage.remove_item(UNSENT_ASK_KEY),
+    };
+}
+
+/// The `ask` kept by [`keep_unsent_ask`] before this page loaded, once.
+pub fn take_unsent_ask() -> Option<String> {
+    let storage = window().session_storage().ok()??;
+    let json = storage.get_item(UNSENT_ASK_KEY).ok()??;
+    let _ = storage.remove_item(UNSENT_ASK_KEY);
+    Some(json)
+}
+
 /// Loads this page again, unless that was done for the same reason in the last minute:
 /// a page whose part of the WASM is missing reloads once (a release may have replaced
 /// the parts), not in a loop. Returns whether it reloads.

@@ -90,6 +90,14 @@ pub fn load_page(_path: &str) {}
 /// Only a browser loads pages.
 pub fn reload_page() {}
 
+/// A tab's storage is the browser's.
+pub fn keep_unsent_ask(_ask_json: Option<&str>) {}
+
+/// A tab's storage is the browser's: nothing on the server.
+pub fn take_unsent_ask() -> Option<String> {
+    None
+}
+
 /// Keys are the browser's.
 pub fn keep_tab_inside(
     _ev: &leptos::ev::KeyboardEvent,

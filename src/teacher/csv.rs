@@ -72,7 +72,8 @@ impl Db {
         read_all: bool,
     ) -> Result<Vec<QuestionRow>, StoreError> {
         // The shared conversations are found once and joined, so `shared` needs no
-        // second look.
+        // second look. Each page is its own read: a question stored during a download
+        // appears if it sorts after the page being read.
         let readable = if read_all { "1 = 1" } else { "s.conversation_id IS NOT NULL" };
         let (after_at, after_id) = after.clone().unwrap_or((i64::MIN, String::new()));
         // The index's range starts at the later of the period's start and the cursor.

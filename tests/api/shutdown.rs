@@ -233,7 +233,7 @@ async fn sigterm_lets_a_running_answer_finish_then_exits_cleanly() {
     let (_fake, fake_addr) = spawn_fake(FakeConfig::default()).await;
     let database_url = fresh_database_url().await;
     let mut server = start_server_process_with(&database_url, fake_addr, free_port(), &[("TUTOR_SHUTDOWN_GRACE_MS", "10000")]).await;
-    let (mut ws, _) = ask_a_real_server(&server, "[tokens=60] [delay=40] about two seconds and a bit").await;
+    let (mut ws, _) = ask_a_real_server(&server, "[tokens=150] [delay=40] about six seconds").await;
     let ServerFrame::Start { message_id, .. } = next_frame(&mut ws).await else { panic!("no start") };
     assert!(matches!(next_frame(&mut ws).await, ServerFrame::Chunk { seq: 1, .. }));
     sigterm(&server);
@@ -253,8 +253,8 @@ async fn sigterm_lets_a_running_answer_finish_then_exits_cleanly() {
     pool.close().await;
     assert_eq!(status, "streaming", "refused while the answer was still being written");
     let rest = read_rest(&mut ws, message_id).await;
-    assert_eq!(rest.end, Some((60, EndReason::Complete)));
-    assert_eq!(rest.chunks.len(), 59);
+    assert_eq!(rest.end, Some((150, EndReason::Complete)));
+    assert_eq!(rest.chunks.len(), 149);
     // Then the socket closes (1001) and the process exits cleanly.
     let closed = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap();
     assert!(matches!(closed, Some(Ok(Message::Close(_))) | None | Some(Err(_))), "{closed:?}");

@@ -62,6 +62,8 @@ struct Connection {
     socket: web_sys::WebSocket,
     outbox: mpsc::UnboundedSender<String>,
     _hang_up: oneshot::Sender<()>,
+    /// Its task has sent what a new connection sends first (`reconnect_frame`).
+    greeted: Cell<bool>,
 }
 
 impl Connection {
@@ -143,6 +145,19 @@ impl ChatClient {
     /// Asks the server for the answer this page is waiting for, when the socket is open.
     pub fn resume_if_connected(self) {
         resume_if_connected(&self.client());
+    }
+
+    /// Sends the question the page shows as not started yet (one restored after a
+    /// reload), when the socket is open and past its opening; a socket still opening
+    /// sends it itself (`reconnect_frame`), and sending it here too would ask twice.
+    pub fn send_unsent(self) {
+        let client = self.client();
+        let greeted = client.connection.borrow().as_ref().is_some_and(|c| c.is_open() && c.greeted.get());
+        if greeted {
+            if let Some(frame) = client.ui.reconnect_frame() {
+                send(&client, &frame);
+            }
+        }
     }
 
     /// A fresh `ask_id`: 104 random bits. It only has to differ from this student's
@@ -278,6 +293,7 @@ fn connect(client: &Rc<Client>) {
         socket: raw,
         outbox,
         _hang_up: hang_up,
+        greeted: Cell::new(false),
     });
     leptos::task::spawn_local(run_connection(client.clone(), socket, outgoing, hung_up));
 }
@@ -320,6 +336,9 @@ async fn run_connection(
         // again as it was: the server follows what the first one began, if it got it.
         if let Some(frame) = client.ui.reconnect_frame() {
             send(&client, &frame);
+        }
+        if let Some(connection) = client.connection.borrow().as_ref() {
+            connection.greeted.set(true);
         }
         loop {
             // The hang-up first: nothing of a dropped connection reaches the page.

@@ -22,6 +22,8 @@ impl ChatClient {
 
     pub fn resume_if_connected(self) {}
 
+    pub fn send_unsent(self) {}
+
     /// Never called on the server (nothing is asked there).
     pub fn new_ask_id(self) -> String {
         String::new()
