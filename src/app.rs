@@ -10,7 +10,7 @@ use leptos_router::{Lazy, LazyRoute, ParamSegment, SsrMode, StaticSegment};
 use crate::account::view::{SignInPage, SignUpPage};
 use crate::chat::client::ChatClient;
 use crate::chat::state::ChatUi;
-use crate::chat::view::{ChatPage, Hydrated};
+use crate::chat::view::{ChatPage, Hydrated, UnsentAsk};
 use crate::faq::view::FaqPage;
 use crate::history::view::Sidebar;
 use crate::lessons::view::{LessonList, LessonView};
@@ -67,6 +67,21 @@ pub fn App() -> impl IntoView {
     let hydrated = use_context::<Hydrated>().unwrap_or_else(|| Hydrated(RwSignal::new(false)));
     provide_context(hydrated);
     Effect::new(move |_| client.start());
+    // A question a reload cut off before its answer began (docs/client.md): taken once
+    // per page load, for the chat page to restore; kept while one waits, on any page.
+    let unsent = UnsentAsk(StoredValue::new(platform::take_unsent_ask()));
+    provide_context(unsent);
+    Effect::new(move |_| {
+        // Only the page this load began on restores it; a chat page opened later does not.
+        if hydrated.0.get() {
+            unsent.0.set_value(None);
+        }
+    });
+    let waiting_ask = Memo::new(move |_| ui.pending.with(|p| p.as_ref().and_then(|p| p.ask.clone())));
+    Effect::new(move |_| {
+        let json = waiting_ask.with(|ask| ask.as_ref().and_then(|ask| serde_json::to_string(ask).ok()));
+        platform::keep_unsent_ask(json.as_deref());
+    });
     view! {
         <Title text=move || lang.get().t().product />
         <Router>

@@ -221,8 +221,10 @@ test('a reload just after Enter, before the question reached the server: the pag
 
 test('a reload while the answer had begun but its start had not arrived: the page follows that answer, asked once', async ({ page }) => {
   // The first socket that carries a question hears nothing from the server after
-  // it: the server stores and answers the question, the page never hears so.
+  // it: the server stores and answers the question (its `start` goes out), the page
+  // never hears so.
   let deaf = false;
+  let startSent = false;
   await page.routeWebSocket(/\/ws\/chat/, (ws) => {
     const server = ws.connectToServer();
     let mine = false;
@@ -235,13 +237,14 @@ test('a reload while the answer had begun but its start had not arrived: the pag
     });
     server.onMessage((message) => {
       if (!mine) ws.send(message);
+      else if (String(message).includes('"type":"start"')) startSent = true;
     });
   });
   await openReady(page);
   const question = '[tokens=60] [delay=40] asked, and its start never came';
   await page.locator('.composer textarea').fill(question);
   await page.locator('.composer textarea').press('Enter');
-  await expect.poll(() => deaf).toBe(true);
+  await expect.poll(() => startSent).toBe(true);
   await expect(page.locator('.msg-tutor:not(.msg-stored)')).toHaveAttribute('data-status', 'waiting');
 
   await page.reload();
@@ -257,6 +260,47 @@ test('a reload while the answer had begun but its start had not arrived: the pag
   await ready(page);
   await expect(page.locator('.msg-student .msg-text')).toHaveText([question]);
   await expect(page.locator('.msg-tutor .msg-text')).toHaveText([sent[0].answer]);
+});
+
+test('a question whose answer began while the student was on another page is not asked again by a later page', async ({ page }) => {
+  // The server's `start` for the first question is held until the page has left
+  // the chat for the lessons.
+  let release: (() => void) | null = null;
+  await page.routeWebSocket(/\/ws\/chat/, (ws) => {
+    const server = ws.connectToServer();
+    let held: (string | Buffer)[] | null = null;
+    ws.onMessage((message) => {
+      if (release === null && String(message).includes('"type":"ask"')) {
+        held = [];
+        release = () => {
+          for (const m of held ?? []) ws.send(m);
+          held = null;
+        };
+      }
+      server.send(message);
+    });
+    server.onMessage((message) => {
+      if (held !== null) held.push(message);
+      else ws.send(message);
+    });
+  });
+  await openReady(page);
+  const question = '[tokens=5] asked, then off to the lessons';
+  await page.locator('.composer textarea').fill(question);
+  await page.locator('.composer textarea').press('Enter');
+  await expect.poll(() => release !== null).toBe(true);
+  await page.locator('a.sidebar-lessons').click();
+  await expect(page).toHaveURL(/\/lessons$/);
+  release!();
+  await expect.poll(async () => (await upstreamLog()).filter((r) => r.messages.some((m) => m.content.includes(question))).length).toBe(1);
+  await page.waitForTimeout(300); // the start and the answer reach the page
+  // A new chat, loaded: empty, and nothing asked again.
+  await page.goto('/');
+  await ready(page);
+  await expect(page.locator('.empty')).toBeVisible();
+  await page.waitForTimeout(500);
+  await expect(page.locator('.msg-student')).toHaveCount(0);
+  expect((await upstreamLog()).filter((r) => r.messages.some((m) => m.content.includes(question))).length).toBe(1);
 });
 
 test('leave a conversation mid-answer and come back: the page follows the answer to its end', async ({ page }) => {

@@ -17,6 +17,8 @@ use crate::platform;
 fn reload_on_success(done: impl Get<Value = Option<Result<(), AppError>>> + Send + Sync + 'static) {
     Effect::new(move |_| {
         if matches!(done.get(), Some(Ok(()))) {
+            // A question still waiting for its answer was the old identity's.
+            platform::keep_unsent_ask(None);
             platform::load_page("/");
         }
     });

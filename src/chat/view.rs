@@ -29,6 +29,11 @@ use crate::protocol::{ClientFrame, ErrorCode};
 #[derive(Debug, Clone, Copy)]
 pub struct Hydrated(pub RwSignal<bool>);
 
+/// The `ask` (JSON) a reload cut off before its `start`, taken from the tab's storage
+/// when the page loaded: the chat page the load began on restores it.
+#[derive(Debug, Clone, Copy)]
+pub struct UnsentAsk(pub StoredValue<Option<String>>);
+
 #[component]
 pub fn ChatPage() -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
@@ -78,10 +83,10 @@ pub fn ChatPage() -> impl IntoView {
         },
     );
 
-    // A question sent just before a reload, whose answer had not begun: kept in the
-    // tab while it waits, and shown and sent again once the page knows what the
-    // server stored (the history below).
-    let unsent = StoredValue::new(platform::take_unsent_ask());
+    // A question sent just before a reload, whose answer had not begun (`App` keeps
+    // it in the tab while it waits): shown and sent again once the page knows what
+    // the server stored (the history below).
+    let unsent = StoredValue::new(use_context::<UnsentAsk>().and_then(|kept| kept.0.try_update_value(Option::take).flatten()));
     Effect::new(move |restored: Option<bool>| {
         if restored == Some(true) {
             return true;
@@ -95,10 +100,6 @@ pub fn ChatPage() -> impl IntoView {
             }
         }
         true
-    });
-    Effect::new(move |_| {
-        let ask = ui.pending.with(|p| p.as_ref().and_then(|p| p.ask.as_ref()).and_then(|ask| serde_json::to_string(ask).ok()));
-        platform::keep_unsent_ask(ask.as_deref());
     });
 
     let answering = move || ui.pending.with(Option::is_some);

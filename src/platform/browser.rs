@@ -89,23 +89,28 @@ pub fn reload_page() {
 /// Where a tab keeps the question it sent whose answer has not begun: a reload in that
 /// moment would otherwise lose it (the server may never have got it).
 const UNSENT_ASK_KEY: &str = "tutor-unsent-ask";
+/// Older than this, a kept question is not a reload's: it is not asked again.
+const UNSENT_ASK_FOR_MS: i64 = 120_000;
 
-/// Keeps the `ask` whose `start` has not come (its JSON) in this tab's storage, which
-/// outlives a reload and no other tab reads; `None` forgets it.
+/// Keeps the `ask` whose `start` has not come (its JSON), with the time, in this tab's
+/// storage, which outlives a reload and no other tab reads; `None` forgets it.
 pub fn keep_unsent_ask(ask_json: Option<&str>) {
     let Ok(Some(storage)) = window().session_storage() else { return };
     let _ = match ask_json {
-        Some(json) => storage.set_item(UNSENT_ASK_KEY, json),
+        Some(json) => storage.set_item(UNSENT_ASK_KEY, &format!("{}\n{json}", js_sys::Date::now() as i64)),
         None => storage.remove_item(UNSENT_ASK_KEY),
     };
 }
 
-/// The `ask` kept by [`keep_unsent_ask`] before this page loaded, once.
+/// The `ask` kept by [`keep_unsent_ask`] before this page loaded, once, if it was
+/// kept in the last two minutes.
 pub fn take_unsent_ask() -> Option<String> {
     let storage = window().session_storage().ok()??;
-    let json = storage.get_item(UNSENT_ASK_KEY).ok()??;
+    let kept = storage.get_item(UNSENT_ASK_KEY).ok()??;
     let _ = storage.remove_item(UNSENT_ASK_KEY);
-    Some(json)
+    let (at, json) = kept.split_once('\n')?;
+    let age = js_sys::Date::now() as i64 - at.parse::<i64>().ok()?;
+    (0..UNSENT_ASK_FOR_MS).contains(&age).then(|| json.to_string())
 }
 
 /// Loads this page again, unless that was done for the same reason in the last minute:
