@@ -54,14 +54,11 @@ impl Db {
         limit: u32,
         read_all: bool,
     ) -> Result<Vec<QuestionRow>, StoreError> {
-        let unnumbered = |rows: &Vec<QuestionRow>| rows.iter().any(|row| row.student.unnumbered());
-        let read = || self.read_questions_for_export(since, after, limit, read_all);
-        // Guests are numbered when a page has one without: most pages need no write.
-        let rows = read().await?;
-        if !unnumbered(&rows) {
-            return Ok(rows);
-        }
-        self.with_guest_numbers(read, unnumbered).await
+        self.with_guest_numbers(
+            || self.read_questions_for_export(since, after, limit, read_all),
+            |rows| rows.iter().any(|row| row.student.unnumbered()),
+        )
+        .await
     }
 
     async fn read_questions_for_export(
