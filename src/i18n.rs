@@ -122,6 +122,20 @@ pub fn is_russian(text: &str) -> bool {
     text.chars().any(|c| matches!(c, 'а'..='я' | 'А'..='Я' | 'ё' | 'Ё'))
 }
 
+/// How an answer ended, and its rating, as the CSV export writes them: the stored codes
+/// in English (scripts read them), words in Russian (a spreadsheet's reader does).
+pub struct ExportValues {
+    pub streaming: &'static str,
+    pub complete: &'static str,
+    pub stopped: &'static str,
+    pub error: &'static str,
+    pub interrupted: &'static str,
+    /// An answer refused because the student's question budget was spent.
+    pub rate_limited: &'static str,
+    pub up: &'static str,
+    pub down: &'static str,
+}
+
 pub struct Strings {
     pub product: &'static str,
     pub tagline: &'static str,
@@ -279,6 +293,8 @@ pub struct Strings {
     pub export_columns: [&'static str; 9],
     pub export_yes: &'static str,
     pub export_no: &'static str,
+    /// The CSV export's "ended" and "rating" values.
+    pub export_values: ExportValues,
     // dashboard
     pub teach_period_choice: &'static str,
     pub teach_days_option: &'static str,
@@ -550,6 +566,16 @@ pub static EN: Strings = Strings {
     ],
     export_yes: "yes",
     export_no: "no",
+    export_values: ExportValues {
+        streaming: "streaming",
+        complete: "complete",
+        stopped: "stopped",
+        error: "error",
+        interrupted: "interrupted",
+        rate_limited: "rate_limited",
+        up: "up",
+        down: "down",
+    },
     // dashboard
     teach_period_choice: "Period",
     teach_days_option: "{days} days",
@@ -786,6 +812,16 @@ pub static RU: Strings = Strings {
     ],
     export_yes: "да",
     export_no: "нет",
+    export_values: ExportValues {
+        streaming: "пишется",
+        complete: "завершён",
+        stopped: "остановлен",
+        error: "ошибка",
+        interrupted: "прерван",
+        rate_limited: "лимит вопросов",
+        up: "полезно",
+        down: "не помогло",
+    },
     // dashboard
     teach_period_choice: "Период",
     teach_days_option: "{days} дн.",

@@ -12,7 +12,8 @@ use super::store::SHARED_CONVERSATIONS;
 use super::StudentName;
 use crate::db::{Db, StoreError};
 use crate::i18n::Lang;
-use crate::protocol::Source;
+use crate::feedback::Rating;
+use crate::protocol::{AnswerStatus, Source};
 
 /// Rows read at a time: what the export holds in memory (about half a megabyte),
 /// whatever the period. Each page costs a query, so not fewer (docs/BENCHMARKS.md).
@@ -147,10 +148,20 @@ pub fn csv_lines(rows: &[QuestionRow], lang: Lang) -> String {
                 slugs.join("; ")
             })
             .unwrap_or_default();
-        let ended = match (row.status.as_deref(), row.error_code.as_deref()) {
-            (Some("error"), Some("rate_limited")) => "rate_limited".to_string(),
-            (Some(status), _) => status.to_string(),
-            (None, _) => String::new(),
+        let values = &strings.export_values;
+        let ended = match (row.status.as_deref().map(AnswerStatus::parse), row.error_code.as_deref()) {
+            (Some(AnswerStatus::Error), Some("rate_limited")) => values.rate_limited,
+            (Some(AnswerStatus::Streaming), _) => values.streaming,
+            (Some(AnswerStatus::Complete), _) => values.complete,
+            (Some(AnswerStatus::Stopped), _) => values.stopped,
+            (Some(AnswerStatus::Error), _) => values.error,
+            (Some(AnswerStatus::Interrupted), _) => values.interrupted,
+            (None, _) => "",
+        };
+        let rating = match row.rating.as_deref().and_then(Rating::parse) {
+            Some(Rating::Up) => values.up,
+            Some(Rating::Down) => values.down,
+            None => "",
         };
         let number = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
         push_line(
@@ -161,8 +172,8 @@ pub fn csv_lines(rows: &[QuestionRow], lang: Lang) -> String {
                 row.student.label(strings),
                 row.question.clone().unwrap_or_default(),
                 lessons,
-                ended,
-                row.rating.clone().unwrap_or_default(),
+                ended.to_string(),
+                rating.to_string(),
                 number(row.prompt_tokens),
                 number(row.completion_tokens),
                 if row.shared { strings.export_yes } else { strings.export_no }.to_string(),
@@ -245,6 +256,6 @@ mod tests {
         let lines: Vec<&str> = csv.trim_start_matches('\u{feff}').split("\r\n").collect();
         assert_eq!(lines[0].split(';').count(), 9, "{}", lines[0]);
         assert!(lines[0].starts_with("время_utc;студент;вопрос;"), "{}", lines[0]);
-        assert_eq!(lines[1], "2026-11-27 09:00;Гость 17;Что такое SSE, и зачем?;\"sse; ws\";rate_limited;down;120;;да");
+        assert_eq!(lines[1], "2026-11-27 09:00;Гость 17;Что такое SSE, и зачем?;\"sse; ws\";лимит вопросов;не помогло;120;;да");
     }
 }

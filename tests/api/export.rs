@@ -100,6 +100,12 @@ async fn a_teacher_downloads_the_periods_questions_with_only_shared_text() {
     // A period that is not a number falls back to the default (30 days): the same rows.
     let (_, _, csv) = download(&app, &teacher, "?days=nonsense").await;
     assert_eq!(parse_csv(csv.trim_start_matches('\u{feff}')), rows);
+
+    // A Russian teacher's file says how each answer ended, and its rating, in Russian.
+    let (_, _, csv) = download(&app, &format!("{teacher}; lang=ru"), "?days=7").await;
+    let russian = parse_csv_split_on(csv.trim_start_matches('\u{feff}'), ';');
+    assert_eq!(&russian[1][4..], ["завершён", "не помогло", "10", "3", "да"]);
+    assert_eq!(&russian[2][4..], ["завершён", "", "10", "2", "нет"]);
 }
 
 /// A period longer than a page of the export: every question once, in time order,
