@@ -18,6 +18,7 @@ use crate::not_found::NotFound;
 use crate::escalation::view::{QueuePage, TeacherConversationPage};
 use crate::teacher::view::TeachPage;
 use crate::platform;
+use crate::protocol::ClientFrame;
 
 /// The document around [`App`], rendered on the server only. `<html>` carries the
 /// language and lesson mode, which the browser reads back when it hydrates.
@@ -77,7 +78,11 @@ pub fn App() -> impl IntoView {
             unsent.0.set_value(None);
         }
     });
-    let waiting_ask = Memo::new(move |_| ui.pending.with(|p| p.as_ref().and_then(|p| p.ask.clone())));
+    // Questions only: a version cut off by a reload is shown as it was, and asked for
+    // again from its button.
+    let waiting_ask = Memo::new(move |_| {
+        ui.pending.with(|p| p.as_ref().and_then(|p| p.ask.clone()).filter(|f| matches!(f, ClientFrame::Ask { .. })))
+    });
     Effect::new(move |_| {
         let json = waiting_ask.with(|ask| ask.as_ref().and_then(|ask| serde_json::to_string(ask).ok()));
         platform::keep_unsent_ask(json.as_deref());

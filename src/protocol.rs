@@ -30,10 +30,20 @@ pub enum ClientFrame {
     Resume { message_id: String },
     /// Ask the question of one of the student's answers again: a new version of that
     /// answer, from the conversation before it. Only the last answer on screen.
-    Regenerate { message_id: String },
+    /// `ask_id` as for `ask`: sent again after a drop, it follows the version begun.
+    Regenerate {
+        message_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ask_id: Option<String>,
+    },
     /// Send a new version of one of the student's questions; the conversation continues
     /// from it (the old version and what followed it stay, one switch away).
-    Edit { message_id: String, question: String },
+    Edit {
+        message_id: String,
+        question: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ask_id: Option<String>,
+    },
     /// Application-level heartbeat; the server answers `pong` with the same `t`.
     Ping {
         #[serde(default)]
@@ -456,7 +466,10 @@ pub fn parse_client_frame(text: &str, limits: FrameLimits) -> Result<ClientFrame
     }
     let frame: ClientFrame =
         serde_json::from_value(value).map_err(|e| FrameError::Invalid(e.to_string()))?;
-    if let ClientFrame::Ask { ask_id: Some(ask_id), .. } = &frame {
+    if let ClientFrame::Ask { ask_id: Some(ask_id), .. }
+    | ClientFrame::Regenerate { ask_id: Some(ask_id), .. }
+    | ClientFrame::Edit { ask_id: Some(ask_id), .. } = &frame
+    {
         if !is_valid_ask_id(ask_id) {
             return Err(FrameError::Invalid(format!(
                 "`ask_id` must be 1 to {MAX_ASK_ID_CHARS} letters, digits, `-` or `_`"
@@ -529,8 +542,10 @@ mod tests {
                 message_id: "m".into(),
             },
             ClientFrame::Ping { t: 12.5 },
-            ClientFrame::Regenerate { message_id: "a".into() },
-            ClientFrame::Edit { message_id: "q".into(), question: "Что такое SSE?".into() },
+            ClientFrame::Regenerate { message_id: "a".into(), ask_id: None },
+            ClientFrame::Regenerate { message_id: "a".into(), ask_id: Some("r-1".into()) },
+            ClientFrame::Edit { message_id: "q".into(), question: "Что такое SSE?".into(), ask_id: None },
+            ClientFrame::Edit { message_id: "q".into(), question: "SSE?".into(), ask_id: Some("e-1".into()) },
         ];
         for frame in frames {
             let text = serde_json::to_string(&frame).unwrap();
@@ -681,6 +696,8 @@ mod tests {
             (r#"{"question":"q","ask_id":"a b"}"#, ErrorCode::BadRequest),
             (r#"{"question":"q","ask_id":"é"}"#, ErrorCode::BadRequest),
             (r#"{"question":"q","ask_id":7}"#, ErrorCode::BadRequest),
+            (r#"{"type":"regenerate","message_id":"a","ask_id":"a b"}"#, ErrorCode::BadRequest),
+            (r#"{"type":"edit","message_id":"q","question":"q","ask_id":""}"#, ErrorCode::BadRequest),
             ("", ErrorCode::BadRequest),
         ];
         for (input, code) in cases {

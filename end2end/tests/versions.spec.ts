@@ -4,7 +4,7 @@
 import { test, expect, type Page } from '@playwright/test';
 import AxeBuilder from '@axe-core/playwright';
 import { ask, openReady, ready } from './helpers';
-import { serversForThisFile } from './servers';
+import { serversForThisFile, upstreamLog } from './servers';
 
 test.describe.configure({ mode: 'serial' });
 
@@ -63,6 +63,48 @@ test('regenerate, edit and switch versions; a reload shows the chosen branch', a
   const axe = await new AxeBuilder({ page }).analyze();
   const serious = axe.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
   expect(serious.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)).toEqual([]);
+  expect(errors).toEqual([]);
+});
+
+test('the network drops after a regenerate went out and before its answer began: the new version comes, made once', async ({ page }) => {
+  // The first socket that carries a regenerate is cut the moment the server's `start`
+  // for it comes back: the server began the new version, the page never heard so.
+  let cut = false;
+  await page.routeWebSocket(/\/ws\/chat/, (ws) => {
+    const server = ws.connectToServer();
+    let regenerated = false;
+    ws.onMessage((message) => {
+      if (!cut && String(message).includes('"type":"regenerate"')) regenerated = true;
+      server.send(message);
+    });
+    server.onMessage((message) => {
+      if (!cut && regenerated && String(message).includes('"type":"start"')) {
+        cut = true;
+        ws.close({ code: 4000, reason: 'the network dropped' });
+        server.close();
+        return;
+      }
+      ws.send(message);
+    });
+  });
+  const errors = await openReady(page);
+  const asked = '[tokens=30] [delay=40] [stamp] regenerated as the network dropped';
+  const first = await ask(page, asked);
+  await answer(page).locator('.regenerate').click();
+  await expect.poll(() => cut).toBe(true);
+  // The page reconnects, sends the same regenerate again, and follows the version the
+  // server began: no "connection lost", no third version.
+  await expect(answer(page).locator('.version-label')).toHaveText('2 / 2', { timeout: 20_000 });
+  await settled(page);
+  await expect(page.locator('.msg-error')).toHaveCount(0);
+  const sent = (await upstreamLog()).filter((r) => r.messages.some((m) => m.content.includes(asked)));
+  expect(sent.length).toBe(2);
+  await expect(answer(page).locator('.msg-text')).toHaveText(sent[1].answer);
+  expect(sent[1].answer).not.toEqual(first);
+  await page.reload();
+  await ready(page);
+  await expect(answer(page).locator('.version-label')).toHaveText('2 / 2');
+  await expect(answer(page).locator('.msg-text')).toHaveText(sent[1].answer);
   expect(errors).toEqual([]);
 });
 

@@ -65,11 +65,13 @@ pub enum AskError {
 
 impl AskError {
     /// A refusal the same `ask` sent again can get only because the first one was
-    /// stored: it spent the budget, streams, or took the conversation's place.
+    /// stored: it spent the budget, streams, or took the conversation's place (or, for
+    /// a version, took its target off the branch or streams below it).
     fn may_hide_a_repeat(&self) -> bool {
         matches!(
             self,
             AskError::Busy
+                | AskError::Version(_)
                 | AskError::AddressBusy
                 | AskError::AddressRateLimited { .. }
                 | AskError::RateLimited { .. }
@@ -277,9 +279,7 @@ async fn start_new_answer(
         sources,
         faq_id: direct.map(|entry| entry.id),
         question_id: Some(begun.question_id),
-        replaces: version_of.map(|version| match version {
-            VersionOf::Regenerate(id) | VersionOf::Edit(id) => id.to_string(),
-        }),
+        replaces: version_of.map(|version| version.message_id().to_string()),
     };
     let follower = state.live.start(answer_id, user, stream, places);
     Ok(Started {

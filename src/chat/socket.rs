@@ -573,17 +573,20 @@ where
                 conversation_id,
                 ask_id,
             } => self.ask(question, conversation_id, ask_id.as_deref(), None).await,
-            ClientFrame::Regenerate { message_id } => self.ask_version(VersionRequest::Regenerate(message_id)).await,
-            ClientFrame::Edit { message_id, question } => {
-                self.ask_version(VersionRequest::Edit { message_id, question }).await
+            ClientFrame::Regenerate { message_id, ask_id } => {
+                self.ask_version(VersionRequest::Regenerate(message_id), ask_id.as_deref()).await
+            }
+            ClientFrame::Edit { message_id, question, ask_id } => {
+                self.ask_version(VersionRequest::Edit { message_id, question }, ask_id.as_deref()).await
             }
         }
     }
 
     /// A new version of one of the student's messages: the question it needs and its
     /// conversation are read first (retrieval runs before the answer's transaction,
-    /// which checks the fork again).
-    async fn ask_version(&mut self, request: VersionRequest) -> Step {
+    /// which checks the fork again). One sent again with its `ask_id` (its connection
+    /// dropped before `start`) follows the version the first one began.
+    async fn ask_version(&mut self, request: VersionRequest, ask_id: Option<&str>) -> Step {
         let message_id = match &request {
             VersionRequest::Regenerate(id) | VersionRequest::Edit { message_id: id, .. } => id.clone(),
         };
@@ -613,7 +616,7 @@ where
             VersionRequest::Regenerate(id) => VersionOf::Regenerate(id),
             VersionRequest::Edit { message_id, .. } => VersionOf::Edit(message_id),
         };
-        self.ask(question, Some(conversation_id), None, Some(version_of)).await
+        self.ask(question, Some(conversation_id), ask_id, Some(version_of)).await
     }
 
     /// Starts an answer (to a new question, or a new version) and follows it. An `ask`
@@ -647,6 +650,7 @@ where
             user_id: &mut self.user_id,
             address: &self.address,
         };
+        let replaces = version_of.map(|version| version.message_id().to_string());
         let started = start_answer(&self.state, asker, question, conversation_id, ask_id, version_of).await;
         self.follow_notices();
         let (reply, budget) = match started {
@@ -662,7 +666,7 @@ where
             Err(AskError::AskedBefore(before)) => {
                 // Its `start` again, then the answer as `resume` gives it: the text so
                 // far and what follows. Other tabs heard of it the first time.
-                return match self.send(&before.start_frame()).await {
+                return match self.send(&before.start_frame(replaces)).await {
                     Step::Continue => self.resume(before.answer_id).await,
                     step => step,
                 };

@@ -103,9 +103,10 @@ pub struct Pending {
     pub item_key: u64,
     pub message_id: Option<String>,
     pub last_seq: u64,
-    /// The `ask` that began it, until its `start` comes: sent again, as it was, when
-    /// the connection drops first (the server follows the answer it began, if the
-    /// first one reached it, instead of asking twice).
+    /// The frame that began it (`ask`, `regenerate` or `edit`), until its `start`
+    /// comes: sent again, as it was, when the connection drops first (the server
+    /// follows the answer it began, if the first one reached it, instead of asking
+    /// twice).
     pub ask: Option<ClientFrame>,
 }
 
@@ -325,14 +326,16 @@ impl ChatUi {
     }
 
     /// A `regenerate` or `edit` was sent: the page waits for its answer, which comes
-    /// with the conversation read again (see `ServerFrame::Start::replaces`).
-    pub fn begin_version(&self) {
+    /// with the conversation read again (see `ServerFrame::Start::replaces`). The frame
+    /// is kept until then, to be sent again if the connection drops first (with its
+    /// `ask_id`, the server follows the version it began instead of making two).
+    pub fn begin_version(&self, frame: ClientFrame) {
         self.version_error.set(None);
         self.pending.set(Some(Pending {
             item_key: VERSION_PLACEHOLDER_KEY,
             message_id: None,
             last_seq: 0,
-            ask: None,
+            ask: Some(frame),
         }));
     }
 
@@ -445,8 +448,8 @@ impl ChatUi {
     }
 
     /// The socket dropped. An answer the server had started goes on being written
-    /// there, and is resumed on reconnect; so is a question whose `start` had not come
-    /// (its `ask` is sent again). A new version not started yet is reported.
+    /// there, and is resumed on reconnect; so is a question or a new version whose
+    /// `start` had not come (its frame is sent again).
     pub fn connection_lost(&self) {
         if self.is_answering() && self.reconnect_frame().is_none() {
             self.fail_pending(ItemError {
@@ -750,6 +753,10 @@ mod tests {
         ClientFrame::Ask { question: question.into(), conversation_id: None, ask_id: Some(format!("id-{question}")) }
     }
 
+    fn regenerate(answer_id: &str) -> ClientFrame {
+        ClientFrame::Regenerate { message_id: answer_id.into(), ask_id: Some(format!("r-{answer_id}")) }
+    }
+
     fn chunk(content: &str, seq: u64) -> ServerFrame {
         ServerFrame::Chunk {
             content: content.into(),
@@ -872,10 +879,15 @@ mod tests {
             assert_eq!(answer.error.get_untracked().unwrap().retry_after, Some(7));
             assert!(!ui.is_answering());
 
-            ui.begin_version();
+            // A version whose `start` has not come is sent again, as it was, on the
+            // next connection; the page goes on waiting for it.
+            ui.begin_version(regenerate("a1"));
             ui.connection_lost();
-            assert!(ui.version_error.get_untracked().is_some(), "a version not started: reported");
-            assert!(!ui.is_answering());
+            assert!(ui.version_error.get_untracked().is_none());
+            assert!(ui.is_answering());
+            assert_eq!(ui.reconnect_frame(), Some(regenerate("a1")));
+            ui.apply(start("a2", Some("q1"), Some("a1")));
+            assert_eq!(ui.reconnect_frame(), Some(ClientFrame::Resume { message_id: "a2".into() }), "then followed");
         });
     }
 
@@ -1108,7 +1120,7 @@ mod tests {
             ui.apply(ServerFrame::End { message_id: "a1".into(), seq: 0, reason: EndReason::Complete, usage: None });
 
             // Regenerate: the page waits, then reads the conversation again.
-            ui.begin_version();
+            ui.begin_version(regenerate("a1"));
             assert!(ui.is_answering(), "no second question meanwhile");
             let reloads = ui.reloads.get_untracked();
             ui.apply(start("a2", Some("q1"), Some("a1")));
@@ -1132,7 +1144,7 @@ mod tests {
         let owner = Owner::new();
         owner.with(|| {
             let ui = ChatUi::new();
-            ui.begin_version();
+            ui.begin_version(regenerate("a1"));
             ui.apply(start("a2", Some("q1"), Some("a1")));
             // The history read found two chunks stored; the page adopts the answer.
             let adopted = ChatItem::new(u64::MAX, Role::Tutor, "one two".into(), ItemStatus::Streaming);
@@ -1241,7 +1253,7 @@ mod tests {
         let owner = Owner::new();
         owner.with(|| {
             let ui = ChatUi::new();
-            ui.begin_version();
+            ui.begin_version(regenerate("a1"));
             ui.apply(ServerFrame::Error {
                 code: ErrorCode::Busy,
                 message: "an answer is still being written".into(),
@@ -1250,7 +1262,7 @@ mod tests {
             });
             assert!(!ui.is_answering());
             assert_eq!(ui.version_error.get_untracked().and_then(|e| e.code), Some(ErrorCode::Busy));
-            ui.begin_version();
+            ui.begin_version(regenerate("a1"));
             assert!(ui.version_error.get_untracked().is_none(), "a new attempt clears it");
         });
     }

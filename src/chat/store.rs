@@ -133,20 +133,37 @@ impl Db {
     }
 
     /// The question `user_id` asked with `ask_id`, and its answer (the version on the
-    /// branch, else the newest): what the same `ask` sent again follows.
+    /// branch, else the newest): what the same `ask` (or `edit`) sent again follows.
+    /// A `regenerate` makes no question: its `ask_id` names the answer it began.
     pub async fn asked_before(&self, user_id: &str, ask_id: &str) -> Result<Option<AskedBefore>, StoreError> {
-        let row = sqlx::query(
+        let key = ask_key(user_id, ask_id);
+        let asked = sqlx::query(
             "SELECT q.conversation_id, q.id, a.id, a.sources, a.faq_id FROM messages q \
              JOIN conversations c ON c.id = q.conversation_id \
              JOIN messages a ON a.conversation_id = q.conversation_id AND a.parent_id = q.id \
              WHERE q.ask_key = $1 AND c.user_id = $2 AND a.role = 'assistant' \
              ORDER BY a.on_branch DESC, a.created_at DESC, a.id LIMIT 1",
         )
-        .bind(ask_key(user_id, ask_id))
+        .bind(&key)
         .bind(user_id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
+        let row = match asked {
+            Some(row) => row,
+            None => {
+                let regenerated = sqlx::query(
+                    "SELECT a.conversation_id, a.parent_id, a.id, a.sources, a.faq_id FROM messages a \
+                     JOIN conversations c ON c.id = a.conversation_id \
+                     WHERE a.ask_key = $1 AND c.user_id = $2 AND a.role = 'assistant'",
+                )
+                .bind(&key)
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(row) = regenerated else { return Ok(None) };
+                row
+            }
+        };
         // Unreadable sources (a hand-edited row) leave the answer without them.
         let sources = row
             .try_get::<Option<String>, _>(3)?
@@ -297,6 +314,8 @@ impl Db {
             });
             writes += 1;
         }
+        // A regenerate's `ask_key` goes on its answer: it makes no question.
+        let answer_ask_key = if question_is_new { None } else { ask_key.as_deref() };
         rows.push(NewMessageRow {
             id: &answer_id,
             conversation_id: &conversation_id,
@@ -309,10 +328,10 @@ impl Db {
             sources: sources_json,
             retrieval_score,
             created_at: now,
-            ask_key: None,
+            ask_key: answer_ask_key,
         });
-        // The question and its answer in one statement. A question whose `ask_key` is
-        // taken was stored by the same `ask` sent before: nothing of this one is kept.
+        // The question and its answer in one statement. A message whose `ask_key` is
+        // taken was stored by the same frame sent before: nothing of this one is kept.
         if insert_messages(&mut tx, &rows).await? != rows.len() as u64 {
             tx.rollback().await?;
             return Err(BeginError::AskedBefore);
@@ -600,7 +619,8 @@ pub struct NewAnswer<'a> {
 }
 
 impl NewAnswer<'_> {
-    /// The question's `ask_key`: "{user id}:{ask_id}", unique among stored questions.
+    /// The `ask_key`: "{user id}:{ask_id}", unique among stored messages (on the
+    /// question, or on a regenerated answer).
     pub(crate) fn ask_key(&self) -> Option<String> {
         self.ask_id.map(|ask_id| ask_key(self.user_id, ask_id))
     }
@@ -622,8 +642,8 @@ pub struct AskedBefore {
 
 impl AskedBefore {
     /// The `start` the first `ask` was sent, as far as it is stored (whether older turns
-    /// were cut from the model's context is not).
-    pub fn start_frame(&self) -> crate::protocol::ServerFrame {
+    /// were cut from the model's context is not). `replaces`: a version's, as it came.
+    pub fn start_frame(&self, replaces: Option<String>) -> crate::protocol::ServerFrame {
         crate::protocol::ServerFrame::Start {
             conversation_id: self.conversation_id.clone(),
             message_id: self.answer_id.clone(),
@@ -631,7 +651,7 @@ impl AskedBefore {
             sources: self.sources.clone(),
             faq_id: self.faq_id.clone(),
             question_id: Some(self.question_id.clone()),
-            replaces: None,
+            replaces,
         }
     }
 }

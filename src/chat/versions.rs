@@ -44,8 +44,9 @@ pub fn StudentQuestion(
         if question.trim().is_empty() || !untrack(|| ui.can_ask()) {
             return;
         }
-        if client.send(&ClientFrame::Edit { message_id, question }) {
-            ui.begin_version();
+        let frame = ClientFrame::Edit { message_id, question, ask_id: Some(client.new_ask_id()) };
+        if client.send(&frame) {
+            ui.begin_version(frame);
             editing.set(false);
         }
     };
@@ -105,8 +106,9 @@ pub fn RegenerateButton(message_id: String) -> impl IntoView {
         if !untrack(|| ui.can_ask()) {
             return;
         }
-        if client.send(&ClientFrame::Regenerate { message_id: message_id.clone() }) {
-            ui.begin_version();
+        let frame = ClientFrame::Regenerate { message_id: message_id.clone(), ask_id: Some(client.new_ask_id()) };
+        if client.send(&frame) {
+            ui.begin_version(frame);
         }
     };
     view! {

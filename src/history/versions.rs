@@ -20,6 +20,15 @@ pub enum VersionOf<'a> {
     Edit(&'a str),
 }
 
+impl<'a> VersionOf<'a> {
+    /// The message the new version replaces.
+    pub fn message_id(self) -> &'a str {
+        match self {
+            VersionOf::Regenerate(id) | VersionOf::Edit(id) => id,
+        }
+    }
+}
+
 /// Where a new question (or a regenerated answer) joins the conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fork {

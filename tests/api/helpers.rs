@@ -569,3 +569,44 @@ pub async fn teacher(app: &TestApp, username: &str) -> String {
     assert!(ok, "{out}{err}");
     sign_in(app, username, "the teacher's password").await
 }
+
+/// The frames after an `ask` (or `regenerate`, `edit`) sent again, up to its `end`: the `start`, the snapshot,
+/// the chunks after it. The text is the snapshot's and the chunks'. An answer already
+/// over when the `ask` came again ends with its snapshot, which is not live.
+pub async fn follow_the_ask_sent_again(ws: &mut Ws) -> (Answer, String) {
+    let mut answer = Answer::default();
+    let mut text = String::new();
+    let mut last_seq = 0;
+    loop {
+        match next_frame(ws).await {
+            ServerFrame::Start { conversation_id, message_id, question_id, replaces, .. } => {
+                answer.conversation_id = conversation_id;
+                answer.message_id = message_id;
+                answer.question_id = question_id;
+                answer.replaces = replaces;
+            }
+            ServerFrame::Snapshot { message_id, content, seq, live, status, .. } => {
+                assert_eq!(message_id, answer.message_id, "the snapshot of the answer started");
+                text = content;
+                last_seq = seq;
+                if !live {
+                    // Over before the socket followed it (a slow machine): its snapshot
+                    // is its end. Only a complete one is read as an end.
+                    answer.end = (status == MessageStatus::Complete).then_some((seq, EndReason::Complete));
+                    return (answer, text);
+                }
+            }
+            ServerFrame::Chunk { content, seq, .. } => {
+                assert_eq!(seq, last_seq + 1, "no gap, no repeat");
+                last_seq = seq;
+                text.push_str(&content);
+            }
+            ServerFrame::End { seq, reason, .. } => {
+                answer.end = Some((seq, reason));
+                return (answer, text);
+            }
+            ServerFrame::Budget { .. } | ServerFrame::ConversationChanged { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -96,46 +96,6 @@ async fn resuming_a_failed_answer_says_how_it_failed() {
     }
 }
 
-/// The frames after an `ask` sent again, up to its `end`: the `start`, the snapshot,
-/// the chunks after it. The text is the snapshot's and the chunks'. An answer already
-/// over when the `ask` came again ends with its snapshot, which is not live.
-async fn follow_the_ask_sent_again(ws: &mut Ws) -> (Answer, String) {
-    let mut answer = Answer::default();
-    let mut text = String::new();
-    let mut last_seq = 0;
-    loop {
-        match next_frame(ws).await {
-            ServerFrame::Start { conversation_id, message_id, question_id, .. } => {
-                answer.conversation_id = conversation_id;
-                answer.message_id = message_id;
-                answer.question_id = question_id;
-            }
-            ServerFrame::Snapshot { message_id, content, seq, live, status, .. } => {
-                assert_eq!(message_id, answer.message_id, "the snapshot of the answer started");
-                text = content;
-                last_seq = seq;
-                if !live {
-                    // Over before the socket followed it (a slow machine): its snapshot
-                    // is its end. Only a complete one is read as an end.
-                    answer.end = (status == MessageStatus::Complete).then_some((seq, EndReason::Complete));
-                    return (answer, text);
-                }
-            }
-            ServerFrame::Chunk { content, seq, .. } => {
-                assert_eq!(seq, last_seq + 1, "no gap, no repeat");
-                last_seq = seq;
-                text.push_str(&content);
-            }
-            ServerFrame::End { seq, reason, .. } => {
-                answer.end = Some((seq, reason));
-                return (answer, text);
-            }
-            ServerFrame::Budget { .. } | ServerFrame::ConversationChanged { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
 /// The student's stored questions, in all their conversations.
 async fn questions_stored(app: &TestApp, cookie: &str) -> Vec<String> {
     let mut questions = Vec::new();

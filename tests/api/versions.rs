@@ -251,3 +251,61 @@ async fn a_failed_answer_can_be_asked_again() {
     assert_eq!(view.messages.len(), 2);
     assert_eq!(view.messages[1].versions, vec![failed.message_id.clone(), again.message_id.clone()]);
 }
+
+/// The network drops after a `regenerate` or an `edit` went out and before its `start`
+/// came back: the page sends the same frame (its `ask_id`) on the next connection. One
+/// version is made and answered once, and the frame sent again follows it, named as the
+/// new version it is (`replaces`), so the page reads the conversation again.
+#[tokio::test]
+async fn a_version_sent_again_after_a_drop_is_made_once() {
+    let app = spawn_app().await;
+    let mut s = app.student().await;
+    let question = "[tokens=20] [delay=10] [stamp] What is SSE?";
+    let first = ask_in(&mut s.ws, question, None).await;
+    let question_id = first.question_id.clone().unwrap();
+    let conversation = first.conversation_id.clone();
+    let model_calls = |app: &TestApp, text: &str| {
+        app.fake.requests().iter().filter(|r| r.messages.iter().any(|m| m.content.contains(text))).count()
+    };
+
+    // Regenerate: its `start` was on the way when the connection dropped. The frame sent
+    // again finds its answer's target already off the branch, and follows the new one.
+    let regenerate = json!({"type": "regenerate", "message_id": first.message_id, "ask_id": "v-1"});
+    send_json(&mut s.ws, regenerate.clone()).await;
+    let begun = loop {
+        match next_frame(&mut s.ws).await {
+            ServerFrame::Start { message_id, .. } => break message_id,
+            ServerFrame::Budget { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    drop(s.ws);
+    s.ws = app.socket(&s.cookie).await;
+    send_json(&mut s.ws, regenerate).await;
+    let (again, text) = follow_the_ask_sent_again(&mut s.ws).await;
+    assert_eq!(again.message_id, begun, "the version begun, followed");
+    assert_eq!(again.replaces.as_deref(), Some(first.message_id.as_str()));
+    assert_eq!(again.question_id.as_deref(), Some(question_id.as_str()));
+    assert_eq!(again.end.map(|e| e.1), Some(EndReason::Complete));
+    assert_eq!(text, app.last_request().answer, "the whole answer, once");
+    assert_eq!(model_calls(&app, question), 2, "the first answer and one version");
+    let view = app.load(&s.cookie, &conversation).await.unwrap();
+    assert_eq!(view.messages[1].versions, vec![first.message_id.clone(), begun.clone()]);
+
+    // Edit, dropped at once: whichever of the two frames the server stores first, one
+    // edited question and one answer.
+    let edited = "[tokens=20] [delay=10] What is SSE, briefly?";
+    let edit = json!({"type": "edit", "message_id": question_id, "question": edited, "ask_id": "v-2"});
+    send_json(&mut s.ws, edit.clone()).await;
+    drop(s.ws);
+    s.ws = app.socket(&s.cookie).await;
+    send_json(&mut s.ws, edit).await;
+    let (again, text) = follow_the_ask_sent_again(&mut s.ws).await;
+    assert_eq!(again.replaces.as_deref(), Some(question_id.as_str()));
+    assert_eq!(again.end.map(|e| e.1), Some(EndReason::Complete));
+    assert_eq!(model_calls(&app, edited), 1, "one model request");
+    assert_eq!(text, app.last_request().answer);
+    let view = app.load(&s.cookie, &conversation).await.unwrap();
+    assert_eq!(branch(&app, &s.cookie, &conversation).await, vec![(MessageRole::User, edited.into()), (MessageRole::Assistant, text)]);
+    assert_eq!(view.messages[0].versions, vec![question_id.clone(), again.question_id.clone().unwrap()]);
+}
