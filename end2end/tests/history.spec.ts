@@ -219,6 +219,39 @@ test('a reload just after Enter, before the question reached the server: the pag
   await expect(page.locator('.msg-tutor .msg-text')).toHaveText([sent[0].answer]);
 });
 
+test('the same words asked again and cut off by a reload before they reached the server: asked again, not taken for the first', async ({ page }) => {
+  // The second question any socket of this page carries is lost on the way.
+  let asks = 0;
+  await page.routeWebSocket(/\/ws\/chat/, (ws) => {
+    const server = ws.connectToServer();
+    ws.onMessage((message) => {
+      if (String(message).includes('"type":"ask"') && ++asks === 2) return;
+      server.send(message);
+    });
+    server.onMessage((message) => ws.send(message));
+  });
+  await openReady(page);
+  const question = '[tokens=6] [stamp] explain backoff once more';
+  await ask(page, question);
+  await page.locator('.composer textarea').fill(question);
+  await page.locator('.composer textarea').press('Enter');
+  await expect.poll(() => asks).toBe(2);
+  await expect(page.locator('.msg-tutor:not(.msg-stored)').last()).toHaveAttribute('data-status', 'waiting');
+
+  await page.reload();
+  await ready(page);
+  // The page has the first question stored, in the same words: the tab's copy is
+  // still this one's (its `ask_id` differs), shown again and asked.
+  await expect(page.locator('.msg-student .msg-text')).toHaveText([question, question]);
+  await expect(page.locator('.msg-tutor:not(.msg-stored)')).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });
+  const sent = (await upstreamLog()).filter((r) => r.messages.some((m) => m.content.includes(question)));
+  expect(sent.length).toBe(2);
+  await page.reload();
+  await ready(page);
+  await expect(page.locator('.msg-student .msg-text')).toHaveText([question, question]);
+  await expect(page.locator('.msg-tutor .msg-text')).toHaveText([sent[0].answer, sent[1].answer]);
+});
+
 test('a reload while the answer had begun but its start had not arrived: the page follows that answer, asked once', async ({ page }) => {
   // The first socket that carries a question hears nothing from the server after
   // it: the server stores and answers the question (its `start` goes out), the page

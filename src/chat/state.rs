@@ -308,7 +308,7 @@ impl ChatUi {
     /// answer is then followed as any answer still being written, or is over), nor for
     /// another conversation than the one on screen. Returns whether it is to be sent.
     pub fn restore_unsent(&self, ask: ClientFrame, stored: &[StoredMessage]) -> bool {
-        let ClientFrame::Ask { question, conversation_id, .. } = &ask else { return false };
+        let ClientFrame::Ask { question, conversation_id, ask_id } = &ask else { return false };
         if self.pending.with_untracked(Option::is_some) || *conversation_id != self.conversation_id.get_untracked() {
             return false;
         }
@@ -317,7 +317,13 @@ impl ChatUi {
             .rev()
             .find(|m| m.role != MessageRole::Teacher)
             .is_some_and(|m| m.role == MessageRole::Assistant && m.status == MessageStatus::Streaming);
-        let shown = stored.iter().rev().find(|m| m.role == MessageRole::User).is_some_and(|m| m.content == *question);
+        // By its `ask_id`; by its words only against a question stored without one.
+        let shown = stored.iter().any(|m| ask_id.is_some() && m.ask_id == *ask_id)
+            || stored
+                .iter()
+                .rev()
+                .find(|m| m.role == MessageRole::User)
+                .is_some_and(|m| m.ask_id.is_none() && m.content == *question);
         if streaming || shown {
             return false;
         }
@@ -1033,6 +1039,7 @@ mod tests {
             faq_id: None,
             seams: Vec::new(),
             versions: Vec::new(),
+            ask_id: None,
         }
     }
 
@@ -1059,10 +1066,24 @@ mod tests {
             assert!(!ui.restore_unsent(in_c1("q"), &earlier), "once");
 
             // Stored and over, or stored and still written: the page shows it already.
-            let over = [earlier[0].clone(), earlier[1].clone(), stored(MessageRole::User, "q", MessageStatus::Complete)];
+            let mut asked = stored(MessageRole::User, "q", MessageStatus::Complete);
+            asked.ask_id = Some("a1".into());
+            let over = [earlier[0].clone(), earlier[1].clone(), asked.clone()];
             let ui = ChatUi::new();
             ui.show_conversation(Some("c1".into()));
             assert!(!ui.restore_unsent(in_c1("q"), &over));
+            // The same words asked before under another `ask_id` (a retry of a failed
+            // answer): this one is not stored yet.
+            let mut asked_before = asked.clone();
+            asked_before.ask_id = Some("a0".into());
+            let retyped = [asked_before, stored(MessageRole::Assistant, "", MessageStatus::Error)];
+            let again = ChatUi::new();
+            again.show_conversation(Some("c1".into()));
+            assert!(again.restore_unsent(in_c1("q"), &retyped));
+            // A question stored without one (before `ask_id`s): told by its words.
+            let mut unnamed = asked;
+            unnamed.ask_id = None;
+            assert!(!ui.restore_unsent(in_c1("q"), &[unnamed]));
             let mut writing = over.to_vec();
             writing.push(stored(MessageRole::Assistant, "", MessageStatus::Streaming));
             assert!(!ui.restore_unsent(in_c1("other words"), &writing), "its answer is followed instead");

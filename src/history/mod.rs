@@ -134,6 +134,11 @@ pub struct StoredMessage {
     /// more than one: an edited question or a regenerated answer. Empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub versions: Vec<String>,
+    /// The student's own name for the frame that made this message (its `ask_id`), on
+    /// their own page: a question a reload cut off is told from a stored one by it, not
+    /// by its text (the same words may well be asked twice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ask_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

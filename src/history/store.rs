@@ -107,7 +107,7 @@ impl Db {
             // The page is picked first and joined after, so a plan that reads the whole
             // conversation (PostgreSQL before its statistics exist) joins 51 rows, not all.
             "SELECT m.id, m.position, m.role, m.content, m.status, m.error_code, m.created_at, m.sources, \
-             f.rating, f.reasons, f.comment, f.shared, e.status, m.faq_id, m.seams, m.parent_id \
+             f.rating, f.reasons, f.comment, f.shared, e.status, m.faq_id, m.seams, m.parent_id, m.ask_key \
              FROM (SELECT * FROM messages WHERE conversation_id = $1 AND on_branch = 1 AND position < $2 \
                    ORDER BY position DESC LIMIT $3) m \
              LEFT JOIN feedback f ON f.message_id = m.id \
@@ -302,6 +302,7 @@ pub(crate) async fn append_message(
         faq_id: None,
         seams: Vec::new(),
         versions: Vec::new(),
+        ask_id: None,
     })
 }
 
@@ -470,5 +471,11 @@ pub(crate) fn message_from_row(row: &AnyRow) -> Result<StoredMessage, sqlx::Erro
             .and_then(|json| serde_json::from_str(&json).ok())
             .unwrap_or_default(),
         versions: Vec::new(),
+        // By name too: only the student's own page selects it.
+        ask_id: row
+            .try_get::<Option<String>, _>("ask_key")
+            .ok()
+            .flatten()
+            .and_then(|key| key.rsplit_once(':').map(|(_, ask_id)| ask_id.to_string())),
     })
 }

@@ -135,6 +135,9 @@ async fn an_ask_sent_again_after_a_drop_follows_the_answer_the_first_began() {
     assert_eq!(text, app.last_request().answer, "the whole answer, once");
     assert_eq!(app.fake.requests().len(), 1, "one model request");
     assert_eq!(questions_stored(&app, &s.cookie).await, ["[tokens=40] [delay=25] asked once"]);
+    let view = app.load(&s.cookie, &first.0).await.unwrap();
+    assert_eq!(view.messages[0].ask_id.as_deref(), Some("a-1"), "the page tells the question by its name");
+    assert_eq!(view.messages[1].ask_id, None);
 
     // Another student's `ask_id` is theirs alone: the same one asks anew.
     let mut stranger = app.student().await;
