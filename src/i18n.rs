@@ -214,6 +214,11 @@ pub struct Strings {
     pub page_part_missing: &'static str,
     pub reload_page: &'static str,
     pub back_to_chat: &'static str,
+    /// The page a form sent without JavaScript gets when refused before it is read:
+    /// what happened, that nothing was saved, and a link back.
+    pub refused_too_large: &'static str,
+    pub refused_nothing_saved: &'static str,
+    pub refused_go_back: &'static str,
     /// The 404 page.
     pub no_such_page: &'static str,
     pub lesson_mode_note: &'static str,
@@ -486,6 +491,9 @@ pub static EN: Strings = Strings {
     page_part_missing: "This page could not be loaded: you may be offline, or a new version of the site is out.",
     reload_page: "Reload the page",
     back_to_chat: "Back to the chat",
+    refused_too_large: "That is too long to send.",
+    refused_nothing_saved: "Nothing was saved. Your browser's Back button returns to the form as you left it.",
+    refused_go_back: "Go back",
     no_such_page: "There is no such page.",
     lesson_mode_note: "Lesson mode: no language model is connected, so answers are excerpts from the course lessons, with their sources.",
     copy: "Copy",
@@ -732,6 +740,9 @@ pub static RU: Strings = Strings {
     page_part_missing: "Не удалось загрузить страницу: возможно, нет сети или вышла новая версия сайта.",
     reload_page: "Перезагрузить страницу",
     back_to_chat: "Вернуться в чат",
+    refused_too_large: "Это слишком длинно, чтобы отправить.",
+    refused_nothing_saved: "Ничего не сохранено. Кнопка «Назад» в браузере вернёт форму такой, какой вы её оставили.",
+    refused_go_back: "Вернуться назад",
     no_such_page: "Такой страницы нет.",
     lesson_mode_note: "Режим уроков: языковая модель не подключена, поэтому ответы — выдержки из уроков курса с источниками.",
     copy: "Копировать",

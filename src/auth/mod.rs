@@ -13,8 +13,10 @@ use axum::response::{IntoResponse, Response};
 use crate::cookies::cookie_values;
 use crate::db::{Db, StoreError};
 use crate::error::AppError;
+use crate::i18n::Lang;
 use crate::net::behind_https;
 use crate::protocol::ErrorCode;
+use crate::render::escape;
 use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "tutor_session";
@@ -222,7 +224,7 @@ pub async fn throttle_calls(State(state): State<AppState>, request: Request, nex
         // As a server function's own error, so the page shows "rate limited", not
         // "internal".
         let error = AppError::new(ErrorCode::RateLimited, "Too many requests; slow down.").retry_after(5);
-        let mut refused = call_refused(StatusCode::TOO_MANY_REQUESTS, error);
+        let mut refused = call_refused(request.headers(), StatusCode::TOO_MANY_REQUESTS, error);
         refused.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         return refused;
     };
@@ -247,11 +249,11 @@ pub async fn guard_call_bodies(request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_CALL_BODY_BYTES).await else {
         let message = format!("a request body over {MAX_CALL_BODY_BYTES} bytes");
-        return call_refused(StatusCode::PAYLOAD_TOO_LARGE, AppError::new(ErrorCode::TooLarge, message));
+        return call_refused(&parts.headers, StatusCode::PAYLOAD_TOO_LARGE, AppError::new(ErrorCode::TooLarge, message));
     };
     if holds_nul(&bytes) || holds_nul(parts.uri.query().unwrap_or("").as_bytes()) {
         let refusal = AppError::new(ErrorCode::BadRequest, "text must not contain the NUL character (U+0000)");
-        return call_refused(StatusCode::BAD_REQUEST, refusal);
+        return call_refused(&parts.headers, StatusCode::BAD_REQUEST, refusal);
     }
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
@@ -261,10 +263,70 @@ fn holds_nul(bytes: &[u8]) -> bool {
     bytes.contains(&0) || bytes.windows(3).any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
 }
 
-/// An error as a server function returns one, for the page to read its code.
-fn call_refused(status: StatusCode, error: AppError) -> Response {
+/// An error as a server function returns one, for the page to read its code. A form
+/// sent without JavaScript is a navigation (the browser asks for a page): it gets a
+/// short page in the reader's language that says what went wrong and leads back,
+/// not a JSON text on a blank screen.
+fn call_refused(request: &HeaderMap, status: StatusCode, error: AppError) -> Response {
+    if wants_a_page(request) {
+        let cookies = request.get(header::COOKIE).and_then(|v| v.to_str().ok());
+        let accept_language = request.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+        let page = refusal_page(Lang::negotiate(cookies, accept_language), error.code, &back_link(request));
+        let html = HeaderValue::from_static("text/html; charset=utf-8");
+        return (status, [(header::CONTENT_TYPE, html)], page).into_response();
+    }
     let body = serde_json::to_string(&error).unwrap_or_default();
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+/// A browser's navigation asks for HTML first; the page's own calls do not.
+fn wants_a_page(request: &HeaderMap) -> bool {
+    request
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.split(',').any(|kind| kind.trim().starts_with("text/html")))
+}
+
+/// Where the refusal page leads back to: the page the form was on, when the Referer
+/// names this site; else the chat.
+fn back_link(request: &HeaderMap) -> String {
+    let host = request.get(header::HOST).and_then(|v| v.to_str().ok());
+    let referer = request
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<axum::http::Uri>().ok());
+    match (host, referer) {
+        (Some(host), Some(referer)) if referer.authority().is_some_and(|a| a.as_str() == host) => {
+            referer.path_and_query().map_or_else(|| "/".to_string(), |p| p.as_str().to_string())
+        }
+        _ => "/".to_string(),
+    }
+}
+
+fn refusal_page(lang: Lang, code: ErrorCode, back: &str) -> String {
+    let t = lang.t();
+    let mut page = format!(
+        "<!DOCTYPE html><html lang=\"{}\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title></head>\
+         <body><main class=\"refused\" data-code=\"{}\"><h1>",
+        lang.code(),
+        t.product,
+        code.as_str()
+    );
+    let what = match code {
+        // The code's own text speaks of a question; a form can be anything.
+        ErrorCode::TooLarge => t.refused_too_large,
+        code => t.error_text(code),
+    };
+    escape(what, &mut page);
+    page.push_str("</h1><p>");
+    escape(t.refused_nothing_saved, &mut page);
+    page.push_str("</p><p><a href=\"");
+    escape(back, &mut page);
+    page.push_str("\">");
+    escape(t.refused_go_back, &mut page);
+    page.push_str("</a></p></main></body></html>");
+    page
 }
 
 #[cfg(test)]

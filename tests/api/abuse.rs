@@ -356,6 +356,58 @@ async fn a_server_function_call_refused_by_the_throttle_says_why() {
     }
 }
 
+/// A form sent without JavaScript is a navigation: refused by the throttle or the
+/// body guard before it is read, it gets a page in the reader's language that says
+/// what happened and leads back to the page it came from — not a JSON text.
+#[tokio::test]
+async fn a_form_sent_without_javascript_and_refused_gets_a_page_that_leads_back() {
+    let app = spawn_app_with(|s| s.calls_per_second_per_address = 1).await;
+    let cookie = app.session_cookie().await;
+    let site = format!("http://{}", app.addr);
+    // As a browser's form: a call let through is redirected to the Referer, not followed.
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let post = |form: Vec<(&'static str, String)>, lang: &'static str, referer: String| {
+        browser
+            .post(format!("{site}/api/history/rename"))
+            .header("cookie", format!("{cookie}; lang={lang}"))
+            .header("origin", &site)
+            .header("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+            .header("referer", referer)
+            .form(&form)
+            .send()
+    };
+    let page_of = |response: reqwest::Response| async move {
+        let kind = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
+        (response.status().as_u16(), kind.unwrap_or_default(), response.text().await.unwrap())
+    };
+
+    let huge = vec![("id", "c".to_string()), ("title", "x".repeat(1024 * 1024))];
+    let (status, kind, page) = page_of(post(huge, "ru", format!("{site}/c/abc?x=1")).await.unwrap()).await;
+    assert_eq!((status, kind.as_str()), (413, "text/html; charset=utf-8"), "{page}");
+    assert!(page.contains("<html lang=\"ru\">") && page.contains("Это слишком длинно"), "{page}");
+    assert!(page.contains("Ничего не сохранено"), "{page}");
+    assert!(page.contains("<a href=\"/c/abc?x=1\">Вернуться назад</a>"), "back to the form's page: {page}");
+
+    // Flooded: the throttle's refusal, in English, and a Referer from another site
+    // does not become the link.
+    let flood = (0..12).map(|_| {
+        let form = vec![("id", "c".to_string()), ("title", "t".to_string())];
+        post(form, "en", "https://elsewhere.example/phish".into())
+    });
+    let mut refused = None;
+    for response in futures::future::join_all(flood).await {
+        let answer = page_of(response.unwrap()).await;
+        if answer.0 == 429 {
+            refused = Some(answer);
+        }
+    }
+    let (_, kind, page) = refused.expect("the throttle refuses a flood");
+    assert_eq!(kind, "text/html; charset=utf-8");
+    assert!(page.contains("Too many requests right now.") && page.contains("<a href=\"/\">Go back</a>"), "{page}");
+    assert!(!page.contains("elsewhere.example"), "{page}");
+    // The page's own calls still get the JSON error to read: the test above.
+}
+
 #[tokio::test]
 async fn one_address_holds_a_bounded_number_of_chat_sockets() {
     // A session is free to make, so sockets are counted per address as well.
