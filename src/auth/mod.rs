@@ -281,24 +281,36 @@ fn call_refused(request: &HeaderMap, status: StatusCode, error: AppError) -> Res
 
 /// A browser's navigation asks for HTML first; the page's own calls do not.
 fn wants_a_page(request: &HeaderMap) -> bool {
-    request
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.split(',').any(|kind| kind.trim().starts_with("text/html")))
+    let accept = request.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    // `q=0` says "not this one".
+    let refused = |param: &str| {
+        param
+            .split_once('=')
+            .is_some_and(|(key, q)| key.trim().eq_ignore_ascii_case("q") && q.trim().parse::<f32>() == Ok(0.0))
+    };
+    accept.split(',').any(|kind| {
+        let mut parts = kind.split(';');
+        parts.next().is_some_and(|media| media.trim().eq_ignore_ascii_case("text/html")) && !parts.any(refused)
+    })
 }
 
 /// Where the refusal page leads back to: the page the form was on, when the Referer
-/// names this site; else the chat.
+/// names this site; else the chat. Only a path of this site: one that starts `//` or
+/// `/\` would be read by a browser as another host.
 fn back_link(request: &HeaderMap) -> String {
     let host = request.get(header::HOST).and_then(|v| v.to_str().ok());
     let referer = request
         .get(header::REFERER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<axum::http::Uri>().ok());
-    match (host, referer) {
+    let path = match (host, &referer) {
         (Some(host), Some(referer)) if referer.authority().is_some_and(|a| a.as_str() == host) => {
-            referer.path_and_query().map_or_else(|| "/".to_string(), |p| p.as_str().to_string())
+            referer.path_and_query().map(|p| p.as_str())
         }
+        _ => None,
+    };
+    match path {
+        Some(path) if path.starts_with('/') && !path[1..].starts_with(['/', '\\']) => path.to_string(),
         _ => "/".to_string(),
     }
 }
@@ -332,6 +344,45 @@ fn refusal_page(lang: Lang, code: ErrorCode, back: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request_from(host: &str, referer: Option<&str>, accept: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        headers.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
+        if let Some(referer) = referer {
+            headers.insert(header::REFERER, HeaderValue::from_str(referer).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn a_refusal_page_leads_back_only_within_this_site() {
+        let back = |host: &str, referer: Option<&str>| back_link(&request_from(host, referer, "text/html"));
+        assert_eq!(back("tutor.example", Some("https://tutor.example/c/abc?x=1")), "/c/abc?x=1");
+        assert_eq!(back("127.0.0.1:3000", Some("http://127.0.0.1:3000/teach")), "/teach");
+        assert_eq!(back("[::1]:3000", Some("http://[::1]:3000/faq")), "/faq");
+        assert_eq!(back("tutor.example", Some("https://tutor.example")), "/");
+        assert_eq!(back("tutor.example", None), "/");
+        assert_eq!(back("tutor.example", Some("https://elsewhere.example/c/abc")), "/");
+        assert_eq!(back("tutor.example", Some("https://user@tutor.example/c")), "/");
+        assert_eq!(back("tutor.example", Some("https://tutor.example.evil/c")), "/");
+        // Paths a browser reads as another host.
+        assert_eq!(back("tutor.example", Some("https://tutor.example//evil.example/x")), "/");
+        assert_eq!(back("tutor.example", Some("https://tutor.example/\\evil.example/x")), "/");
+    }
+
+    #[test]
+    fn only_a_request_that_asks_for_html_gets_a_page() {
+        let wants = |accept: &str| wants_a_page(&request_from("h", None, accept));
+        assert!(wants("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"));
+        assert!(wants("Text/HTML"));
+        assert!(wants("application/json, text/html;q=0.5"));
+        assert!(!wants("application/json"));
+        assert!(!wants("*/*"));
+        assert!(!wants("text/html;q=0"));
+        assert!(!wants("text/html; q=0.0"));
+        assert!(!wants(""));
+    }
 
     #[test]
     fn a_nul_is_found_raw_or_percent_encoded_only() {

@@ -412,26 +412,29 @@ impl ChatUi {
             .with_untracked(|p| p.as_ref().and_then(|p| p.message_id.clone()))
     }
 
-    /// Whether the page waits for the `start` of a question it sent (and keeps its
-    /// `ask` to send again).
+    /// Whether the page waits for the `start` of a question or a version it sent (and
+    /// keeps the frame to send again).
     fn waiting_for_start(&self) -> bool {
         self.pending.with_untracked(|p| p.as_ref().is_some_and(|p| p.ask.is_some()))
     }
 
     /// Stop pressed with no connection: a question whose answer has not begun is not
-    /// sent again, and shows as stopped.
+    /// sent again, and shows as stopped. A version is not sent again either; the
+    /// conversation is read again, in case the first copy reached the server.
     pub fn stop_unsent(&self) {
         if !self.waiting_for_start() {
             return;
         }
-        if let Some(item) = self.pending_item() {
-            item.status.set(ItemStatus::Stopped);
+        match self.pending_item() {
+            Some(item) => item.status.set(ItemStatus::Stopped),
+            None => self.reload_conversation(),
         }
         self.pending.set(None);
     }
 
     /// What a new connection sends first: `resume` of the answer under way, or the
-    /// `ask` whose `start` the dropped connection never brought, sent again as it was.
+    /// `ask` (`regenerate`, `edit`) whose `start` the dropped connection never brought,
+    /// sent again as it was.
     pub fn reconnect_frame(&self) -> Option<ClientFrame> {
         self.pending.with_untracked(|p| {
             let p = p.as_ref()?;
@@ -482,9 +485,9 @@ impl ChatUi {
             // The socket closes next; the page reconnects with its cookie.
             ServerFrame::SessionChanged => {
                 self.account_stale.set(true);
-                // A question whose `start` has not come is not sent again under another
-                // identity: its `ask_id` is the old one's (the history shows the
-                // question if it was stored).
+                // A question or version whose `start` has not come is not sent again
+                // under another identity: its `ask_id` is the old one's (the history
+                // shows it if it was stored).
                 if self.waiting_for_start() {
                     self.fail_pending(ItemError { code: None, detail: "connection lost".into(), retry_after: None });
                 }
@@ -884,6 +887,21 @@ mod tests {
             assert_eq!(answer.status.get_untracked(), ItemStatus::Failed);
             assert_eq!(answer.error.get_untracked().unwrap().retry_after, Some(7));
             assert!(!ui.is_answering());
+
+            // Stopped while offline: not sent again, and the conversation read again.
+            ui.begin_version(regenerate("a1"));
+            ui.connection_lost();
+            let reloads = ui.reloads.get_untracked();
+            ui.stop_unsent();
+            assert!(!ui.is_answering());
+            assert_eq!(ui.reconnect_frame(), None);
+            assert_eq!(ui.reloads.get_untracked(), reloads + 1);
+            // Nor after a sign-in elsewhere: its `ask_id` is the old identity's.
+            ui.begin_version(regenerate("a1"));
+            ui.connection_lost();
+            ui.apply(ServerFrame::SessionChanged);
+            assert_eq!(ui.reconnect_frame(), None);
+            assert!(ui.version_error.get_untracked().is_some());
 
             // A version whose `start` has not come is sent again, as it was, on the
             // next connection; the page goes on waiting for it.

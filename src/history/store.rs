@@ -359,7 +359,8 @@ pub(crate) struct NewMessageRow<'a> {
     /// An answer's best lesson match, for the dashboard's content gaps.
     pub retrieval_score: Option<i64>,
     pub created_at: i64,
-    /// A question's "{user id}:{ask_id}" (see the `ask_ids` migration).
+    /// "{user id}:{ask_id}" of the frame that made the row (see the `ask_ids`
+    /// migration): on a question, or on a regenerated answer.
     pub ask_key: Option<&'a str>,
 }
 

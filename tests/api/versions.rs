@@ -292,20 +292,40 @@ async fn a_version_sent_again_after_a_drop_is_made_once() {
     let view = app.load(&s.cookie, &conversation).await.unwrap();
     assert_eq!(view.messages[1].versions, vec![first.message_id.clone(), begun.clone()]);
 
-    // Edit, dropped at once: whichever of the two frames the server stores first, one
-    // edited question and one answer.
+    // Sent once more after the student went back to the first answer: its target is on
+    // the branch again, so the fork is allowed, and the stored key alone finds the
+    // version begun (the transaction rolls back; the budget and branch are as they were).
+    let (status, body) = show_version(&app, &s.cookie, &conversation, &first.message_id).await;
+    assert_eq!(status, 200, "{body}");
+    send_json(&mut s.ws, json!({"type": "regenerate", "message_id": first.message_id, "ask_id": "v-1"})).await;
+    let (again, _) = follow_the_ask_sent_again(&mut s.ws).await;
+    assert_eq!((again.message_id.as_str(), again.replaces.as_deref()), (begun.as_str(), Some(first.message_id.as_str())));
+    assert_eq!(model_calls(&app, question), 2, "still one version");
+    let view = app.load(&s.cookie, &conversation).await.unwrap();
+    assert_eq!(view.messages[1].versions, vec![first.message_id.clone(), begun.clone()]);
+    assert_eq!(view.messages[1].id, first.message_id, "the branch the student chose");
+
+    // Edit: the same, for a new version of the question.
     let edited = "[tokens=20] [delay=10] What is SSE, briefly?";
     let edit = json!({"type": "edit", "message_id": question_id, "question": edited, "ask_id": "v-2"});
     send_json(&mut s.ws, edit.clone()).await;
+    let begun = loop {
+        match next_frame(&mut s.ws).await {
+            ServerFrame::Start { question_id, .. } => break question_id.unwrap(),
+            ServerFrame::Budget { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
     drop(s.ws);
     s.ws = app.socket(&s.cookie).await;
     send_json(&mut s.ws, edit).await;
     let (again, text) = follow_the_ask_sent_again(&mut s.ws).await;
+    assert_eq!(again.question_id.as_deref(), Some(begun.as_str()), "the edited question begun, followed");
     assert_eq!(again.replaces.as_deref(), Some(question_id.as_str()));
     assert_eq!(again.end.map(|e| e.1), Some(EndReason::Complete));
     assert_eq!(model_calls(&app, edited), 1, "one model request");
     assert_eq!(text, app.last_request().answer);
     let view = app.load(&s.cookie, &conversation).await.unwrap();
     assert_eq!(branch(&app, &s.cookie, &conversation).await, vec![(MessageRole::User, edited.into()), (MessageRole::Assistant, text)]);
-    assert_eq!(view.messages[0].versions, vec![question_id.clone(), again.question_id.clone().unwrap()]);
+    assert_eq!(view.messages[0].versions, vec![question_id.clone(), begun]);
 }
