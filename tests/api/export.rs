@@ -66,6 +66,12 @@ async fn a_teacher_downloads_the_periods_questions_with_only_shared_text() {
     app.call(&guest.cookie, "feedback/rate", &[("message_id", &second.message_id), ("rating", "up")]).await;
     let (status, body) = app.call(&account, "ask_teacher", &[("message_id", &third.message_id)]).await;
     assert_eq!(status, 200, "{body}");
+    // Rated, then regenerated: the row is the question's, with its newest answer.
+    let fourth = ask_in(&mut guest.ws, "[tokens=5] asked again", Some(&first.conversation_id)).await;
+    app.call(&guest.cookie, "feedback/rate", &[("message_id", &fourth.message_id), ("rating", "up")]).await;
+    send_json(&mut guest.ws, serde_json::json!({"type": "regenerate", "message_id": fourth.message_id})).await;
+    let again = read_answer(&mut guest.ws).await;
+    assert!(again.error.is_none(), "{:?}", again.error);
 
     let (status, kind, csv) = download(&app, &teacher, "?days=7").await;
     assert_eq!(status, 200, "{csv}");
@@ -76,7 +82,7 @@ async fn a_teacher_downloads_the_periods_questions_with_only_shared_text() {
         rows[0],
         ["time_utc", "student", "question", "cited_lessons", "ended", "rating", "prompt_tokens", "completion_tokens", "shared"]
     );
-    assert_eq!(rows.len(), 4, "a header and three questions: {rows:?}");
+    assert_eq!(rows.len(), 5, "a header and four questions: {rows:?}");
     let guest_name = rows[1][1].clone();
     assert!(guest_name.starts_with("Guest "), "{guest_name}");
     assert_eq!(rows[2][1], guest_name, "one guest, one stable pseudonym");
@@ -96,6 +102,9 @@ async fn a_teacher_downloads_the_periods_questions_with_only_shared_text() {
 
     assert_eq!(rows[3][2], "[tokens=4] что такое WebSocket, \"и\" зачем?\nВторая строка.", "quotes, lines, Cyrillic kept");
     assert_eq!(&rows[3][5..], ["", "10", "4", "yes"]);
+
+    assert_eq!(rows[4][2], "[tokens=5] asked again");
+    assert_eq!(&rows[4][4..], ["complete", "", "10", "5", "yes"], "the newest answer, not yet rated");
 
     // A period that is not a number falls back to the default (30 days): the same rows.
     let (_, _, csv) = download(&app, &teacher, "?days=nonsense").await;
