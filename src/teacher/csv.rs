@@ -93,6 +93,8 @@ impl Db {
         // The page's questions are picked first (a range of the questions' index, cut
         // at the page's size) and joined after: joined first, PostgreSQL joins every
         // question of the period and sorts them for each page (docs/BENCHMARKS.md).
+        // The inner joins cannot shorten a page (a short page ends the download): a
+        // question's conversation and user are foreign keys.
         let sql = format!(
             "WITH shared AS ({SHARED_CONVERSATIONS}) \
              SELECT q.id, q.created_at, u.username, u.guest_no, \

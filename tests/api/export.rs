@@ -68,7 +68,8 @@ async fn a_teacher_downloads_the_periods_questions_with_only_shared_text() {
     assert_eq!(status, 200, "{body}");
     // Rated, then regenerated: the row is the question's, with its newest answer.
     let fourth = ask_in(&mut guest.ws, "[tokens=5] asked again", Some(&first.conversation_id)).await;
-    app.call(&guest.cookie, "feedback/rate", &[("message_id", &fourth.message_id), ("rating", "up")]).await;
+    let (status, body) = app.call(&guest.cookie, "feedback/rate", &[("message_id", &fourth.message_id), ("rating", "up")]).await;
+    assert_eq!(status, 200, "{body}");
     send_json(&mut guest.ws, serde_json::json!({"type": "regenerate", "message_id": fourth.message_id})).await;
     let again = read_answer(&mut guest.ws).await;
     assert!(again.error.is_none(), "{:?}", again.error);
