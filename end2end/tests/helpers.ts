@@ -71,3 +71,31 @@ export async function submitSignIn(page: Page, username: string, password: strin
   await reloaded;
   await ready(page);
 }
+
+/**
+ * Every chat socket of the page passes through here. The first that carries a frame of
+ * `type` (`ask`, `regenerate`, `edit`) is cut the moment the server's `start` comes back
+ * after it: the frame reached the server, the page never heard so. Returns whether the
+ * cut has happened.
+ */
+export async function cutTheSocketAtTheStartOf(page: Page, type: string): Promise<() => boolean> {
+  let cut = false;
+  await page.routeWebSocket(/\/ws\/chat/, (ws) => {
+    const server = ws.connectToServer();
+    let sent = false;
+    ws.onMessage((message) => {
+      if (!cut && String(message).includes(`"type":"${type}"`)) sent = true;
+      server.send(message);
+    });
+    server.onMessage((message) => {
+      if (!cut && sent && String(message).includes('"type":"start"')) {
+        cut = true;
+        ws.close({ code: 4000, reason: 'the network dropped' });
+        server.close();
+        return;
+      }
+      ws.send(message);
+    });
+  });
+  return () => cut;
+}

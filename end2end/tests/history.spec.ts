@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { ask, openReady, ready } from './helpers';
+import { ask, cutTheSocketAtTheStartOf, openReady, ready } from './helpers';
 import { serversForThisFile, upstreamLog } from './servers';
 
 test.describe.configure({ mode: 'serial' });
@@ -141,33 +141,13 @@ test('reload mid-answer: the answer is still being written, and the page follows
 });
 
 test('the network drops after a question went out and before its answer began: the answer comes, asked once', async ({ page }) => {
-  // Every socket of this page passes through here. The first that carries a question
-  // is cut the moment the server's `start` for it comes back: the question reached
-  // the server, the page never heard so.
-  let cut = false;
-  await page.routeWebSocket(/\/ws\/chat/, (ws) => {
-    const server = ws.connectToServer();
-    let asked = false;
-    ws.onMessage((message) => {
-      if (!cut && String(message).includes('"type":"ask"')) asked = true;
-      server.send(message);
-    });
-    server.onMessage((message) => {
-      if (!cut && asked && String(message).includes('"type":"start"')) {
-        cut = true;
-        ws.close({ code: 4000, reason: 'the network dropped' });
-        server.close();
-        return;
-      }
-      ws.send(message);
-    });
-  });
+  const cut = await cutTheSocketAtTheStartOf(page, 'ask');
   await openReady(page);
   const question = '[tokens=30] [delay=40] asked just as the network dropped';
   await page.locator('.composer textarea').fill(question);
   await page.locator('.composer textarea').press('Enter');
   const answer = page.locator('.msg-tutor:not(.msg-stored)');
-  await expect.poll(() => cut).toBe(true);
+  await expect.poll(cut).toBe(true);
   // The page reconnects, sends the same question again, and follows the answer the
   // server began for the first: to its end, with no error and no second question.
   await expect(answer).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });

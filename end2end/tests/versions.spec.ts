@@ -3,7 +3,7 @@
 // the page is rendered with the chosen branch after a reload.
 import { test, expect, type Page } from '@playwright/test';
 import AxeBuilder from '@axe-core/playwright';
-import { ask, openReady, ready } from './helpers';
+import { ask, cutTheSocketAtTheStartOf, openReady, ready } from './helpers';
 import { serversForThisFile, upstreamLog } from './servers';
 
 test.describe.configure({ mode: 'serial' });
@@ -67,31 +67,12 @@ test('regenerate, edit and switch versions; a reload shows the chosen branch', a
 });
 
 test('the network drops after a regenerate went out and before its answer began: the new version comes, made once', async ({ page }) => {
-  // The first socket that carries a regenerate is cut the moment the server's `start`
-  // for it comes back: the server began the new version, the page never heard so.
-  let cut = false;
-  await page.routeWebSocket(/\/ws\/chat/, (ws) => {
-    const server = ws.connectToServer();
-    let regenerated = false;
-    ws.onMessage((message) => {
-      if (!cut && String(message).includes('"type":"regenerate"')) regenerated = true;
-      server.send(message);
-    });
-    server.onMessage((message) => {
-      if (!cut && regenerated && String(message).includes('"type":"start"')) {
-        cut = true;
-        ws.close({ code: 4000, reason: 'the network dropped' });
-        server.close();
-        return;
-      }
-      ws.send(message);
-    });
-  });
+  const cut = await cutTheSocketAtTheStartOf(page, 'regenerate');
   const errors = await openReady(page);
   const asked = '[tokens=30] [delay=40] [stamp] regenerated as the network dropped';
   const first = await ask(page, asked);
   await answer(page).locator('.regenerate').click();
-  await expect.poll(() => cut).toBe(true);
+  await expect.poll(cut).toBe(true);
   // The page reconnects, sends the same regenerate again, and follows the version the
   // server began: no "connection lost", no third version.
   await expect(answer(page).locator('.version-label')).toHaveText('2 / 2', { timeout: 20_000 });

@@ -610,3 +610,27 @@ pub async fn follow_the_ask_sent_again(ws: &mut Ws) -> (Answer, String) {
         }
     }
 }
+
+/// The network drops just as `frame` (an `ask`, `regenerate` or `edit`) got its `start`:
+/// sends it, reads up to that `start`, drops the connection, and sends the same frame
+/// on a new one. Returns the student on that connection, the first `start` (its ids,
+/// in an `Answer`) and what the frame sent again got, as [`follow_the_ask_sent_again`]
+/// reads it.
+pub async fn send_again_after_its_start(app: &TestApp, student: Student, frame: Value) -> (Student, Answer, Answer, String) {
+    let Student { cookie, mut ws } = student;
+    send_json(&mut ws, frame.clone()).await;
+    let first = loop {
+        match next_frame(&mut ws).await {
+            ServerFrame::Start { conversation_id, message_id, question_id, replaces, .. } => {
+                break Answer { conversation_id, message_id, question_id, replaces, ..Answer::default() };
+            }
+            ServerFrame::Budget { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    drop(ws); // its chunks are lost with the connection
+    let mut ws = app.socket(&cookie).await;
+    send_json(&mut ws, frame).await;
+    let (again, text) = follow_the_ask_sent_again(&mut ws).await;
+    (Student { cookie, ws }, first, again, text)
+}

@@ -113,23 +113,10 @@ async fn questions_stored(app: &TestApp, cookie: &str) -> Vec<String> {
 #[tokio::test]
 async fn an_ask_sent_again_after_a_drop_follows_the_answer_the_first_began() {
     let app = spawn_app_with(|s| s.question_budget = 1).await;
-    let mut s = app.student().await;
+    let s = app.student().await;
     let ask = json!({"type": "ask", "question": "[tokens=40] [delay=25] asked once", "ask_id": "a-1"});
-    send_json(&mut s.ws, ask.clone()).await;
-    let first = loop {
-        match next_frame(&mut s.ws).await {
-            ServerFrame::Start { conversation_id, message_id, question_id, .. } => {
-                break (conversation_id, message_id, question_id)
-            }
-            ServerFrame::Budget { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    };
-    drop(s.ws); // its chunks are lost with the connection
-
-    let mut ws = app.socket(&s.cookie).await;
-    send_json(&mut ws, ask.clone()).await;
-    let (again, text) = follow_the_ask_sent_again(&mut ws).await;
+    let (s, first, again, text) = send_again_after_its_start(&app, s, ask.clone()).await;
+    let first = (first.conversation_id, first.message_id, first.question_id);
     assert_eq!((again.conversation_id.clone(), again.message_id.clone(), again.question_id.clone()), first);
     assert_eq!(again.end, Some((40, EndReason::Complete)));
     assert_eq!(text, app.last_request().answer, "the whole answer, once");

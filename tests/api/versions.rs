@@ -271,18 +271,9 @@ async fn a_version_sent_again_after_a_drop_is_made_once() {
     // Regenerate: its `start` was on the way when the connection dropped. The frame sent
     // again finds its answer's target already off the branch, and follows the new one.
     let regenerate = json!({"type": "regenerate", "message_id": first.message_id, "ask_id": "v-1"});
-    send_json(&mut s.ws, regenerate.clone()).await;
-    let begun = loop {
-        match next_frame(&mut s.ws).await {
-            ServerFrame::Start { message_id, .. } => break message_id,
-            ServerFrame::Budget { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    };
-    drop(s.ws);
-    s.ws = app.socket(&s.cookie).await;
-    send_json(&mut s.ws, regenerate).await;
-    let (again, text) = follow_the_ask_sent_again(&mut s.ws).await;
+    let (student, begun, again, text) = send_again_after_its_start(&app, s, regenerate).await;
+    s = student;
+    let begun = begun.message_id;
     assert_eq!(again.message_id, begun, "the version begun, followed");
     assert_eq!(again.replaces.as_deref(), Some(first.message_id.as_str()));
     assert_eq!(again.question_id.as_deref(), Some(question_id.as_str()));
@@ -308,18 +299,9 @@ async fn a_version_sent_again_after_a_drop_is_made_once() {
     // Edit: the same, for a new version of the question.
     let edited = "[tokens=20] [delay=10] What is SSE, briefly?";
     let edit = json!({"type": "edit", "message_id": question_id, "question": edited, "ask_id": "v-2"});
-    send_json(&mut s.ws, edit.clone()).await;
-    let begun = loop {
-        match next_frame(&mut s.ws).await {
-            ServerFrame::Start { question_id, .. } => break question_id.unwrap(),
-            ServerFrame::Budget { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    };
-    drop(s.ws);
-    s.ws = app.socket(&s.cookie).await;
-    send_json(&mut s.ws, edit).await;
-    let (again, text) = follow_the_ask_sent_again(&mut s.ws).await;
+    let (student, begun, again, text) = send_again_after_its_start(&app, s, edit).await;
+    s = student;
+    let begun = begun.question_id.unwrap();
     assert_eq!(again.question_id.as_deref(), Some(begun.as_str()), "the edited question begun, followed");
     assert_eq!(again.replaces.as_deref(), Some(question_id.as_str()));
     assert_eq!(again.end.map(|e| e.1), Some(EndReason::Complete));
